@@ -1,0 +1,70 @@
+"""PIL image -> model input tensor, following the bundle's input spec.
+
+Shared by the service (uploads) and the evaluation (`--ood-dir`), so a user's own
+images are converted exactly as the service converts them. Inputs that are not of the
+spec's size are reframed like MNIST was made (LeCun et al.): ink cropped to its
+bounding box, scaled to fit 20/28 of the side, and centred by its centre of mass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from models.manifest import InputSpec
+
+_INK = 0.2  # pixels above this (after polarity fix) count as ink for the bounding box
+
+
+def _to_gray(img: Image.Image) -> Image.Image:
+    """Any mode -> 8-bit grayscale; transparency is composited over white paper."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = arr.max() if arr.max() > 0 else 1.0
+        return Image.fromarray((arr / hi * 255.0).astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(paper, rgba).convert("L")
+    if img.mode != "L":
+        return img.convert("RGB").convert("L")
+    return img
+
+
+def _reframe(arr: np.ndarray, side: int) -> np.ndarray:
+    """MNIST-style framing of ink in [0,1] into a ``side x side`` canvas."""
+    ys, xs = np.nonzero(arr > _INK)
+    if len(ys) == 0:
+        return np.asarray(Image.fromarray((arr * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)) / 255.0
+    crop = arr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    box = round(side * 20 / 28)
+    h, w = crop.shape
+    scale = box / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = np.asarray(Image.fromarray((crop * 255).astype(np.uint8)).resize((nw, nh), Image.LANCZOS)) / 255.0
+    canvas = np.zeros((side, side))
+    mass = small.sum()
+    cy, cx = (np.indices(small.shape) * small).reshape(2, -1).sum(1) / mass if mass > 0 else (nh / 2, nw / 2)
+    top = int(np.clip(round(side / 2 - cy), 0, side - nh))
+    left = int(np.clip(round(side / 2 - cx), 0, side - nw))
+    canvas[top : top + nh, left : left + nw] = small
+    return canvas
+
+
+def to_model_input(img: Image.Image, spec: InputSpec) -> torch.Tensor:
+    """Convert a decoded image to pixels in [0, 1], shape ``[C, H, W]`` (C = spec.channels)."""
+    if spec.channels != 1:
+        rgb = img.convert("RGB").resize((spec.width, spec.height), Image.BILINEAR)
+        return torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+    gray = np.asarray(_to_gray(img), dtype=np.float64) / 255.0
+    if spec.auto_invert:
+        border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+        if border.mean() > 0.5:  # light paper, dark ink: flip to MNIST's polarity
+            gray = 1.0 - gray
+    if gray.shape != (spec.height, spec.width):
+        if spec.height == spec.width:
+            gray = _reframe(gray, spec.height)
+        else:
+            gray = np.asarray(ImageOps.fit(Image.fromarray((gray * 255).astype(np.uint8)), (spec.width, spec.height))) / 255.0
+    return torch.from_numpy(gray.astype(np.float32)).unsqueeze(0)

@@ -1,0 +1,1 @@
+"""Scorers: one number per input, higher = more likely the bad thing (wrong, or OOD)."""

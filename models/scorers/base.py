@@ -1,0 +1,48 @@
+"""The scorer interface (after pytorch-ood): `fit` on in-distribution data, `score` inputs.
+
+Sign convention, everywhere: a higher score means the input is more likely
+misclassified (failure scorers) or more likely out of distribution (OOD scorers).
+Scorers that keep fitted statistics are `nn.Module`s so their state travels in the
+bundle's safetensors under ``scorers.<name>.``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from models.base import UncertaintyModel
+
+
+@dataclass
+class ScoreInput:
+    """What one forward pass of the pipeline has computed for a batch.
+
+    x: normalised inputs ``[B, C, H, W]``; logits: raw logit samples ``[S, B, K]``;
+    features: the model's features ``[S_f, B, D]``; temperature: the calibration T.
+    """
+
+    model: UncertaintyModel
+    x: torch.Tensor
+    logits: torch.Tensor
+    features: torch.Tensor
+    temperature: float
+
+
+class Scorer(nn.Module):
+    """Base class. `params()` returns the JSON-able hyperparameters stored in the manifest."""
+
+    name: ClassVar[str] = "abstract"
+    #: True when the scorer differentiates through the model (ODIN); the pipeline then
+    #: runs it outside inference mode.
+    needs_grad: ClassVar[bool] = False
+
+    def score(self, inp: ScoreInput) -> torch.Tensor:
+        """Scores ``[B]``: higher = more likely wrong / out of distribution."""
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        return {}

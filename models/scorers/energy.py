@@ -1,0 +1,52 @@
+"""Energy score (Liu, Wang, Owens & Li, "Energy-based Out-of-distribution Detection",
+NeurIPS 2020): E(x) = -T * logsumexp_k(f_k(x) / T). Higher energy = more likely OOD.
+
+The energy is the negative log of the classifier's unnormalised input density
+(the free energy of the logits read as an energy-based model), so unlike the max
+softmax it is not squashed to [0, 1] and does not saturate on confident inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from models.scorers.base import ScoreInput, Scorer
+
+
+def energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Free energy ``[..., K] -> [...]``: ``-T * logsumexp(logits / T)`` over the last axis."""
+    return -temperature * torch.logsumexp(logits / temperature, dim=-1)
+
+
+class Energy(Scorer):
+    """OOD score = energy of the logits (higher = more likely out of distribution).
+
+    Sampled models (logits ``[S, B, K]``, S > 1): the score is the mean over samples of
+    each sample's energy, ``mean_s E(f_s(x))``. We do not take the energy of the
+    averaged logit: ensemble members' logits carry arbitrary per-member offsets, and
+    averaging energies (= the log of the geometric mean of the partition functions)
+    keeps each member's own density estimate; for S = 1 both are Liu et al.'s score.
+
+    `temperature` is the energy's own T (Liu et al. use T = 1), independent of the
+    calibration temperature in `ScoreInput`, which only rescales confidence.
+
+    Args:
+        temperature: T > 0 of the energy.
+    """
+
+    name = "energy"
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        self.temperature = float(temperature)
+
+    def score(self, inp: ScoreInput) -> torch.Tensor:
+        """Scores ``[B]`` from logits ``[S, B, K]``: the per-sample energy averaged over S."""
+        return energy(inp.logits, self.temperature).mean(0)
+
+    def params(self) -> dict[str, Any]:
+        return {"temperature": self.temperature}

@@ -1,0 +1,144 @@
+"""ODIN (Liang, Li & Srikant, "Enhancing the Reliability of Out-of-distribution Image
+Detection in Neural Networks", ICLR 2018): temperature scaling plus one signed-gradient
+input step that raises the max softmax; in-distribution inputs gain more than OOD ones.
+
+Score = 1 - max_k p_k(x'; T), with x' = x + eps * sign(grad_x log p_yhat(x; T)) (the
+paper's x - eps * sign(-grad_x log S_yhat)). Higher = more likely out of distribution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.base import UncertaintyModel
+from models.scorers.base import ScoreInput, Scorer
+
+#: Generalized ODIN's search grid (Hsu et al. 2020, Sec. 4), plus 0 = no preprocessing.
+DEFAULT_GRID_EPS: tuple[float, ...] = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
+
+
+def max_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``[S, B, K] -> [B]``: max over classes of the sample-averaged softmax(logits / T)."""
+    return torch.softmax(logits / temperature, dim=-1).mean(0).max(-1).values
+
+
+def _require_eval_batchnorm(model: nn.Module) -> None:
+    # Batch statistics would couple the inputs of a batch, so one input's gradient (and
+    # score) would depend on its neighbours. We refuse rather than flip a shared model.
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules()):
+        raise RuntimeError("ODIN needs BatchNorm in eval mode: call model.eval() first")
+
+
+def log_max_softmax_grad(model: UncertaintyModel, x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``grad_x sum_b log p_{yhat_b}(x_b; T)``, shape ``[B, C, H, W]``, in one backward pass.
+
+    p is the sample-averaged softmax of ``model.sample_logits`` ``[S, B, K]`` and yhat its
+    argmax. The loss is a sum over the batch and, with BatchNorm in eval mode, input b
+    only reaches output b, so row b of the gradient depends on ``x_b`` alone.
+    `torch.autograd.grad` w.r.t. x only: parameter ``.grad`` fields are never touched.
+    """
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError("ODIN differentiates through the model: call it outside torch.inference_mode()")
+    _require_eval_batchnorm(model)
+    with torch.enable_grad():
+        x = x.detach().clone().requires_grad_(True)  # clone: an inference tensor cannot enter autograd
+        probs = torch.softmax(model.sample_logits(x) / temperature, dim=-1).mean(0)  # [B, K]
+        log_top = torch.log(probs.max(-1).values.clamp_min(1e-30))  # [B]; max = p at argmax
+        (grad,) = torch.autograd.grad(log_top.sum(), x)
+    return grad
+
+
+def odin_step(eps: float, std: Sequence[float] | None, x: torch.Tensor) -> torch.Tensor:
+    """Step size in normalised units, broadcastable to ``x`` ``[B, C, H, W]``: eps / std_c.
+
+    Liang et al.'s eps is in pixel units ([0, 1]); inputs here are normalised
+    ``(p - mean) / std``, so a pixel step eps is eps / std_c per channel (as their code
+    does). With ``std=None`` eps is taken in normalised units as is.
+    """
+    if std is None:
+        return torch.tensor(eps, dtype=x.dtype, device=x.device)
+    s = torch.as_tensor(list(std), dtype=x.dtype, device=x.device)
+    if s.numel() not in (1, x.shape[1]):
+        raise ValueError(f"std has {s.numel()} entries for {x.shape[1]} channels")
+    return eps / s.view(1, -1, *([1] * (x.dim() - 2)))
+
+
+class ODIN(Scorer):
+    """ODIN OOD score ``[B]`` (higher = more likely out of distribution).
+
+    Sampled models (logits ``[S, B, K]``): yhat and the max softmax use the average over
+    samples of softmax(logits / T), for the gradient as for the score. `temperature` is
+    ODIN's own T (Liang et al.: T = 1000), not the calibration T of `ScoreInput`.
+    With ``eps == 0`` the pipeline's logits are reused (no extra forward pass); else a
+    stochastic model (MC dropout) draws fresh samples for the gradient and score passes.
+
+    Args:
+        temperature: ODIN's T > 0. eps: step (pixel units if `std` is given, see
+            `odin_step`); default 0.0014 is Liang et al.'s CIFAR-10 choice; fit it with
+            `choose_odin_params`. std: per-channel normalisation std of the inputs.
+    """
+
+    name = "odin"
+    needs_grad = True
+
+    def __init__(self, temperature: float = 1000.0, eps: float = 0.0014, std: Sequence[float] | None = None) -> None:
+        super().__init__()
+        if temperature <= 0 or eps < 0:
+            raise ValueError("need temperature > 0 and eps >= 0")
+        self.temperature = float(temperature)
+        self.eps = float(eps)
+        self.std = None if std is None else [float(s) for s in std]
+
+    def perturb(self, model: UncertaintyModel, x: torch.Tensor) -> torch.Tensor:
+        """The preprocessed input x' ``[B, C, H, W]`` (one step up the log max softmax)."""
+        grad = log_max_softmax_grad(model, x, self.temperature)
+        return x.detach() + odin_step(self.eps, self.std, x) * torch.sign(grad)
+
+    def score(self, inp: ScoreInput) -> torch.Tensor:
+        """Scores ``[B]`` = 1 - max_k mean_s softmax(f_s(x') / T)_k."""
+        if self.eps == 0.0:
+            return 1.0 - max_softmax(inp.logits.detach(), self.temperature)
+        x_adv = self.perturb(inp.model, inp.x)
+        with torch.no_grad():
+            return 1.0 - max_softmax(inp.model.sample_logits(x_adv), self.temperature)
+
+    def params(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "eps": self.eps, "std": self.std}
+
+
+def choose_odin_params(
+    model: UncertaintyModel,
+    x_val: torch.Tensor,
+    grid_T: Sequence[float] = (1000.0,),
+    grid_eps: Sequence[float] = DEFAULT_GRID_EPS,
+    std: Sequence[float] | None = None,
+    batch_size: int = 256,
+) -> tuple[float, float, float]:
+    """Pick (T, eps) from in-distribution validation inputs ``[N, C, H, W]`` only.
+
+    Criterion (Hsu et al., "Generalized ODIN", CVPR 2020, Sec. 3.3): eps maximises the
+    mean over the ID set of the perturbed max softmax ``mean_n max_k p_k(x'_n; T)``; no
+    OOD data is used. T is not fitted: that criterion rises monotonically as T falls
+    (every max softmax does), so it cannot choose T; we take ``max(grid_T)`` following
+    Liang et al.'s finding that larger T helps and saturates by T = 1000. `x_val` is
+    normalised; eps and `std` are as in `ODIN`. Returns (T, eps, criterion value).
+    """
+    if len(grid_eps) == 0 or len(grid_T) == 0 or len(x_val) == 0:
+        raise ValueError("need a non-empty grid_T, grid_eps and x_val")
+    temperature = float(max(grid_T))
+    totals = torch.zeros(len(grid_eps), dtype=torch.float64)
+    for start in range(0, len(x_val), batch_size):
+        x = x_val[start : start + batch_size]
+        # The gradient does not depend on eps: one backward pass per batch for all of the grid.
+        sign = torch.sign(log_max_softmax_grad(model, x, temperature))
+        with torch.no_grad():
+            for i, eps in enumerate(grid_eps):
+                x_adv = x + odin_step(float(eps), std, x) * sign
+                totals[i] += max_softmax(model.sample_logits(x_adv), temperature).double().sum()
+    means = totals / len(x_val)
+    best = int(torch.argmax(means))
+    return temperature, float(grid_eps[best]), float(means[best])

@@ -1,0 +1,32 @@
+"""Scorer classes by name; a manifest names a scorer and its params, this builds it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.scorers.base import Scorer
+from models.scorers.confidnet import ConfidNetScorer
+from models.scorers.energy import Energy
+from models.scorers.entropy import MutualInformation, PredictiveEntropy
+from models.scorers.mahalanobis import Mahalanobis
+from models.scorers.msp import MaxSoftmax
+from models.scorers.odin import ODIN
+
+SCORERS: dict[str, type[Scorer]] = {
+    cls.name: cls for cls in (MaxSoftmax, PredictiveEntropy, MutualInformation)
+}
+# OOD scorers (entropy and mutual information above serve for OOD as well).
+SCORERS.update({cls.name: cls for cls in (Energy, ODIN, Mahalanobis)})
+SCORERS[ConfidNetScorer.name] = ConfidNetScorer  # failure scorer (Corbière et al. 2019)
+
+
+def register(cls: type[Scorer]) -> type[Scorer]:
+    """Class decorator for scorers defined in their own modules."""
+    SCORERS[cls.name] = cls
+    return cls
+
+
+def build_scorer(name: str, params: dict[str, Any] | None = None) -> Scorer:
+    if name not in SCORERS:
+        raise KeyError(f"unknown scorer {name!r}; known: {sorted(SCORERS)}")
+    return SCORERS[name](**(params or {}))

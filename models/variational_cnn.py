@@ -1,0 +1,137 @@
+"""A Bayes-by-Backprop `SmallCNN` and its ELBO loss (Blundell et al. 2015).
+
+Same anatomy as `models.architectures.SmallCNN` (three conv blocks, fc1, fc2) with
+every conv and linear layer variational; BatchNorm stays deterministic (its
+parameters are point estimates; in eval mode it is a fixed affine map). K posterior
+samples are one batched forward over the batch repeated K times: with the local
+reparameterisation trick each row gets independent noise, so row k of the repeat
+is a draw from the predictive.
+
+Training: ``model = variational_cnn(**arch_params, prior={...})`` in train mode,
+``logits = model.sample_logits(x, num_samples=1)``,
+``loss = elbo_loss(logits, y, kl_divergence(model), len(train_set))``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.base import UncertaintyModel
+from models.priors import Prior, build_prior, prior_spec
+from models.sampling import seeded_generator
+from models.variational import Conv2dVariational, LinearVariational, VariationalLayer
+
+
+class VariationalCNN(UncertaintyModel):
+    """`features(x)` -> ``[K, B, D]`` (one posterior sample per row), `head_samples` -> ``[K, B, C]``."""
+
+    method = "variational"
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        input_size: int = 28,
+        widths: tuple[int, ...] | list[int] = (16, 32, 64),
+        hidden: int = 128,
+        dropout: float = 0.0,
+        prior: Prior | None = None,
+        num_samples: int = 10,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        chans = [in_channels, *widths]
+        self.conv = nn.Sequential(
+            *(
+                nn.Sequential(
+                    Conv2dVariational(a, b, 3, padding=1, bias=False, prior=prior),
+                    nn.BatchNorm2d(b),
+                    nn.ReLU(inplace=True),
+                    nn.MaxPool2d(2),
+                )
+                for a, b in itertools.pairwise(chans)
+            )
+        )
+        side = input_size
+        for _ in widths:
+            side //= 2
+        self.flat_dim = widths[-1] * side * side
+        self.feature_dim = hidden
+        self.fc1 = LinearVariational(self.flat_dim, hidden, prior=prior)
+        self.fc2 = LinearVariational(hidden, num_classes, prior=prior)
+        # As in SmallCNN, dropout (if any) only regularises training, so `arch_params` mean the
+        # same for every method; the inference noise comes from the weight posterior alone.
+        self.dropout = dropout
+        self.num_samples = int(num_samples)
+        self.seed = seed
+        self.generator = seeded_generator(seed)
+
+    @property
+    def generator(self) -> torch.Generator | None:
+        """The RNG of every variational layer (None: torch's global RNG)."""
+        return self._generator
+
+    @generator.setter
+    def generator(self, gen: torch.Generator | None) -> None:
+        self._generator = gen
+        for m in self.modules():
+            if isinstance(m, VariationalLayer):
+                m.generator = gen
+
+    def method_params(self) -> dict[str, Any]:
+        """JSON-able hyperparameters for the manifest's `method_params`."""
+        return {"num_samples": self.num_samples, "seed": self.seed, "prior": prior_spec(self.fc1.prior)}
+
+    def features(self, x: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
+        # [B, C, H, W] -> repeat -> [K*B, C, H, W] -> [K*B, D] -> [K, B, D]
+        k = self.num_samples if num_samples is None else num_samples
+        b = x.shape[0]
+        rows = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
+        flat = nn.functional.dropout(self.conv(rows).flatten(1), self.dropout, self.training)
+        hidden = torch.relu(self.fc1(flat))
+        return hidden.view(k, b, -1)
+
+    def head_samples(self, feats: torch.Tensor) -> torch.Tensor:
+        # [K, B, D] -> [K, B, C]; fc2 draws fresh noise per row as well.
+        return self.fc2(nn.functional.dropout(feats, self.dropout, self.training))
+
+    def sample_logits(self, x: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
+        """Logit samples ``[K, B, C]``; `num_samples` overrides K (training uses 1)."""
+        return self.head_samples(self.features(x, num_samples))
+
+
+def variational_cnn(
+    prior: dict[str, Any] | None = None, num_samples: int = 10, seed: int | None = None, **arch_params: Any
+) -> VariationalCNN:
+    """Build the (training-time and serving) variational CNN; `prior` is `build_prior`'s JSON form."""
+    return VariationalCNN(**arch_params, prior=build_prior(prior), num_samples=num_samples, seed=seed)
+
+
+def elbo_loss(logits: torch.Tensor, labels: torch.Tensor, kl: torch.Tensor, dataset_size: int) -> torch.Tensor:
+    """Negative ELBO per training example: ``NLL + KL / N``; logits ``[S, B, C]`` or ``[B, C]``, labels ``[B]``.
+
+    The ELBO over the whole data set is ``sum_n E_q[log p(y_n | x_n, w)] - KL(q || p)``.
+    A minibatch estimate divided by N (the data set size) is the mean per-example NLL
+    of the batch plus ``KL / N``: the KL is paid once per epoch, spread over the
+    batches (Blundell et al.'s uniform weighting, pi_i = 1/M, M batches, then divided
+    by the batch size). Dividing KL by the batch size instead would over-regularise
+    by N/B. The expected log-likelihood is the mean over the S samples of each
+    sample's NLL (not the NLL of the averaged prediction, which would be a
+    different, non-ELBO objective).
+    """
+    if logits.dim() == 2:
+        logits = logits.unsqueeze(0)
+    s, b, c = logits.shape
+    nll = nn.functional.cross_entropy(logits.reshape(s * b, c), labels.repeat(s))
+    return nll + kl / dataset_size
+
+
+def build_variational(arch: str, arch_params: dict[str, Any], method_params: dict[str, Any]) -> UncertaintyModel:
+    """METHODS builder: an untrained variational CNN with the manifest's prior and K."""
+    if arch != "small_cnn":
+        raise KeyError(f"the variational CNN mirrors 'small_cnn' only, not {arch!r}")
+    return variational_cnn(**method_params, **arch_params)

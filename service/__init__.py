@@ -1,0 +1,1 @@
+"""The HTTP service: app factory, routes, decoding, inference runtime, policy, request log."""

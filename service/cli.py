@@ -1,0 +1,67 @@
+"""The `vigil` console script: one entry point, subcommands.
+
+Service commands live here; other packages add theirs through the `vigil.commands`
+entry-point group (see pyproject.toml), so this module never imports `training`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    overrides: dict[str, object] = {}
+    if args.model:
+        overrides["model_dir"] = Path(args.model)
+    if args.migrate:
+        overrides["migrate_on_start"] = True
+    settings = Settings(**overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=args.host or settings.host, port=args.port or settings.port, log_config=None)
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from service.db.migrate import upgrade
+    from service.settings import Settings
+
+    url = args.url or Settings().database_url
+    upgrade(url)
+    print(f"database at {url} upgraded to head")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vigil", description="Uncertainty-aware image classification service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the HTTP service")
+    p.add_argument("--model", default=None, help="bundle folder (default: the shipped bundle, or VIGIL_MODEL_DIR)")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--migrate", action="store_true", help="apply database migrations at start")
+    p.set_defaults(func=_serve)
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    up = db.add_parser("upgrade", help="apply Alembic migrations up to head")
+    up.add_argument("--url", default=None, help="database URL (default VIGIL_DATABASE_URL)")
+    up.set_defaults(func=_db_upgrade)
+    for ep in entry_points(group="vigil.commands"):
+        ep.load()(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

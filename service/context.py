@@ -1,0 +1,32 @@
+"""Everything the lifespan builds, in one object on `app.state`; routes get it by dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+
+from models.bundle import Bundle
+from service.db.writer import LogWriter
+from service.runtime import InferenceRuntime
+from service.settings import Settings
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    bundle: Bundle
+    runtime: InferenceRuntime
+    engine: Engine
+    writer: LogWriter
+    #: SHA-256 digests of the admin keys (see service/auth.py); raw keys are not kept.
+    admin_key_digests: list[str]
+
+
+def get_ctx(request: Request) -> AppContext:
+    return request.app.state.ctx
+
+
+CtxDep = Annotated[AppContext, Depends(get_ctx)]

@@ -1,0 +1,1 @@
+"""The request log: tables, engine, migrations, and the background writer."""

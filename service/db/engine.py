@@ -1,0 +1,21 @@
+"""Engine construction: the URL decides the backend (SQLite file by default, PostgreSQL)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine, event
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _wal(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            # WAL lets readers (reports, tests) run while the writer inserts.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)

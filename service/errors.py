@@ -1,0 +1,55 @@
+"""One error shape for every client mistake: ``{"error": {code, message, request_id}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("vigil.errors")
+
+
+class ApiError(Exception):
+    """A client-facing error with an HTTP status and a stable machine-readable code."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_body(code: str, message: str, request_id: str | None) -> dict[str, dict[str, str | None]]:
+    return {"error": {"code": code, "message": message, "request_id": request_id}}
+
+
+def _rid(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, _rid(request)), exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        msg = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
+        return JSONResponse(error_body("invalid_request", msg, _rid(request)), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail), _rid(request)), exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Loud, never silent: the traceback goes to the log, the client gets the request id.
+        log.exception("unhandled error", extra={"request_id": _rid(request)})
+        return JSONResponse(error_body("internal_error", "internal error; quote the request id", _rid(request)), 500)

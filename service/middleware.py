@@ -1,0 +1,39 @@
+"""Request id middleware (pure ASGI).
+
+Every request gets a fresh server id (unique in the request log, used for feedback).
+A client's own sane `X-Request-ID` is kept beside it for correlation and echoed back;
+it is never used as the log key, because clients can (and do) repeat ids.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_VALID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        rid = uuid.uuid4().hex
+        client_rid = given if _VALID.match(given) else None
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        state["client_request_id"] = client_rid
+        echo = (client_rid or rid).encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", echo))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

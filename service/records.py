@@ -1,0 +1,41 @@
+"""Building request-log records (plain dicts, the writer's currency) from a request's life."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+from starlette.requests import Request
+
+from models.manifest import Manifest
+
+
+def client_id(request: Request, salt: str) -> str | None:
+    """A salted hash of the client address: stable per client, never the raw address."""
+    host = request.client.host if request.client else None
+    if host is None:
+        return None
+    return "ip:" + hashlib.sha256(f"{salt}:{host}".encode()).hexdigest()[:24]
+
+
+def base_record(request: Request, manifest: Manifest, salt: str, endpoint: str) -> dict[str, Any]:
+    return {
+        "request_id": request.state.request_id,
+        "client_request_id": getattr(request.state, "client_request_id", None),
+        "received_at": dt.datetime.now(dt.UTC),
+        "endpoint": endpoint,
+        "client_id": client_id(request, salt),
+        "model_name": manifest.name,
+        "model_version": manifest.version,
+    }
+
+
+def input_fields(data: bytes, width: int | None = None, height: int | None = None, mode: str | None = None) -> dict[str, Any]:
+    return {
+        "input_sha256": hashlib.sha256(data).hexdigest() if data else None,
+        "input_bytes": len(data),
+        "input_width": width,
+        "input_height": height,
+        "input_mode": mode,
+    }

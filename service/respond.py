@@ -1,0 +1,67 @@
+"""Pipeline output for one input -> the v1 response and the matching log fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.manifest import Manifest
+from models.pipeline import PipelineOutput
+from service.policy import decide
+from service.schemas import ModelRef, Prediction, PredictionPublic, ScorePublic, UncertaintyPublic
+
+
+def build_prediction(out: PipelineOutput, manifest: Manifest, request_id: str, latency_ms: float) -> PredictionPublic:
+    """`out` holds one input (batch dimension 1)."""
+    probs = [round(float(p), 6) for p in out.probs[0]]
+    label = int(out.probs[0].argmax())
+    failure = ScorePublic(
+        method=manifest.failure.name,
+        score=float(out.failure_score[0]),
+        threshold=manifest.failure.threshold,
+        flagged=bool(float(out.failure_score[0]) > manifest.failure.threshold),
+    )
+    ood = ScorePublic(
+        method=manifest.ood.name,
+        score=float(out.ood_score[0]),
+        threshold=manifest.ood.threshold,
+        flagged=bool(float(out.ood_score[0]) > manifest.ood.threshold),
+    )
+    single = out.sample_probs.shape[0] == 1
+    return PredictionPublic(
+        request_id=request_id,
+        model=ModelRef(name=manifest.name, version=manifest.version, method=manifest.method),
+        prediction=Prediction(label=label, class_name=manifest.class_names[label]),
+        probabilities=probs,
+        confidence=float(out.probs[0, label]),
+        uncertainty=UncertaintyPublic(
+            predictive_entropy=float(out.predictive_entropy[0]),
+            mutual_information=None if single else float(out.mutual_information[0]),
+        ),
+        failure=failure,
+        ood=ood,
+        prediction_set=[int(i) for i in out.prediction_sets[0].nonzero().flatten()],
+        decision=decide(ood.flagged, failure.flagged),
+        latency_ms=round(latency_ms, 3),
+    )
+
+
+def log_fields(p: PredictionPublic) -> dict[str, Any]:
+    return {
+        "predicted_label": p.prediction.label,
+        "class_name": p.prediction.class_name,
+        "probabilities": p.probabilities,
+        "confidence": p.confidence,
+        "predictive_entropy": p.uncertainty.predictive_entropy,
+        "mutual_information": p.uncertainty.mutual_information,
+        "failure_method": p.failure.method,
+        "failure_score": p.failure.score,
+        "failure_threshold": p.failure.threshold,
+        "failure_flagged": p.failure.flagged,
+        "ood_method": p.ood.method,
+        "ood_score": p.ood.score,
+        "ood_threshold": p.ood.threshold,
+        "ood_flagged": p.ood.flagged,
+        "prediction_set": p.prediction_set,
+        "decision": p.decision,
+        "latency_ms": p.latency_ms,
+    }

@@ -1,0 +1,31 @@
+"""Liveness (process up) and readiness (model warmed up and database reachable)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from service.context import CtxDep
+from service.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness: the process is up")
+def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health}}, summary="Readiness: model loaded, database reachable")
+def readyz(ctx: CtxDep) -> JSONResponse:
+    checks = {"model": ctx.runtime.ready, "database": False}
+    try:
+        with ctx.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = True
+    except Exception:  # any driver error means "not reachable" here
+        checks["database"] = False
+    ok = all(checks.values())
+    body = Health(status="ok" if ok else "not_ready", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

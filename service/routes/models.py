@@ -1,0 +1,69 @@
+"""Model cards: what is served, how its thresholds were chosen, what decisions mean."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from service.context import CtxDep
+from service.errors import ApiError
+from service.policy import MEANINGS
+from service.schemas import ErrorResponse
+
+router = APIRouter(tags=["models"])
+
+
+class ScorerCard(BaseModel):
+    name: str
+    params: dict[str, Any]
+    threshold: float
+    criterion: str = Field(description="How the threshold was chosen, on held-out in-distribution data.")
+
+
+class ModelCard(BaseModel):
+    name: str
+    version: str
+    method: str
+    architecture: str
+    class_names: list[str]
+    temperature: float = Field(description="Temperature-scaling T applied to every logit sample (Guo et al. 2017).")
+    failure: ScorerCard
+    ood: ScorerCard
+    conformal: dict[str, Any]
+    metrics: dict[str, Any] = Field(description="Validation and test metrics recorded at training time.")
+    decisions: dict[str, str] = Field(description="What each decision means, in plain words.")
+    created_at: str
+    training_seconds: float
+
+
+def _card(ctx: CtxDep) -> ModelCard:
+    m = ctx.bundle.manifest
+    return ModelCard(
+        name=m.name,
+        version=m.version,
+        method=m.method,
+        architecture=m.architecture,
+        class_names=m.class_names,
+        temperature=m.temperature,
+        failure=ScorerCard(**m.failure.model_dump()),
+        ood=ScorerCard(**m.ood.model_dump()),
+        conformal=m.conformal.model_dump(),
+        metrics=m.metrics,
+        decisions=MEANINGS,
+        created_at=m.created_at,
+        training_seconds=m.training_seconds,
+    )
+
+
+@router.get("/v1/models", response_model=list[ModelCard], summary="The served models")
+def list_models(ctx: CtxDep) -> list[ModelCard]:
+    return [_card(ctx)]
+
+
+@router.get("/v1/models/{name}", response_model=ModelCard, responses={404: {"model": ErrorResponse}}, summary="One model's card")
+def get_model(name: str, ctx: CtxDep) -> ModelCard:
+    if name != ctx.bundle.manifest.name:
+        raise ApiError(404, "unknown_model", f"no model named {name!r}; served: {ctx.bundle.manifest.name!r}")
+    return _card(ctx)

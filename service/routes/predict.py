@@ -1,0 +1,100 @@
+"""POST /v1/predict: one image in, the v1 contract out; every request logged, even rejected ones."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from models.preprocess import to_model_input
+from service.context import AppContext, CtxDep
+from service.db.writer import QueueFull
+from service.decode import decode_image
+from service.errors import ApiError
+from service.records import base_record, input_fields
+from service.respond import build_prediction, log_fields
+from service.schemas import ErrorResponse, PredictionPublic
+from service.upload import image_bytes
+
+router = APIRouter(tags=["predict"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorResponse, "description": d}
+    for s, d in {
+        400: "Empty body or malformed multipart.",
+        413: "Body over the size limit, or image with too many pixels (refused before decoding).",
+        415: "Missing/unsupported content type, not an image, or a format outside the allow-list.",
+        422: "Corrupt, truncated or multi-frame image, or no 'image' field.",
+        503: "The request log queue is full; retry after the Retry-After header.",
+    }.items()
+}
+
+IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "required": ["image"], "properties": {"image": {"type": "string", "format": "binary"}}}
+            },
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+def _decode(ctx: AppContext, data: bytes) -> tuple[torch.Tensor, dict[str, Any]]:
+    s = ctx.settings
+    img = decode_image(data, s.max_image_pixels, s.max_image_side)
+    pixels = to_model_input(img.image, ctx.bundle.manifest.input)
+    return pixels, input_fields(data, img.width, img.height, img.mode)
+
+
+def submit(ctx: AppContext, record: dict[str, Any]) -> None:
+    """Enqueue a log record; a full queue becomes a 503 instead of a silently lost row."""
+    try:
+        ctx.writer.submit(record)
+    except QueueFull as e:
+        raise ApiError(503, "log_backpressure", "the request log is saturated; retry shortly", {"Retry-After": "1"}) from e
+
+
+@router.post(
+    "/v1/predict",
+    response_model=PredictionPublic,
+    responses=ERRORS,
+    openapi_extra=IMAGE_BODY,
+    summary="Classify one image, with calibrated uncertainty and a decision",
+)
+async def predict(request: Request, ctx: CtxDep) -> PredictionPublic:
+    """Send one image as multipart field `image`, or as a raw body with an `image/*` content type.
+
+    The answer says what the model predicts, how sure it is (calibrated), whether the
+    prediction is likely wrong (`failure`), whether the input is unlike the training
+    data (`ood`), a conformal prediction set, and a `decision` to act on.
+    """
+    start = time.perf_counter()
+    manifest = ctx.bundle.manifest
+    record = base_record(request, manifest, ctx.settings.client_id_salt, "/v1/predict")
+    data = b""
+    try:
+        data = await image_bytes(request, ctx.settings.max_upload_bytes)
+        pixels, fields = await run_in_threadpool(_decode, ctx, data)
+        record.update(fields)
+        out = await ctx.runtime.run(pixels.unsqueeze(0))
+        latency = (time.perf_counter() - start) * 1000
+        response = build_prediction(out, manifest, request.state.request_id, latency)
+        record.update(log_fields(response), http_status=200)
+        submit(ctx, record)
+        return response
+    except ApiError as e:
+        if e.code != "log_backpressure":
+            record.setdefault("input_sha256", None)
+            if data and record["input_sha256"] is None:
+                record.update(input_fields(data))
+            record.update(http_status=e.status, error_code=e.code, error_message=e.message[:500])
+            record["latency_ms"] = round((time.perf_counter() - start) * 1000, 3)
+            submit(ctx, record)
+        raise

@@ -1,0 +1,81 @@
+"""API schemas (pydantic): what clients send and receive. Field descriptions feed /docs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ModelRef(BaseModel):
+    name: str = Field(description="Bundle name from its manifest.")
+    version: str = Field(description="Bundle version from its manifest.")
+    method: str = Field(description="Uncertainty method: deterministic, mc_dropout, ensemble, variational, laplace.")
+
+
+class Prediction(BaseModel):
+    label: int = Field(description="Index of the most probable class.")
+    class_name: str = Field(description="Human name of that class.")
+
+
+class UncertaintyPublic(BaseModel):
+    predictive_entropy: float = Field(description="Entropy of the averaged predictive (nats): total uncertainty.")
+    mutual_information: float | None = Field(
+        description="Epistemic part of the entropy (nats): disagreement between samples/members. Null for single-sample models."
+    )
+
+
+class ScorePublic(BaseModel):
+    method: str = Field(description="Scorer that produced the score.")
+    score: float = Field(description="Higher means more likely the bad thing (wrong prediction / out of distribution).")
+    threshold: float = Field(description="Fitted on held-out in-distribution data; flagged when score > threshold.")
+    flagged: bool = Field(description="score > threshold.")
+
+
+class PredictionPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "request_id": "6f1c2a9e8b7d4c3a9e1f0a2b3c4d5e6f",
+                "model": {"name": "mnist-deterministic", "version": "1", "method": "deterministic"},
+                "prediction": {"label": 7, "class_name": "7"},
+                "probabilities": [0.0, 0.0, 0.001, 0.0, 0.0, 0.0, 0.0, 0.998, 0.0, 0.001],
+                "confidence": 0.998,
+                "uncertainty": {"predictive_entropy": 0.012, "mutual_information": None},
+                "failure": {"method": "msp", "score": 0.002, "threshold": 0.04, "flagged": False},
+                "ood": {"method": "msp", "score": 0.002, "threshold": 0.3, "flagged": False},
+                "prediction_set": [7],
+                "decision": "accept",
+                "latency_ms": 3.2,
+            }
+        }
+    )
+
+    request_id: str = Field(description="Unique id of this request; also in the X-Request-ID header and the request log.")
+    model: ModelRef
+    prediction: Prediction
+    probabilities: list[float] = Field(description="Calibrated (temperature-scaled) class probabilities, averaged over samples.")
+    confidence: float = Field(description="Calibrated probability of the predicted class.")
+    uncertainty: UncertaintyPublic
+    failure: ScorePublic = Field(description="Is this prediction likely wrong? (misclassification detection)")
+    ood: ScorePublic = Field(description="Is this input unlike the training data? (out-of-distribution detection)")
+    prediction_set: list[int] = Field(description="Conformal prediction set: contains the true class with probability >= 1 - alpha.")
+    decision: Literal["accept", "abstain", "reject_ood"] = Field(
+        description="reject_ood if ood.flagged, else abstain if failure.flagged, else accept."
+    )
+    latency_ms: float = Field(description="Server-side time from receipt to answer, in milliseconds.")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable error code, e.g. not_an_image.")
+    message: str = Field(description="Human-readable explanation.")
+    request_id: str | None = Field(description="Id of the failed request, as logged.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: Literal["ok", "not_ready"]
+    checks: dict[str, bool] = {}

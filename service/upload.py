@@ -1,0 +1,58 @@
+"""Getting the image bytes out of a request: multipart field `image`, or a raw `image/*` body.
+
+The body is read as a stream and refused (413) as soon as it passes the size limit, so
+an oversized upload is never held in memory whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+
+from service.errors import ApiError
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "payload_too_large", f"the body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"the body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _once(data: bytes) -> AsyncGenerator[bytes, None]:
+    yield data
+
+
+async def image_bytes(request: Request, limit: int) -> bytes:
+    """The uploaded image's bytes, or an `ApiError` saying what is wrong with the request."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not ctype:
+        raise ApiError(415, "missing_content_type", "set Content-Type: multipart/form-data (field 'image') or image/*")
+    if not (ctype == "multipart/form-data" or ctype.startswith("image/")):
+        raise ApiError(415, "unsupported_media_type", f"Content-Type {ctype} is not accepted; use multipart/form-data or image/*")
+    body = await read_limited(request, limit)
+    if ctype.startswith("image/"):
+        return body
+    if not body:
+        raise ApiError(400, "empty_body", "the request carries no image bytes")
+    try:
+        form = await MultiPartParser(request.headers, _once(body), max_files=1, max_fields=10, max_part_size=limit).parse()
+    except MultiPartException as e:
+        raise ApiError(400, "malformed_multipart", f"the multipart body could not be parsed: {e.message}") from e
+    try:
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(422, "missing_image_field", "the multipart body has no file field named 'image'")
+        return await upload.read()
+    finally:
+        await form.close()

@@ -1,0 +1,106 @@
+"""ConfidNet: the target is the true-class probability, the score's sign, registry and bundle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from models.architectures import SmallCNN
+from models.confidnet import ConfidNetHead, confidnet_loss, confidnet_training_pairs, tcp_targets
+from models.deterministic import Deterministic
+from models.scorers.base import ScoreInput
+from models.scorers.confidnet import ConfidNetScorer
+from models.scorers.registry import SCORERS, build_scorer
+from tests.models.zoo_helpers import TINY_ARCH, round_trip
+
+
+def test_target_is_the_true_class_probability_not_the_max() -> None:
+    # Confidently wrong: MCP is high, TCP (class 2) small; right: TCP = MCP.
+    logits = torch.tensor([[4.0, 0.0, -2.0], [4.0, 0.0, -2.0]])
+    labels = torch.tensor([2, 0])
+    probs = torch.softmax(logits, -1)
+    tcp = tcp_targets(logits, labels)
+    assert torch.allclose(tcp, probs[[0, 1], [2, 0]])
+    assert float(tcp[0]) < 0.01 and float(probs[0].max()) > 0.9
+    assert torch.allclose(tcp[1], probs[1].max())
+
+
+def test_target_uses_the_sample_averaged_predictive_and_the_temperature() -> None:
+    logits = torch.tensor([[[3.0, 0.0]], [[0.0, 3.0]]])  # two samples that disagree, [2, 1, 2]
+    assert torch.allclose(tcp_targets(logits, torch.tensor([0])), torch.tensor([0.5]))
+    hot = tcp_targets(logits[0], torch.tensor([0]), temperature=1e6)
+    assert torch.allclose(hot, torch.tensor([0.5]), atol=1e-4)
+
+
+def test_training_pairs_repeat_the_tcp_for_every_feature_sample() -> None:
+    feats = torch.randn(3, 4, 6)
+    logits, labels = torch.randn(3, 4, 5), torch.randint(0, 5, (4,))
+    inputs, targets = confidnet_training_pairs(feats, logits, labels)
+    assert inputs.shape == (12, 6) and targets.shape == (12,)
+    assert torch.allclose(targets.view(3, 4), tcp_targets(logits, labels).expand(3, -1))
+    assert torch.equal(inputs.view(3, 4, 6), feats)
+
+
+def test_a_few_steps_fit_the_tcp() -> None:
+    torch.manual_seed(0)
+    feats = torch.randn(64, 8)
+    target = torch.sigmoid(feats[:, 0] * 3)  # a learnable TCP
+    head = ConfidNetHead(8, hidden=[16])
+    opt = torch.optim.Adam(head.parameters(), lr=0.05)
+    start = float(confidnet_loss(head(feats), target).detach())
+    for _ in range(30):
+        opt.zero_grad()
+        loss = confidnet_loss(head(feats), target)
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.25 * start
+    assert torch.allclose(confidnet_loss(target, target), torch.tensor(0.0))
+
+
+def _scorer_with_bias(bias: float) -> ConfidNetScorer:
+    scorer = ConfidNetScorer(in_features=6, hidden=[4])
+    with torch.no_grad():
+        last = scorer.head.mlp[-1]
+        last.weight.zero_()
+        last.bias.fill_(bias)  # predicted TCP = sigmoid(bias) for every input
+    return scorer
+
+
+def _inp(feats: torch.Tensor) -> ScoreInput:
+    model = Deterministic(SmallCNN(**TINY_ARCH))
+    return ScoreInput(
+        model=model,
+        x=torch.zeros(feats.shape[1], 1, 8, 8),
+        logits=torch.zeros(1, feats.shape[1], 5),
+        features=feats,
+        temperature=1.0,
+    )
+
+
+def test_score_is_one_minus_predicted_tcp_averaged_over_feature_samples() -> None:
+    feats = torch.randn(3, 2, 6)
+    confident, doubtful = _scorer_with_bias(6.0), _scorer_with_bias(-6.0)
+    low, high = confident.score(_inp(feats)), doubtful.score(_inp(feats))
+    assert low.shape == (2,) and (low < 0.01).all() and (high > 0.99).all()  # higher = more likely wrong
+    scorer = ConfidNetScorer(in_features=6, hidden=[4])
+    per_sample = scorer.head(feats)  # [3, 2]
+    assert torch.allclose(scorer.score(_inp(feats)), 1 - per_sample.mean(0))
+
+
+def test_registry_params_and_bundle_round_trip(tmp_path: Path) -> None:
+    assert SCORERS["confidnet"] is ConfidNetScorer
+    scorer = ConfidNetScorer(in_features=16, hidden=[8, 8])
+    params = json.loads(json.dumps(scorer.params()))
+    assert isinstance(build_scorer("confidnet", params), ConfidNetScorer)
+    torch.manual_seed(0)
+    model = Deterministic(SmallCNN(**TINY_ARCH)).eval()
+    spec = {"name": "confidnet", "params": params, "threshold": 0.3}
+    bundle = round_trip(tmp_path, model, TINY_ARCH, {}, failure=scorer, failure_spec=spec)
+    loaded = bundle.failure_scorer
+    assert isinstance(loaded, ConfidNetScorer)
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        inp = _inp(model.features(x))
+        assert torch.equal(loaded.score(inp), scorer.score(inp))

@@ -1,0 +1,70 @@
+"""Conformal coverage and threshold fitting, on synthetic data where the truth is known."""
+
+from __future__ import annotations
+
+import torch
+
+from models.conformal import aps_scores, aps_sets, conformal_quantile
+from models.thresholds import pass_rate_threshold, selective_risk_threshold
+
+
+def _calibrated(n: int, seed: int, k: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities from a Dirichlet, labels drawn from them: a perfectly calibrated model."""
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.distributions.Dirichlet(torch.full((k,), 0.3)).sample((n,))
+    labels = torch.multinomial(probs, 1, generator=g).squeeze(1)
+    return probs, labels
+
+
+def test_aps_coverage_on_held_out_data() -> None:
+    torch.manual_seed(0)
+    alpha = 0.1
+    cal_p, cal_y = _calibrated(3000, 1)
+    test_p, test_y = _calibrated(6000, 2)
+    u = torch.rand(len(cal_y), generator=torch.Generator().manual_seed(3))
+    qhat = conformal_quantile(aps_scores(cal_p, cal_y, u), alpha)
+    sets = aps_sets(test_p, qhat)
+    coverage = sets[torch.arange(len(test_y)), test_y].float().mean().item()
+    # Valid (>= 1 - alpha up to sampling noise) and not trivially the full label set.
+    assert coverage >= 1 - alpha - 0.015
+    assert coverage <= 1 - alpha + 0.05
+    assert sets.sum(1).float().mean() < 8
+    # A wrong quantile (here alpha doubled) visibly misses the target.
+    wrong = aps_sets(test_p, conformal_quantile(aps_scores(cal_p, cal_y, u), 2 * alpha))
+    assert wrong[torch.arange(len(test_y)), test_y].float().mean().item() < 1 - alpha - 0.015
+
+
+def test_aps_set_is_top_ranked_prefix() -> None:
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    assert aps_sets(probs, 0.6).tolist() == [[True, True, False, False]]
+    assert aps_sets(probs, 0.1).tolist() == [[True, False, False, False]]
+    assert aps_sets(probs, 0.96).tolist() == [[True, True, True, True]]
+
+
+def test_conformal_quantile_finite_sample_correction() -> None:
+    scores = torch.arange(1, 101, dtype=torch.float64) / 100  # 0.01 .. 1.00
+    # ceil(101 * 0.9) / 100 = 0.91 -> the 91st smallest score.
+    assert conformal_quantile(scores, 0.1) == 0.91
+
+
+def test_pass_rate_threshold_gives_requested_rate() -> None:
+    scores = torch.rand(10_000, generator=torch.Generator().manual_seed(0))
+    for rate in (0.9, 0.95, 0.99):
+        t = pass_rate_threshold(scores, rate)
+        passed = int((scores <= t).sum())
+        assert round(rate * len(scores)) <= passed <= round(rate * len(scores)) + 10
+
+
+def test_selective_risk_threshold() -> None:
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(5000, generator=g)
+    # Errors get likelier as the score rises.
+    correct = torch.rand(5000, generator=g) > scores**3
+    t, risk, coverage = selective_risk_threshold(scores, correct, 0.01)
+    accepted = scores <= t
+    achieved = 1 - correct[accepted].float().mean().item()
+    assert achieved <= 0.01 and abs(achieved - risk) < 1e-6
+    assert abs(accepted.float().mean().item() - coverage) < 1e-6
+    # Largest such threshold: accepting the next input breaks the target.
+    nxt = scores[scores > t].min()
+    assert 1 - correct[scores <= nxt].float().mean().item() > 0.01 or coverage == 1.0

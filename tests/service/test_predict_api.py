@@ -1,0 +1,118 @@
+"""The v1 predict contract over the FastAPI test client, logged to SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from service.app import create_app
+from service.db.engine import make_engine
+from service.db.tables import RequestRecord
+from service.settings import Settings
+from tests.images import digit_png
+from training.data import load_mnist
+
+
+@pytest.fixture(scope="module")
+def digits(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    test = load_mnist(data_dir, train=False)
+    return test.x[:20], test.y[:20]
+
+
+def rows(db_url: str) -> list[RequestRecord]:
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        out = list(conn.execute(select(RequestRecord).order_by(RequestRecord.id)))
+    engine.dispose()
+    return out
+
+
+def test_predict_contract_and_log(tiny_bundle: Path, db_url: str, digits: tuple[torch.Tensor, torch.Tensor]) -> None:
+    x, _ = digits
+    settings = Settings(model_dir=tiny_bundle, database_url=db_url, migrate_on_start=True)
+    with TestClient(create_app(settings)) as client:
+        multipart = client.post("/v1/predict", files={"image": ("d.png", digit_png(x[0]), "image/png")})
+        raw = client.post("/v1/predict", content=digit_png(x[0]), headers={"content-type": "image/png"})
+    assert multipart.status_code == 200, multipart.text
+    body = multipart.json()
+    assert raw.status_code == 200
+    # The same image through both upload forms gets the same answer.
+    assert raw.json()["probabilities"] == body["probabilities"]
+    assert body["model"] == {"name": "tiny", "version": "1", "method": "deterministic"}
+    probs = body["probabilities"]
+    assert len(probs) == 10 and abs(sum(probs) - 1) < 1e-3
+    assert body["prediction"]["label"] == max(range(10), key=probs.__getitem__)
+    assert body["confidence"] == pytest.approx(max(probs), abs=1e-5)
+    assert body["failure"]["flagged"] == (body["failure"]["score"] > body["failure"]["threshold"])
+    assert body["ood"]["flagged"] == (body["ood"]["score"] > body["ood"]["threshold"])
+    expected = "reject_ood" if body["ood"]["flagged"] else "abstain" if body["failure"]["flagged"] else "accept"
+    assert body["decision"] == expected
+    assert body["prediction"]["label"] in body["prediction_set"]
+    assert multipart.headers["x-request-id"] == body["request_id"]
+
+    logged = rows(db_url)
+    assert [r.request_id for r in logged] == [body["request_id"], raw.json()["request_id"]]
+    first = logged[0]
+    assert first.http_status == 200 and first.error_code is None
+    assert first.model_name == "tiny" and first.model_version == "1"
+    assert first.predicted_label == body["prediction"]["label"]
+    assert first.probabilities == pytest.approx(probs)
+    assert first.decision == body["decision"]
+    assert first.ood_score == pytest.approx(body["ood"]["score"])
+    assert first.failure_flagged == body["failure"]["flagged"]
+    assert first.input_width == 28 and first.input_height == 28
+    assert len(first.input_sha256) == 64
+    assert first.latency_ms > 0
+
+
+BAD_INPUTS = [
+    ("empty_body", b"", "image/png", 400, "empty_body"),
+    ("not_an_image", b"hello, I am text", "image/png", 415, "not_an_image"),
+    ("wrong_content_type", b"{}", "application/json", 415, "unsupported_media_type"),
+    ("missing_content_type", b"abc", None, 415, "missing_content_type"),
+]
+
+
+@pytest.mark.parametrize(("case", "data", "ctype", "status", "code"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_is_4xx_and_logged(
+    tiny_bundle: Path, tmp_path: Path, case: str, data: bytes, ctype: str | None, status: int, code: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    with TestClient(create_app(Settings(model_dir=tiny_bundle, database_url=url, migrate_on_start=True))) as client:
+        headers = {"content-type": ctype} if ctype else {}
+        r = client.post("/v1/predict", content=data, headers=headers)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code and err["message"] and err["request_id"] == r.headers["x-request-id"]
+    (row,) = rows(url)
+    assert (row.request_id, row.http_status, row.error_code) == (err["request_id"], status, code)
+    assert row.decision is None and row.predicted_label is None
+
+
+def test_truncated_png_is_422(tiny_bundle: Path, tmp_path: Path, digits: tuple[torch.Tensor, torch.Tensor]) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    data = digit_png(digits[0][0])
+    with TestClient(create_app(Settings(model_dir=tiny_bundle, database_url=url, migrate_on_start=True))) as client:
+        r = client.post("/v1/predict", files={"image": ("d.png", data[: len(data) // 2], "image/png")})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "corrupt_image"
+    (row,) = rows(url)
+    assert row.error_code == "corrupt_image" and row.input_sha256 is not None
+
+
+def test_health_and_readiness(tiny_bundle: Path, db_url: str) -> None:
+    with TestClient(create_app(Settings(model_dir=tiny_bundle, database_url=db_url, migrate_on_start=True))) as client:
+        assert client.get("/healthz").json()["status"] == "ok"
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["checks"] == {"model": True, "database": True}
+        assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
+        assert client.get("/docs").status_code == 200
+
+
+def test_unmigrated_database_refuses_to_start(tiny_bundle: Path, tmp_path: Path) -> None:
+    settings = Settings(model_dir=tiny_bundle, database_url=f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(RuntimeError, match="vigil db upgrade"), TestClient(create_app(settings)):
+        pass

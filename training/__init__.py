@@ -1,0 +1,1 @@
+"""Training side: data sets, training loops per method, fitting, evaluation, CLI commands."""

@@ -1,0 +1,72 @@
+"""`vigil train`, `vigil evaluate`, `vigil evaluate-ood`: registered as a `vigil.commands` plugin.
+
+The service's CLI discovers these through an entry point, so `service` never imports
+`training` (DESIGN.md's one direction of imports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from training.data import load_mnist, make_splits
+from training.finalize import finalize
+from training.loop import TrainConfig
+from training.methods import TRAINERS
+from training.options import MethodOptions
+from training.settings import TrainingSettings
+
+
+def _train(args: argparse.Namespace) -> int:
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data_dir = Path(args.data_dir)
+    splits = make_splits(data_dir, val_size=args.val_size, seed=args.seed, train_size=args.train_size, download=args.download)
+    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+    opts = MethodOptions(
+        name=args.name or f"mnist-{args.method.replace('_', '-')}",
+        version=args.version,
+        members=args.members,
+        num_samples=args.samples,
+        failure_scorer=args.failure_scorer,
+        ood_scorer=args.ood_scorer,
+        target_risk=args.target_risk,
+        ood_pass_rate=args.ood_pass_rate,
+        alpha=args.alpha,
+    )
+    model, spec = TRAINERS[args.method](splits, cfg, opts)
+    test = None if args.skip_test else load_mnist(data_dir, train=False, download=args.download)
+    manifest = finalize(model, spec, splits, Path(args.out), test=test)
+    print(json.dumps({"bundle": str(args.out), "temperature": manifest.temperature, "metrics": manifest.metrics.get("test", manifest.metrics["validation"])}, indent=2))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the training commands to the `vigil` parser."""
+    settings = TrainingSettings()
+    p = sub.add_parser("train", help="train a model and write a bundle")
+    p.add_argument("--method", choices=sorted(TRAINERS), default="deterministic")
+    p.add_argument("--data-dir", default=str(settings.data_dir), help="torchvision root holding MNIST/raw (VIGIL_DATA_DIR)")
+    p.add_argument("--download", action="store_true", help="let torchvision download MNIST (needs internet)")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--name", default=None)
+    p.add_argument("--version", default="1")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-size", type=int, default=None, help="cap on training images (tests)")
+    p.add_argument("--val-size", type=int, default=10_000, help="validation + conformal calibration images")
+    p.add_argument("--members", type=int, default=5)
+    p.add_argument("--samples", type=int, default=20)
+    p.add_argument("--failure-scorer", default="msp")
+    p.add_argument("--ood-scorer", default="msp")
+    p.add_argument("--target-risk", type=float, default=0.005, help="max error rate among accepted validation predictions")
+    p.add_argument("--ood-pass-rate", type=float, default=0.99, help="share of in-distribution validation inputs the OOD gate passes")
+    p.add_argument("--alpha", type=float, default=0.01, help="conformal miscoverage")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    p.add_argument("--skip-test", action="store_true", help="do not measure on MNIST test")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)

@@ -1,0 +1,140 @@
+"""Turn a trained model into a served bundle: calibrate, fit thresholds, measure, save.
+
+All fitting uses held-out in-distribution data only: temperature and thresholds on
+`val`, the conformal quantile on the disjoint `cal`. Scores are computed through the
+same `Pipeline` the service uses, so what was fitted is exactly what is served.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.base import UncertaintyModel
+from models.bundle import Bundle, save_bundle
+from models.calibration import fit_temperature
+from models.conformal import aps_scores, conformal_quantile
+from models.manifest import ConformalSpec, Manifest, ScorerSpec
+from models.pipeline import Pipeline, PipelineOutput
+from models.scorers.base import Scorer
+from models.thresholds import pass_rate_threshold, selective_risk_threshold
+from training import metrics
+from training.data import Split, Splits
+from training.loop import normalise, predict_logits
+
+MNIST_CLASSES = [str(i) for i in range(10)]
+REFERENCE_SIZE = 2000
+
+
+@dataclass
+class BundleSpec:
+    """What the method-specific trainer hands over besides the model."""
+
+    name: str
+    version: str
+    method: str
+    architecture: str
+    arch_params: dict[str, Any]
+    method_params: dict[str, Any]
+    failure_scorer: Scorer
+    ood_scorer: Scorer
+    target_risk: float = 0.005
+    ood_pass_rate: float = 0.99
+    alpha: float = 0.01
+    training_seconds: float = 0.0
+    extra_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def run_pipeline(pipeline: Pipeline, data: Split, batch_size: int = 500) -> PipelineOutput:
+    """The served computation over a whole split, concatenated."""
+    outs = [pipeline.run(data.x[i : i + batch_size]) for i in range(0, len(data), batch_size)]
+    return PipelineOutput(*(torch.cat([getattr(o, f) for o in outs], dim=1 if f == "sample_probs" else 0) for f in PipelineOutput.__dataclass_fields__))
+
+
+def _manifest_fields(spec: BundleSpec, temperature: float, failure_t: float, ood_t: float, qhat: float, fp: str) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "version": spec.version,
+        "method": spec.method,
+        "architecture": spec.architecture,
+        "arch_params": spec.arch_params,
+        "method_params": spec.method_params,
+        "class_names": MNIST_CLASSES,
+        "temperature": temperature,
+        "failure": ScorerSpec(
+            name=spec.failure_scorer.name,
+            params=spec.failure_scorer.params(),
+            threshold=failure_t,
+            criterion=f"largest threshold with at most {spec.target_risk:.2%} errors among accepted validation predictions",
+        ),
+        "ood": ScorerSpec(
+            name=spec.ood_scorer.name,
+            params=spec.ood_scorer.params(),
+            threshold=ood_t,
+            criterion=f"{spec.ood_pass_rate:.0%} of in-distribution validation inputs pass",
+        ),
+        "conformal": ConformalSpec(alpha=spec.alpha, qhat=qhat),
+        "data_fingerprint": fp,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "training_seconds": round(spec.training_seconds, 1),
+        "weights_sha256": "0" * 64,
+    }
+
+
+def _pipeline(model: UncertaintyModel, spec: BundleSpec, fields: dict[str, Any]) -> Pipeline:
+    return Pipeline(Bundle(Manifest(**fields), model, spec.failure_scorer, spec.ood_scorer))
+
+
+def finalize(model: UncertaintyModel, spec: BundleSpec, splits: Splits, out: Path, test: Split | None = None) -> Manifest:
+    """Calibrate and threshold `model` on held-out data, measure it, and write the bundle."""
+    model.eval()
+    for m in (model, spec.failure_scorer, spec.ood_scorer):
+        m.requires_grad_(False)
+    val_logits = predict_logits(model.sample_logits, splits.val)
+    temperature = fit_temperature(val_logits, splits.val.y)
+    fields = _manifest_fields(spec, temperature, 0.0, 0.0, 1.0, splits.fingerprint)
+    val_out = run_pipeline(_pipeline(model, spec, fields), splits.val)
+    correct = val_out.probs.argmax(-1) == splits.val.y
+    failure_t, risk, coverage = selective_risk_threshold(val_out.failure_score, correct, spec.target_risk)
+    ood_t = pass_rate_threshold(val_out.ood_score, spec.ood_pass_rate)
+    cal_out = run_pipeline(_pipeline(model, spec, fields), splits.cal)
+    # Randomised APS scores at calibration (seeded); the served sets add the boundary
+    # class deterministically, which can only raise coverage above 1 - alpha.
+    u = torch.rand(len(splits.cal), generator=torch.Generator().manual_seed(0))
+    qhat = conformal_quantile(aps_scores(cal_out.probs, splits.cal.y, u), spec.alpha)
+    fields = _manifest_fields(spec, temperature, failure_t, ood_t, qhat, splits.fingerprint)
+    fields["metrics"] = {
+        "validation": {
+            "selective_risk": risk,
+            "coverage": coverage,
+            "ood_pass_rate": float((val_out.ood_score <= ood_t).float().mean()),
+            **metrics.classification(val_out.probs, splits.val.y),
+        },
+        **spec.extra_metrics,
+    }
+    if test is not None:
+        fields["metrics"]["test"] = test_metrics(model, _pipeline(model, spec, fields), test)
+    n = min(REFERENCE_SIZE, len(splits.val))
+    fields["reference"] = {
+        "confidence": [round(float(v), 6) for v in val_out.probs.max(-1).values[:n]],
+        "ood_score": [round(float(v), 6) for v in val_out.ood_score[:n]],
+    }
+    return save_bundle(out, fields, model, spec.failure_scorer, spec.ood_scorer)
+
+
+def test_metrics(model: UncertaintyModel, pipeline: Pipeline, test: Split) -> dict[str, Any]:
+    """Accuracy, NLL, Brier and ECE before and after temperature scaling, on `test`."""
+    raw = torch.softmax(predict_logits(model.sample_logits, test), -1).mean(0)
+    served = run_pipeline(pipeline, test)
+    return {
+        "n": len(test),
+        "before_temperature": metrics.classification(raw, test.y),
+        "after_temperature": metrics.classification(served.probs, test.y),
+    }
+
+
+__all__ = ["BundleSpec", "finalize", "normalise", "run_pipeline"]

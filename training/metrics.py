@@ -1,0 +1,91 @@
+"""Metrics with the papers' definitions; AUROC / AP / ECE come from well-kept libraries.
+
+Misclassification detection follows the ConfidNet paper (Corbière et al. 2019):
+confidence = -score; correct predictions are the positive class for AUPR-Success,
+AUROC and the FPR at 95% TPR; errors are the positive class for AUPR-Error.
+OOD detection follows Hendrycks & Gimpel / Liang et al.: in-distribution is positive.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from torchmetrics.functional.classification import multiclass_calibration_error
+
+ECE_BINS = 15
+
+
+def accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((probs.argmax(-1) == labels).float().mean())
+
+
+def nll(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    return float(-torch.log(probs.gather(1, labels[:, None]).clamp_min(1e-12)).mean())
+
+
+def brier(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    onehot = torch.nn.functional.one_hot(labels, probs.shape[-1]).to(probs.dtype)
+    return float(((probs - onehot) ** 2).sum(-1).mean())
+
+
+def ece(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> float:
+    """Expected calibration error, equal-width bins on max probability (Guo et al.)."""
+    return float(multiclass_calibration_error(probs, labels, num_classes=probs.shape[-1], n_bins=bins, norm="l1"))
+
+
+def fpr_at_tpr(pos_scores: np.ndarray, neg_scores: np.ndarray, tpr: float = 0.95) -> float:
+    """FPR at the first threshold reaching `tpr`; scores: higher = more positive."""
+    y = np.r_[np.ones(len(pos_scores)), np.zeros(len(neg_scores))]
+    fpr, tprs, _ = roc_curve(y, np.r_[pos_scores, neg_scores])
+    return float(fpr[np.searchsorted(tprs, tpr, side="left")])
+
+
+def aurc(confidence: np.ndarray, correct: np.ndarray) -> float:
+    """Area under the risk-coverage curve (Geifman & El-Yaniv 2017), lower is better."""
+    order = np.argsort(-confidence, kind="stable")
+    errors = 1.0 - correct[order].astype(np.float64)
+    risks = np.cumsum(errors) / np.arange(1, len(errors) + 1)
+    return float(risks.mean())
+
+
+def misclassification(score: torch.Tensor, correct: torch.Tensor) -> dict[str, float]:
+    """ConfidNet-paper metrics for a failure score (higher = more likely wrong), in %."""
+    conf = (-score).double().numpy()
+    ok = correct.bool().numpy()
+    if ok.all() or not ok.any():
+        nan = float("nan")
+        return {"fpr95": nan, "aupr_error": nan, "aupr_success": nan, "auroc": nan, "aurc": aurc(conf, ok)}
+    return {
+        "fpr95": 100 * fpr_at_tpr(conf[ok], conf[~ok]),
+        "aupr_error": 100 * average_precision_score(~ok, -conf),
+        "aupr_success": 100 * average_precision_score(ok, conf),
+        "auroc": 100 * roc_auc_score(ok, conf),
+        "aurc": 1000 * aurc(conf, ok),
+    }
+
+
+def ood_detection(id_score: torch.Tensor, ood_score: torch.Tensor) -> dict[str, float]:
+    """OOD metrics in %; scores higher = more OOD, in-distribution is the positive class."""
+    pos, neg = (-id_score).double().numpy(), (-ood_score).double().numpy()
+    y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    s = np.r_[pos, neg]
+    fpr, tpr, _ = roc_curve(y, s)
+    # Detection error: min over thresholds of 0.5 (1 - TPR) + 0.5 FPR (Liang et al.).
+    det_err = float(np.min(0.5 * (1 - tpr) + 0.5 * fpr))
+    return {
+        "auroc": 100 * roc_auc_score(y, s),
+        "fpr95": 100 * fpr_at_tpr(pos, neg),
+        "detection_error": 100 * det_err,
+        "aupr_in": 100 * average_precision_score(y, s),
+        "aupr_out": 100 * average_precision_score(1 - y, -s),
+    }
+
+
+def classification(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    return {
+        "accuracy": 100 * accuracy(probs, labels),
+        "nll": nll(probs, labels),
+        "brier": brier(probs, labels),
+        "ece": 100 * ece(probs, labels),
+    }
