@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from training import evaluate
 from training.data import load_mnist, make_splits
 from training.finalize import finalize
 from training.loop import TrainConfig
@@ -70,3 +71,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-test", action="store_true", help="do not measure on MNIST test")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
+    evaluate.register(sub, str(settings.data_dir))

@@ -1,0 +1,147 @@
+"""`vigil evaluate BUNDLE...`: the papers' metrics on MNIST test, per bundle and over seeds.
+
+Classification (accuracy, NLL, Brier, ECE with 15 bins) before and after temperature
+scaling (Guo et al.), and misclassification detection for every confidence score the
+bundle offers (ConfidNet paper definitions, training/metrics.py), plus the selective
+risk and coverage of the served failure threshold. Bundles whose manifests share a
+name are seeds of one configuration and are reported as mean ± std.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.bundle import Bundle, load_bundle
+from models.scorers.base import ScoreInput
+from models.scorers.entropy import MutualInformation, PredictiveEntropy
+from models.scorers.msp import MaxSoftmax
+from training import metrics
+from training.data import Split, load_mnist
+from training.loop import normalise
+
+
+@torch.no_grad()
+def _forward(bundle: Bundle, data: Split, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    fs, ls = [], []
+    for i in range(0, len(data), batch):
+        f = bundle.model.features(normalise(data.x[i : i + batch]))
+        fs.append(f)
+        ls.append(bundle.model.head_samples(f))
+    return torch.cat(fs, 1), torch.cat(ls, 1)
+
+
+def evaluate_bundle(bundle: Bundle, test: Split) -> dict[str, Any]:
+    """All metrics of one bundle on `test` (numbers in %, NLL/Brier raw, AURC x1000)."""
+    feats, logits = _forward(bundle, test)
+    t = bundle.manifest.temperature
+    raw = torch.softmax(logits, -1).mean(0)
+    cal = torch.softmax(logits / t, -1).mean(0)
+    correct = cal.argmax(-1) == test.y
+    inp = ScoreInput(bundle.model, normalise(test.x), logits, feats, t)
+    scorers = {"mcp": MaxSoftmax(), "entropy": PredictiveEntropy()}
+    if logits.shape[0] > 1:
+        scorers["mutual_information"] = MutualInformation()
+    if bundle.manifest.failure.name not in ("msp", "entropy", "mutual_information"):
+        scorers[bundle.manifest.failure.name] = bundle.failure_scorer
+    failure = {name: metrics.misclassification(s.score(inp), correct) for name, s in scorers.items()}
+    served = bundle.failure_scorer.score(inp)
+    accepted = served <= bundle.manifest.failure.threshold
+    return {
+        "name": bundle.manifest.name,
+        "method": bundle.manifest.method,
+        "before_temperature": metrics.classification(raw, test.y),
+        "after_temperature": metrics.classification(cal, test.y),
+        "failure_detection": failure,
+        "selective": {
+            "target_risk": 100 * float(bundle.manifest.metrics.get("validation", {}).get("selective_risk", float("nan"))),
+            "test_risk": 100 * float((~correct[accepted]).float().mean()) if accepted.any() else 0.0,
+            "test_coverage": 100 * float(accepted.float().mean()),
+        },
+        "training_seconds": bundle.manifest.training_seconds,
+    }
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        elif isinstance(v, int | float):
+            out[f"{prefix}{k}"] = float(v)
+    return out
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean and std (0 for one run) of every numeric metric over seeds."""
+    flat = [_flatten(r) for r in runs]
+    shared = set.intersection(*(set(f) for f in flat))
+    return {
+        k: {"mean": statistics.fmean(f[k] for f in flat), "std": statistics.stdev([f[k] for f in flat]) if len(flat) > 1 else 0.0}
+        for k in flat[0]
+        if k in shared
+    }
+
+
+def _fmt(a: dict[str, dict[str, float]], key: str, digits: int = 2) -> str:
+    if key not in a:
+        return "–"
+    m, s = a[key]["mean"], a[key]["std"]
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if s else f"{m:.{digits}f}"
+
+
+def markdown(groups: dict[str, tuple[str, int, dict[str, dict[str, float]]]]) -> str:
+    """Two tables: classification and calibration; misclassification detection per score."""
+    lines = [
+        "| model | method | seeds | accuracy % | NLL | Brier | ECE % before T | ECE % after T | test risk % | coverage % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, (method, n, a) in groups.items():
+        lines.append(
+            f"| {name} | {method} | {n} | {_fmt(a, 'after_temperature.accuracy')} | {_fmt(a, 'after_temperature.nll', 4)} "
+            f"| {_fmt(a, 'after_temperature.brier', 4)} | {_fmt(a, 'before_temperature.ece')} | {_fmt(a, 'after_temperature.ece')} "
+            f"| {_fmt(a, 'selective.test_risk')} | {_fmt(a, 'selective.test_coverage')} |"
+        )
+    lines += ["", "| model | score | FPR95 % ↓ | AUPR-Error % ↑ | AUPR-Success % ↑ | AUROC % ↑ | AURC ×1000 ↓ |", "|---|---|---|---|---|---|---|"]
+    for name, (_, _, a) in groups.items():
+        scores = sorted({k.split(".")[1] for k in a if k.startswith("failure_detection.")})
+        for s in scores:
+            p = f"failure_detection.{s}."
+            lines.append(
+                f"| {name} | {s} | {_fmt(a, p + 'fpr95')} | {_fmt(a, p + 'aupr_error')} | {_fmt(a, p + 'aupr_success')} "
+                f"| {_fmt(a, p + 'auroc')} | {_fmt(a, p + 'aurc')} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    test = load_mnist(Path(args.data_dir), train=False, download=args.download).head(args.limit)
+    by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for path in args.bundles:
+        result = evaluate_bundle(load_bundle(Path(path)), test)
+        by_name[result["name"]].append(result)
+    groups = {name: (runs[0]["method"], len(runs), aggregate(runs)) for name, runs in by_name.items()}
+    table = markdown(groups)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"runs": by_name, "aggregate": {k: g[2] for k, g in groups.items()}}, indent=2))
+    if args.markdown:
+        Path(args.markdown).write_text(table)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
+    p = sub.add_parser("evaluate", help="papers' metrics of bundles on MNIST test (mean ± std over seeds)")
+    p.add_argument("bundles", nargs="+", help="bundle folders; bundles sharing a manifest name are seeds of one model")
+    p.add_argument("--data-dir", default=data_dir)
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--out", default=None, help="write all numbers as JSON")
+    p.add_argument("--markdown", default=None, help="write the tables as markdown")
+    p.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images (tests)")
+    p.set_defaults(func=run)

@@ -1,0 +1,56 @@
+"""What every trainer does after its own training: fit the scorers, describe the bundle."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from models.base import UncertaintyModel
+from models.scorers.registry import build_scorer
+from training.confidnet_fit import train_confidnet
+from training.data import Splits
+from training.finalize import BundleSpec
+from training.loop import TrainConfig
+from training.options import MethodOptions
+from training.scorer_fit import fit_ood_scorer
+
+
+def bundle_spec(
+    model: UncertaintyModel,
+    method: str,
+    method_params: dict[str, Any],
+    splits: Splits,
+    cfg: TrainConfig,
+    opts: MethodOptions,
+    start: float,
+) -> BundleSpec:
+    """Fit the failure and OOD scorers on `model` (ID data only) and fill the bundle spec.
+
+    `start` is the `time.perf_counter()` at the beginning of training, so the recorded
+    training time includes fitting the scorers.
+    """
+    model.eval()
+    extra: dict[str, Any] = {}
+    if opts.failure_scorer == "confidnet":
+        failure, report = train_confidnet(model, splits, cfg)
+        extra["confidnet_fit"] = report
+    else:
+        failure = build_scorer(opts.failure_scorer)
+    ood, chosen = fit_ood_scorer(opts.ood_scorer, model, splits)
+    if chosen:
+        extra["ood_fit"] = chosen
+    return BundleSpec(
+        name=opts.name,
+        version=opts.version,
+        method=method,
+        architecture="small_cnn",
+        arch_params=opts.arch_params,
+        method_params=method_params,
+        failure_scorer=failure,
+        ood_scorer=ood,
+        target_risk=opts.target_risk,
+        ood_pass_rate=opts.ood_pass_rate,
+        alpha=opts.alpha,
+        training_seconds=time.perf_counter() - start,
+        extra_metrics=extra,
+    )
