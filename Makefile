@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= $(abspath ../shared/datasets)
 export VIGIL_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: run test setup setup-test default-model lint clean
+.PHONY: run test setup setup-browser setup-test gallery default-model results lint clean lock audit stress
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,20 +21,65 @@ setup: $(VENV)/.installed
 run: setup
 	$(BIN)/vigil serve --migrate
 
-test: setup
+test: setup setup-browser
 	$(BIN)/python -m pytest
+
+# Issue 7: the browser tests drive Debian's Chromium (Playwright's own browser download
+# does not work here); installed once, when missing (root, or sudo).
+CHROMIUM ?= /usr/bin/chromium
+setup-browser:
+	@test -x $(CHROMIUM) || { echo "installing Chromium for the browser tests"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+# Regenerate the demo page's gallery (service/static/gallery) from MNIST / Fashion-MNIST.
+gallery: setup
+	$(BIN)/python scripts/make_gallery.py --data-dir $(DATA_DIR)
 
 # Retrain the shipped default bundle (about a minute on 2 CPU cores).
 default-model: setup
 	$(BIN)/vigil train --method deterministic --data-dir $(DATA_DIR) --out models/bundles/default --name mnist-default --epochs 6 --ood-scorer mahalanobis
+
+# The zoo table in docs/results.md: every method, SEEDS training seeds, evaluated on MNIST test.
+SEEDS ?= 0 1 2
+ZOO ?= artifacts/zoo
+METHODS ?= deterministic mc_dropout ensemble variational laplace
+results: setup
+	for s in $(SEEDS); do for m in $(METHODS); do \
+	  $(BIN)/vigil train --method $$m --seed $$s --data-dir $(DATA_DIR) --out $(ZOO)/$$m-seed$$s --epochs 6 \
+	    --failure-scorer confidnet --ood-scorer mahalanobis --quiet || exit 1; done; done
+	$(BIN)/vigil evaluate $(ZOO)/*-seed* --data-dir $(DATA_DIR) --out $(ZOO)/evaluate.json --markdown $(ZOO)/evaluate.md
+
+# Issue 6: throughput/latency benchmark (ceiling, service under load, naive baseline, ratios);
+# prints tables and writes benchmarks/results.json. About 5 minutes on 2 cores.
+.PHONY: bench
+bench: setup
+	$(BIN)/python -m benchmarks.run --out benchmarks/results.json
 
 lint: setup
 	$(BIN)/ruff check service models training tests
 	$(BIN)/ruff format --check service models training tests
 
 clean:
-	rm -rf $(VENV) vigil.db vigil.db-*
+	rm -rf $(VENV) $(AUDIT_VENV) vigil.db vigil.db-*
 
 # Re-lock after changing dependencies in pyproject.toml (from a venv that passes `make test`).
 lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' | sed '1i # Locked dependency set (pip freeze of a verified venv). Regenerate with `make lock`.' > requirements.lock
+
+# Issue 8: known vulnerabilities in the locked set (pip-audit, PyPI then OSV advisories).
+# Exit 1: a vulnerability with a fixed release; exit 3: no advisory source reachable
+# (nothing audited, said loudly). The auditor lives in its own venv, pinned, so it is
+# not part of the set it audits.
+AUDIT_VENV ?= .venv-audit
+PIP_AUDIT_VERSION ?= 2.10.1
+$(AUDIT_VENV)/bin/pip-audit:
+	$(PY) -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/pip install --quiet pip-audit==$(PIP_AUDIT_VERSION)
+
+audit: $(AUDIT_VENV)/bin/pip-audit
+	$(AUDIT_VENV)/bin/python .ci/audit.py requirements.lock --pip-audit $(AUDIT_VENV)/bin/pip-audit
+
+# Issue 8: 30 s at twice the sustainable rate against a real server (loopback); about 90 s.
+stress: setup
+	$(BIN)/python -m benchmarks.stress

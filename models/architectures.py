@@ -73,6 +73,20 @@ class SmallCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def forward_layers(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Per-layer features for a layer-ensemble Mahalanobis score (Lee et al. 2018, Sec. 2.2).
+
+        Each conv block's output averaged over space, ``[B, widths[l]]``, then the
+        penultimate features ``[B, D]``: low layers see strokes and textures, the last
+        one classes, so together they notice both noise and foreign objects.
+        """
+        pooled = []
+        h = x
+        for block in self.conv:
+            h = block(h)  # [B, C_l, H_l, W_l]
+            pooled.append(h.mean((2, 3)))
+        return [*pooled, self.forward_hidden(h.flatten(1))]
+
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"small_cnn": SmallCNN}
 

@@ -28,6 +28,18 @@ class UncertaintyModel(nn.Module):
     def head_samples(self, feats: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def layer_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Pooled features of every layer, each ``[S_f, B, D_l]`` (optional; see SmallCNN.forward_layers).
+
+        Wrappers that keep a `SmallCNN` backbone as ``self.net`` (deterministic, MC
+        dropout, Laplace) get the backbone's layers with S_f = 1 (MC dropout's mean
+        network: dropout only enters its stochastic head). Others override or raise.
+        """
+        net = getattr(self, "net", None)
+        if not hasattr(net, "forward_layers"):
+            raise NotImplementedError(f"method {self.method!r} does not expose per-layer features")
+        return [f.unsqueeze(0) for f in net.forward_layers(x)]
+
     def sample_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logit samples ``[S, B, K]`` for a normalised batch ``[B, C, H, W]``."""
         return self.head_samples(self.features(x))

@@ -26,6 +26,7 @@ from models.scorers.registry import build_scorer
 
 WEIGHTS = "weights.safetensors"
 MANIFEST = "manifest.json"
+_PREFIXES = ("model.", "scorers.failure.", "scorers.ood.")
 
 
 class BundleError(ValueError):
@@ -62,7 +63,7 @@ def read_manifest(path: Path) -> Manifest:
         return Manifest.model_validate(json.loads((path / MANIFEST).read_text()))
     except FileNotFoundError as e:
         raise BundleError(f"{path}: no {MANIFEST}") from e
-    except (json.JSONDecodeError, ValidationError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValidationError) as e:
         raise BundleError(f"{path / MANIFEST}: invalid manifest: {e}") from e
 
 
@@ -84,6 +85,9 @@ def load_bundle(path: Path) -> Bundle:
         state = st_load(blob)
     except (SafetensorError, ValueError) as e:
         raise BundleError(f"{path / WEIGHTS}: not a safetensors file: {e}") from e
+    foreign = sorted(k for k in state if not k.startswith(_PREFIXES))
+    if foreign:  # a tensor nobody loads is a sign of the wrong file, not something to ignore
+        raise BundleError(f"{path / WEIGHTS}: tensors outside the bundle layout: {foreign[:5]}")
     try:
         model = build_model(manifest.method, manifest.architecture, manifest.arch_params, manifest.method_params)
         failure = build_scorer(manifest.failure.name, manifest.failure.params)
@@ -91,7 +95,7 @@ def load_bundle(path: Path) -> Bundle:
         model.load_state_dict(_split(state, "model."), strict=True)
         failure.load_state_dict(_split(state, "scorers.failure."), strict=True)
         ood.load_state_dict(_split(state, "scorers.ood."), strict=True)
-    except (KeyError, RuntimeError, TypeError) as e:
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise BundleError(f"{path}: weights do not fit the manifest's architecture: {e}") from e
     for module in (model, failure, ood):
         module.eval()

@@ -78,6 +78,21 @@ class PackedEnsemble(UncertaintyModel):
         flat = nn.functional.dropout(flat, self.dropout, self.training)
         return torch.relu(torch.baddbmm(self.fc1_bias.unsqueeze(1), flat, self.fc1_weight.transpose(1, 2)))
 
+    def layer_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Per member, each block's output averaged over space, then the hidden features.
+
+        Returns ``[M, B, widths[l]]`` per block and ``[M, B, D]``: member m's block output
+        is channels [m*C_l, (m+1)*C_l), exactly `SmallCNN.forward_layers` of member m.
+        """
+        b, m = x.shape[0], self.members
+        pooled, h = [], x
+        for block in self.conv:
+            h = block(h)  # [B, M*C_l, H_l, W_l]
+            pooled.append(h.mean((2, 3)).reshape(b, m, -1).transpose(0, 1))
+        flat = nn.functional.dropout(h.reshape(b, m, self.flat_dim).transpose(0, 1), self.dropout, self.training)
+        hidden = torch.relu(torch.baddbmm(self.fc1_bias.unsqueeze(1), flat, self.fc1_weight.transpose(1, 2)))
+        return [*pooled, hidden]
+
     def head_samples(self, feats: torch.Tensor) -> torch.Tensor:
         # [M, B, D] -> [M, B, K]
         feats = nn.functional.dropout(feats, self.dropout, self.training)

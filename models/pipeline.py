@@ -31,14 +31,33 @@ class PipelineOutput:
 
     def row(self, i: int) -> PipelineOutput:
         """The i-th input's results, keeping a batch dimension of 1."""
+        return self.rows(i, i + 1)
+
+    def rows(self, start: int, stop: int) -> PipelineOutput:
+        """Inputs ``start:stop`` (views, no copy): how a micro-batch is handed back per caller."""
         return PipelineOutput(
-            self.probs[i : i + 1],
-            self.sample_probs[:, i : i + 1],
-            self.predictive_entropy[i : i + 1],
-            self.mutual_information[i : i + 1],
-            self.failure_score[i : i + 1],
-            self.ood_score[i : i + 1],
-            self.prediction_sets[i : i + 1],
+            self.probs[start:stop],
+            self.sample_probs[:, start:stop],
+            self.predictive_entropy[start:stop],
+            self.mutual_information[start:stop],
+            self.failure_score[start:stop],
+            self.ood_score[start:stop],
+            self.prediction_sets[start:stop],
+        )
+
+    @staticmethod
+    def concat(parts: list[PipelineOutput]) -> PipelineOutput:
+        """Join outputs of consecutive chunks of one batch (the inverse of `rows`)."""
+        if len(parts) == 1:
+            return parts[0]
+        return PipelineOutput(
+            torch.cat([p.probs for p in parts]),
+            torch.cat([p.sample_probs for p in parts], dim=1),
+            torch.cat([p.predictive_entropy for p in parts]),
+            torch.cat([p.mutual_information for p in parts]),
+            torch.cat([p.failure_score for p in parts]),
+            torch.cat([p.ood_score for p in parts]),
+            torch.cat([p.prediction_sets for p in parts]),
         )
 
 

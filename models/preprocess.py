@@ -17,19 +17,36 @@ from models.manifest import InputSpec
 _INK = 0.2  # pixels above this (after polarity fix) count as ink for the bounding box
 
 
-def _to_gray(img: Image.Image) -> Image.Image:
-    """Any mode -> 8-bit grayscale; transparency is composited over white paper."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = arr.max() if arr.max() > 0 else 1.0
-        return Image.fromarray((arr / hi * 255.0).astype(np.uint8), mode="L")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+def _wide_to_gray(img: Image.Image) -> Image.Image:
+    """16/32-bit integer or float pixels -> 8-bit, scaled by the brightest finite value.
+
+    Uploads are untrusted: NaN, infinities and negative values (float TIFFs) become 0
+    instead of wrapping around in the cast to bytes.
+    """
+    with np.errstate(all="ignore"):  # signalling NaNs warn in the cast; they are zeroed next
+        arr = np.asarray(img).astype(np.float64)
+    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0).clip(0.0, None)
+    hi = arr.max() if arr.max() > 0 else 1.0
+    return Image.fromarray((arr / hi * 255.0).round().astype(np.uint8), mode="L")
+
+
+def _flatten(img: Image.Image, target: str) -> Image.Image:
+    """Any accepted mode -> 8-bit `target` ("L" or "RGB"); transparency over white paper."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _wide_to_gray(img).convert(target)
+    has_alpha = img.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (img.mode == "P" and "transparency" in img.info)
+    if has_alpha:
         rgba = img.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(paper, rgba).convert("L")
-    if img.mode != "L":
-        return img.convert("RGB").convert("L")
+        return Image.alpha_composite(paper, rgba).convert(target)
+    if img.mode != target:
+        return img.convert("RGB").convert(target) if target == "L" else img.convert(target)
     return img
+
+
+def _to_gray(img: Image.Image) -> Image.Image:
+    """Any mode -> 8-bit grayscale; transparency is composited over white paper."""
+    return _flatten(img, "L")
 
 
 def _reframe(arr: np.ndarray, side: int) -> np.ndarray:
@@ -55,7 +72,7 @@ def _reframe(arr: np.ndarray, side: int) -> np.ndarray:
 def to_model_input(img: Image.Image, spec: InputSpec) -> torch.Tensor:
     """Convert a decoded image to pixels in [0, 1], shape ``[C, H, W]`` (C = spec.channels)."""
     if spec.channels != 1:
-        rgb = img.convert("RGB").resize((spec.width, spec.height), Image.BILINEAR)
+        rgb = _flatten(img, "RGB").resize((spec.width, spec.height), Image.BILINEAR)
         return torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
     gray = np.asarray(_to_gray(img), dtype=np.float64) / 255.0
     if spec.auto_invert:

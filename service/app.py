@@ -12,14 +12,30 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from models.bundle import load_bundle
-from service.auth import key_digest
 from service.context import AppContext
 from service.db.engine import make_engine
 from service.db.migrate import is_at_head, upgrade
-from service.db.writer import LogWriter
+from service.db.writer import build_writer
+from service.docs import install_openapi
 from service.errors import install_error_handlers
+from service.hardening import install_security
+from service.metrics import Metrics  # issue 7: demo, v2, metrics
 from service.middleware import RequestIdMiddleware
-from service.routes import health, models, predict
+from service.observe import ObserveMiddleware
+from service.oip.errors import OipErrorMiddleware
+from service.routes import (  # request log (issue 5)  # issue 7
+    feedback,
+    health,
+    models,
+    monitor,
+    predict,
+    predict_batch,
+    reports,
+    requests,
+    v2,
+)
+from service.routes import metrics as metrics_route  # issue 7
+from service.routes.pages import install_pages
 from service.runtime import InferenceRuntime
 from service.settings import Settings
 
@@ -48,23 +64,35 @@ def create_app(settings: Settings) -> FastAPI:
             upgrade(settings.database_url)
         elif not is_at_head(engine):
             raise SchemaNotReady(f"database {engine.url!r} is not at the newest schema: run `vigil db upgrade` or start with --migrate")
-        runtime = InferenceRuntime(bundle, settings.torch_threads)
+        runtime = InferenceRuntime.from_settings(bundle, settings)
         runtime.warm_up()
-        writer = LogWriter(engine, settings.log_queue_size, settings.log_batch_size, settings.log_flush_ms)
+        writer = build_writer(engine, settings)
         writer.start()
-        app.state.ctx = AppContext(settings, bundle, runtime, engine, writer, [key_digest(k) for k in settings.admin_api_keys])
+        app.state.ctx = AppContext(settings, bundle, runtime, engine, writer, list(app.state.keyring.admin))
+        app.state.ctx.metrics = app.state.metrics  # counts every request-log record (issue 7)
         log.info("serving %s v%s (%s) from %s", bundle.manifest.name, bundle.manifest.version, bundle.manifest.method, settings.model_dir)
         try:
             yield
         finally:
             # Order: stop taking work, finish inference, then drain every log record.
-            runtime.close()
+            await runtime.aclose()
             writer.stop()
             engine.dispose()
 
     app = FastAPI(title="Vigil", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    install_security(app, settings)  # issue 8; before RequestIdMiddleware, which must stay outermost
+    # Issue 7: a per-app Prometheus registry; the lambda finds the context once the lifespan built it.
+    app.state.metrics = Metrics(lambda: getattr(app.state, "ctx", None))
+    app.add_middleware(ObserveMiddleware, metrics=app.state.metrics, log_requests=settings.log_requests)  # inside RequestIdMiddleware
+    app.add_middleware(OipErrorMiddleware)  # /v2 errors in the OIP shape tritonclient reads
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    for r in (predict.router, models.router, health.router):
+    for r in (predict.router, predict_batch.router, models.router, health.router, requests.router, feedback.router, reports.router):
         app.include_router(r)
+    for r in (v2.router, metrics_route.router):  # issue 7
+        app.include_router(r)
+    if settings.demo_enabled:
+        app.include_router(monitor.router)
+        install_pages(app)
+    install_openapi(app)  # issue 7: real error shapes and examples in /docs
     return app

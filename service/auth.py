@@ -1,23 +1,45 @@
-"""API keys: admin endpoints always need an admin key; keys are compared as SHA-256 digests.
+"""API keys: admin endpoints always need an admin key; keys are kept only as peppered digests.
 
-Keys arrive as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Only digests are
-kept in memory and compared in constant time; logs name a key by its id (a short
-prefix of its digest), never by the key itself.
+Keys arrive as `Authorization: Bearer <key>` or `X-API-Key: <key>`. A key's digest is
+HMAC-SHA256(pepper, key): keys are long random tokens, so a slow hash (argon2) buys
+nothing against guessing, while the secret pepper makes a leaked digest list useless
+on its own. Only digests are kept in memory, every candidate is compared in constant
+time, and logs name a key by its id (a short prefix of its digest), never the key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import re
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from service.errors import ApiError
+from service.settings import Settings
+
+log = logging.getLogger("vigil.auth")
+
+#: A configured entry with this prefix is a precomputed digest (see `vigil keys digest`).
+DIGEST_PREFIX = "hmac-sha256:"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def key_digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+def key_digest(key: str, pepper: str = "") -> str:
+    return hmac.new(pepper.encode(), key.encode(), hashlib.sha256).hexdigest()
+
+
+def stored_digest(entry: str, pepper: str) -> str:
+    """A configured key entry -> its digest: a precomputed `hmac-sha256:<hex>`, or a raw key hashed now."""
+    if entry.startswith(DIGEST_PREFIX):
+        digest = entry[len(DIGEST_PREFIX) :].lower()
+        if not _HEX64.match(digest):
+            raise ValueError(f"a configured key digest must be {DIGEST_PREFIX} followed by 64 hex digits")
+        return digest
+    return key_digest(entry, pepper)
 
 
 def key_id(digest: str) -> str:
@@ -31,27 +53,55 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def match_key(presented: str | None, digests: list[str]) -> str | None:
+def match_key(presented: str | None, digests: list[str] | tuple[str, ...], pepper: str = "") -> str | None:
     """The matching digest, checked against every entry in constant time, or None."""
     if not presented:
         return None
-    d = key_digest(presented)
+    d = key_digest(presented, pepper)
     found = None
-    for candidate in digests:
+    for candidate in digests:  # no early exit: the time does not tell which entry matched
         if hmac.compare_digest(d, candidate):
             found = candidate
     return found
 
 
+@dataclass(frozen=True)
+class Keyring:
+    """Digests of the configured keys; built once by the app factory from settings."""
+
+    pepper: str
+    admin: tuple[str, ...]
+    client: tuple[str, ...]
+    #: Predict endpoints refuse requests without a valid client or admin key.
+    required: bool
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Keyring:
+        admin = tuple(stored_digest(k, s.api_key_pepper) for k in s.admin_api_keys)
+        client = tuple(stored_digest(k, s.api_key_pepper) for k in s.api_keys)
+        return cls(s.api_key_pepper, admin, client, s.require_api_key)
+
+    def match_admin(self, presented: str | None) -> str | None:
+        return match_key(presented, self.admin, self.pepper)
+
+    def match_client(self, presented: str | None) -> str | None:
+        """An admin key is also a client key: an operator can always call predict."""
+        return match_key(presented, self.client + self.admin, self.pepper)
+
+
 def require_admin(request: Request) -> str:
-    """Dependency for admin endpoints; returns the admin key id."""
-    digests = request.app.state.ctx.admin_key_digests
-    if not digests:
+    """Dependency for admin endpoints; returns the admin key id (also put on request.state)."""
+    keyring: Keyring = request.app.state.keyring
+    if not keyring.admin:
         raise ApiError(403, "admin_disabled", "no admin keys are configured (set VIGIL_ADMIN_API_KEYS)")
-    found = match_key(presented_key(request), digests)
+    found = keyring.match_admin(presented_key(request))
     if found is None:
+        log.warning("refused admin request to %s %s: no valid admin key", request.method, request.url.path)
         raise ApiError(401, "unauthorized", "a valid admin API key is required", {"WWW-Authenticate": "Bearer"})
-    return key_id(found)
+    kid = key_id(found)
+    request.state.api_key_id = kid
+    log.info("admin request %s %s by %s", request.method, request.url.path, kid)
+    return kid
 
 
 AdminDep = Annotated[str, Depends(require_admin)]

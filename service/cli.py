@@ -7,16 +7,18 @@ entry-point group (see pyproject.toml), so this module never imports `training`.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+
+from service import keys_cli
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.logs import configure_logging
     from service.settings import Settings
 
     overrides: dict[str, object] = {}
@@ -25,8 +27,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.migrate:
         overrides["migrate_on_start"] = True
     settings = Settings(**overrides)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=args.host or settings.host, port=args.port or settings.port, log_config=None)
+    configure_logging(settings.log_format)  # JSON lines by default (issue 7)
+    # No access log by default: a line per request costs throughput, and the request log has every request.
+    uvicorn.run(
+        create_app(settings), host=args.host or settings.host, port=args.port or settings.port, log_config=None, access_log=settings.access_log
+    )
     return 0
 
 
@@ -53,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = db.add_parser("upgrade", help="apply Alembic migrations up to head")
     up.add_argument("--url", default=None, help="database URL (default VIGIL_DATABASE_URL)")
     up.set_defaults(func=_db_upgrade)
+    keys_cli.register(sub)  # issue 8: `vigil keys new|digest`
     for ep in entry_points(group="vigil.commands"):
         ep.load()(sub)
     return parser

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from models.bundle import Bundle
 from service.db.writer import LogWriter
+from service.metrics import Metrics
 from service.runtime import InferenceRuntime
 from service.settings import Settings
 
@@ -23,6 +24,8 @@ class AppContext:
     writer: LogWriter
     #: SHA-256 digests of the admin keys (see service/auth.py); raw keys are not kept.
     admin_key_digests: list[str]
+    #: Prometheus metrics (service/metrics.py, issue 7); set by the lifespan, None in bare contexts.
+    metrics: Metrics | None = None
 
 
 def get_ctx(request: Request) -> AppContext:

@@ -8,6 +8,8 @@ claims 20000x20000 pixels (a decompression bomb) never allocates them.
 from __future__ import annotations
 
 import io
+import struct
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -16,6 +18,38 @@ from PIL import Image, UnidentifiedImageError
 from service.errors import ApiError
 
 ALLOWED_FORMATS = {"PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"}
+#: Pixel modes models/preprocess.py converts (issue 8: tested with random images of each);
+#: anything else (LAB, HSV, 32-bit integer...) is refused before decoding.
+ALLOWED_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+#: Longest side kept after decoding. Models take inputs of a few hundred pixels at most,
+#: while converting a 25-megapixel upload at full size cost ~400 MB for one request
+#: (measured); JPEGs are even decoded at reduced scale (DCT scaling) when that suffices.
+WORK_SIDE = 1024
+#: Large decodes (a side over WORK_SIDE: up to ~230 MB each for an RGBA PNG at the pixel
+#: limit) run at most this many at once in the process, so concurrent uploads of small
+#: files that decode big cannot add up to gigabytes. Decoding is CPU-bound: on a few
+#: cores, more at once would not finish sooner. One process-wide limit, by design.
+_LARGE_DECODES = threading.BoundedSemaphore(2)
+
+
+def _sniff_format(data: bytes) -> str | None:
+    """Which format these bytes claim to be, from the plugins' magic-number checks only.
+
+    Only allow-listed plugins ever parse an upload (Image.open(formats=...)); this lets
+    the refusal of, say, an ICO or EPS name the format without parsing it.
+    """
+    Image.init()
+    prefix = data[:16]
+    for fmt, (_, accept) in Image.OPEN.items():
+        if fmt in ALLOWED_FORMATS or accept is None:
+            continue
+        try:
+            if accept(prefix):
+                return fmt
+        except (SyntaxError, IndexError, TypeError, struct.error):  # what Image.open tolerates from them too
+            continue
+    return None
 
 
 @dataclass(frozen=True)
@@ -27,27 +61,48 @@ class DecodedImage:
     mode: str
 
 
+def _load_reduced(img: Image.Image, fmt: str) -> None:
+    """Decode, then keep a working copy of at most WORK_SIDE per side (the log keeps the header's size)."""
+    if fmt == "JPEG":
+        img.draft(None, (WORK_SIDE, WORK_SIDE))  # decode at 1/2..1/8 scale, still at least this size
+    img.load()
+    if max(img.size) > WORK_SIDE:
+        img.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS)
+
+
 def decode_image(data: bytes, max_pixels: int, max_side: int) -> DecodedImage:
     """Validate and fully decode `data`, raising `ApiError` (4xx) for anything unusable."""
     if not data:
         raise ApiError(400, "empty_body", "the request carries no image bytes")
     try:
         with warnings.catch_warnings():
+            # Pillow warns about damage it works around (corrupt EXIF, oversized tags): the
+            # upload is answered on its merits, not with a warning per request in the log.
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
             fmt = img.format or "unknown"
             if fmt not in ALLOWED_FORMATS:
                 raise ApiError(415, "unsupported_format", f"image format {fmt} is not accepted; use one of {sorted(ALLOWED_FORMATS)}")
             w, h = img.size
             if w < 1 or h < 1 or w > max_side or h > max_side or w * h > max_pixels:
                 raise ApiError(413, "image_too_large", f"{w}x{h} pixels exceeds the limit ({max_side} per side, {max_pixels} in all)")
+            if img.mode not in ALLOWED_MODES:
+                raise ApiError(415, "unsupported_image_mode", f"pixel mode {img.mode} is not accepted; send grayscale, RGB(A), palette or CMYK")
             if getattr(img, "n_frames", 1) > 1:
                 raise ApiError(422, "multi_frame_image", "animated or multi-page images are not accepted; send a single frame")
-            img.load()
+            if max(w, h) <= WORK_SIDE:
+                img.load()
+            else:
+                with _LARGE_DECODES:
+                    _load_reduced(img, fmt)
     except ApiError:
         raise
     except UnidentifiedImageError as e:
-        raise ApiError(415, "not_an_image", "the body is not a recognised image") from e
+        fmt = _sniff_format(data)
+        if fmt is not None:
+            raise ApiError(415, "unsupported_format", f"image format {fmt} is not accepted; use one of {sorted(ALLOWED_FORMATS)}") from e
+        raise ApiError(415, "not_an_image", f"the body is not a recognised image; accepted formats: {sorted(ALLOWED_FORMATS)}") from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ApiError(413, "image_too_large", "the image is too large to decode") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:

@@ -9,7 +9,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.rejections import log_rejection
+
 log = logging.getLogger("vigil.errors")
+#: FastAPI's answer when a JSON body parses badly in a way that is not a JSONDecodeError.
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
 
 
 class ApiError(Exception):
@@ -34,6 +38,8 @@ def _rid(request: Request) -> str | None:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        # Not logged here: routes log their own refusals (with the input's hash), and
+        # service/access.py logs the ones it makes before a route runs.
         return JSONResponse(error_body(exc.code, exc.message, _rid(request)), exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -41,12 +47,22 @@ def install_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         msg = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
-        return JSONResponse(error_body("invalid_request", msg, _rid(request)), 422)
+        # Issue 8: name what is wrong (still 422, the status every such route documents).
+        status, code = {"json_invalid": (422, "invalid_json"), "extra_forbidden": (422, "unknown_field")}.get(
+            first.get("type", ""), (422, "invalid_request")
+        )
+        log_rejection(request, status, code, msg)
+        return JSONResponse(error_body(code, msg, _rid(request)), status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail), _rid(request)), exc.status_code, headers=getattr(exc, "headers", None))
+        code = {400: "bad_request", 413: "payload_too_large"}.get(exc.status_code, code)
+        status = exc.status_code
+        if status == 400 and exc.detail == FASTAPI_BODY_ERROR:  # e.g. JSON nested past the parser's depth
+            status, code = 422, "invalid_json"
+        log_rejection(request, status, code, str(exc.detail))
+        return JSONResponse(error_body(code, str(exc.detail), _rid(request)), status, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 from typing import Any
 
+import numpy as np
+import torch
 from starlette.requests import Request
 
 from models.manifest import Manifest
 
 
 def client_id(request: Request, salt: str) -> str | None:
-    """A salted hash of the client address: stable per client, never the raw address."""
+    """The caller's API key id when a key was used, else a salted hash of its address; never raw."""
+    kid = getattr(request.state, "api_key_id", None)  # set by service/access.py (issue 8)
+    if kid:
+        return str(kid)
     host = request.client.host if request.client else None
     if host is None:
         return None
@@ -39,3 +45,13 @@ def input_fields(data: bytes, width: int | None = None, height: int | None = Non
         "input_height": height,
         "input_mode": mode,
     }
+
+
+def pixel_fields(pixels: torch.Tensor, store: bool) -> dict[str, Any]:
+    """The normalised model input ``[C, H, W]`` as .npy bytes (self-describing, read back with
+    ``np.load(..., allow_pickle=False)``), when the operator chose to store inputs."""
+    if not store:
+        return {}
+    buf = io.BytesIO()
+    np.save(buf, pixels.detach().cpu().numpy().astype(np.float32), allow_pickle=False)
+    return {"input_pixels": buf.getvalue()}

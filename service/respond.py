@@ -7,7 +7,14 @@ from typing import Any
 from models.manifest import Manifest
 from models.pipeline import PipelineOutput
 from service.policy import decide
-from service.schemas import ModelRef, Prediction, PredictionPublic, ScorePublic, UncertaintyPublic
+from service.schemas import (
+    ModelRef,
+    Prediction,
+    PredictionPublic,
+    SampleSpread,
+    ScorePublic,
+    UncertaintyPublic,
+)
 
 
 def build_prediction(out: PipelineOutput, manifest: Manifest, request_id: str, latency_ms: float) -> PredictionPublic:
@@ -42,6 +49,20 @@ def build_prediction(out: PipelineOutput, manifest: Manifest, request_id: str, l
         prediction_set=[int(i) for i in out.prediction_sets[0].nonzero().flatten()],
         decision=decide(ood.flagged, failure.flagged),
         latency_ms=round(latency_ms, 3),
+        samples=sample_spread(out, label),
+    )
+
+
+def sample_spread(out: PipelineOutput, label: int, keep: int = 64) -> SampleSpread | None:
+    """Min/max per class over the samples, and each sample's vote for the predicted class."""
+    sp = out.sample_probs[:, 0]  # [S, K]
+    if sp.shape[0] < 2:
+        return None
+    return SampleSpread(
+        count=int(sp.shape[0]),
+        min=[round(float(v), 6) for v in sp.min(0).values],
+        max=[round(float(v), 6) for v in sp.max(0).values],
+        predicted_class=[round(float(v), 6) for v in sp[:keep, label]],
     )
 
 

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.policy import MEANINGS
+
 
 class ModelRef(BaseModel):
     name: str = Field(description="Bundle name from its manifest.")
@@ -32,6 +34,15 @@ class ScorePublic(BaseModel):
     flagged: bool = Field(description="score > threshold.")
 
 
+class SampleSpread(BaseModel):
+    """How far the model's samples (ensemble members, MC-dropout passes...) disagree (issue 7)."""
+
+    count: int = Field(description="Number of samples S behind the averaged probabilities.")
+    min: list[float] = Field(description="Per class, the smallest calibrated probability any sample gave.")
+    max: list[float] = Field(description="Per class, the largest calibrated probability any sample gave.")
+    predicted_class: list[float] = Field(description="Each sample's probability for the predicted class (at most 64 samples).")
+
+
 class PredictionPublic(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -47,6 +58,7 @@ class PredictionPublic(BaseModel):
                 "prediction_set": [7],
                 "decision": "accept",
                 "latency_ms": 3.2,
+                "samples": None,
             }
         }
     )
@@ -61,9 +73,13 @@ class PredictionPublic(BaseModel):
     ood: ScorePublic = Field(description="Is this input unlike the training data? (out-of-distribution detection)")
     prediction_set: list[int] = Field(description="Conformal prediction set: contains the true class with probability >= 1 - alpha.")
     decision: Literal["accept", "abstain", "reject_ood"] = Field(
-        description="reject_ood if ood.flagged, else abstain if failure.flagged, else accept."
+        description="reject_ood if ood.flagged, else abstain if failure.flagged, else accept. "
+        + " ".join(f"**{k}**: {v}" for k, v in MEANINGS.items())
     )
     latency_ms: float = Field(description="Server-side time from receipt to answer, in milliseconds.")
+    samples: SampleSpread | None = Field(
+        None, description="Spread of the samples behind the average; null for single-sample (deterministic) models."
+    )
 
 
 class ErrorDetail(BaseModel):
@@ -73,6 +89,12 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {"error": {"code": "not_an_image", "message": "the body is not a recognised image", "request_id": "9b2f0c1d7e6a4f5b8c3d2e1f0a9b8c7d"}}
+        }
+    )
+
     error: ErrorDetail
 
 

@@ -42,13 +42,91 @@ class Settings(BaseSettings):
     log_batch_size: int = Field(500, ge=1)
     log_flush_ms: int = Field(100, ge=1)
 
+    # Request log (issue 5)
+    #: Where rows wait while the database is away (JSON lines); default next to the SQLite
+    #: file, else ./vigil-spool-<digest of the database URL>.jsonl.
+    log_spool_path: Path | None = None
+    #: A full log queue: "reject" answers 503 + Retry-After; "spool" writes the row to the
+    #: spool on the request's thread (slower, but the request is served).
+    log_queue_full: Literal["reject", "spool"] = "reject"
+    #: Seconds between replay attempts while rows wait in the spool.
+    log_replay_interval_s: float = Field(1.0, gt=0)
+    #: Store the normalised model input with each row (re-scoring, drift analysis); ~3 kB a row.
+    log_store_inputs: bool = False
+    #: Names this process's hash chain; default: host-pid-random, new at every start.
+    log_writer_id: str | None = Field(None, min_length=1, max_length=64)
+
+    # Inference runtime (issue 6)
+    #: Micro-batching: the most inputs in one batch, and the longest a request waits for
+    #: company (a lone request is delayed by at most this).
+    batch_max_size: int = Field(64, ge=1, le=4096)
+    batch_max_wait_ms: float = Field(5.0, ge=0, le=1000)
+    #: Inputs per forward inside a batch: per-image cost rose past ~32 with ODIN's backward
+    #: on this CPU (see the README's Performance section), so bigger batches run in chunks.
+    inference_chunk_size: int = Field(32, ge=1, le=4096)
+    #: Requests waiting for inference; beyond it a request is refused with 503 + Retry-After.
+    inference_queue_size: int = Field(1024, ge=1)
+    #: Longest a request waits for its result before a 503 `inference_timeout`.
+    inference_timeout_s: float = Field(10.0, gt=0)
+    #: Convolutions in channels_last memory format (measured faster for batched convs).
+    channels_last: bool = True
+    #: POST /v1/predict/batch: most images per request, and the body limit for all of them.
+    max_batch_images: int = Field(64, ge=1, le=1024)
+    max_batch_upload_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    #: uvicorn access-log lines cost throughput, and the request log records every request anyway.
+    access_log: bool = False
+
     #: Salt for hashing client addresses; the raw address is never stored.
     client_id_salt: str = "vigil-dev-salt"
     #: Admin API keys (comma-separated in the environment is not supported; use JSON list).
     admin_api_keys: list[str] = []
 
+    # Security (issue 8)
+    #: When true, predict endpoints need a client (or admin) key: `Authorization: Bearer <key>` or `X-API-Key`.
+    require_api_key: bool = False
+    #: Client API keys (JSON list): raw keys, or digests `hmac-sha256:<hex>` from `vigil keys digest`
+    #: so the raw key never sits in the environment.
+    api_keys: list[str] = []
+    #: Secret mixed into every key digest (HMAC-SHA256): a leaked digest is useless without it.
+    api_key_pepper: str = "vigil-dev-pepper"
+    #: Per-client token bucket on predict endpoints (client = key id, else hashed address):
+    #: sustained requests per second (0 turns it off) and burst size; 429 + Retry-After beyond.
+    rate_limit_per_s: float = Field(0.0, ge=0)
+    rate_limit_burst: int = Field(20, ge=1)
+    #: Buckets kept at most (least recently used dropped), so spoofed clients cannot grow memory.
+    rate_limit_max_clients: int = Field(10_000, ge=1)
+    #: JSON bodies over this are refused (413) while streaming; other bodies over
+    #: max_upload_bytes + 64 KiB (multipart overhead) likewise.
+    max_json_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    #: Predict requests in flight at once; beyond it the answer is 503 + Retry-After
+    #: instead of an unbounded pile of waiting requests (memory stays bounded).
+    max_inflight: int = Field(64, ge=1)
+    #: Browser origins allowed to call the API (CORS); empty keeps CORS closed.
+    cors_origins: list[str] = []
+    #: Put GET /metrics behind the admin key (it shows traffic volumes and error rates).
+    metrics_admin_only: bool = False
+
+    # Demo, v2, metrics (issue 7)
+    #: Log lines as JSON objects (one per line, request id included) or plain text for a terminal.
+    log_format: Literal["json", "text"] = "json"
+    #: One log line per HTTP request (`vigil.access`: request id, route, status, duration).
+    log_requests: bool = True
+    #: The demo page (`/`), the monitor page (`/monitor`) and its aggregate feed (`/v1/monitor`).
+    demo_enabled: bool = True
+    #: How far back the monitor page looks, and at most how many recent requests it aggregates.
+    monitor_window_minutes: int = Field(60, ge=1, le=7 * 24 * 60)
+    monitor_max_rows: int = Field(5000, ge=10, le=100_000)
+
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Settings:
         if self.environment == "production" and self.client_id_salt == "vigil-dev-salt":
             raise ValueError("set VIGIL_CLIENT_ID_SALT to a secret value in production")
+        return self
+
+    @model_validator(mode="after")
+    def _no_default_pepper_in_production(self) -> Settings:
+        if self.environment == "production" and self.api_key_pepper == "vigil-dev-pepper":
+            raise ValueError("set VIGIL_API_KEY_PEPPER to a secret value in production")
+        if self.require_api_key and not (self.api_keys or self.admin_api_keys):
+            raise ValueError("VIGIL_REQUIRE_API_KEY is set but no keys are configured (VIGIL_API_KEYS)")
         return self

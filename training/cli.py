@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from training import evaluate
+from training import evaluate, evaluate_ood
 from training.data import load_mnist, make_splits
 from training.finalize import finalize
 from training.loop import TrainConfig
@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--members", type=int, default=5)
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--failure-scorer", default="msp")
-    p.add_argument("--ood-scorer", default="msp")
+    p.add_argument("--ood-scorer", default="auto", help="OOD scorer, or auto: the best by an ID-only criterion (training/scorer_fit.py)")
     p.add_argument("--target-risk", type=float, default=0.005, help="max error rate among accepted validation predictions")
     p.add_argument("--ood-pass-rate", type=float, default=0.99, help="share of in-distribution validation inputs the OOD gate passes")
     p.add_argument("--alpha", type=float, default=0.01, help="conformal miscoverage")
@@ -72,3 +72,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
     evaluate.register(sub, str(settings.data_dir))
+    evaluate_ood.register(sub, str(settings.data_dir))

@@ -1,26 +1,41 @@
 """Build and fit the OOD scorer a bundle will serve, from in-distribution data only.
 
 - msp, energy, entropy, mutual_information: nothing to fit.
-- odin: eps chosen on validation inputs by the Generalized-ODIN criterion (see
-  `choose_odin_params`), T = 1000; eps is in pixel units (divided by the input std).
+- odin: T = 1000 (Liang et al.), eps from Liang et al.'s range [0, 0.004] by the best
+  AUROC of ID validation inputs vs their FGSM proxies (`training.ood_select`).
 - mahalanobis: class means and tied covariance of the model's features on the training set.
+- mahalanobis_layers: the same per layer on the training set; each layer's score is
+  standardised on held-out validation inputs and the layers are summed with equal weights.
+- auto: every candidate above that the model supports, fitted as listed; the served one
+  has the best AUROC of ID validation inputs vs their FGSM proxies, measured on a part of
+  the validation split that no candidate was fitted on (ties: the earlier candidate).
+
+Validation split use: ``val[:n]`` fits (ODIN's eps, the layer standardisation),
+``val[n:2n]`` chooses (auto); n = min(`VAL_FIT_SIZE`, len(val) // 2).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
 from models.base import UncertaintyModel
 from models.scorers.base import Scorer
 from models.scorers.mahalanobis import Mahalanobis
-from models.scorers.odin import ODIN, choose_odin_params
+from models.scorers.mahalanobis_layers import MahalanobisLayers
+from models.scorers.odin import ODIN
 from models.scorers.registry import build_scorer
 from training.data import Splits
 from training.loop import MNIST_STD, normalise
+from training.ood_select import ODIN_T, choose_odin_eps, fgsm_proxy, proxy_aurocs
 
 #: Fitting subsets: enough for stable statistics, cheap on 2 cores.
-ODIN_FIT_SIZE = 2000
+VAL_FIT_SIZE = 2000
 MAHALANOBIS_FIT_SIZE = 20_000
+#: Candidates of `auto`, in order of preference on ties (ODIN first: the issue's default).
+AUTO_CANDIDATES = ("odin", "energy", "msp", "mahalanobis", "mahalanobis_layers")
+SAMPLED_CANDIDATES = ("mutual_information", "entropy")
 
 
 @torch.no_grad()
@@ -28,15 +43,69 @@ def _features(model: UncertaintyModel, x: torch.Tensor, batch_size: int = 1000) 
     return torch.cat([model.features(normalise(x[i : i + batch_size])) for i in range(0, len(x), batch_size)], dim=1)
 
 
-def fit_ood_scorer(name: str, model: UncertaintyModel, splits: Splits) -> tuple[Scorer, dict[str, float]]:
-    """Returns the fitted scorer and what was chosen, for the manifest's metrics."""
+@torch.no_grad()
+def _layer_features(model: UncertaintyModel, x: torch.Tensor, batch_size: int = 1000) -> list[torch.Tensor]:
+    """Per layer ``[S_f, N, D_l]`` of pixels `x` ``[N, C, H, W]``."""
+    batches = [model.layer_features(normalise(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+    return [torch.cat(layer, dim=1) for layer in zip(*batches, strict=True)]
+
+
+def _val_parts(splits: Splits) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fit part, choice part) of the validation pixels, disjoint."""
+    n = min(VAL_FIT_SIZE, len(splits.val) // 2)
+    return splits.val.x[:n], splits.val.x[n : 2 * n]
+
+
+def fit_named(name: str, model: UncertaintyModel, splits: Splits) -> tuple[Scorer, dict[str, Any]]:
+    """One scorer by name, fitted on ID data; returns it and what was chosen (for the manifest)."""
     model.eval()
+    num_classes = int(splits.train.y.max()) + 1
+    train = splits.train.head(MAHALANOBIS_FIT_SIZE)
+    fit_x, _ = _val_parts(splits)
     if name == "odin":
-        x_val = normalise(splits.val.x[:ODIN_FIT_SIZE])
-        t, eps, criterion = choose_odin_params(model, x_val, std=[MNIST_STD])
-        return ODIN(temperature=t, eps=eps, std=[MNIST_STD]), {"odin_temperature": t, "odin_eps": eps, "odin_id_mean_max_softmax": criterion}
+        x_fit = normalise(fit_x)
+        eps, aurocs = choose_odin_eps(model, x_fit, fgsm_proxy(model, x_fit, [MNIST_STD]), [MNIST_STD])
+        report = {"odin_temperature": ODIN_T, "odin_eps": eps, "odin_proxy_auroc_by_eps": aurocs}
+        return ODIN(temperature=ODIN_T, eps=eps, std=[MNIST_STD]), report
     if name == "mahalanobis":
-        train = splits.train.head(MAHALANOBIS_FIT_SIZE)
-        num_classes = int(splits.train.y.max()) + 1
         return Mahalanobis.from_features(_features(model, train.x), train.y, num_classes), {}
+    if name == "mahalanobis_layers":
+        layers = _layer_features(model, train.x)
+        scorer = MahalanobisLayers(num_classes, [f.shape[-1] for f in layers])
+        scorer.fit(layers, train.y, _layer_features(model, fit_x))
+        return scorer, {}
     return build_scorer(name), {}
+
+
+def _supports_layers(model: UncertaintyModel, x: torch.Tensor) -> bool:
+    try:
+        with torch.no_grad():
+            model.layer_features(normalise(x[:1]))
+    except NotImplementedError:
+        return False
+    return True
+
+
+def choose_auto(model: UncertaintyModel, splits: Splits) -> tuple[Scorer, dict[str, Any]]:
+    """Fit every supported candidate and keep the best by the ID-only FGSM-proxy AUROC."""
+    model.eval()
+    _, choice_x = _val_parts(splits)
+    with torch.no_grad():
+        sampled = model.sample_logits(normalise(choice_x[:2])).shape[0] > 1
+    names = [n for n in AUTO_CANDIDATES if n != "mahalanobis_layers" or _supports_layers(model, choice_x)]
+    names += list(SAMPLED_CANDIDATES) if sampled else []
+    fitted = {n: fit_named(n, model, splits) for n in names}
+    x_choice = normalise(choice_x)
+    aurocs = proxy_aurocs({n: s for n, (s, _) in fitted.items()}, model, x_choice, fgsm_proxy(model, x_choice, [MNIST_STD]))
+    best = max(aurocs.values())
+    chosen = next(n for n in names if aurocs[n] >= best)
+    scorer, report = fitted[chosen]
+    rule = "best AUROC of ID validation vs their FGSM proxies (Lee et al. 2018), on validation inputs no candidate was fitted on"
+    return scorer, {**report, "auto_chosen": chosen, "auto_rule": rule, "auto_proxy_auroc": aurocs}
+
+
+def fit_ood_scorer(name: str, model: UncertaintyModel, splits: Splits) -> tuple[Scorer, dict[str, Any]]:
+    """The scorer `name` (or the `auto` choice) fitted on ID data, and what was chosen."""
+    if name == "auto":
+        return choose_auto(model, splits)
+    return fit_named(name, model, splits)

@@ -9,6 +9,7 @@ from models.scorers.confidnet import ConfidNetScorer
 from models.scorers.energy import Energy
 from models.scorers.entropy import MutualInformation, PredictiveEntropy
 from models.scorers.mahalanobis import Mahalanobis
+from models.scorers.mahalanobis_layers import MahalanobisLayers
 from models.scorers.msp import MaxSoftmax
 from models.scorers.odin import ODIN
 
@@ -17,6 +18,7 @@ SCORERS: dict[str, type[Scorer]] = {
 }
 # OOD scorers (entropy and mutual information above serve for OOD as well).
 SCORERS.update({cls.name: cls for cls in (Energy, ODIN, Mahalanobis)})
+SCORERS[MahalanobisLayers.name] = MahalanobisLayers  # Lee et al.'s layer ensemble, ID-only weights
 SCORERS[ConfidNetScorer.name] = ConfidNetScorer  # failure scorer (Corbière et al. 2019)
 
 

@@ -18,4 +18,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # A bounded connect timeout: an unreachable server must send the log writer to its spool
+    # within seconds, not after the operating system's TCP timeout.
+    args = {"connect_timeout": 5} if url.startswith("postgresql") else {}
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=args)

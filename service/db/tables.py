@@ -5,7 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -51,6 +62,32 @@ class RequestRecord(Base):
     http_status: Mapped[int] = mapped_column(Integer)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
+    #: Normalised model input as .npy bytes ([C, H, W] float32 in [0, 1]); only with VIGIL_LOG_STORE_INPUTS.
+    input_pixels: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: Tamper evidence (service/db/chain.py): each writer numbers its rows and chains their hashes.
+    writer_id: Mapped[str | None] = mapped_column(String(64))
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    row_hash: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ux_request_log_writer_seq", "writer_id", "seq", unique=True),)
 
     def as_dict(self) -> dict[str, Any]:
         return {c.name: getattr(self, c.name) for c in self.__table__.columns}
+
+
+class Feedback(Base):
+    """Ground truth for a logged request. Append-only: a newer entry sets `replaced_at` on the
+    older one, so the history stays. No foreign key: feedback may arrive while the request's
+    row is still in the writer's queue or spool."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    true_label: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str | None] = mapped_column(Text)
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    #: Null for the current entry of a request; set when a newer entry replaces it.
+    replaced_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from service.card_text import decision_texts, prediction_set_text, scorer_meaning
 from service.context import CtxDep
 from service.errors import ApiError
-from service.policy import MEANINGS
 from service.schemas import ErrorResponse
 
 router = APIRouter(tags=["models"])
@@ -20,6 +20,7 @@ class ScorerCard(BaseModel):
     params: dict[str, Any]
     threshold: float
     criterion: str = Field(description="How the threshold was chosen, on held-out in-distribution data.")
+    meaning: str = Field("", description="What the score measures, in plain words; `flagged` is score > threshold.")
 
 
 class ModelCard(BaseModel):
@@ -47,11 +48,11 @@ def _card(ctx: CtxDep) -> ModelCard:
         architecture=m.architecture,
         class_names=m.class_names,
         temperature=m.temperature,
-        failure=ScorerCard(**m.failure.model_dump()),
-        ood=ScorerCard(**m.ood.model_dump()),
-        conformal=m.conformal.model_dump(),
+        failure=ScorerCard(**m.failure.model_dump(), meaning=scorer_meaning(m.failure.name, "failure")),
+        ood=ScorerCard(**m.ood.model_dump(), meaning=scorer_meaning(m.ood.name, "ood")),
+        conformal={**m.conformal.model_dump(), "meaning": prediction_set_text(m)},
         metrics=m.metrics,
-        decisions=MEANINGS,
+        decisions=decision_texts(m),
         created_at=m.created_at,
         training_seconds=m.training_seconds,
     )

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from models.preprocess import to_model_input
+from service.access import ACCESS_ERRORS, ClientDep
 from service.context import AppContext, CtxDep
 from service.db.writer import QueueFull
 from service.decode import decode_image
 from service.errors import ApiError
-from service.records import base_record, input_fields
+from service.records import base_record, input_fields, pixel_fields
 from service.respond import build_prediction, log_fields
 from service.schemas import ErrorResponse, PredictionPublic
 from service.upload import image_bytes
@@ -28,7 +29,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         413: "Body over the size limit, or image with too many pixels (refused before decoding).",
         415: "Missing/unsupported content type, not an image, or a format outside the allow-list.",
         422: "Corrupt, truncated or multi-frame image, or no 'image' field.",
-        503: "The request log queue is full; retry after the Retry-After header.",
+        503: "Overloaded: the request log queue or the inference queue is full (`log_backpressure`, `inference_backpressure`), "
+        "or inference took longer than VIGIL_INFERENCE_TIMEOUT_S (`inference_timeout`); retry after the Retry-After header.",
     }.items()
 }
 
@@ -50,7 +52,7 @@ def _decode(ctx: AppContext, data: bytes) -> tuple[torch.Tensor, dict[str, Any]]
     s = ctx.settings
     img = decode_image(data, s.max_image_pixels, s.max_image_side)
     pixels = to_model_input(img.image, ctx.bundle.manifest.input)
-    return pixels, input_fields(data, img.width, img.height, img.mode)
+    return pixels, input_fields(data, img.width, img.height, img.mode) | pixel_fields(pixels, s.log_store_inputs)
 
 
 def submit(ctx: AppContext, record: dict[str, Any]) -> None:
@@ -59,16 +61,18 @@ def submit(ctx: AppContext, record: dict[str, Any]) -> None:
         ctx.writer.submit(record)
     except QueueFull as e:
         raise ApiError(503, "log_backpressure", "the request log is saturated; retry shortly", {"Retry-After": "1"}) from e
+    if ctx.metrics is not None:  # decision and OOD/abstention counters (issue 7)
+        ctx.metrics.observe_record(record)
 
 
 @router.post(
     "/v1/predict",
     response_model=PredictionPublic,
-    responses=ERRORS,
+    responses={**ERRORS, **ACCESS_ERRORS},
     openapi_extra=IMAGE_BODY,
     summary="Classify one image, with calibrated uncertainty and a decision",
 )
-async def predict(request: Request, ctx: CtxDep) -> PredictionPublic:
+async def predict(request: Request, ctx: CtxDep, _client: ClientDep) -> PredictionPublic:
     """Send one image as multipart field `image`, or as a raw body with an `image/*` content type.
 
     The answer says what the model predicts, how sure it is (calibrated), whether the

@@ -38,5 +38,5 @@ def test_default_model_classifies_real_digits_over_http(data_dir: Path, tmp_path
     right = sum(a["prediction"]["label"] == int(test.y[i]) for i, a in enumerate(answers))
     assert right >= 98
     assert sum(a["decision"] == "accept" for a in answers) >= 90
-    # Uniform noise is unlike any digit: the gate must not accept it.
-    assert all(a["decision"] != "accept" for a in noise)
+    # Uniform noise is unlike any digit: the OOD gate must reject it (not merely abstain).
+    assert [a["decision"] for a in noise] == ["reject_ood"] * len(noise)

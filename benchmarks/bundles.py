@@ -1,0 +1,55 @@
+"""The two configurations the benchmark times: the shipped default, and an ensemble + ODIN.
+
+Timing needs no trained weights, so when no trained ensemble bundle is given, an
+untrained 5-member `PackedEnsemble` (random initialisation, default SmallCNN widths)
+with MSP failure and ODIN OOD scorers is written to a temporary folder. Its predictions
+are meaningless; its arithmetic is exactly that of a trained one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.bundle import load_bundle, read_manifest, save_bundle
+from models.ensemble import new_ensemble
+from models.scorers.msp import MaxSoftmax
+from models.scorers.odin import ODIN
+from service.settings import DEFAULT_MODEL_DIR
+
+
+def _fields(members: int, ood: ODIN | MaxSoftmax, name: str) -> dict[str, Any]:
+    base = read_manifest(DEFAULT_MODEL_DIR).model_dump(exclude={"weights_sha256", "metrics", "reference"})
+    arch = {k: v for k, v in base["arch_params"].items() if k != "dropout"}
+    ood_spec = {"name": ood.name, "params": ood.params(), "threshold": 0.5, "criterion": "untrained: timing only"}
+    return {
+        **base,
+        "name": name,
+        "method": "ensemble",
+        "arch_params": arch,
+        "method_params": {"members": members},
+        "failure": {"name": "msp", "params": {}, "threshold": 0.3, "criterion": "untrained: timing only"},
+        "ood": ood_spec,
+    }
+
+
+def untrained_ensemble(out: Path, members: int = 5, ood: str = "odin", seed: int = 0) -> Path:
+    """Write an untrained packed ensemble bundle with an ODIN (or MSP) OOD scorer to `out`."""
+    torch.manual_seed(seed)
+    spec = read_manifest(DEFAULT_MODEL_DIR).input
+    arch = {k: v for k, v in read_manifest(DEFAULT_MODEL_DIR).arch_params.items() if k != "dropout"}
+    model = new_ensemble(members, in_channels=spec.channels, input_size=spec.height, **arch)
+    scorer: ODIN | MaxSoftmax = ODIN(temperature=1000.0, eps=0.0014, std=spec.std) if ood == "odin" else MaxSoftmax()
+    save_bundle(out, _fields(members, scorer, f"bench-ensemble{members}-{ood}"), model, MaxSoftmax(), scorer)
+    return out
+
+
+def single_msp(out: Path) -> Path:
+    """The shipped default network with MSP for both scores: the single-model reference cost."""
+    bundle = load_bundle(DEFAULT_MODEL_DIR)
+    fields = bundle.manifest.model_dump(exclude={"weights_sha256"})
+    fields.update(name="bench-single-msp", ood={"name": "msp", "params": {}, "threshold": 0.5, "criterion": "timing only"})
+    save_bundle(out, fields, bundle.model, bundle.failure_scorer, MaxSoftmax())
+    return out

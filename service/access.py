@@ -1,0 +1,60 @@
+"""Who may call the predict endpoints, and how often: one dependency, `ClientDep`.
+
+Open by default; with `VIGIL_REQUIRE_API_KEY` a client (or admin) key is needed. A
+presented key that matches nothing is refused whenever client keys are configured, so
+a typo'd key fails loudly instead of silently running as an anonymous client. The
+caller's key id (never the key) lands on `request.state.api_key_id`, where the request
+log takes it as the client id, and the per-client token bucket answers 429 when empty.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.auth import Keyring, key_id, presented_key, require_admin
+from service.errors import ApiError
+from service.ratelimit import TokenBuckets
+from service.records import client_id
+from service.rejections import log_rejection
+from service.schemas import ErrorResponse
+
+
+async def require_client(request: Request) -> str | None:
+    """Authenticate (when configured) and rate-limit one predict call; returns the key id or None."""
+    keyring: Keyring = request.app.state.keyring
+    presented = presented_key(request)
+    found = keyring.match_client(presented)
+    if found is None and (keyring.required or (presented and keyring.client)):
+        msg = "this API key is not valid" if presented else "an API key is required (Authorization: Bearer <key> or X-API-Key)"
+        log_rejection(request, 401, "unauthorized", msg)  # before the route runs: logged here
+        raise ApiError(401, "unauthorized", msg, {"WWW-Authenticate": "Bearer"})
+    kid = key_id(found) if found else None
+    request.state.api_key_id = kid
+    limiter: TokenBuckets | None = request.app.state.rate_limiter
+    if limiter is not None:
+        who = kid or client_id(request, request.app.state.ctx.settings.client_id_salt) or "anonymous"
+        wait = limiter.take(who)
+        if wait > 0:
+            retry = str(max(1, math.ceil(wait)))
+            msg = f"too many requests for this client; retry in {retry} s"
+            log_rejection(request, 429, "rate_limited", msg)
+            raise ApiError(429, "rate_limited", msg, {"Retry-After": retry})
+    return kid
+
+
+ClientDep = Annotated[str | None, Depends(require_client)]
+
+def require_admin_for_metrics(request: Request) -> None:
+    """GET /metrics is open unless VIGIL_METRICS_ADMIN_ONLY is set; then it is an admin endpoint."""
+    if request.app.state.ctx.settings.metrics_admin_only:
+        require_admin(request)
+
+
+#: OpenAPI entries for the refusals above, merged into each predict route's `responses`.
+ACCESS_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorResponse, "description": "API keys are required (VIGIL_REQUIRE_API_KEY) and none, or a wrong one, was sent."},
+    429: {"model": ErrorResponse, "description": "This client's rate limit is spent; retry after the Retry-After header."},
+}

@@ -1,0 +1,52 @@
+"""Cap request bodies while they stream in (pure ASGI): JSON tightly, everything else loosely.
+
+The limit is enforced on the bytes actually received, not only on Content-Length, so a
+chunked body without a length is refused as soon as it passes the limit and is never
+held whole. The refusal is raised from `receive()`, inside the route that reads the
+body, so the app's error handlers turn it into the one error shape (413) and log it.
+"""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body exceeds the limit of {limit} bytes")
+
+
+def _is_json(ctype: bytes) -> bool:
+    main = ctype.split(b";")[0].strip().lower()
+    return main == b"application/json" or main.endswith(b"+json")
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, json_limit: int, other_limit: int) -> None:
+        self.app = app
+        self.json_limit = json_limit
+        self.other_limit = other_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        limit = self.json_limit if _is_json(headers.get(b"content-type", b"")) else self.other_limit
+        declared = headers.get(b"content-length", b"")
+        too_long = declared.isdigit() and int(declared) > limit
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            if too_long:  # refuse before reading a byte of a body declared too long
+                raise BodyTooLarge(limit)
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, limited_receive, send)

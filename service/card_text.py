@@ -1,0 +1,54 @@
+"""Plain words for the model card: what each score measures, and each decision with its numbers."""
+
+from __future__ import annotations
+
+from models.manifest import Manifest
+from service.policy import MEANINGS
+
+#: What a scorer's number measures; every score reads "higher = more likely the bad thing".
+SCORER_MEANINGS: dict[str, str] = {
+    "msp": "1 minus the highest calibrated class probability (Hendrycks & Gimpel 2017).",
+    "entropy": "The entropy of the predicted class probabilities: spread-out probabilities score high.",
+    "mutual_information": "How much the model's samples disagree with each other (epistemic uncertainty).",
+    "energy": "The free energy of the logits, -logsumexp (Liu et al. 2020): low for inputs the classifier finds familiar.",
+    "odin": "1 minus the highest class probability at temperature T after a small input step that raises it (Liang et al. 2018).",
+    "mahalanobis": "How far the image's penultimate features are from the nearest class centre of the training images (Lee et al. 2018).",
+    "mahalanobis_layers": (
+        "How far the image's features are from the nearest class centre of the training images, measured at every "
+        "layer and summed in standard units (Lee et al. 2018): low layers notice noise and blur, the last one objects "
+        "that are not digits."
+    ),
+    "confidnet": "1 minus a learned estimate of the probability that the prediction is right (Corbiere et al. 2019).",
+}
+
+
+def scorer_meaning(name: str, role: str) -> str:
+    """`role` is "failure" (higher = more likely wrong) or "ood" (higher = more likely out of distribution)."""
+    what = "the prediction is wrong" if role == "failure" else "the image is unlike the training data"
+    return f"{SCORER_MEANINGS.get(name, f'The {name} score.')} Higher means it is more likely that {what}."
+
+
+def decision_texts(m: Manifest) -> dict[str, str]:
+    """Each decision's meaning (service.policy.MEANINGS) followed by when this model takes it."""
+    val = m.metrics.get("validation", {})
+    passed = val.get("ood_pass_rate")
+    risk, coverage = val.get("selective_risk"), val.get("coverage")
+    f_name, f_t, o_name, o_t = m.failure.name, m.failure.threshold, m.ood.name, m.ood.threshold
+    accept = f"Here: the {o_name} score is at most {o_t:.4g} and the {f_name} score at most {f_t:.4g}."
+    if risk is not None and coverage is not None:
+        accept += f" On validation digits, {risk:.2%} of such predictions were wrong, and {coverage:.1%} of digits got one."
+    reject = f"Here: the {o_name} score is above {o_t:.4g}"
+    reject += f", which only {1 - passed:.1%} of validation digits exceed." if passed is not None else "."
+    return {
+        "accept": f"{MEANINGS['accept']} {accept}",
+        "abstain": f"{MEANINGS['abstain']} Here: the image passed the {o_name} check, but the {f_name} score is above {f_t:.4g}.",
+        "reject_ood": f"{MEANINGS['reject_ood']} {reject}",
+    }
+
+
+def prediction_set_text(m: Manifest) -> str:
+    return (
+        f"prediction_set lists the classes that, together, contain the true class for at least {1 - m.conformal.alpha:.0%} "
+        "of in-distribution images (split conformal prediction, APS); a set of more than one class means the model "
+        "cannot tell them apart. It says nothing about images that are not digits: check the decision first."
+    )

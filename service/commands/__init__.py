@@ -1,0 +1,1 @@
+"""`vigil` subcommands that service/ adds through the `vigil.commands` entry-point group."""

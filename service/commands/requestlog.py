@@ -1,0 +1,102 @@
+"""`vigil audit verify`, `vigil report` and `vigil export`: the request log from the command line.
+
+Heavy imports (numpy, scipy, pyarrow) happen inside the commands, so `vigil --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+_RELATIVE = re.compile(r"^(\d+)([mhd])$")
+
+
+def when(text: str) -> dt.datetime:
+    """ISO 8601 (naive means UTC) or a span back from now: 90m, 24h, 7d."""
+    if m := _RELATIVE.match(text):
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[m[2]]
+        return dt.datetime.now(dt.UTC) - dt.timedelta(**{unit: int(m[1])})
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (use ISO 8601 or 90m / 24h / 7d)") from e
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    from service.db.engine import make_engine
+    from service.settings import Settings
+
+    return make_engine(args.url or Settings().database_url)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from service.db.audit import verify
+
+    engine = _engine(args)
+    result = verify(engine)
+    engine.dispose()
+    if result.ok:
+        print(f"OK: {result.rows} rows in {result.chains} chain(s); every hash and link verifies")
+        return 0
+    first = result.first
+    assert first is not None
+    print(f"BROKEN: {len(result.breaks)} break(s) in {result.rows} rows. First at row id={first.row_id} "
+          f"request_id={first.request_id} writer={first.writer_id} seq={first.seq}: {first.reason}")  # fmt: skip
+    for b in sorted(result.breaks, key=lambda b: b.row_id)[1:20]:
+        print(f"  also row id={b.row_id} writer={b.writer_id} seq={b.seq}: {b.reason}")
+    return 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from models.bundle import read_manifest
+    from service.analysis.summary import summarise
+    from service.report.html import render
+    from service.settings import Settings
+
+    until = args.until or dt.datetime.now(dt.UTC)
+    since = args.since or until - dt.timedelta(hours=24)
+    manifest = read_manifest(Path(args.bundle) if args.bundle else Settings().model_dir)
+    engine = _engine(args)
+    summary = summarise(engine, manifest, since, until, args.model)
+    engine.dispose()
+    Path(args.out).write_text(render(summary), encoding="utf-8")
+    print(f"wrote {args.out}: {summary.requests} requests, drift: {summary.drift.verdict}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from service.db.queries import RequestFilter
+    from service.exporting import to_csv, to_parquet
+
+    out = Path(args.out or f"vigil-requests.{args.format}")
+    engine = _engine(args)
+    n = (to_csv if args.format == "csv" else to_parquet)(engine, RequestFilter(args.since, args.until, args.model), out)
+    engine.dispose()
+    print(f"exported {n} requests to {out}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    url_help = "database URL (default VIGIL_DATABASE_URL)"
+    audit = sub.add_parser("audit", help="tamper evidence of the request log").add_subparsers(dest="audit_command", required=True)
+    v = audit.add_parser("verify", help="check every writer's hash chain; exit 1 at the first break")
+    v.add_argument("--url", default=None, help=url_help)
+    v.set_defaults(func=_verify)
+    for name, func, text in (("report", _report, "write a self-contained HTML report"), ("export", _export, "export the request log")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--url", default=None, help=url_help)
+        p.add_argument("--since", type=when, default=None, help="ISO time or 90m/24h/7d ago (report default: 24h)")
+        p.add_argument("--until", type=when, default=None)
+        p.add_argument("--model", default=None, help="only this model name")
+        p.set_defaults(func=func)
+    sub.choices["report"].add_argument("--out", default="report.html")
+    sub.choices["report"].add_argument("--bundle", default=None, help="bundle whose validation reference to compare with (default VIGIL_MODEL_DIR)")
+    sub.choices["export"].add_argument("--format", choices=("csv", "parquet"), default="csv")
+    sub.choices["export"].add_argument("--out", default=None, help="file to write (default vigil-requests.<format>)")

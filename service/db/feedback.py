@@ -1,0 +1,42 @@
+"""Attaching ground truth to a logged request: append-only, the newest entry is current."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine, Row, func, insert, select, update
+
+from service.db.tables import Feedback, RequestRecord
+
+T = RequestRecord.__table__
+F = Feedback.__table__
+
+
+class UnknownRequest(LookupError):
+    pass
+
+
+def add_feedback(
+    engine: Engine, request_id: str, label: int, note: str | None, client_id: str | None, pending: Callable[[str], bool]
+) -> tuple[Row[Any], bool]:
+    """Store a label; returns the new entry and whether it replaced an earlier one.
+
+    `pending(request_id)` says whether the request's row is still on its way (writer queue
+    or spool): feedback posted right after a prediction must not be refused for that.
+    """
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Serialise feedback per request so two concurrent posts cannot both stay current.
+            conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(request_id, 0))))
+        known = conn.execute(select(T.c.id).where(T.c.request_id == request_id)).first() is not None
+        if not known and not pending(request_id):
+            raise UnknownRequest(request_id)
+        current = F.c.request_id == request_id, F.c.replaced_at.is_(None)
+        replaced = conn.execute(update(F).where(*current).values(replaced_at=now)).rowcount > 0
+        values = {"request_id": request_id, "true_label": label, "note": note, "client_id": client_id, "created_at": now}
+        new_id = conn.execute(insert(F).values(**values)).inserted_primary_key[0]  # type: ignore[index]
+        row = conn.execute(select(F).where(F.c.id == new_id)).one()
+    return row, replaced

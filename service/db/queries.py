@@ -1,0 +1,99 @@
+"""Reading the request log back: filtered, cursor-paginated lists and single rows."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, Select, and_, exists, false, func, or_, select
+from sqlalchemy.engine import Connection
+
+from service.db.tables import Feedback, RequestRecord
+
+T = RequestRecord.__table__
+F = Feedback.__table__
+#: Everything but the stored input (kilobytes a row), plus whether there is one.
+LISTED = [c for c in T.columns if c.name != "input_pixels"] + [T.c.input_pixels.is_not(None).label("has_input")]
+
+
+def as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """Compare like with like: stored times are UTC (SQLite keeps them as naive text), and a
+    naive filter value means UTC too."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class RequestFilter:
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    model: str | None = None
+    decision: str | None = None
+    flagged: bool | None = None
+    has_feedback: bool | None = None
+
+    def apply(self, stmt: Select[Any]) -> Select[Any]:
+        if self.since is not None:
+            stmt = stmt.where(T.c.received_at >= self.since)
+        if self.until is not None:
+            stmt = stmt.where(T.c.received_at < self.until)
+        if self.model is not None:
+            stmt = stmt.where(T.c.model_name == self.model)
+        if self.decision is not None:
+            stmt = stmt.where(T.c.decision == self.decision)
+        if self.flagged is not None:
+            # "Flagged": the failure or the OOD flag is up; rows without scores (errors) are not.
+            up = or_(func.coalesce(T.c.failure_flagged, false()), func.coalesce(T.c.ood_flagged, false()))
+            stmt = stmt.where(up if self.flagged else ~up)
+        if self.has_feedback is not None:
+            current = exists().where(and_(F.c.request_id == T.c.request_id, F.c.replaced_at.is_(None)))
+            stmt = stmt.where(current if self.has_feedback else ~current)
+        return stmt
+
+
+def encode_cursor(row_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("id:"):
+            raise ValueError(text)
+        return int(text[3:])
+    except (binascii.Error, UnicodeDecodeError, ValueError) as e:
+        raise BadCursor(cursor) from e
+
+
+def list_requests(conn: Connection, f: RequestFilter, limit: int, cursor: str | None) -> tuple[list[Row[Any]], str | None]:
+    """Newest first by insertion id: stable under concurrent inserts (new rows sort before page 1)."""
+    stmt = f.apply(select(*LISTED)).order_by(T.c.id.desc()).limit(limit + 1)
+    if cursor is not None:
+        stmt = stmt.where(T.c.id < decode_cursor(cursor))
+    rows = list(conn.execute(stmt))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].id) if more else None
+
+
+def get_request(conn: Connection, request_id: str) -> Row[Any] | None:
+    return conn.execute(select(*LISTED).where(T.c.request_id == request_id)).first()
+
+
+def feedback_for(conn: Connection, request_ids: Sequence[str]) -> dict[str, list[Row[Any]]]:
+    """Every feedback entry for these requests, oldest first."""
+    out: dict[str, list[Row[Any]]] = defaultdict(list)
+    if request_ids:
+        for fb in conn.execute(select(F).where(F.c.request_id.in_(list(request_ids))).order_by(F.c.id)):
+            out[fb.request_id].append(fb)
+    return out

@@ -1,0 +1,131 @@
+"""The spool: a local JSON-lines file that holds log rows while the database is away.
+
+Appends are flushed and fsync'ed per batch, so a spooled row survives a crash of the
+process. Replay inserts with ``ON CONFLICT DO NOTHING`` and empties the file only after
+every row is committed: a replay cut short is simply done again, and no row is stored
+twice. A row the database refuses for its content (not for being away) goes to
+``<spool>.rejected`` with a loud error, so one bad row cannot hold back the rest. An exclusive ``flock`` on a side file serialises appends and replays across
+threads and processes that share a spool path.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from service.db.rows import from_json, insert_ignoring_duplicates, to_json
+
+log = logging.getLogger("vigil.spool")
+
+
+def default_spool_path(database_url: str) -> Path:
+    """Next to a SQLite file; otherwise in the working directory, named after the database
+    so that two services on one host logging to different databases never mix spools."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return Path(url.database).with_name(Path(url.database).name + ".spool.jsonl")
+    digest = hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()[:10]
+    return Path(f"vigil-spool-{digest}.jsonl").resolve()
+
+
+class Spool:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock_path = path.with_name(path.name + ".lock")
+        self.rejected_path = path.with_name(path.name + ".rejected")
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        data = "".join(to_json(r) + "\n" for r in rows)
+        with self._locked(), open(self.path, "a", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def has_rows(self) -> bool:
+        return self.path.exists() and self.path.stat().st_size > 0
+
+    def contains(self, request_id: str) -> bool:
+        """A linear scan: only asked when a request id is not yet in the database."""
+        if not self.has_rows():
+            return False
+        needle = f'"request_id":"{request_id}"'
+        with self._locked(), open(self.path, encoding="utf-8") as f:
+            return any(needle in line for line in f)
+
+    def _reject(self, lines: list[str], why: str) -> None:
+        """Keep what the database will never take (or cannot be parsed) beside the spool, loudly."""
+        with open(self.rejected_path, "a", encoding="utf-8") as f:
+            f.writelines(line if line.endswith("\n") else line + "\n" for line in lines)
+            f.flush()
+            os.fsync(f.fileno())
+        log.error("spool %s: %d row(s) moved to %s: %s", self.path, len(lines), self.rejected_path, why)
+
+    def _chunks(self, size: int) -> Iterator[list[dict[str, Any]]]:
+        """The spooled rows in chunks, streamed: an outage's worth of rows need not fit in memory."""
+        chunk: list[dict[str, Any]] = []
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    if not line.endswith("\n"):  # only an append torn by a crash leaves this
+                        raise ValueError("torn last line")
+                    chunk.append(from_json(line))
+                except ValueError as e:
+                    self._reject([line], f"unreadable: {e}")
+                    continue
+                if len(chunk) >= size:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
+
+    def _insert(self, engine: Engine, rows: list[dict[str, Any]]) -> None:
+        """Insert rows; a row the database refuses (too long, bad value) must not block the
+        rest for ever, so refused chunks are bisected and the bad rows set aside."""
+        try:
+            with engine.begin() as conn:
+                insert_ignoring_duplicates(conn, rows)
+        except (OperationalError, InterfaceError):
+            raise  # the database is away: keep everything for the next replay
+        except DBAPIError as e:
+            if len(rows) == 1:
+                self._reject([to_json(rows[0])], f"refused by the database: {e.orig!r}"[:500])
+                return
+            self._insert(engine, rows[: len(rows) // 2])
+            self._insert(engine, rows[len(rows) // 2 :])
+
+    def replay(self, engine: Engine, chunk: int = 500) -> int:
+        """Insert every spooled row (one transaction per chunk), then empty the spool.
+
+        Raises if the database is away; the file is left whole and the next replay skips
+        whatever this one already committed."""
+        count = 0
+        with self._locked():
+            if not self.has_rows():
+                return 0
+            for rows in self._chunks(chunk):
+                self._insert(engine, rows)
+                count += len(rows)
+            with open(self.path, "r+") as f:
+                f.truncate(0)
+                os.fsync(f.fileno())
+        log.warning("replayed %d spooled request-log rows from %s", count, self.path)
+        return count

@@ -1,0 +1,78 @@
+"""OpenAPI touch-ups (issue 7): real error shapes and examples on every endpoint in /docs.
+
+FastAPI documents 422s with its own `HTTPValidationError`, but Vigil's handlers answer
+with `ErrorResponse` (and `OipError` on /v2): the schema is rewritten to what clients
+really get. Schemas without an example get one from service/docs_examples.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+from service.docs_examples import EXAMPLES
+from service.oip.schemas import OipError
+from service.schemas import ErrorResponse
+
+FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+
+
+def _fix_errors(spec: dict[str, Any]) -> None:
+    for path, ops in spec["paths"].items():
+        model = OipError if path.startswith("/v2") else ErrorResponse
+        for op in ops.values():
+            for resp in op.get("responses", {}).values():
+                schema = (
+                    resp.get("content", {})
+                    .get("application/json", {})
+                    .get("schema", {})
+                )
+                if schema.get("$ref") == FASTAPI_422:
+                    schema["$ref"] = f"#/components/schemas/{model.__name__}"
+                    resp["description"] = "Invalid parameters, in Vigil's error shape."
+            # Every JSON body can be malformed: the handler answers 400 `invalid_json` for it.
+            if "application/json" in op.get("requestBody", {}).get("content", {}):
+                op["responses"].setdefault(
+                    "400",
+                    {
+                        "description": "The body is not JSON (`invalid_json`).",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "$ref": f"#/components/schemas/{model.__name__}"
+                                }
+                            }
+                        },
+                    },
+                )
+    schemas = spec.get("components", {}).get("schemas", {})
+    for m in (ErrorResponse, OipError):
+        schemas.setdefault(
+            m.__name__, m.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+
+
+def _add_examples(spec: dict[str, Any]) -> None:
+    schemas = spec.get("components", {}).get("schemas", {})
+    for model, example in EXAMPLES.items():
+        target = schemas.get(model.__name__)
+        if target is not None and "example" not in target:
+            target["example"] = example
+
+
+def install_openapi(app: FastAPI) -> None:
+    generate: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()
+            _fix_errors(spec)
+            _add_examples(spec)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,199 @@
+"""Examples of real responses for schemas that do not carry their own (issue 7: /docs).
+
+Taken from a real run of the shipped model and trimmed. tests/service/test_openapi_docs.py
+validates every example against its model, so an example cannot drift from its schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from service.batch_schemas import BatchPredictionPublic
+from service.routes.models import ModelCard
+from service.schemas import Health
+from service.schemas_log import FeedbackReceipt, LoggedRequestDetail, RequestPage
+from service.schemas_report import SummaryPublic
+
+RID = "cbd5ac3ff48540a28913ab348276bd87"
+PREDICTION: dict[str, Any] = {
+    "request_id": f"{RID}-0",
+    "model": {"name": "mnist-default", "version": "1", "method": "deterministic"},
+    "prediction": {"label": 7, "class_name": "7"},
+    "probabilities": [0.0, 0.0, 1e-06, 0.0, 0.0, 0.0, 0.0, 0.999998, 0.0, 0.0],
+    "confidence": 0.999998,
+    "uncertainty": {"predictive_entropy": 2.48e-05, "mutual_information": None},
+    "failure": {
+        "method": "msp",
+        "score": 1.67e-06,
+        "threshold": 0.3314,
+        "flagged": False,
+    },
+    "ood": {
+        "method": "mahalanobis",
+        "score": 49.86,
+        "threshold": 340.05,
+        "flagged": False,
+    },
+    "prediction_set": [7],
+    "decision": "accept",
+    "latency_ms": 18.5,
+    "samples": None,
+}
+FEEDBACK = {
+    "request_id": RID,
+    "label": 7,
+    "note": "checked by hand",
+    "created_at": "2026-11-28T10:49:50.325076Z",
+    "replaced_at": None,
+}
+ROW: dict[str, Any] = {
+    "id": 1,
+    "request_id": RID,
+    "received_at": "2026-11-28T10:49:50.234894Z",
+    "client_request_id": None,
+    "endpoint": "/v1/predict",
+    "client_id": "ip:56be82c6658422e95d2f84e2",
+    "model_name": "mnist-default",
+    "model_version": "1",
+    "input_sha256": "0da840e0453b2f889e98c6ea1c8111edc5360295f7250719cce8ff5e4cf35523",
+    "input_bytes": 250,
+    "input_width": 28,
+    "input_height": 28,
+    "input_mode": "L",
+    "has_input": False,
+    "predicted_label": 7,
+    "class_name": "7",
+    "probabilities": PREDICTION["probabilities"],
+    "confidence": 0.999998,
+    "predictive_entropy": 2.48e-05,
+    "mutual_information": None,
+    "failure_method": "msp",
+    "failure_score": 1.67e-06,
+    "failure_threshold": 0.3314,
+    "failure_flagged": False,
+    "ood_method": "mahalanobis",
+    "ood_score": 49.86,
+    "ood_threshold": 340.05,
+    "ood_flagged": False,
+    "prediction_set": [7],
+    "decision": "accept",
+    "latency_ms": 18.5,
+    "http_status": 200,
+    "error_code": None,
+    "error_message": None,
+    "writer_id": "vm-26598-3466c0a5",
+    "seq": 1,
+    "row_hash": "d98709f379ee58f5a922208778b94363d5b497c8ed56098a3293c47a8fba48a0",
+    "feedback": FEEDBACK,
+}
+EMPTY_BIN = {
+    "lower": 0.0,
+    "upper": 0.5,
+    "count": 0,
+    "confidence": None,
+    "accuracy": None,
+}
+
+EXAMPLES: dict[type[BaseModel], Any] = {
+    Health: {"status": "ok", "checks": {"model": True, "database": True}},
+    BatchPredictionPublic: {
+        "request_id": RID,
+        "results": [
+            PREDICTION,
+            {
+                "status": 415,
+                "error": {
+                    "code": "not_an_image",
+                    "message": "the body is not a recognised image",
+                    "request_id": f"{RID}-1",
+                },
+            },
+        ],
+    },
+    FeedbackReceipt: {"feedback": FEEDBACK, "replaced": False},
+    RequestPage: {"items": [ROW], "next_cursor": "aWQ6Mw"},
+    LoggedRequestDetail: {**ROW, "feedback_history": [FEEDBACK]},
+    SummaryPublic: {
+        "since": "2026-11-27T10:49:50Z",
+        "until": "2026-11-28T10:49:50Z",
+        "model": None,
+        "requests": 3,
+        "errors": 1,
+        "decisions": {"accept": 2, "abstain": 0, "reject_ood": 0},
+        "hourly": [
+            {
+                "hour": "2026-11-28T10:00:00Z",
+                "requests": 3,
+                "predictions": 2,
+                "decisions": {"accept": 2, "abstain": 0, "reject_ood": 0},
+                "ood_rate": 0.0,
+                "abstention_rate": 0.0,
+            }
+        ],
+        "confidence": {
+            "edges": [0.0, 0.5, 1.0],
+            "counts": [0, 2],
+            "reference": [0.004, 0.996],
+        },
+        "ood_score_quantiles": {"p50": 49.86, "p90": 49.86, "p99": 49.86},
+        "feedback": {
+            "n": 1,
+            "accuracy": 1.0,
+            "ece": 1.7e-06,
+            "accepted": 1,
+            "coverage": 1.0,
+            "selective_risk": 0.0,
+            "reliability": [
+                EMPTY_BIN,
+                {
+                    "lower": 0.5,
+                    "upper": 1.0,
+                    "count": 1,
+                    "confidence": 0.999998,
+                    "accuracy": 1.0,
+                },
+            ],
+        },
+        "drift": {
+            "model": "mnist-default/1",
+            "confidence": None,
+            "ood_score": None,
+            "verdict": "not enough recent predictions (2, need 50) to judge drift",
+        },
+    },
+}
+
+
+def card_example() -> dict[str, Any]:
+    return {
+        "name": "mnist-default",
+        "version": "1",
+        "method": "deterministic",
+        "architecture": "small_cnn",
+        "class_names": [str(i) for i in range(10)],
+        "temperature": 1.0204,
+        "failure": {
+            "name": "msp",
+            "params": {},
+            "threshold": 0.3314,
+            "criterion": "largest threshold with at most 0.50% errors among accepted validation predictions",
+        },
+        "ood": {
+            "name": "mahalanobis",
+            "params": {"num_classes": 10, "dim": 128},
+            "threshold": 340.05,
+            "criterion": "99% of in-distribution validation inputs pass",
+        },
+        "conformal": {"method": "aps", "alpha": 0.01, "qhat": 0.9931},
+        "metrics": {
+            "test": {"n": 10000, "after_temperature": {"accuracy": 99.35, "ece": 0.229}}
+        },
+        "decisions": {"accept": "…", "abstain": "…", "reject_ood": "…"},
+        "created_at": "2026-11-28T10:31:36+00:00",
+        "training_seconds": 137.2,
+    }
+
+
+EXAMPLES[ModelCard] = card_example()

@@ -1,0 +1,56 @@
+"""Structured logs (issue 7): one JSON object per line, set up by `vigil serve`.
+
+Fields passed as `extra=` (request_id, route, status, ...) become top-level keys, so a
+log shipper can index them without parsing messages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from typing import Literal
+
+#: Attributes every LogRecord has; anything else on a record came from `extra=`.
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        out.update(
+            {
+                k: v
+                for k, v in record.__dict__.items()
+                if k not in _STANDARD and not k.startswith("_")
+            }
+        )
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def configure_logging(fmt: Literal["json", "text"], level: str = "INFO") -> None:
+    """Replace the root handlers: JSON lines for machines, or plain text for a terminal."""
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,142 @@
+"""Prometheus metrics (issue 7): one `CollectorRegistry` per app, built by `create_app`.
+
+No global registry: two apps in one process (tests) never share counters. Figures that
+already live elsewhere (queue depths, rows written) are read at scrape time by a
+collector instead of being copied on every change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _StateCollector(Collector):
+    """Reads the live app context at scrape time; silent (no samples) before start-up."""
+
+    def __init__(self, source: Callable[[], Any]) -> None:
+        self.source = source
+
+    def collect(
+        self,
+    ) -> Iterator[GaugeMetricFamily | CounterMetricFamily | SummaryMetricFamily]:
+        ctx = self.source()
+        if ctx is None:
+            return
+        writer = ctx.writer
+        yield GaugeMetricFamily(
+            "vigil_log_queue_depth",
+            "Request-log records waiting for the writer",
+            value=writer.depth(),
+        )
+        yield GaugeMetricFamily(
+            "vigil_log_writer_lag_seconds",
+            "Age of the oldest record not yet written (0 when idle)",
+            value=writer_lag(writer),
+        )
+        yield CounterMetricFamily(
+            "vigil_log_records_written",
+            "Request-log records written to the database",
+            value=writer.written,
+        )
+        yield CounterMetricFamily(
+            "vigil_log_write_failures",
+            "Failed (and retried) request-log batch inserts",
+            value=writer.failures,
+        )
+        yield CounterMetricFamily(
+            "vigil_log_records_spooled",
+            "Records spooled to disk while the database was down",
+            value=getattr(writer, "spooled", 0),
+        )
+        batcher = getattr(ctx.runtime, "batcher", None)
+        if batcher is not None:
+            yield GaugeMetricFamily(
+                "vigil_inference_queue_depth",
+                "Requests waiting for the model (micro-batcher queue)",
+                value=batcher.pending(),
+            )
+            # The batcher keeps running totals; a summary's count and sum give the mean batch size.
+            yield SummaryMetricFamily(
+                "vigil_inference_batch_size",
+                "Inputs per micro-batch",
+                count_value=batcher.batches,
+                sum_value=batcher.inputs,
+            )
+
+
+def writer_lag(writer: Any) -> float:
+    """Seconds since the oldest queued record was received; peeks under the queue's own lock."""
+    q = writer.queue
+    with q.mutex:
+        head = q.queue[0] if q.queue else None
+    if not isinstance(head, dict) or head.get("received_at") is None:
+        return 0.0
+    return max(0.0, (dt.datetime.now(dt.UTC) - head["received_at"]).total_seconds())
+
+
+class Metrics:
+    def __init__(self, source: Callable[[], Any]) -> None:
+        """`source` returns the app context, or None before the lifespan has built it."""
+        r = self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "vigil_http_requests",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "vigil_http_request_duration_seconds",
+            "Time to answer, by route template",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "vigil_predictions",
+            "Logged inputs by endpoint, HTTP status and decision ('none' when refused)",
+            ["endpoint", "status", "decision"],
+            registry=r,
+        )
+        self.ood = Counter(
+            "vigil_ood_rejections",
+            "Inputs rejected as out of distribution (decision reject_ood)",
+            ["endpoint"],
+            registry=r,
+        )
+        self.abstentions = Counter(
+            "vigil_abstentions",
+            "Inputs the service abstained on (decision abstain)",
+            ["endpoint"],
+            registry=r,
+        )
+        r.register(_StateCollector(source))
+
+    def observe_http(
+        self, route: str, method: str, status: int, seconds: float
+    ) -> None:
+        self.http_requests.labels(route, method, str(status)).inc()
+        self.http_latency.labels(route, method).observe(seconds)
+
+    def observe_record(self, record: dict[str, Any]) -> None:
+        """Count one request-log record (every logged input passes through here)."""
+        endpoint = str(record.get("endpoint"))
+        decision = record.get("decision") or "none"
+        self.predictions.labels(
+            endpoint, str(record.get("http_status")), decision
+        ).inc()
+        if decision == "reject_ood":
+            self.ood.labels(endpoint).inc()
+        elif decision == "abstain":
+            self.abstentions.labels(endpoint).inc()

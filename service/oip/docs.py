@@ -1,0 +1,80 @@
+"""OpenAPI text for the OIP infer endpoint: its body is parsed by hand (JSON or binary)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.access import ACCESS_ERRORS
+from service.oip.schemas import InferRequest, OipError
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace pydantic's local `$defs` references: OpenAPI resolves `#/...` against the whole document."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)
+
+
+EXAMPLE = {
+    "id": "my-call-1",
+    "inputs": [
+        {
+            "name": "input",
+            "shape": [1, 1, 28, 28],
+            "datatype": "FP32",
+            "data": [0.0] * 784,
+        }
+    ],
+    "outputs": [
+        {"name": "probabilities"},
+        {"name": "decision"},
+        {"name": "request_id"},
+    ],
+}
+
+INFER_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": _inline(InferRequest.model_json_schema()),
+                "example": EXAMPLE,
+            },
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "Triton binary extension: JSON header (length in Inference-Header-Content-Length) then raw tensors.",
+            },
+        },
+    }
+}
+
+BINARY_OK = {
+    "description": "Outputs as JSON, or with any output asked for as binary (Triton's extension): JSON header, then raw tensors.",
+    "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+    },
+}
+
+INFER_ERRORS: dict[int | str, dict[str, Any]] = {200: BINARY_OK} | {
+    s: {"model": OipError, "description": d}
+    for s, d in {
+        400: "Not JSON, bad binary sizes, or an unknown output name.",
+        401: str(ACCESS_ERRORS[401]["description"]),
+        404: "No such model (or version).",
+        413: "Body over VIGIL_MAX_BATCH_UPLOAD_BYTES.",
+        415: "Compressed body (Content-Encoding) is not accepted.",
+        422: "Wrong input count, datatype (must be FP32), shape, or batch size (over VIGIL_MAX_BATCH_IMAGES); non-numeric, NaN/Inf or out-of-[0,1] values.",
+        429: str(ACCESS_ERRORS[429]["description"]),
+        503: "The request log or the inference queue is full; retry after the Retry-After header.",
+    }.items()
+}

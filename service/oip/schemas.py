@@ -1,0 +1,215 @@
+"""Open Inference Protocol (KServe v2) REST messages, as the specification names them.
+
+Unknown keys are ignored rather than refused: clients of other servers send extras
+(e.g. Triton's `sequence_id`), and refusing them would break "call it unchanged".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Param = str | int | float | bool
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class RequestInput(_Open):
+    name: str = Field(
+        description="Input tensor name; Vigil's model has one input, `input`."
+    )
+    shape: list[int] = Field(
+        description="[N, 1, 28, 28] or [N, 28, 28] for the shipped model (from the manifest's input spec)."
+    )
+    datatype: str = Field(
+        description="Must be FP32: pixels in [0, 1], before normalisation."
+    )
+    parameters: dict[str, Param] | None = Field(
+        None,
+        description="`binary_data_size` when the data follows the JSON (Triton binary extension).",
+    )
+    data: list[Any] | None = Field(
+        None,
+        description="Row-major values, flat or nested; omitted when sent as binary.",
+    )
+
+
+class RequestOutput(_Open):
+    name: str
+    parameters: dict[str, Param] | None = Field(
+        None, description="`binary_data: true` returns this output as binary."
+    )
+
+
+class InferRequest(_Open):
+    id: str | None = Field(
+        None, description="Client's id for this request; echoed back."
+    )
+    parameters: dict[str, Param] | None = Field(
+        None, description="`binary_data_output: true` returns every output as binary."
+    )
+    inputs: list[RequestInput] = Field(min_length=1)
+    outputs: list[RequestOutput] | None = Field(
+        None, description="Outputs to return; all of them when omitted."
+    )
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Param] | None = None
+    data: list[Any] | None = None
+
+
+class InferResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "model_name": "mnist-default",
+                "model_version": "1",
+                "id": "my-call-1",
+                "parameters": {
+                    "failure_method": "msp",
+                    "failure_threshold": 0.331,
+                    "ood_method": "mahalanobis",
+                    "ood_threshold": 340.05,
+                },
+                "outputs": [
+                    {
+                        "name": "probabilities",
+                        "shape": [1, 10],
+                        "datatype": "FP32",
+                        "data": [0, 0, 0, 0, 0, 0, 0, 1.0, 0, 0],
+                    },
+                    {
+                        "name": "confidence",
+                        "shape": [1],
+                        "datatype": "FP32",
+                        "data": [0.99998],
+                    },
+                    {
+                        "name": "ood_score",
+                        "shape": [1],
+                        "datatype": "FP32",
+                        "data": [41.2],
+                    },
+                    {
+                        "name": "decision",
+                        "shape": [1],
+                        "datatype": "BYTES",
+                        "data": ["accept"],
+                    },
+                    {
+                        "name": "prediction_set",
+                        "shape": [1, 10],
+                        "datatype": "BOOL",
+                        "data": [False] * 7 + [True, False, False],
+                    },
+                    {
+                        "name": "request_id",
+                        "shape": [1],
+                        "datatype": "BYTES",
+                        "data": ["6f1c2a9e8b7d4c3a9e1f0a2b3c4d5e6f"],
+                    },
+                ],
+            }
+        }
+    )
+
+    model_name: str
+    model_version: str
+    id: str | None = None
+    parameters: dict[str, Param] = {}
+    outputs: list[ResponseOutput]
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int] = Field(description="-1 marks a variable dimension (the batch).")
+
+
+class ModelMetadata(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "name": "mnist-default",
+                "versions": ["1"],
+                "platform": "pytorch_vigil",
+                "inputs": [
+                    {"name": "input", "datatype": "FP32", "shape": [-1, 1, 28, 28]}
+                ],
+                "outputs": [
+                    {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
+                    {"name": "decision", "datatype": "BYTES", "shape": [-1]},
+                ],
+            }
+        }
+    )
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class ServerMetadata(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "name": "vigil",
+                "version": "1.0.0",
+                "extensions": ["binary_tensor_data"],
+            }
+        }
+    )
+
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class Live(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"live": True}})
+
+    live: bool
+
+
+class Ready(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"ready": True}})
+
+    ready: bool
+
+
+class ModelReady(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"name": "mnist-default", "ready": True}}
+    )
+
+    name: str
+    ready: bool
+
+
+class OipError(BaseModel):
+    """Errors on /v2 paths: OIP's string `error` (what its clients print), with Vigil's code and request id."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "error": "the input contains NaN or infinite values",
+                "code": "non_finite_values",
+                "request_id": "9b2f0c1d7e6a4f5b8c3d2e1f0a9b8c7d",
+            }
+        }
+    )
+
+    error: str = Field(description="Human-readable explanation (OIP's error message).")
+    code: str | None = Field(
+        description="Vigil's stable machine-readable error code, as on /v1."
+    )
+    request_id: str | None = Field(description="Id of the failed request, as logged.")

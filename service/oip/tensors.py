@@ -1,0 +1,144 @@
+"""An OIP request -> validated pixels ``[N, C, H, W]`` in [0, 1], or a 4xx saying why not.
+
+The accepted shape comes from the bundle's input spec (DESIGN.md: nothing assumes 28x28),
+with the channel axis optional for one-channel models.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from pydantic import ValidationError
+
+from models.manifest import InputSpec
+from service.errors import ApiError
+from service.oip.binary import split_body, take_chunks
+from service.oip.schemas import InferRequest, RequestInput
+
+
+def parse_request(
+    body: bytes, header_length: str | None
+) -> tuple[InferRequest, list[bytes | None]]:
+    """The JSON header as a request, and each input's binary chunk (None when sent as JSON)."""
+    if not body:
+        raise ApiError(400, "empty_body", "the request carries no inference request")
+    head, blob = split_body(body, header_length)
+    try:
+        # json.loads accepts NaN and Infinity tokens: they are refused below, with a clear code.
+        req = InferRequest.model_validate(json.loads(head))
+    except (
+        json.JSONDecodeError,
+        UnicodeDecodeError,
+        RecursionError,
+    ) as e:  # RecursionError: deeply nested arrays (issue 8)
+        raise ApiError(
+            400, "invalid_json", f"the request header is not JSON: {e}"
+        ) from e
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ApiError(422, "invalid_request", f"{where}: {first['msg']}") from e
+    sizes = [_binary_size(t) for t in req.inputs]
+    return req, take_chunks(sizes, blob)
+
+
+def _binary_size(t: RequestInput) -> int | None:
+    size = (t.parameters or {}).get("binary_data_size")
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ApiError(
+            400,
+            "invalid_binary_data",
+            f"input {t.name!r}: binary_data_size must be an integer",
+        )
+    return size
+
+
+def accepted_shapes(spec: InputSpec) -> list[list[int]]:
+    full = [-1, spec.channels, spec.height, spec.width]
+    return [full, [-1, spec.height, spec.width]] if spec.channels == 1 else [full]
+
+
+def to_pixels(
+    req: InferRequest, chunks: list[bytes | None], spec: InputSpec, max_batch: int
+) -> np.ndarray:
+    if len(req.inputs) != 1:
+        raise ApiError(
+            422,
+            "wrong_input_count",
+            f"the model takes exactly one input tensor, got {len(req.inputs)}",
+        )
+    t, chunk = req.inputs[0], chunks[0]
+    if t.datatype != "FP32":
+        raise ApiError(
+            422,
+            "unsupported_datatype",
+            f"input {t.name!r} must be FP32 (pixels in [0, 1]), got {t.datatype}",
+        )
+    shapes = accepted_shapes(spec)
+    if not any(
+        len(t.shape) == len(s)
+        and all(a == b or b == -1 for a, b in zip(t.shape, s, strict=True))
+        for s in shapes
+    ):
+        raise ApiError(
+            422,
+            "wrong_shape",
+            f"input shape {t.shape} does not match {' or '.join(map(str, shapes))} (-1: batch)",
+        )
+    n = t.shape[0]
+    if not 1 <= n <= max_batch:
+        raise ApiError(
+            422, "wrong_batch_size", f"batch size {n} is outside 1..{max_batch}"
+        )
+    count = int(np.prod(t.shape))
+    if chunk is not None:
+        if len(chunk) != 4 * count:
+            raise ApiError(
+                400,
+                "invalid_binary_data",
+                f"binary input holds {len(chunk)} bytes; shape {t.shape} needs {4 * count}",
+            )
+        arr = np.frombuffer(chunk, dtype="<f4").astype(np.float32)
+    else:
+        arr = _from_json(t, count)
+    if not np.isfinite(arr).all():
+        raise ApiError(
+            422, "non_finite_values", "the input contains NaN or infinite values"
+        )
+    if arr.min() < 0.0 or arr.max() > 1.0:
+        raise ApiError(
+            422,
+            "out_of_range",
+            "pixel values must lie in [0, 1] (the server normalises them)",
+        )
+    return arr.reshape(n, spec.channels, spec.height, spec.width)
+
+
+def _from_json(t: RequestInput, count: int) -> np.ndarray:
+    if t.data is None:
+        raise ApiError(
+            422,
+            "missing_data",
+            f"input {t.name!r} has neither data nor binary_data_size",
+        )
+    try:
+        arr: np.ndarray | None = np.asarray(t.data).reshape(-1)
+    except (ValueError, TypeError):
+        arr = None  # ragged nesting
+    # Only real numbers: numpy would otherwise turn "0.5" or true into a pixel silently.
+    if arr is None or arr.dtype.kind not in "fiu":
+        raise ApiError(
+            422,
+            "invalid_tensor_data",
+            f"input {t.name!r}: data must be numbers, flat or evenly nested",
+        )
+    if arr.size != count:
+        raise ApiError(
+            422,
+            "wrong_element_count",
+            f"input {t.name!r} has {arr.size} values; shape {t.shape} needs {count}",
+        )
+    return arr.astype(np.float32)

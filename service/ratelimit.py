@@ -1,0 +1,43 @@
+"""Per-client token buckets, in memory: `rate` tokens per second, at most `burst` saved up.
+
+A request costs one token; without one the caller learns how long until it has one
+(the Retry-After of a 429). Buckets are kept in least-recently-used order and capped,
+so a flood of distinct clients costs bounded memory (an evicted client starts afresh
+with a full bucket, which only ever errs towards letting a request through).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+
+class TokenBuckets:
+    def __init__(self, rate: float, burst: int, max_clients: int, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate, self.burst, self.max_clients = rate, float(burst), max_clients
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, last refill)
+        self._lock = threading.Lock()  # dependencies may run in the threadpool
+
+    def take(self, client: str, cost: float = 1.0) -> float:
+        """Take `cost` tokens: 0.0 when granted, else the seconds to wait before retrying."""
+        with self._lock:
+            now = self._clock()
+            tokens, last = self._buckets.pop(client, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            wait = 0.0
+            if tokens >= cost:
+                tokens -= cost
+            else:
+                wait = (min(cost, self.burst) - tokens) / self.rate
+            self._buckets[client] = (tokens, now)
+            while len(self._buckets) > self.max_clients:
+                self._buckets.popitem(last=False)
+            return wait
+
+    def __len__(self) -> int:
+        return len(self._buckets)

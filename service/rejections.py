@@ -1,0 +1,57 @@
+"""Log every rejected prediction request, including those refused before a route runs.
+
+A route logs the `ApiError`s it raises itself (with the input's hash and size).
+Refusals made before or around the route body (a bad key, a rate limit, malformed or
+oversized JSON, unknown fields, an unknown path, load shedding) call `log_rejection`,
+from service/access.py, service/shedding.py or the error handlers for validation and
+HTTP errors: so every refused prediction request leaves one row with its http_status
+and error_code.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from starlette.requests import Request
+
+from service.db.writer import QueueFull
+from service.records import base_record
+
+log = logging.getLogger("vigil.rejections")
+
+#: POSTs to these paths are prediction requests, answered or not: v1 and OIP/KServe v2.
+PREDICT_PATH = re.compile(r"^/v1/predict(/[^/]*)?$|^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
+#: Codes that mean the log itself is saturated: logging them would only fail again.
+_UNLOGGABLE = {"log_backpressure"}
+
+
+def is_predict_request(request: Request) -> bool:
+    return request.method == "POST" and bool(PREDICT_PATH.match(request.url.path))
+
+
+def mark_logged(request: Request) -> None:
+    """A request gets at most one rejection row, however many layers refuse it."""
+    request.state.logged = True
+
+
+def log_rejection(request: Request, status: int, code: str, message: str) -> None:
+    """Write a rejected-request row for a prediction request not already logged."""
+    if status < 400 or code in _UNLOGGABLE or not is_predict_request(request):
+        return
+    if getattr(request.state, "logged", False) or not hasattr(request.state, "request_id"):
+        return
+    ctx = getattr(request.app.state, "ctx", None)
+    if ctx is None:  # the lifespan has not built the service (yet)
+        return
+    route = request.scope.get("route")
+    endpoint = getattr(route, "path", None) or request.url.path
+    record = base_record(request, ctx.bundle.manifest, ctx.settings.client_id_salt, endpoint[:64])
+    if status == 404:  # the request named something that is not served: do not credit the served model
+        record.update(model_name=None, model_version=None)
+    record.update(http_status=status, error_code=code, error_message=message[:500])
+    try:
+        ctx.writer.submit(record)
+    except QueueFull:  # say so loudly; the client still gets its 4xx
+        log.error("request log saturated: rejected request %s (%s) not logged", record["request_id"], code)
+    mark_logged(request)

@@ -1,0 +1,46 @@
+"""POST /v1/requests/{request_id}/feedback: ground truth for a logged prediction.
+
+Open like predict (the demo page posts it; API keys and rate limits apply when configured).
+Repeated feedback replaces the current label and keeps the earlier ones as history.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from service.access import ACCESS_ERRORS, ClientDep
+from service.context import CtxDep
+from service.db.feedback import UnknownRequest, add_feedback
+from service.errors import ApiError
+from service.records import client_id
+from service.schemas import ErrorResponse
+from service.schemas_log import FeedbackCreate, FeedbackPublic, FeedbackReceipt
+
+router = APIRouter(tags=["request log"])
+
+
+@router.post(
+    "/v1/requests/{request_id}/feedback",
+    status_code=201,
+    response_model=FeedbackReceipt,
+    responses={
+        404: {"model": ErrorResponse, "description": "No request with this id was logged."},
+        422: {"model": ErrorResponse, "description": "Label outside the served model's classes, or a malformed body."},
+        **ACCESS_ERRORS,
+    },
+    summary="Attach the true label to a logged prediction",
+)
+async def post_feedback(request_id: str, body: FeedbackCreate, request: Request, ctx: CtxDep, _client: ClientDep) -> FeedbackReceipt:
+    """`label` is the true class index. Posting again replaces the label; history is kept."""
+    classes = ctx.bundle.manifest.class_names
+    if body.label >= len(classes):
+        raise ApiError(422, "invalid_label", f"label must be a class index below {len(classes)}")
+    who = client_id(request, ctx.settings.client_id_salt)
+    try:
+        row, replaced = await run_in_threadpool(
+            add_feedback, ctx.engine, request_id, body.label, body.note, who, ctx.writer.is_pending
+        )
+    except UnknownRequest as e:
+        raise ApiError(404, "unknown_request", f"no logged request with id {request_id!r}") from e
+    return FeedbackReceipt(feedback=FeedbackPublic.model_validate(row), replaced=replaced)

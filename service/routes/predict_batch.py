@@ -1,0 +1,140 @@
+"""POST /v1/predict/batch: up to N images in one request, one result and one log record each.
+
+Per-item errors: an image that cannot be decoded gets `{status, error}` in its slot
+and the rest of the batch is still classified (one bad scan should not cost a client
+the other 63). Errors of the request as a whole (content type, body size, too many
+images) are answered with the usual error shape and logged as one record. All
+decodable images of a request go to the runtime as one job, so they share batches.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from models.pipeline import PipelineOutput
+from service.access import ACCESS_ERRORS, ClientDep
+from service.batch_schemas import BatchItemError, BatchPredictionPublic
+from service.batch_upload import FIELD, batch_images
+from service.context import AppContext, CtxDep
+from service.errors import ApiError
+from service.records import base_record, input_fields
+from service.respond import build_prediction, log_fields
+from service.routes.predict import _decode, submit
+from service.schemas import ErrorDetail, ErrorResponse, PredictionPublic
+
+router = APIRouter(tags=["predict"])
+ENDPOINT = "/v1/predict/batch"
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorResponse, "description": d}
+    for s, d in {
+        400: "Empty body or malformed multipart.",
+        413: "More images than the batch limit (`too_many_images`), or a body or image over the size limit.",
+        415: "Not multipart/form-data.",
+        422: "No file fields named 'images'.",
+        503: "Inference or the request log is saturated, or inference timed out; retry after Retry-After.",
+    }.items()
+}
+
+BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [FIELD],
+                    "properties": {FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                },
+                "encoding": {FIELD: {"contentType": "image/*"}},
+            }
+        },
+    }
+}
+
+Decoded = tuple[torch.Tensor, dict[str, Any]] | ApiError
+
+
+def _decode_all(ctx: AppContext, parts: list[bytes]) -> list[Decoded]:
+    out: list[Decoded] = []
+    for data in parts:
+        try:
+            out.append(_decode(ctx, data))
+        except ApiError as e:
+            out.append(e)
+    return out
+
+
+def _item_record(request: Request, ctx: AppContext, i: int, data: bytes, fields: dict[str, Any] | None) -> dict[str, Any]:
+    record = base_record(request, ctx.bundle.manifest, ctx.settings.client_id_salt, ENDPOINT)
+    record["request_id"] = f"{request.state.request_id}-{i}"
+    record.update(fields if fields is not None else input_fields(data))
+    return record
+
+
+def _log_error(ctx: AppContext, record: dict[str, Any], e: ApiError, start: float) -> None:
+    record.update(http_status=e.status, error_code=e.code, error_message=e.message[:500])
+    record["latency_ms"] = round((time.perf_counter() - start) * 1000, 3)
+    submit(ctx, record)
+
+
+def _ensure_log_room(ctx: AppContext, n: int) -> None:
+    # Refuse before inference rather than half-log a batch whose records do not fit.
+    if ctx.writer.queue.maxsize - ctx.writer.depth() < n:
+        raise ApiError(503, "log_backpressure", "the request log is saturated; retry shortly", {"Retry-After": "1"})
+
+
+@router.post(
+    ENDPOINT,
+    response_model=BatchPredictionPublic,
+    responses={**ERRORS, **ACCESS_ERRORS},
+    openapi_extra=BATCH_BODY,
+    summary="Classify up to N images in one request (N = VIGIL_MAX_BATCH_IMAGES, default 64)",
+)
+async def predict_batch(request: Request, ctx: CtxDep, _client: ClientDep) -> BatchPredictionPublic:
+    """Send multipart/form-data with one file field named `images` per image (repeat the field).
+
+    `results[i]` answers the i-th image: the same object as `/v1/predict` returns, or
+    `{status, error}` when that image could not be decoded. Each image is logged as its
+    own request with id `<request_id>-<i>`. More than N images: 413 `too_many_images`.
+    """
+    start = time.perf_counter()
+    s = ctx.settings
+    try:
+        parts = await batch_images(request, s.max_batch_upload_bytes, s.max_upload_bytes, s.max_batch_images)
+        _ensure_log_room(ctx, len(parts))
+    except ApiError as e:
+        if e.code != "log_backpressure":
+            _log_error(ctx, base_record(request, ctx.bundle.manifest, s.client_id_salt, ENDPOINT) | input_fields(b""), e, start)
+        raise
+    decoded = await run_in_threadpool(_decode_all, ctx, parts)
+    good = [i for i, d in enumerate(decoded) if not isinstance(d, ApiError)]
+    out: PipelineOutput | None = None
+    if good:
+        try:
+            out = await ctx.runtime.run(torch.stack([decoded[i][0] for i in good]))  # type: ignore[index]
+        except ApiError as e:
+            for i, data in enumerate(parts):
+                _log_error(ctx, _item_record(request, ctx, i, data, None), e, start)
+            raise
+    latency = (time.perf_counter() - start) * 1000
+    rows = {i: k for k, i in enumerate(good)}
+    results: list[PredictionPublic | BatchItemError] = []
+    for i, (data, d) in enumerate(zip(parts, decoded, strict=True)):
+        if isinstance(d, ApiError):
+            record = _item_record(request, ctx, i, data, None)
+            _log_error(ctx, record, d, start)
+            results.append(BatchItemError(status=d.status, error=ErrorDetail(code=d.code, message=d.message, request_id=record["request_id"])))
+            continue
+        assert out is not None
+        pred = build_prediction(out.row(rows[i]), ctx.bundle.manifest, f"{request.state.request_id}-{i}", latency)
+        record = _item_record(request, ctx, i, data, d[1])
+        record.update(log_fields(pred), http_status=200)
+        submit(ctx, record)
+        results.append(pred)
+    return BatchPredictionPublic(request_id=request.state.request_id, results=results)

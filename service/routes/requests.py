@@ -1,0 +1,75 @@
+"""Admin reading of the request log: GET /v1/requests (filtered, paginated) and one request."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from service.auth import AdminDep
+from service.context import CtxDep
+from service.db.queries import (
+    BadCursor,
+    RequestFilter,
+    as_utc,
+    feedback_for,
+    get_request,
+    list_requests,
+)
+from service.errors import ApiError
+from service.schemas import ErrorResponse
+from service.schemas_log import LoggedRequest, LoggedRequestDetail, RequestPage, logged
+
+router = APIRouter(tags=["request log"])
+
+ADMIN_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorResponse, "description": "No valid admin API key."},
+    403: {"model": ErrorResponse, "description": "No admin keys are configured."},
+}
+
+
+@router.get(
+    "/v1/requests",
+    response_model=RequestPage,
+    responses={**ADMIN_ERRORS, 400: {"model": ErrorResponse, "description": "A cursor this service did not hand out."}},  # found by the fuzzer (issue 8)
+    summary="List logged requests (admin)",
+)
+def list_logged(
+    ctx: CtxDep,
+    _admin: AdminDep,
+    since: Annotated[dt.datetime | None, Query(description="Received at or after (ISO 8601; naive means UTC).")] = None,
+    until: Annotated[dt.datetime | None, Query(description="Received before.")] = None,
+    model: Annotated[str | None, Query(max_length=100)] = None,
+    decision: Literal["accept", "abstain", "reject_ood"] | None = None,
+    flagged: Annotated[bool | None, Query(description="Failure or OOD flag up (true) or neither (false).")] = None,
+    has_feedback: Annotated[bool | None, Query(description="Has a current ground-truth label.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=100, description="next_cursor of the previous page.")] = None,
+) -> RequestPage:
+    f = RequestFilter(as_utc(since), as_utc(until), model, decision, flagged, has_feedback)
+    with ctx.engine.connect() as conn:
+        try:
+            rows, next_cursor = list_requests(conn, f, limit, cursor)
+        except BadCursor as e:
+            raise ApiError(400, "invalid_cursor", "cursor is not one this service handed out") from e
+        fb = feedback_for(conn, [r.request_id for r in rows])
+    return RequestPage(items=[logged(r, fb.get(r.request_id, [])) for r in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/v1/requests/{request_id}",
+    response_model=LoggedRequestDetail,
+    responses={**ADMIN_ERRORS, 404: {"model": ErrorResponse, "description": "Not logged (yet)."}},
+    summary="One logged request with its feedback history (admin)",
+)
+def get_logged(request_id: str, ctx: CtxDep, _admin: AdminDep) -> LoggedRequest:
+    with ctx.engine.connect() as conn:
+        row = get_request(conn, request_id)
+        if row is None:
+            pending = ctx.writer.is_pending(request_id)
+            msg = "not in the database yet (queued or spooled); retry shortly" if pending else "no logged request with this id"
+            raise ApiError(404, "unknown_request", msg)
+        fb = feedback_for(conn, [request_id])
+    return logged(row, fb.get(request_id, []), detail=True)
+

@@ -1,0 +1,68 @@
+"""Security headers on every response (pure ASGI), and the CORS policy.
+
+Pages get a Content-Security-Policy that allows scripts, styles and connections from
+this origin only (no inline scripts), may not be framed, and send no referrer. The
+OpenAPI pages (/docs, /redoc) are FastAPI's own: they need its CDN and one inline
+bootstrap script, so they get a policy that allows exactly that and nothing else.
+A route that sets a header itself keeps its own value.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+DOCS_PATHS = ("/docs", "/redoc")
+
+HEADERS: list[tuple[bytes, bytes]] = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+]
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = DOCS_CSP if scope["path"].startswith(DOCS_PATHS) else CSP
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.setdefault("headers", [])
+                present = {k.lower() for k, _ in headers}
+                headers.extend((k, v) for k, v in [*HEADERS, (b"content-security-policy", csp.encode())] if k not in present)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def add_cors(app: FastAPI, origins: list[str]) -> None:
+    """CORS stays closed (no Access-Control-* headers at all) unless origins are configured."""
+    if not origins:
+        return
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_credentials=False,  # keys travel in headers, never cookies
+        allow_methods=["GET", "POST"],
+        allow_headers=["authorization", "x-api-key", "content-type", "x-request-id", "inference-header-content-length"],
+        expose_headers=["x-request-id", "retry-after"],
+        max_age=600,
+    )

@@ -1,0 +1,54 @@
+"""Load shedding (pure ASGI): at most `limit` prediction requests in flight at once.
+
+Past the limit a request is answered at once with 503 and Retry-After instead of
+joining an ever longer line: memory stays bounded and the requests that are admitted
+keep their normal latency. Admitted requests meet the batcher's own bounded queue
+and the inference timeout behind this. Everything runs on one event loop, so a plain
+counter is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi.responses import JSONResponse
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.errors import error_body
+from service.rejections import PREDICT_PATH, log_rejection
+
+
+@dataclass
+class Inflight:
+    """Shared with app.state so tests, benchmarks and /metrics can read it."""
+
+    limit: int
+    current: int = 0
+    shed: int = 0
+
+
+class InflightLimitMiddleware:
+    def __init__(self, app: ASGIApp, gauge: Inflight, retry_after_s: int = 1) -> None:
+        self.app = app
+        self.gauge = gauge
+        self.retry_after = str(retry_after_s)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not PREDICT_PATH.match(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        g = self.gauge
+        if g.current >= g.limit:
+            g.shed += 1
+            request = Request(scope, receive)
+            msg = f"the service is at capacity ({g.limit} requests in flight); retry after {self.retry_after} s"
+            log_rejection(request, 503, "overloaded", msg)
+            body = error_body("overloaded", msg, getattr(request.state, "request_id", None))
+            await JSONResponse(body, 503, headers={"Retry-After": self.retry_after})(scope, receive, send)
+            return
+        g.current += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            g.current -= 1

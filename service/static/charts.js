@@ -1,0 +1,128 @@
+// Small hand-written SVG charts for the demo and monitor pages (no library, works offline).
+// Every chart is an <svg role="img"> with an aria-label that says what it shows in words.
+const NS = "http://www.w3.org/2000/svg";
+
+export function el(tag, attrs = {}, parent = null, text = null) {
+  const node = document.createElementNS(NS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  if (text !== null) node.textContent = text;
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+function frame(host, width, height, label, name) {
+  host.replaceChildren();
+  const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": label, "data-chart": name }, host);
+  el("title", {}, svg, label);
+  return svg;
+}
+
+const pct = (v) => `${(100 * v).toFixed(v >= 0.995 || v < 0.005 ? 0 : 1)}%`;
+
+// Vertical bars, one per class; `top` (the predicted class) is drawn darker.
+export function probabilityBars(host, probs, names, top) {
+  const W = 420, H = 190, pad = 24, bw = (W - 2 * pad) / probs.length;
+  const order = probs.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]).slice(0, 3);
+  const label = "Calibrated probabilities: " + order.map(([p, i]) => `${names[i]} ${pct(p)}`).join(", ");
+  const svg = frame(host, W, H, label, "probabilities");
+  const base = H - 22;
+  el("line", { x1: pad, x2: W - pad, y1: base, y2: base, class: "axis" }, svg);
+  probs.forEach((p, i) => {
+    const h = Math.max(p * (base - 18), p > 0 ? 1 : 0), x = pad + i * bw + 4;
+    el("rect", { x, y: base - h, width: bw - 8, height: h, class: i === top ? "bar top" : "bar" }, svg);
+    el("text", { x: x + (bw - 8) / 2, y: H - 6, "text-anchor": "middle" }, svg, names[i]);
+    if (p >= 0.005) el("text", { x: x + (bw - 8) / 2, y: base - h - 4, "text-anchor": "middle" }, svg, pct(p));
+  });
+}
+
+// A score on a horizontal track with its threshold marked; red when over the threshold.
+export function scoreGauge(host, name, score, threshold, flagged) {
+  const W = 420, H = 58, pad = 10, scaleMax = Math.max(score, threshold) * 1.25 || 1;
+  const x = (v) => pad + (Math.min(v, scaleMax) / scaleMax) * (W - 2 * pad);
+  const label = `${name} score ${fmt(score)} ${flagged ? "is above" : "is below"} its threshold ${fmt(threshold)}`;
+  const svg = frame(host, W, H, label, `gauge-${name}`);
+  el("rect", { x: pad, y: 18, width: W - 2 * pad, height: 16, fill: "#e8ebf0", rx: 3 }, svg);
+  el("rect", { x: pad, y: 18, width: Math.max(x(score) - pad, 2), height: 16, rx: 3, class: flagged ? "bar flagged" : "bar ok" }, svg);
+  el("line", { x1: x(threshold), x2: x(threshold), y1: 10, y2: 42, class: "threshold" }, svg);
+  el("text", { x: x(threshold), y: 54, "text-anchor": "middle" }, svg, `threshold ${fmt(threshold)}`);
+  el("text", { x: pad, y: 12 }, svg, `score ${fmt(score)}`);
+}
+
+// Per class: the range [min, max] the samples gave, and the averaged probability as a dot.
+export function sampleRanges(host, spread, mean, names) {
+  const W = 420, H = 170, pad = 24, bw = (W - 2 * pad) / mean.length, base = H - 22;
+  const y = (v) => base - v * (base - 10);
+  const widest = mean.map((_, i) => [spread.max[i] - spread.min[i], i]).sort((a, b) => b[0] - a[0])[0];
+  const label = `${spread.count} samples; widest disagreement on class ${names[widest[1]]}: ${pct(spread.min[widest[1]])} to ${pct(spread.max[widest[1]])}`;
+  const svg = frame(host, W, H, label, "samples");
+  el("line", { x1: pad, x2: W - pad, y1: base, y2: base, class: "axis" }, svg);
+  mean.forEach((m, i) => {
+    const cx = pad + i * bw + bw / 2;
+    el("line", { x1: cx, x2: cx, y1: y(spread.min[i]), y2: y(spread.max[i]) + 0.01, class: "range" }, svg);
+    el("circle", { cx, cy: y(m), r: 4, fill: "#14181f" }, svg);
+    el("text", { x: cx, y: H - 6, "text-anchor": "middle" }, svg, names[i]);
+  });
+}
+
+// Two histograms over the same bins side by side (live traffic vs validation reference).
+export function pairedHistogram(host, edges, live, ref, name, what) {
+  const W = 460, H = 200, pad = 30, n = live.length, bw = (W - 2 * pad) / n, base = H - 24;
+  const top = Math.max(...live, ...ref, 0.01);
+  const h = (v) => (v / top) * (base - 14);
+  const label = `${what}: live traffic vs validation reference, ${n} bins from ${edges[0]} to ${edges[n]}`;
+  const svg = frame(host, W, H, label, name);
+  el("line", { x1: pad, x2: W - pad, y1: base, y2: base, class: "axis" }, svg);
+  for (let i = 0; i < n; i++) {
+    const x = pad + i * bw;
+    el("rect", { x: x + 2, y: base - h(ref[i]), width: bw / 2 - 2, height: h(ref[i]), class: "bar ref" }, svg);
+    el("rect", { x: x + bw / 2, y: base - h(live[i]), width: bw / 2 - 2, height: h(live[i]), class: "bar" }, svg);
+    if (i % 2 === 0) el("text", { x, y: H - 8, "text-anchor": "middle" }, svg, edges[i].toFixed(1));
+  }
+  el("text", { x: W - pad, y: H - 8, "text-anchor": "middle" }, svg, edges[n].toFixed(1));
+}
+
+// Stacked bars over time, one stack per bucket, one colour per key.
+export function stackedTimeline(host, buckets, keys) {
+  const W = 920, H = 210, pad = 34, n = buckets.length, bw = (W - 2 * pad) / n, base = H - 24;
+  const totals = buckets.map((b) => keys.reduce((s, k) => s + b[k], 0));
+  const top = Math.max(...totals, 1);
+  const sum = totals.reduce((a, b) => a + b, 0);
+  const svg = frame(host, W, H, `Decisions over time: ${sum} requests in ${n} intervals`, "timeline");
+  el("line", { x1: pad, x2: W - pad, y1: base, y2: base, class: "axis" }, svg);
+  el("text", { x: pad - 6, y: 16, "text-anchor": "end" }, svg, String(top));
+  buckets.forEach((b, i) => {
+    let y = base;
+    for (const k of keys) {
+      const h = (b[k] / top) * (base - 14);
+      if (h > 0) el("rect", { x: pad + i * bw + 1, y: y - h, width: bw - 2, height: h, class: `s-${k}` }, svg);
+      y -= h;
+    }
+  });
+  const t = (s) => new Date(s).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  el("text", { x: pad, y: H - 6 }, svg, t(buckets[0].start));
+  el("text", { x: W - pad, y: H - 6, "text-anchor": "end" }, svg, "now");
+}
+
+// Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration.
+export function reliabilityDiagram(host, rel) {
+  const W = 460, H = 240, pad = 34, base = H - 26, side = base - 10, left = pad, bw = side / rel.bins.length;
+  const svg = frame(host, W, H, `Reliability over ${rel.count} requests with feedback` + (rel.accuracy === null ? "" : `; accuracy ${pct(rel.accuracy)}`), "reliability");
+  el("line", { x1: left, x2: left + side, y1: base, y2: base, class: "axis" }, svg);
+  el("line", { x1: left, x2: left, y1: base, y2: base - side, class: "axis" }, svg);
+  el("line", { x1: left, y1: base, x2: left + side, y2: base - side, class: "diag" }, svg);
+  rel.bins.forEach((b, i) => {
+    if (b.accuracy === null) return;
+    const h = b.accuracy * side;
+    el("rect", { x: left + i * bw + 1, y: base - h, width: bw - 2, height: h, class: "bar" }, svg);
+    el("text", { x: left + i * bw + bw / 2, y: base - h - 3, "text-anchor": "middle" }, svg, String(b.count));
+  });
+  el("text", { x: left, y: H - 8 }, svg, "confidence 0");
+  el("text", { x: left + side, y: H - 8, "text-anchor": "end" }, svg, "1");
+  el("text", { x: left + side + 8, y: base - side + 4 }, svg, "accuracy 1");
+}
+
+export function fmt(v) {
+  if (v === null || v === undefined) return "–";
+  const a = Math.abs(v);
+  return a >= 100 ? v.toFixed(0) : a >= 1 ? v.toFixed(2) : v.toPrecision(2);
+}

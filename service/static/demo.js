@@ -1,0 +1,120 @@
+// The demo page: three ways in (draw, upload, gallery), one result panel, and feedback.
+import { apiKey, getJson, predict, sendFeedback, setApiKey } from "./api.js";
+import { drawingPad } from "./draw.js";
+import { showError, showPending, showPrediction } from "./result.js";
+
+const $ = (id) => document.getElementById(id);
+let card = null;
+let current = null;
+
+// On a phone the result is below the inputs: bring it into view (not while drawing, though).
+function reveal() {
+  if (!window.matchMedia("(max-width: 820px)").matches) return;
+  const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  $("result").scrollIntoView({ behavior: still ? "auto" : "smooth" });
+}
+
+async function classify(blob, filename) {
+  showPending();
+  const preview = $("preview");
+  if (preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
+  preview.src = URL.createObjectURL(blob);
+  preview.alt = "The image that was sent";
+  preview.hidden = false;
+  try {
+    current = await predict(blob, filename);
+    showPrediction(current, card);
+  } catch (err) {
+    current = null;
+    showError(err);
+  }
+}
+
+function setUpDrawing() {
+  const pad = drawingPad($("pad"), async () => classify(await pad.toBlob(), "drawing.png"));
+  $("classify-drawing").addEventListener("click", async () => {
+    if (pad.isEmpty()) return showError(new Error("Draw something first."));
+    classify(await pad.toBlob(), "drawing.png");
+  });
+  $("clear-drawing").addEventListener("click", () => pad.clear());
+}
+
+function setUpUpload() {
+  const file = $("file"), drop = $("drop");
+  file.addEventListener("change", () => file.files[0] && classify(file.files[0], file.files[0].name).then(reveal));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    const f = e.dataTransfer.files[0];
+    if (f) classify(f, f.name).then(reveal);
+  });
+}
+
+const GROUPS = { clear: "Clear digits", ambiguous: "Ambiguous digits", not_a_digit: "Not digits" };
+
+async function setUpGallery() {
+  const host = $("gallery");
+  try {
+    const g = await getJson("/static/gallery/gallery.json");
+    host.replaceChildren();
+    for (const [group, title] of Object.entries(GROUPS)) {
+      const items = g.items.filter((i) => i.group === group);
+      host.appendChild(Object.assign(document.createElement("p"), { className: "group-title", textContent: title }));
+      const ul = Object.assign(document.createElement("ul"), { className: "gallery" });
+      for (const item of items) {
+        const btn = Object.assign(document.createElement("button"), { type: "button", title: item.source });
+        btn.dataset.file = item.file;
+        const img = Object.assign(document.createElement("img"), { src: `/static/gallery/${item.file}`, alt: "" });
+        btn.append(img, item.caption);
+        btn.addEventListener("click", async () => {
+          const blob = await (await fetch(`/static/gallery/${item.file}`)).blob();
+          classify(blob, item.file).then(reveal);
+        });
+        const li = document.createElement("li");
+        li.appendChild(btn);
+        ul.appendChild(li);
+      }
+      host.appendChild(ul);
+    }
+  } catch (err) {
+    host.textContent = `Examples could not be loaded: ${err.message}`;
+  }
+}
+
+function setUpFeedback() {
+  $("feedback").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const status = $("fb-status");
+    if (!current) return;
+    status.classList.remove("bad");
+    try {
+      await sendFeedback(current.request_id, Number($("truth").value), $("note").value.trim());
+      status.textContent = `Thank you: label ${$("truth").selectedOptions[0].textContent} recorded for request ${current.request_id}.`;
+    } catch (err) {
+      status.classList.add("bad");
+      status.textContent = `Not recorded: ${err.message}`;
+    }
+  });
+}
+
+async function loadCard() {
+  try {
+    [card] = await getJson("/v1/models");
+  } catch {
+    card = null; // the page still works; class names fall back to indices
+  }
+  const names = card ? card.class_names : [...Array(10).keys()].map(String);
+  $("truth").replaceChildren(...names.map((n, i) => Object.assign(document.createElement("option"), { value: String(i), textContent: n })));
+}
+
+const key = $("api-key");
+key.value = apiKey();
+key.addEventListener("change", () => setApiKey(key.value.trim()));
+$("key-form").addEventListener("submit", (e) => { e.preventDefault(); setApiKey(key.value.trim()); });
+setUpDrawing();
+setUpUpload();
+setUpFeedback();
+loadCard();
+setUpGallery();

@@ -1,0 +1,50 @@
+// The monitor page: polls the aggregate feed (/v1/monitor) and redraws, pausing while hidden.
+import { getJson } from "./api.js";
+import { pairedHistogram, reliabilityDiagram, stackedTimeline } from "./charts.js";
+
+const $ = (id) => document.getElementById(id);
+// Refresh period in seconds from `?every=N` (at least 1), 5 by default.
+const EVERY_MS = Math.max(1, Number(new URLSearchParams(location.search).get("every")) || 5) * 1000;
+let paused = false;
+let timer = null;
+
+const rate = (v) => (v === null ? "–" : `${(100 * v).toFixed(1)}%`);
+
+function render(s) {
+  $("window").textContent = String(s.window.minutes);
+  $("model").textContent = `(${s.model.name} v${s.model.version})`;
+  $("t-requests").textContent = String(s.requests);
+  $("t-accept").textContent = String(s.decisions.accept);
+  $("t-abstain").textContent = rate(s.rates.abstain);
+  $("t-ood").textContent = rate(s.rates.ood);
+  $("t-errors").textContent = String(s.errors);
+  $("t-feedback").textContent = String(s.reliability.count);
+  stackedTimeline($("chart-timeline"), s.timeline, ["accept", "abstain", "reject_ood", "error"]);
+  pairedHistogram($("chart-confidence"), s.confidence.edges, s.confidence.live, s.confidence.reference, "confidence", "Confidence");
+  reliabilityDiagram($("chart-reliability"), s.reliability);
+}
+
+async function tick() {
+  clearTimeout(timer);
+  if (document.hidden) return; // resumed by the visibilitychange listener
+  const status = $("status");
+  try {
+    render(await getJson("/v1/monitor"));
+    status.classList.remove("bad");
+    status.textContent = `Updated ${new Date().toLocaleTimeString()}; refreshes every ${EVERY_MS / 1000} s.`;
+  } catch (err) {
+    status.classList.add("bad");
+    status.textContent = `Could not update: ${err.message}. Retrying.`;
+  }
+  if (!paused) timer = setTimeout(tick, EVERY_MS);
+}
+
+$("pause").addEventListener("click", () => {
+  paused = !paused;
+  $("pause").setAttribute("aria-pressed", String(paused));
+  $("pause").textContent = paused ? "Resume updates" : "Pause updates";
+  if (!paused) tick();
+  else clearTimeout(timer);
+});
+document.addEventListener("visibilitychange", () => { if (!document.hidden && !paused) tick(); });
+tick();

@@ -1,0 +1,59 @@
+// Renders one /v1/predict answer (or an error) into the result panel.
+import { fmt, probabilityBars, sampleRanges, scoreGauge } from "./charts.js";
+
+const TITLES = { accept: "Accept", abstain: "Abstain", reject_ood: "Reject: out of distribution" };
+const $ = (id) => document.getElementById(id);
+
+export function showError(err) {
+  const badge = $("badge");
+  badge.dataset.decision = "error";
+  badge.textContent = "Error";
+  $("pred-label").textContent = "–";
+  $("confidence").textContent = "";
+  $("meaning").textContent = `${err.message}` + (err.code ? ` (${err.code})` : "") + (err.requestId ? ` — request ${err.requestId}` : "");
+  $("details").hidden = true;
+}
+
+export function showPending() {
+  const badge = $("badge");
+  badge.dataset.decision = "none";
+  badge.textContent = "Thinking…";
+}
+
+export function showPrediction(r, card) {
+  const names = card ? card.class_names : r.probabilities.map((_, i) => String(i));
+  const badge = $("badge");
+  badge.dataset.decision = r.decision;
+  badge.textContent = TITLES[r.decision];
+  $("pred-label").textContent = r.prediction.class_name;
+  $("pred-label").dataset.label = String(r.prediction.label);
+  $("confidence").textContent = `${(100 * r.confidence).toFixed(1)}% calibrated confidence` + (r.decision === "reject_ood" ? " — not to be used" : "");
+  $("meaning").textContent = (card && card.decisions[r.decision]) || "";
+  $("details").hidden = false;
+
+  probabilityBars($("chart-probs"), r.probabilities, names, r.prediction.label);
+  $("failure-method").textContent = `(${r.failure.method}; higher means more likely wrong)`;
+  scoreGauge($("chart-failure"), "failure", r.failure.score, r.failure.threshold, r.failure.flagged);
+  $("ood-method").textContent = `(${r.ood.method}; higher means more unusual)`;
+  scoreGauge($("chart-ood"), "ood", r.ood.score, r.ood.threshold, r.ood.flagged);
+
+  const alpha = card ? card.conformal.alpha : null;
+  $("set-hint").textContent = alpha === null ? "" : `Contains the true class with probability at least ${(100 * (1 - alpha)).toFixed(0)}%.`;
+  $("pred-set").replaceChildren(...r.prediction_set.map((i) => Object.assign(document.createElement("li"), { textContent: names[i] })));
+
+  const host = $("chart-samples");
+  if (r.samples) {
+    sampleRanges(host, r.samples, r.probabilities, names);
+  } else {
+    host.replaceChildren(Object.assign(document.createElement("p"), {
+      className: "hint",
+      textContent: `This model (${r.model.method}) gives a single sample, so there is no spread to show. Ensembles and MC-dropout models show here how much their samples disagree.`,
+    }));
+  }
+  const mi = r.uncertainty.mutual_information;
+  $("uncertainty").textContent = `predictive entropy ${fmt(r.uncertainty.predictive_entropy)} nats; mutual information ${mi === null ? "– (single-sample model)" : fmt(mi) + " nats"}`;
+  $("model").textContent = `${r.model.name} v${r.model.version} (${r.model.method})`;
+  $("latency").textContent = `${r.latency_ms.toFixed(1)} ms on the server`;
+  $("request-id").textContent = r.request_id;
+  $("fb-status").textContent = "";
+}

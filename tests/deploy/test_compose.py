@@ -1,0 +1,67 @@
+"""The container deployment files (issue 7): Docker cannot run here, so their shape is checked,
+and `docker compose config` validates the compose file wherever the client has the plugin."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+SECRETS = {"POSTGRES_PASSWORD": "pw", "VIGIL_CLIENT_ID_SALT": "salt", "VIGIL_API_KEY_PEPPER": "pepper"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, object]:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def test_compose_topology(compose: dict[str, dict[str, dict[str, object]]]) -> None:
+    s = compose["services"]
+    assert set(s) == {"postgres", "migrate", "api", "proxy"}
+    assert s["migrate"]["command"] == ["vigil", "db", "upgrade"] and s["migrate"]["restart"] == "no"
+    assert s["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert s["api"]["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
+    assert s["api"]["deploy"] == {"replicas": "${VIGIL_REPLICAS:-2}"}
+    assert "ports" not in s["api"]  # only the proxy is published
+    env = s["api"]["environment"]
+    assert env["VIGIL_DATABASE_URL"].startswith("postgresql+psycopg://")  # type: ignore[index,union-attr]
+    assert env["VIGIL_ENVIRONMENT"] == "production" and "--migrate" not in str(s["api"].get("command", ""))  # type: ignore[index]
+    mount = s["proxy"]["volumes"][0].split(":")  # type: ignore[index]
+    assert (REPO / mount[0]).is_file() and mount[1] == "/etc/nginx/conf.d/default.conf"
+
+
+def test_proxy_balances_over_the_api_service() -> None:
+    conf = (REPO / "deploy" / "nginx.conf").read_text()
+    assert re.search(r"upstream vigil_api \{[^}]*server api:8000 resolve", conf)
+    assert "proxy_pass http://vigil_api;" in conf and "X-Forwarded-For" in conf
+
+
+def test_dockerfile_cpu_torch_non_root_healthcheck() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    assert "download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1" in text
+    users = re.findall(r"^USER (\S+)", text, re.M)
+    assert users and users[-1] not in ("root", "0")
+    assert re.search(r"^HEALTHCHECK .*\n?.*readyz", text, re.M)
+    assert 'CMD ["vigil", "serve"]' in text
+    for path in re.findall(r"^COPY (\S+) ", text, re.M):
+        assert (REPO / path).exists(), path
+
+
+def _compose_cli() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _compose_cli(), reason="the docker compose plugin is not installed here")
+def test_docker_compose_config_validates() -> None:
+    env = {**os.environ, **SECRETS, "VIGIL_REPLICAS": "3"}
+    out = subprocess.run(["docker", "compose", "config", "--format", "json"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert '"replicas": 3' in out.stdout

@@ -1,0 +1,43 @@
+"""Helpers for request-log tests: synthetic records and reading rows back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from service.db.tables import RequestRecord
+
+
+def record(i: int = 0, **extra: Any) -> dict[str, Any]:
+    """A plausible logged prediction; `i` varies the numbers."""
+    conf = 0.5 + (i % 50) / 100
+    return {
+        "request_id": uuid.uuid4().hex,
+        "received_at": dt.datetime.now(dt.UTC),
+        "endpoint": "/v1/predict",
+        "model_name": "tiny",
+        "model_version": "1",
+        "predicted_label": i % 10,
+        "probabilities": [conf] + [(1 - conf) / 9] * 9,
+        "confidence": conf,
+        "ood_score": 0.1 * (i % 7),
+        "ood_flagged": i % 7 == 6,
+        "failure_flagged": False,
+        "decision": "reject_ood" if i % 7 == 6 else "accept",
+        "latency_ms": 1.5,
+        "http_status": 200,
+        **extra,
+    }
+
+
+def stored_ids(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.scalars(select(RequestRecord.request_id)))
+
+
+def count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(RequestRecord)).scalar_one()

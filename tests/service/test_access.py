@@ -1,0 +1,139 @@
+"""Who may call what (issue 8): API keys, admin keys, rate limits, what the log keeps, headers, CORS."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.auth import key_digest, key_id
+from service.rejections import PREDICT_PATH
+from service.settings import Settings
+from tests.service import hostile as h
+from tests.service.test_bad_inputs import logged
+
+CLIENT, OTHER, LIMITED, STORED, ADMIN = "client-key-1", "client-key-2", "client-key-rl", "client-key-stored", "admin-key-1"
+PEPPER = "test-pepper"
+PNG = h.encode(h.digit(), "PNG")
+
+
+@pytest.fixture(scope="module")
+def locked(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
+    """Keys required, a stored digest among them, a slow rate limit, one CORS origin."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('locked') / 'log.db'}"
+    keys = [CLIENT, OTHER, LIMITED, "hmac-sha256:" + key_digest(STORED, PEPPER)]
+    s = Settings(model_dir=tiny_bundle, database_url=url, migrate_on_start=True, require_api_key=True, api_keys=keys, admin_api_keys=[ADMIN],
+                 api_key_pepper=PEPPER, rate_limit_per_s=0.2, rate_limit_burst=3, cors_origins=["https://ok.example"], metrics_admin_only=True)  # fmt: skip
+    with TestClient(create_app(s)) as c:
+        yield c, url
+
+
+@pytest.fixture(scope="module")
+def open_app(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('open') / 'log.db'}"
+    with TestClient(create_app(Settings(model_dir=tiny_bundle, database_url=url, migrate_on_start=True))) as c:
+        yield c
+
+
+def post(c: TestClient, key: str | None = None, header: str = "authorization") -> tuple[int, dict]:
+    headers = {"content-type": "image/png"}
+    if key is not None:
+        headers[header] = f"Bearer {key}" if header == "authorization" else key
+    r = c.post("/v1/predict", content=PNG, headers=headers)
+    return r.status_code, {**r.json(), "_headers": dict(r.headers)}
+
+
+def test_open_by_default_but_admin_always_needs_a_key(open_app: TestClient) -> None:
+    assert post(open_app)[0] == 200
+    assert open_app.get("/v1/requests").status_code == 403  # no admin keys configured: admin is off
+    assert open_app.get("/metrics").status_code == 200  # metrics are public unless configured
+
+
+def test_keys_required(locked: tuple[TestClient, str]) -> None:
+    c, url = locked
+    status, body = post(c)
+    assert status == 401 and body["error"]["code"] == "unauthorized" and body["_headers"]["www-authenticate"] == "Bearer"
+    row = logged(url, body["error"]["request_id"])
+    assert (row.http_status, row.error_code) == (401, "unauthorized") and row.client_id.startswith("ip:")
+    assert post(c, "wrong-key")[0] == 401
+    status, body = post(c, CLIENT)
+    assert status == 200
+    row = logged(url, body["request_id"])
+    assert row.client_id == key_id(key_digest(CLIENT, PEPPER))  # the key id, never the key or the address
+    assert CLIENT not in str(row._asdict()) and "testclient" not in str(row._asdict())
+    assert post(c, OTHER, "x-api-key")[0] == 200
+    assert post(c, STORED)[0] == 200  # configured only as a digest
+    assert post(c, ADMIN)[0] == 200  # an admin key may predict too
+
+
+def test_every_prediction_route_is_guarded(locked: tuple[TestClient, str]) -> None:
+    c, _ = locked
+    paths = [p for p, ops in c.get("/openapi.json").json()["paths"].items() if "post" in ops and PREDICT_PATH.match(p.replace("{name}", "tiny"))]
+    assert {"/v1/predict", "/v1/predict/batch", "/v2/models/{name}/infer"} <= set(paths)
+    for p in [*paths, "/v2/models/tiny/versions/1/infer"]:
+        r = c.post(p.replace("{name}", "tiny"), content=b"{}", headers={"content-type": "application/json"})
+        assert r.status_code == 401, p
+
+
+def test_admin_endpoints_need_the_admin_key(locked: tuple[TestClient, str], caplog: pytest.LogCaptureFixture) -> None:
+    c, _ = locked
+    for path in ("/v1/requests", "/v1/reports/summary", "/metrics"):
+        assert c.get(path).status_code == 401, path
+        assert c.get(path, headers={"authorization": f"Bearer {CLIENT}"}).status_code == 401, path
+    with caplog.at_level(logging.INFO, logger="vigil.auth"):
+        assert c.get("/v1/requests", headers={"x-api-key": ADMIN}).status_code == 200
+    assert key_id(key_digest(ADMIN, PEPPER)) in caplog.text and ADMIN not in caplog.text
+
+
+def test_rate_limit_per_key(locked: tuple[TestClient, str]) -> None:
+    c, url = locked
+    assert [post(c, LIMITED)[0] for _ in range(3)] == [200, 200, 200]  # the burst
+    status, body = post(c, LIMITED)
+    assert status == 429 and body["error"]["code"] == "rate_limited"
+    assert int(body["_headers"]["retry-after"]) >= 1
+    assert logged(url, body["error"]["request_id"]).error_code == "rate_limited"
+    assert post(c, OTHER)[0] == 200  # another key has its own bucket
+
+
+def test_security_headers(open_app: TestClient) -> None:
+    for path in ("/", "/monitor", "/static/demo.js", "/healthz", "/v1/models"):
+        r = open_app.get(path)
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "script-src 'self';" in csp and "frame-ancestors 'none'" in csp, path
+        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in open_app.get("/docs").headers["content-security-policy"]
+    assert open_app.post("/v1/predict", content=b"").headers["x-content-type-options"] == "nosniff"  # errors too
+
+
+def test_demo_pages_have_no_inline_script(open_app: TestClient) -> None:
+    import re
+
+    for path in ("/", "/monitor"):
+        html = open_app.get(path).text
+        for tag in re.findall(r"<script\b[^>]*>(.*?)</script>", html, flags=re.DOTALL | re.IGNORECASE):
+            assert tag.strip() == "", f"{path}: inline script"
+        assert not re.search(r"\son[a-z]+\s*=", html, flags=re.IGNORECASE), f"{path}: inline event handler"
+
+
+def test_cors_closed_by_default_and_configurable(open_app: TestClient, locked: tuple[TestClient, str]) -> None:
+    pre = {"origin": "https://evil.example", "access-control-request-method": "POST"}
+    assert "access-control-allow-origin" not in open_app.options("/v1/predict", headers=pre).headers
+    assert "access-control-allow-origin" not in open_app.get("/v1/models", headers={"origin": "https://evil.example"}).headers
+    c, _ = locked
+    ok = c.options("/v1/predict", headers={**pre, "origin": "https://ok.example"})
+    assert ok.headers["access-control-allow-origin"] == "https://ok.example"
+    assert "access-control-allow-origin" not in c.options("/v1/predict", headers=pre).headers
+
+
+def test_production_refuses_default_secrets_and_keyless_lockdown() -> None:
+    with pytest.raises(ValueError, match="VIGIL_API_KEY_PEPPER"):
+        Settings(environment="production", client_id_salt="s3cret")
+    with pytest.raises(ValueError, match="no keys are configured"):
+        Settings(require_api_key=True)
+    with pytest.raises(ValueError, match="64 hex digits"):
+        create_app(Settings(api_keys=["hmac-sha256:short"]))

@@ -1,0 +1,129 @@
+"""Every bad input in the README's table gets its documented 4xx, the one error shape, and a log row.
+
+One app for the module (its lifespan costs seconds); rows are found by request id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from service.app import create_app
+from service.db.engine import make_engine
+from service.db.tables import RequestRecord
+from service.settings import Settings
+from tests.service import hostile as h
+
+LIMIT = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('bad') / 'log.db'}"
+    s = Settings(model_dir=tiny_bundle, database_url=url, migrate_on_start=True, max_upload_bytes=LIMIT, max_json_bytes=LIMIT, max_batch_images=4)
+    with TestClient(create_app(s)) as client:
+        yield client, url
+
+
+def logged(url: str, request_id: str) -> RequestRecord:
+    """The request's log row; the writer flushes every 100 ms, so wait a little."""
+    engine = make_engine(url)
+    try:
+        for _ in range(100):
+            with engine.connect() as conn:
+                row = conn.execute(select(RequestRecord).where(RequestRecord.request_id == request_id)).first()
+            if row is not None:
+                return row
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+    raise AssertionError(f"request {request_id} was not logged")
+
+
+def v2(data: Any, shape: list[int] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"json": {"inputs": [{"name": "input", "shape": shape or [1, 1, 28, 28], "datatype": "FP32", "data": data}], **extra}}
+
+
+PIXELS = [0.0] * 784
+TRUNCATED_PNG = h.encode(h.digit(), "PNG")[:-30]
+TRUNCATED_JPEG = h.encode(h.digit("RGB", 64), "JPEG")[:300]
+RAW = "/v1/predict"
+IMG = {"content-type": "image/png"}
+
+# (id, method, path, request kwargs, status, code): the README's table, row by row.
+ROWS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
+    ("empty-body", "POST", RAW, {"content": b"", "headers": IMG}, 400, "empty_body"),
+    ("empty-multipart-field", "POST", RAW, {"files": {"image": ("a.png", b"", "image/png")}}, 400, "empty_body"),
+    ("not-an-image", "POST", RAW, {"content": b"hello, I am text", "headers": IMG}, 415, "not_an_image"),
+    ("truncated-png", "POST", RAW, {"content": TRUNCATED_PNG, "headers": IMG}, 422, "corrupt_image"),
+    ("truncated-jpeg", "POST", RAW, {"content": TRUNCATED_JPEG, "headers": {"content-type": "image/jpeg"}}, 422, "corrupt_image"),
+    ("bomb-20000px", "POST", RAW, {"content": h.bomb_png(), "headers": IMG}, 413, "image_too_large"),
+    ("bomb-6000px", "POST", RAW, {"content": h.bomb_png(6000), "headers": IMG}, 413, "image_too_large"),
+    ("over-size-limit", "POST", RAW, {"content": b"\x89PNG" + b"\0" * LIMIT, "headers": IMG}, 413, "payload_too_large"),
+    ("wrong-content-type", "POST", RAW, {"content": b"{}", "headers": {"content-type": "application/json"}}, 415, "unsupported_media_type"),
+    ("missing-content-type", "POST", RAW, {"content": b"abc"}, 415, "missing_content_type"),
+    ("no-image-field", "POST", RAW, {"files": {"file": ("a.png", TRUNCATED_PNG, "image/png")}}, 422, "missing_image_field"),
+    ("malformed-multipart", "POST", RAW, {"content": b"--x\r\nbroken", "headers": {"content-type": "multipart/form-data; boundary=y"}}, 400, "malformed_multipart"),
+    ("animated-gif", "POST", RAW, {"content": h.animated_gif(), "headers": {"content-type": "image/gif"}}, 422, "multi_frame_image"),
+    ("multipage-tiff", "POST", RAW, {"content": h.multipage_tiff(), "headers": {"content-type": "image/tiff"}}, 422, "multi_frame_image"),
+    ("svg", "POST", RAW, {"content": h.SVG, "headers": {"content-type": "image/svg+xml"}}, 415, "not_an_image"),
+    ("ico-not-allowed", "POST", RAW, {"content": h.encode(h.digit("RGBA", 32), "ICO"), "headers": IMG}, 415, "unsupported_format"),
+    ("ppm-not-allowed", "POST", RAW, {"content": h.encode(h.digit(), "PPM"), "headers": IMG}, 415, "unsupported_format"),
+    ("lab-mode-tiff", "POST", RAW, {"content": h.encode(h.digit("RGB").convert("LAB"), "TIFF"), "headers": IMG}, 415, "unsupported_image_mode"),
+    ("unknown-model", "POST", "/v2/models/nope/infer", v2(PIXELS), 404, "unknown_model"),
+    ("v2-nan", "POST", "/v2/models/tiny/infer", {"content": json.dumps(v2([float("nan")] * 784)["json"]), "headers": {"content-type": "application/json"}}, 422, "non_finite_values"),
+    ("v2-inf", "POST", "/v2/models/tiny/infer", {"content": json.dumps(v2([float("inf")] + PIXELS[1:])["json"]), "headers": {"content-type": "application/json"}}, 422, "non_finite_values"),
+    ("v2-wrong-shape", "POST", "/v2/models/tiny/infer", v2(PIXELS, [1, 3, 28, 28]), 422, "wrong_shape"),
+    ("v2-over-batch", "POST", "/v2/models/tiny/infer", v2(PIXELS * 5, [5, 1, 28, 28]), 422, "wrong_batch_size"),
+    ("malformed-json", "POST", "/v2/models/tiny/infer", {"content": b'{"inputs": [', "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
+    ("deep-json", "POST", "/v2/models/tiny/infer", {"content": b"[" * 50_000, "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
+    ("huge-json", "POST", "/v2/models/tiny/infer", {"content": b'{"inputs": [' + b"0," * LIMIT + b"0]}", "headers": {"content-type": "application/json"}}, 413, "payload_too_large"),
+    ("batch-over-limit", "POST", "/v1/predict/batch", {"files": [("images", (f"{i}.png", TRUNCATED_PNG, "image/png")) for i in range(5)]}, 413, "too_many_images"),
+    ("unknown-path", "POST", "/v1/predict/nothing", {"content": b"x", "headers": IMG}, 404, "not_found"),
+]
+
+
+@pytest.mark.parametrize(("case", "method", "path", "kw", "status", "code"), ROWS, ids=[r[0] for r in ROWS])
+def test_bad_input_answer_and_log(app_url: tuple[TestClient, str], case: str, method: str, path: str, kw: dict[str, Any], status: int, code: str) -> None:
+    client, url = app_url
+    r = client.request(method, path, **kw)
+    assert r.status_code == status, r.text
+    err = error_of(r.json(), path)
+    assert err["code"] == code and err["message"] and err["request_id"] == r.headers["x-request-id"]
+    row = logged(url, err["request_id"])
+    assert (row.http_status, row.error_code, row.decision) == (status, code, None)
+
+
+def error_of(body: dict[str, Any], path: str) -> dict[str, Any]:
+    """Vigil's error object; /v2 answers OIP's flat form, whose `error` is the message."""
+    if path.startswith("/v2/"):
+        return {"code": body["code"], "message": body["error"], "request_id": body["request_id"]}
+    return body["error"]
+
+
+def test_feedback_json_errors_are_named(app_url: tuple[TestClient, str]) -> None:
+    """The v1 JSON endpoint: malformed JSON, unknown fields, huge bodies (not prediction requests: not logged)."""
+    client, _ = app_url
+    url, ctype = "/v1/requests/abc/feedback", {"content-type": "application/json"}
+    cases = [
+        (b'{"label": ', 422, "invalid_json"),
+        (b'{"label": 1, "sneaky": true}', 422, "unknown_field"),
+        (b"[" * 50_000, 422, "invalid_json"),
+        (b'{"note": "' + b"x" * LIMIT + b'"}', 413, "payload_too_large"),
+    ]
+    for body, status, code in cases:
+        r = client.post(url, content=body, headers=ctype)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), body[:40]
+
+
+def test_wrong_method_and_unknown_model_card_are_4xx_not_logged(app_url: tuple[TestClient, str]) -> None:
+    client, _ = app_url
+    assert client.get("/v1/predict").json()["error"]["code"] == "method_not_allowed"
+    assert client.get("/v1/models/nope").json()["error"]["code"] == "unknown_model"

@@ -1,0 +1,122 @@
+"""The micro-batching runtime: batched results equal one-by-one results, each caller gets
+its own rows, overload is a 503, and shutdown completes every pending request.
+
+Exact methods (a packed ensemble with ODIN, which differentiates through the batch)
+are used for equality: a sampling method draws different noise for another batch
+shape, so its batched and single results agree only in distribution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.bundles import untrained_ensemble
+from models.bundle import Bundle, load_bundle
+from models.pipeline import PipelineOutput
+from service.errors import ApiError
+from service.runtime import InferenceRuntime
+
+
+@pytest.fixture(scope="module")
+def ensemble_odin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return untrained_ensemble(tmp_path_factory.mktemp("bundles") / "ens", members=3)
+
+
+def runtime(bundle: Bundle, **kw: float) -> InferenceRuntime:
+    rt = InferenceRuntime(bundle, 1, **kw)  # type: ignore[arg-type]
+    rt.warm_up()
+    return rt
+
+
+def images(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+
+
+def assert_same(a: PipelineOutput, b: PipelineOutput) -> None:
+    for f in fields(PipelineOutput):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        assert x.shape == y.shape, f.name
+        # ODIN's sign step can flip on a near-zero gradient under another batch's kernels.
+        torch.testing.assert_close(x.float(), y.float(), rtol=1e-4, atol=2e-4, msg=f.name)
+
+
+@pytest.mark.parametrize("chunk", [64, 5])
+def test_batch_equals_one_by_one(ensemble_odin: Path, chunk: int) -> None:
+    rt = runtime(load_bundle(ensemble_odin), chunk=chunk, max_wait_ms=0)
+    x = images(12)
+
+    async def go() -> tuple[PipelineOutput, list[PipelineOutput]]:
+        whole = await rt.run(x)
+        return whole, [await rt.run(x[i : i + 1]) for i in range(len(x))]
+
+    try:
+        whole, single = asyncio.run(go())
+    finally:
+        rt.close()
+    assert whole.probs.shape == (12, 10) and whole.sample_probs.shape == (3, 12, 10)
+    for i, one in enumerate(single):
+        assert_same(whole.row(i), one)
+
+
+def test_concurrent_callers_get_their_own_rows(ensemble_odin: Path) -> None:
+    rt = runtime(load_bundle(ensemble_odin), max_wait_ms=50)
+    x = images(20, seed=1)
+    expected = rt.pipeline.run(x.contiguous(memory_format=torch.channels_last))
+
+    async def go() -> list[PipelineOutput]:
+        return await asyncio.gather(*(rt.run(x[i : i + 1]) for i in range(len(x))))
+
+    try:
+        got = asyncio.run(go())
+    finally:
+        rt.close()
+    for i, out in enumerate(got):
+        assert_same(out, expected.row(i))
+    assert rt.batcher.inputs == 20 and rt.batcher.batches <= 5  # gathered, not 20 forwards
+
+
+def test_shutdown_drains_pending_requests(ensemble_odin: Path) -> None:
+    rt = runtime(load_bundle(ensemble_odin), max_wait_ms=20, max_batch=4)
+    x = images(10, seed=2)
+
+    async def go() -> list[PipelineOutput]:
+        tasks = [asyncio.create_task(rt.run(x[i : i + 1])) for i in range(len(x))]
+        await asyncio.sleep(0)  # every task has enqueued its job
+        await rt.aclose()
+        assert all(t.done() for t in tasks)
+        with pytest.raises(ApiError) as refused:
+            await rt.run(x[:1])
+        assert refused.value.status == 503
+        return [t.result() for t in tasks]
+
+    done = asyncio.run(go())
+    assert [o.probs.shape for o in done] == [(1, 10)] * 10
+
+
+def test_full_queue_and_slow_inference_are_503(ensemble_odin: Path) -> None:
+    rt = runtime(load_bundle(ensemble_odin), max_pending=1, timeout_s=0.2, max_wait_ms=0)
+    compute = rt.batcher._compute
+    rt.batcher._compute = lambda p: (time.sleep(0.5), compute(p))[1]  # type: ignore[method-assign]
+    x = images(1)
+
+    async def go() -> list[PipelineOutput | BaseException]:
+        first = asyncio.create_task(rt.run(x))  # taken by the worker, which then sleeps
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(rt.run(x))  # fills the queue of one
+        await asyncio.sleep(0)
+        return await asyncio.gather(first, second, rt.run(x), return_exceptions=True)
+
+    try:
+        first, second, third = asyncio.run(go())
+    finally:
+        rt.close()
+    assert isinstance(third, ApiError) and (third.status, third.code) == (503, "inference_backpressure")
+    assert third.headers["Retry-After"] == "1"
+    for timed_out in (first, second):
+        assert isinstance(timed_out, ApiError) and (timed_out.status, timed_out.code) == (503, "inference_timeout")

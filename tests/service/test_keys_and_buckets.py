@@ -1,0 +1,54 @@
+"""Unit tests: key digests and the `vigil keys` commands; the token buckets' arithmetic and bound."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from service.auth import Keyring, key_digest, match_key, stored_digest
+from service.cli import main as vigil
+from service.ratelimit import TokenBuckets
+from service.settings import Settings
+
+
+def test_digest_is_peppered_and_entries_may_be_digests() -> None:
+    assert key_digest("k", "p1") != key_digest("k", "p2")
+    s = Settings(api_keys=["raw-key", "hmac-sha256:" + key_digest("stored", "pep")], api_key_pepper="pep")
+    ring = Keyring.from_settings(s)
+    assert ring.match_client("raw-key") == key_digest("raw-key", "pep")
+    assert ring.match_client("stored") == key_digest("stored", "pep")
+    assert ring.match_client("other") is None and ring.match_client(None) is None
+    assert match_key("raw-key", ring.client, "wrong-pepper") is None
+    with pytest.raises(ValueError):
+        stored_digest("hmac-sha256:XYZ", "pep")
+
+
+def test_keys_digest_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("VIGIL_API_KEY_PEPPER", "cli-pepper")
+    monkeypatch.setattr("sys.stdin", io.StringIO("my-key\n"))
+    assert vigil(["keys", "digest"]) == 0
+    assert capsys.readouterr().out.startswith("hmac-sha256:" + key_digest("my-key", "cli-pepper"))
+    assert vigil(["keys", "new"]) == 0
+    out = capsys.readouterr().out
+    key = out.split("key:")[1].split()[0]
+    assert f"hmac-sha256:{key_digest(key, 'cli-pepper')}" in out
+
+
+def test_token_bucket_refills_and_says_how_long_to_wait() -> None:
+    now = [0.0]
+    b = TokenBuckets(rate=2.0, burst=3, max_clients=10, clock=lambda: now[0])
+    assert [b.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert b.take("a") == pytest.approx(0.5)  # one token at 2/s
+    assert b.take("b") == 0.0  # per client
+    now[0] += 0.5
+    assert b.take("a") == 0.0
+    now[0] += 100
+    assert [b.take("a") for _ in range(3)] == [0.0, 0.0, 0.0] and b.take("a") > 0  # refills to the burst, no more
+
+
+def test_token_buckets_are_bounded() -> None:
+    b = TokenBuckets(rate=1.0, burst=1, max_clients=100)
+    for i in range(10_000):
+        b.take(f"client-{i}")
+    assert len(b) == 100

@@ -1,0 +1,73 @@
+"""Two `vigil serve` processes logging to one PostgreSQL database at once: one chain each, no row lost or doubled."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from service.cli import main as vigil
+from service.db.audit import verify
+from service.db.engine import make_engine
+from service.db.tables import RequestRecord
+from tests.images import noise_png
+from tests.service.test_uvicorn_process import free_port, wait_ready
+
+PER_SERVER, THREADS = 100, 2
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_processes_share_one_database(tiny_bundle: Path, pg_url: str, tmp_path: Path) -> None:
+    assert vigil(["db", "upgrade", "--url", pg_url]) == 0  # once, before either process starts
+    procs, bases = [], []
+    for k in range(2):
+        port = free_port()
+        env = {**os.environ, "VIGIL_DATABASE_URL": pg_url, "VIGIL_LOG_SPOOL_PATH": str(tmp_path / f"spool-{k}.jsonl"),
+               "VIGIL_LOG_WRITER_ID": f"proc-{k}", "VIGIL_LOG_FLUSH_MS": "20"}  # fmt: skip
+        cmd = [sys.executable, "-m", "service.cli", "serve", "--model", str(tiny_bundle), "--port", str(port)]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        bases.append(f"http://127.0.0.1:{port}")
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def client(base: str, seed: int) -> None:
+        with httpx.Client(base_url=base, timeout=30) as c:
+            for i in range(PER_SERVER // THREADS):
+                r = c.post("/v1/predict", content=noise_png(seed + i % 8), headers={"content-type": "image/png"})
+                assert r.status_code == 200, r.text
+                with lock:
+                    ids.append(r.json()["request_id"])
+
+    try:
+        for base, proc in zip(bases, procs, strict=True):
+            wait_ready(base, proc)
+        threads = [threading.Thread(target=client, args=(b, 10 * t)) for b in bases for t in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        outs = [proc.communicate(timeout=60)[0].decode() for proc in procs]
+    for proc, out in zip(procs, outs, strict=True):
+        assert proc.returncode in (0, -signal.SIGTERM), out[-2000:]
+        assert "chain proc-" in out  # the writer logged its chain head on a graceful stop
+    assert len(ids) == 2 * PER_SERVER
+    engine = make_engine(pg_url)
+    with engine.connect() as conn:
+        stored = list(conn.scalars(select(RequestRecord.request_id)))
+        per_writer = dict(conn.execute(select(RequestRecord.writer_id, func.count()).group_by(RequestRecord.writer_id)).all())
+    result = verify(engine)
+    engine.dispose()
+    assert len(stored) == len(set(stored)) == len(ids) and set(stored) == set(ids)
+    assert per_writer == {"proc-0": PER_SERVER, "proc-1": PER_SERVER}
+    assert result.ok and result.chains == 2

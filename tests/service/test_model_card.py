@@ -1,0 +1,33 @@
+"""GET /v1/models/{name}: method, scorers, thresholds, validation metrics, decisions in plain words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from models.bundle import read_manifest
+from service.app import create_app
+from service.policy import MEANINGS
+from service.settings import Settings
+
+
+def test_model_card_says_what_is_served_and_what_decisions_mean(tiny_bundle: Path, tmp_path: Path) -> None:
+    m = read_manifest(tiny_bundle)
+    settings = Settings(model_dir=tiny_bundle, database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True)
+    with TestClient(create_app(settings)) as client:
+        card = client.get(f"/v1/models/{m.name}").json()
+    assert card["method"] == m.method == "deterministic"
+    for role in ("failure", "ood"):
+        spec = getattr(m, role)
+        assert (card[role]["name"], card[role]["threshold"], card[role]["params"]) == (spec.name, spec.threshold, spec.params)
+        assert card[role]["criterion"] and "Higher means" in card[role]["meaning"]
+    assert card["ood"]["name"] == "mahalanobis_layers" and "every layer" in card["ood"]["meaning"]  # the `auto` choice
+    assert card["metrics"]["validation"]["ood_pass_rate"] > 0.98 and "coverage" in card["metrics"]["validation"]
+    assert card["metrics"]["ood_fit"]["auto_chosen"] == "mahalanobis_layers"
+    assert set(card["decisions"]) == set(MEANINGS)
+    for decision, text in card["decisions"].items():
+        assert text.startswith(MEANINGS[decision])
+    assert f"{m.ood.threshold:.4g}" in card["decisions"]["reject_ood"] and "1.0% of validation digits" in card["decisions"]["reject_ood"]
+    assert f"{m.failure.threshold:.4g}" in card["decisions"]["abstain"]
+    assert card["conformal"]["alpha"] == m.conformal.alpha and "99%" in card["conformal"]["meaning"]

@@ -1,0 +1,203 @@
+"""/metrics (per-app Prometheus registry), JSON access logs and the request id (issue 7)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.app import create_app
+from service.logs import JsonFormatter
+from service.metrics import Metrics
+from service.routes.pages import STATIC_DIR
+from service.settings import Settings
+
+GALLERY = STATIC_DIR / "gallery"
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+
+
+def value(
+    all_samples: dict[tuple[str, frozenset[tuple[str, str]]], float],
+    name: str,
+    **labels: str,
+) -> float:
+    return all_samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_metrics_count_routes_statuses_decisions_and_queues(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True
+    )
+    with TestClient(create_app(settings)) as client:
+        png = {"content-type": "image/png"}
+        assert (
+            client.post(
+                "/v1/predict",
+                content=(GALLERY / "clear-7.png").read_bytes(),
+                headers=png,
+            ).json()["decision"]
+            == "accept"
+        )
+        assert (
+            client.post(
+                "/v1/predict", content=(GALLERY / "noise.png").read_bytes(), headers=png
+            ).json()["decision"]
+            == "reject_ood"
+        )
+        assert (
+            client.post("/v1/predict", content=b"not an image", headers=png).status_code
+            == 415
+        )
+        x = np.zeros((2, 1, 28, 28)).flatten().tolist()
+        v2 = client.post(
+            "/v2/models/mnist-default/infer",
+            json={
+                "inputs": [
+                    {
+                        "name": "input",
+                        "shape": [2, 1, 28, 28],
+                        "datatype": "FP32",
+                        "data": x,
+                    }
+                ]
+            },
+        )
+        assert v2.status_code == 200
+        text = client.get("/metrics")
+    assert text.headers["content-type"].startswith("text/plain")
+    s = samples(text.text)
+    route = "/v1/predict"
+    assert (
+        value(s, "vigil_http_requests_total", route=route, method="POST", status="200")
+        == 2
+    )
+    assert (
+        value(s, "vigil_http_requests_total", route=route, method="POST", status="415")
+        == 1
+    )
+    assert (
+        value(
+            s, "vigil_http_request_duration_seconds_count", route=route, method="POST"
+        )
+        == 3
+    )
+    assert (
+        value(
+            s,
+            "vigil_predictions_total",
+            endpoint=route,
+            status="200",
+            decision="accept",
+        )
+        == 1
+    )
+    assert (
+        value(
+            s, "vigil_predictions_total", endpoint=route, status="415", decision="none"
+        )
+        == 1
+    )
+    assert value(s, "vigil_ood_rejections_total", endpoint=route) == 1
+    # Each input of a v2 batch is one logged prediction, counted under its route template.
+    v2_decisions = sum(
+        v
+        for (n, labels), v in s.items()
+        if n == "vigil_predictions_total"
+        and ("endpoint", "/v2/models/{name}/infer") in labels
+    )
+    assert v2_decisions == 2
+    assert value(s, "vigil_inference_batch_size_sum") >= 4  # warm-up batches count too
+    for gauge in (
+        "vigil_log_queue_depth",
+        "vigil_log_writer_lag_seconds",
+        "vigil_inference_queue_depth",
+    ):
+        assert (gauge, frozenset()) in s
+    assert value(s, "vigil_log_records_written_total") >= 0
+
+
+def test_each_app_has_its_own_registry() -> None:
+    a, b = Metrics(lambda: None), Metrics(lambda: None)
+    a.observe_http("/x", "GET", 200, 0.01)
+    assert a.registry is not b.registry
+    assert "vigil_http_requests_total" in samples_text(
+        a
+    ) and 'route="/x"' not in samples_text(b)
+    apps = [create_app(Settings()), create_app(Settings())]
+    assert apps[0].state.metrics.registry is not apps[1].state.metrics.registry
+
+
+def samples_text(m: Metrics) -> str:
+    return generate_latest(m.registry).decode()
+
+
+def test_one_json_access_line_per_request_with_the_request_id(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True
+    )
+    with (
+        caplog.at_level(logging.INFO, logger="vigil.access"),
+        TestClient(create_app(settings)) as client,
+    ):
+        r = client.post(
+            "/v1/predict",
+            content=(GALLERY / "clear-7.png").read_bytes(),
+            headers={"content-type": "image/png", "x-request-id": "client-abc-123"},
+        )
+    assert (
+        r.headers["x-request-id"] == "client-abc-123"
+    )  # the client's id is echoed back...
+    server_id = r.json()["request_id"]  # ...while the log key stays the server's own
+    (record,) = [rec for rec in caplog.records if rec.name == "vigil.access"]
+    line = json.loads(JsonFormatter().format(record))
+    assert (
+        line["request_id"] == server_id
+        and line["client_request_id"] == "client-abc-123"
+    )
+    assert (line["route"], line["status"], line["method"], line["level"]) == (
+        "/v1/predict",
+        200,
+        "POST",
+        "info",
+    )
+    assert line["duration_ms"] > 0 and line["ts"].endswith("+00:00")
+
+
+def test_json_formatter_keeps_exceptions_and_extras() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        rec = logging.getLogger("vigil.x").makeRecord(
+            "vigil.x",
+            logging.ERROR,
+            __file__,
+            1,
+            "failed %s",
+            ("here",),
+            sys.exc_info(),
+            extra={"request_id": "r1"},
+        )
+    out = json.loads(JsonFormatter().format(rec))
+    assert (out["message"], out["request_id"], out["level"], out["logger"]) == (
+        "failed here",
+        "r1",
+        "error",
+        "vigil.x",
+    )
+    assert "ValueError: boom" in out["exception"]

@@ -1,0 +1,46 @@
+"""Under a burst the service sheds load with 503 + Retry-After, never a 500, and recovers at once.
+
+A short smoke version of benchmarks/stress.py (which runs 30 s at twice the
+sustainable rate against a real server): 48 concurrent requests into an app that
+admits 3 at a time and queues 2 for inference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import httpx
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from tests.service import hostile as h
+from tests.service.test_bad_inputs import logged
+
+PNG = h.encode(h.digit(), "PNG")
+
+
+def test_burst_is_shed_with_503_and_the_service_recovers(tiny_bundle: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    s = Settings(model_dir=tiny_bundle, database_url=url, migrate_on_start=True, max_inflight=3, inference_queue_size=2, batch_max_wait_ms=20)
+    with TestClient(create_app(s)) as client:
+
+        async def burst(n: int) -> list[httpx.Response]:
+            transport = httpx.ASGITransport(app=client.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                post = lambda: c.post("/v1/predict", content=PNG, headers={"content-type": "image/png"})
+                return list(await asyncio.gather(*(post() for _ in range(n))))
+
+        assert client.portal is not None
+        answers = client.portal.call(burst, 48)
+        statuses = Counter(r.status_code for r in answers)
+        assert set(statuses) <= {200, 503} and statuses[200] >= 1 and statuses[503] >= 1, statuses
+        shed = [r for r in answers if r.status_code == 503]
+        assert {r.json()["error"]["code"] for r in shed} <= {"overloaded", "inference_backpressure"}
+        assert all(r.headers["retry-after"] == "1" for r in shed)
+        assert client.app.state.inflight.current == 0  # every admitted request left the gauge
+        assert client.post("/v1/predict", content=PNG, headers={"content-type": "image/png"}).status_code == 200
+        err = shed[0].json()["error"]
+        assert logged(url, err["request_id"]).error_code == err["code"]

@@ -1,0 +1,320 @@
+"""Open Inference Protocol (KServe v2) endpoints over the test client (issue 7), shipped model."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from tests.images import digit_png
+from tests.service.test_predict_api import rows
+from training.data import load_mnist
+
+MODEL = "/v2/models/mnist-default"
+
+
+@pytest.fixture(scope="module")
+def digits(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    test = load_mnist(data_dir, train=False)
+    return test.x[:3], test.y[:3]
+
+
+@pytest.fixture
+def log_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'log.db'}"
+
+
+@pytest.fixture
+def client(log_url: str) -> Iterator[TestClient]:
+    with TestClient(
+        create_app(Settings(database_url=log_url, migrate_on_start=True))
+    ) as c:
+        yield c
+
+
+def tensor(x: torch.Tensor, shape: list[int] | None = None) -> dict[str, object]:
+    return {
+        "name": "input",
+        "shape": shape or list(x.shape),
+        "datatype": "FP32",
+        "data": x.flatten().tolist(),
+    }
+
+
+def outputs(body: dict[str, object]) -> dict[str, list[object]]:
+    return {o["name"]: o["data"] for o in body["outputs"]}  # type: ignore[index, union-attr]
+
+
+def test_health_and_metadata(client: TestClient) -> None:
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get(f"{MODEL}/ready").json() == {
+        "name": "mnist-default",
+        "ready": True,
+    }
+    assert client.get(f"{MODEL}/versions/1/ready").status_code == 200
+    meta = client.get(MODEL).json()
+    assert meta["inputs"] == [
+        {"name": "input", "datatype": "FP32", "shape": [-1, 1, 28, 28]}
+    ]
+    names = {o["name"]: (o["datatype"], o["shape"]) for o in meta["outputs"]}
+    assert names["probabilities"] == ("FP32", [-1, 10]) and names["decision"] == (
+        "BYTES",
+        [-1],
+    )
+    assert names["prediction_set"] == ("BOOL", [-1, 10])
+    missing = client.get("/v2/models/nope")
+    assert missing.status_code == 404 and missing.json()["code"] == "unknown_model"
+    assert client.get(f"{MODEL}/versions/7").status_code == 404
+
+
+def test_infer_matches_v1_and_logs_each_input(
+    client: TestClient, log_url: str, digits: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    x, y = digits
+    r = client.post(f"{MODEL}/infer", json={"id": "call-1", "inputs": [tensor(x)]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["model_name"], body["model_version"], body["id"]) == (
+        "mnist-default",
+        "1",
+        "call-1",
+    )
+    assert body["parameters"]["ood_method"] == "mahalanobis"
+    out = outputs(body)
+    assert out["predicted_label"] == y.tolist()
+    assert out["decision"] == ["accept"] * 3
+    probs = np.array(out["probabilities"]).reshape(3, 10)
+    assert np.allclose(probs.sum(1), 1, atol=1e-3)
+    assert np.array(out["prediction_set"]).reshape(3, 10)[np.arange(3), y.numpy()].all()
+    # The same pixels through v1 (a lossless 28x28 PNG) give the same answer.
+    v1 = client.post(
+        "/v1/predict", content=digit_png(x[0]), headers={"content-type": "image/png"}
+    ).json()
+    assert probs[0].tolist() == pytest.approx(v1["probabilities"], abs=1e-6)
+    assert out["ood_score"][0] == pytest.approx(v1["ood"]["score"], rel=1e-5)
+    # [N, 28, 28] without the channel axis, nested data, a chosen subset of outputs.
+    nested = {
+        "name": "input",
+        "shape": [1, 28, 28],
+        "datatype": "FP32",
+        "data": x[1, 0].tolist(),
+    }
+    r2 = client.post(
+        f"{MODEL}/infer",
+        json={
+            "inputs": [nested],
+            "outputs": [{"name": "decision"}, {"name": "request_id"}],
+        },
+    )
+    assert [o["name"] for o in r2.json()["outputs"]] == ["decision", "request_id"]
+    rid = r.headers["x-request-id"]
+    assert out["request_id"] == [f"{rid}-{i}" for i in range(3)]
+    client.app.state.ctx.writer.stop()  # type: ignore[attr-defined]
+    logged = [row for row in rows(log_url) if row.endpoint == "/v2/models/{name}/infer"]
+    assert [row.request_id for row in logged[:3]] == out["request_id"]
+    assert [row.predicted_label for row in logged[:3]] == y.tolist()
+    assert all(
+        row.http_status == 200
+        and row.input_mode == "F32x1"
+        and row.input_bytes == 4 * 784
+        for row in logged
+    )
+
+
+def _binary_request(x: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    raw = x.astype("<f4").tobytes()
+    head = {
+        "inputs": [
+            {
+                "name": "input",
+                "shape": list(x.shape),
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        ]
+    }
+    head["parameters"] = {"binary_data_output": True}  # type: ignore[assignment]
+    j = json.dumps(head).encode()
+    return j + raw, {
+        "Inference-Header-Content-Length": str(len(j)),
+        "content-type": "application/octet-stream",
+    }
+
+
+def test_binary_tensor_extension_both_ways(
+    client: TestClient, digits: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    x, y = digits
+    body, headers = _binary_request(x[:2].numpy())
+    r = client.post(f"{MODEL}/infer", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    n = int(r.headers["inference-header-content-length"])
+    head, blob = json.loads(r.content[:n]), r.content[n:]
+    pos, got = 0, {}
+    for o in head["outputs"]:
+        size = o["parameters"]["binary_data_size"]
+        got[o["name"]] = blob[pos : pos + size]
+        pos += size
+    assert pos == len(blob)
+    assert np.frombuffer(got["predicted_label"], "<i8").tolist() == y[:2].tolist()
+    assert (
+        np.frombuffer(got["probabilities"], "<f4").reshape(2, 10).argmax(1).tolist()
+        == y[:2].tolist()
+    )
+    first_len = struct.unpack("<I", got["decision"][:4])[0]
+    assert got["decision"][4 : 4 + first_len] == b"accept"
+
+
+NAN = (
+    '{"inputs":[{"name":"input","shape":[1,28,28],"datatype":"FP32","data":[NaN'
+    + ",0" * 783
+    + "]}]}"
+)
+INF = NAN.replace("NaN", "Infinity")
+ZEROS = [0.0] * 784
+BAD = [
+    ("nan", NAN, 422, "non_finite_values"),
+    ("infinity", INF, 422, "non_finite_values"),
+    ("not_json", "{nope", 400, "invalid_json"),
+    ("no_inputs", {"inputs": []}, 422, "invalid_request"),
+    (
+        "wrong_datatype",
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [1, 28, 28],
+                    "datatype": "INT32",
+                    "data": [0] * 784,
+                }
+            ]
+        },
+        422,
+        "unsupported_datatype",
+    ),
+    (
+        "wrong_shape",
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [1, 3, 28, 28],
+                    "datatype": "FP32",
+                    "data": ZEROS * 3,
+                }
+            ]
+        },
+        422,
+        "wrong_shape",
+    ),
+    (
+        "wrong_count",
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [2, 28, 28],
+                    "datatype": "FP32",
+                    "data": ZEROS,
+                }
+            ]
+        },
+        422,
+        "wrong_element_count",
+    ),
+    (
+        "out_of_range",
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [1, 28, 28],
+                    "datatype": "FP32",
+                    "data": [255.0] * 784,
+                }
+            ]
+        },
+        422,
+        "out_of_range",
+    ),
+    (
+        "strings",
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [1, 28, 28],
+                    "datatype": "FP32",
+                    "data": ["0.5"] * 784,
+                }
+            ]
+        },
+        422,
+        "invalid_tensor_data",
+    ),
+    (
+        "too_many",
+        {
+            "inputs": [
+                {"name": "input", "shape": [65, 28, 28], "datatype": "FP32", "data": []}
+            ]
+        },
+        422,
+        "wrong_batch_size",
+    ),
+    (
+        "two_inputs",
+        {"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": [0]}] * 2},
+        422,
+        "wrong_input_count",
+    ),
+    (
+        "unknown_output",
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [1, 28, 28],
+                    "datatype": "FP32",
+                    "data": ZEROS,
+                }
+            ],
+            "outputs": [{"name": "logits"}],
+        },
+        400,
+        "unknown_output",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "payload", "status", "code"), BAD, ids=[b[0] for b in BAD]
+)
+def test_bad_requests_are_4xx_in_the_oip_error_shape_and_logged(
+    client: TestClient, log_url: str, case: str, payload: object, status: int, code: str
+) -> None:
+    body = payload if isinstance(payload, str) else json.dumps(payload)
+    r = client.post(
+        f"{MODEL}/infer", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == status, r.text
+    # OIP's error shape (a string that tritonclient prints), with Vigil's code and request id beside it.
+    err = r.json()
+    assert isinstance(err["error"], str) and err["error"]
+    assert err["code"] == code and err["request_id"] == r.headers["x-request-id"]
+    client.app.state.ctx.writer.stop()  # type: ignore[attr-defined]
+    (row,) = rows(log_url)
+    assert (row.request_id, row.http_status, row.error_code) == (
+        err["request_id"],
+        status,
+        code,
+    )

@@ -1,0 +1,78 @@
+"""`vigil evaluate-ood`: OOD sets, every scorer, the served figures; a user's folder of images."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from models.manifest import InputSpec
+from models.preprocess import to_model_input
+from service.cli import main as vigil
+from training.ood_report import METRICS
+from training.ood_sets import generated_sets, load_folder
+
+
+@pytest.fixture(scope="module")
+def ood_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Images of several sizes, modes and colours, in nested folders, plus files to skip."""
+    root = tmp_path_factory.mktemp("ood_dir")
+    (root / "nested").mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)).save(root / "rgb.png")
+    Image.fromarray(rng.integers(0, 256, (100, 120), dtype=np.uint8)).save(root / "nested" / "gray.jpg")
+    Image.fromarray(rng.integers(0, 256, (30, 30, 4), dtype=np.uint8), mode="RGBA").save(root / "alpha.webp")
+    (root / "broken.png").write_bytes(b"not an image")
+    (root / "notes.txt").write_text("not an image either")
+    return root
+
+
+def test_folder_images_are_converted_like_uploads(ood_dir: Path) -> None:
+    spec = InputSpec()
+    x, skipped = load_folder(ood_dir, spec)
+    assert x.shape == (3, 1, 28, 28) and float(x.min()) >= 0 and float(x.max()) <= 1
+    assert skipped == [str(ood_dir / "broken.png")]
+    # Sorted path order: alpha.webp, nested/gray.jpg, rgb.png; each exactly as the service converts it.
+    with Image.open(io.BytesIO((ood_dir / "rgb.png").read_bytes())) as img:
+        torch.testing.assert_close(x[2], to_model_input(img, spec))
+
+
+def test_generated_sets_are_seeded_and_what_they_say() -> None:
+    digits = torch.zeros(50, 1, 28, 28)
+    digits[:, :, 8:20, 12:16] = 1.0  # a bar: sharp edges
+    a, b = generated_sets(digits, 20, seed=3), generated_sets(digits, 20, seed=3)
+    assert set(a) == {"uniform_noise", "gaussian_noise", "mnist_blurred", "mnist_inverted"}
+    for k in a:
+        assert a[k].shape == (20, 1, 28, 28) and torch.equal(a[k], b[k])
+        assert float(a[k].min()) >= 0 and float(a[k].max()) <= 1
+    assert not torch.equal(a["uniform_noise"], generated_sets(digits, 20, seed=4)["uniform_noise"])
+    torch.testing.assert_close(a["mnist_inverted"], 1.0 - digits[:20])
+    # Heavy blur: the bar's edge (a jump of 1 between neighbours) is smeared to small steps.
+    assert float(a["mnist_blurred"].diff(dim=-1).abs().max()) < 0.2
+    g = a["gaussian_noise"]
+    assert 0.3 < float((g == 0).float().mean() + (g == 1).float().mean()) < 0.8  # N(0.5, 1) clipped: ~62% at the bounds
+
+
+def test_evaluate_ood_reports_every_scorer_on_every_set(tiny_bundle: Path, data_dir: Path, ood_dir: Path, tmp_path: Path) -> None:
+    out, md = tmp_path / "ood.json", tmp_path / "ood.md"
+    args = ["evaluate-ood", str(tiny_bundle), "--data-dir", str(data_dir), "--ood-dir", str(ood_dir), "--limit", "200"]
+    assert vigil([*args, "--train-size", "500", "--val-size", "600", "--out", str(out), "--markdown", str(md)]) == 0
+    res = json.loads(out.read_text())
+    sets = {"fashion_mnist", "uniform_noise", "gaussian_noise", "mnist_blurred", "mnist_inverted", "ood_dir"}
+    assert set(res["ood"]) == sets
+    assert res["n"]["mnist_test"] == 200 and res["n"]["ood_dir"] == 3 and res["ood_dir_unreadable"] == [str(ood_dir / "broken.png")]
+    for per_scorer in res["ood"].values():
+        assert {"msp", "odin", "energy", "mahalanobis", "mahalanobis_layers"} <= set(per_scorer)
+        for m in per_scorer.values():
+            assert set(m) == set(METRICS) and 0 <= m["auroc"] <= 100 and 0 <= m["detection_error"] <= 50
+    served = res["served"]
+    assert served["ood_gate"]["scorer"] in res["ood"]["fashion_mnist"]
+    assert 90 <= served["ood_gate"]["id_test_pass_rate"] <= 100
+    assert sum(served["decisions_id_test"].values()) == pytest.approx(100)
+    assert 0 <= served["selective"]["test_coverage"] <= 100
+    assert "| fashion_mnist | odin |" in md.read_text()

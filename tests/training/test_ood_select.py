@@ -1,0 +1,89 @@
+"""ID-only choices of OOD hyperparameters and of the served scorer (training/ood_select, scorer_fit)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.architectures import SmallCNN
+from models.deterministic import Deterministic
+from models.methods import build_model
+from models.scorers.odin import ODIN, max_softmax
+from models.scorers.registry import SCORERS
+from tests.models.zoo_helpers import TINY_ARCH, randomise_batchnorm
+from training.data import Split, Splits
+from training.loop import MNIST_STD, normalise
+from training.ood_select import FGSM_STEP, batch_scores, choose_odin_eps, fgsm_proxy, odin_scores_by_eps
+from training.scorer_fit import AUTO_CANDIDATES, fit_ood_scorer
+
+
+def _model(seed: int = 0) -> Deterministic:
+    torch.manual_seed(seed)
+    net = SmallCNN(**TINY_ARCH)
+    randomise_batchnorm(net, seed)
+    return Deterministic(net).eval()
+
+
+def _splits(n: int = 240) -> Splits:
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 5
+    x = (torch.rand(n, 1, 8, 8, generator=gen) * 0.5 + 0.1 * y.view(-1, 1, 1, 1)).clamp(0, 1)
+    part = Split(x, y)
+    return Splits(train=part, val=Split(x[:120], y[:120]), cal=part, fingerprint="")
+
+
+def test_fgsm_proxy_steps_down_the_max_softmax_by_the_pixel_step() -> None:
+    model = _model()
+    x = torch.randn(6, 1, 8, 8)
+    adv = fgsm_proxy(model, x, [MNIST_STD], batch_size=4)
+    moved = (adv - x).abs()
+    assert torch.all((moved == 0) | torch.isclose(moved, torch.tensor(FGSM_STEP / MNIST_STD)))
+    with torch.no_grad():
+        assert torch.all(max_softmax(model.sample_logits(adv), 1.0) < max_softmax(model.sample_logits(x), 1.0))
+
+
+def test_odin_scores_by_eps_equal_the_odin_scorer() -> None:
+    model, x = _model(1), torch.randn(7, 1, 8, 8)
+    grid = (0.0, 0.002, 0.03)
+    rows = odin_scores_by_eps(model, x, grid, [MNIST_STD], batch_size=3)
+    for i, eps in enumerate(grid):
+        want = batch_scores({"o": ODIN(1000.0, eps, [MNIST_STD])}, model, x)["o"]
+        torch.testing.assert_close(rows[i], want)
+
+
+def test_choose_odin_eps_takes_the_best_proxy_auroc_and_the_smaller_eps_on_ties() -> None:
+    model = _model(2)
+    x = torch.randn(40, 1, 8, 8)
+    eps, aurocs = choose_odin_eps(model, x, fgsm_proxy(model, x, [MNIST_STD]), [MNIST_STD], grid_eps=(0.0, 0.001, 0.5))
+    assert set(aurocs) == {"0.0", "0.001", "0.5"}
+    best = max(aurocs.values())
+    assert aurocs[str(eps)] == best and all(float(e) >= eps for e, a in aurocs.items() if a == best)
+    # Identical inputs on both sides: every eps ties at AUROC 50, so the smallest wins.
+    assert choose_odin_eps(model, x, x.clone(), [MNIST_STD], grid_eps=(0.002, 0.001))[0] == 0.001
+
+
+def test_auto_fits_every_candidate_and_serves_the_best_by_the_proxy() -> None:
+    scorer, report = fit_ood_scorer("auto", _model(3), _splits())
+    aurocs = report["auto_proxy_auroc"]
+    assert set(aurocs) == set(AUTO_CANDIDATES)
+    assert scorer.name == report["auto_chosen"] and aurocs[scorer.name] == max(aurocs.values())
+    assert type(scorer) is SCORERS[scorer.name]
+
+
+def test_auto_on_a_sampled_model_without_layers() -> None:
+    model = build_model("variational", "small_cnn", TINY_ARCH, {"num_samples": 3, "seed": 0}).eval()
+    _, report = fit_ood_scorer("auto", model, _splits())
+    names = set(report["auto_proxy_auroc"])
+    assert "mahalanobis_layers" not in names and {"mutual_information", "entropy"} <= names
+
+
+@pytest.mark.parametrize("name", ["odin", "mahalanobis_layers"])
+def test_named_scorers_are_fitted_and_score_in_distribution_data(name: str) -> None:
+    splits = _splits()
+    model = _model(4)
+    scorer, report = fit_ood_scorer(name, model, splits)
+    assert scorer.name == name
+    if name == "odin":
+        assert report["odin_temperature"] == 1000.0 and str(report["odin_eps"]) in report["odin_proxy_auroc_by_eps"]
+    scores = batch_scores({name: scorer}, model, normalise(splits.val.x))[name]
+    assert scores.shape == (120,) and torch.isfinite(scores).all()

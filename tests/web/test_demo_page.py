@@ -1,0 +1,145 @@
+"""The demo and monitor pages in Debian's Chromium against a real server (issue 7).
+
+Each test leaves a screenshot in ./test-artifacts/. The `page` fixture fails a test on
+any script error, CSP violation or request that leaves the server's origin (offline).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+from sqlalchemy import select
+
+from service.db.engine import make_engine
+from service.db.tables import Feedback
+from service.routes.pages import STATIC_DIR
+from tests.images import digit_png
+from tests.live import LiveServer
+from training.data import load_mnist
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+GALLERY = STATIC_DIR / "gallery"
+
+
+def decided(page: Page, decision: str) -> None:
+    expect(page.locator("#badge")).to_have_attribute(
+        "data-decision", decision, timeout=15_000
+    )
+
+
+def test_uploaded_digit_is_accepted_with_the_right_class(
+    page: Page, data_dir: Path, tmp_path: Path, artifacts: Path
+) -> None:
+    test = load_mnist(data_dir, train=False)
+    digit = tmp_path / "two.png"
+    digit.write_bytes(
+        digit_png(test.x[1])
+    )  # a clear 2 (the shipped model accepts it: see the gallery)
+    page.goto("/")
+    page.set_input_files("#file", str(digit))
+    decided(page, "accept")
+    expect(page.locator("#pred-label")).to_have_text(str(int(test.y[1])))
+    expect(page.locator("#meaning")).to_contain_text("act on it")
+    for chart in ("probabilities", "gauge-failure", "gauge-ood"):
+        expect(page.locator(f'svg[data-chart="{chart}"]')).to_be_visible()
+    expect(page.locator("#pred-set li")).to_have_count(1)
+    expect(page.locator("#request-id")).to_have_text(re.compile(r"^[0-9a-f]{32}$"))
+    page.screenshot(path=str(artifacts / "demo-upload-accept.png"), full_page=True)
+
+
+def test_drawn_stroke_is_classified_on_pen_up(page: Page, artifacts: Path) -> None:
+    page.goto("/")
+    box = page.locator("#pad").bounding_box()
+    assert box is not None
+    x, top, bottom = (
+        box["x"] + box["width"] / 2,
+        box["y"] + box["height"] * 0.15,
+        box["y"] + box["height"] * 0.85,
+    )
+    page.mouse.move(x, top)
+    page.mouse.down()
+    for i in range(1, 16):
+        page.mouse.move(x + i * 0.3, top + (bottom - top) * i / 15)
+    page.mouse.up()
+    decided(page, "accept")
+    expect(page.locator("#pred-label")).to_have_text("1")  # one vertical stroke is a 1
+    page.screenshot(path=str(artifacts / "demo-draw-1.png"), full_page=True)
+
+
+def test_noise_upload_is_rejected_as_out_of_distribution(
+    page: Page, artifacts: Path
+) -> None:
+    page.goto("/")
+    page.set_input_files("#file", str(GALLERY / "noise.png"))
+    decided(page, "reject_ood")
+    expect(page.locator("#badge")).to_contain_text("out of distribution")
+    expect(page.locator("#meaning")).to_contain_text("do not use")
+    page.screenshot(path=str(artifacts / "demo-noise-reject.png"), full_page=True)
+
+
+def test_gallery_by_keyboard_and_feedback_reaches_the_database(
+    page: Page, web_db: str, artifacts: Path
+) -> None:
+    page.goto("/")
+    ambiguous = page.locator('#gallery button[data-file^="ambiguous-"]').first
+    ambiguous.focus()
+    page.keyboard.press("Enter")
+    decided(page, "abstain")
+    request_id = page.locator("#request-id").inner_text()
+    page.select_option("#truth", "9")
+    page.fill("#note", "from the browser test")
+    page.click("#feedback button[type=submit]")
+    expect(page.locator("#fb-status")).to_contain_text("recorded")
+    page.screenshot(path=str(artifacts / "demo-gallery-feedback.png"), full_page=True)
+    engine = make_engine(web_db)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Feedback.true_label, Feedback.note).where(
+                Feedback.request_id == request_id
+            )
+        ).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [(9, "from the browser test")]
+
+
+def test_monitor_page_renders_its_charts_and_refreshes(
+    page: Page, web_server: LiveServer, artifacts: Path
+) -> None:
+    # Traffic of every kind, one labelled request, so every chart has something to draw.
+    for name in ("clear-7.png", "ambiguous-2414.png", "noise.png"):
+        r = httpx.post(
+            f"{web_server.base}/v1/predict",
+            content=(GALLERY / name).read_bytes(),
+            headers={"content-type": "image/png"},
+        )
+        assert r.status_code == 200
+    httpx.post(
+        f"{web_server.base}/v1/requests/{r.json()['request_id']}/feedback",
+        json={"label": 0, "note": None},
+    ).raise_for_status()
+    page.goto("/monitor?every=1")
+    for chart in ("timeline", "confidence", "reliability"):
+        expect(page.locator(f'svg[data-chart="{chart}"]')).to_be_visible(timeout=15_000)
+    expect(page.locator("#t-requests")).not_to_have_text("–")
+    assert int(page.locator("#t-requests").inner_text()) >= 3
+    expect(page.locator("#t-ood")).not_to_have_text("0.0%")
+    first = page.locator("#status").inner_text()
+    expect(page.locator("#status")).not_to_have_text(
+        first, timeout=5_000
+    )  # it refreshed by itself
+    page.screenshot(path=str(artifacts / "monitor.png"), full_page=True)
+
+
+@pytest.mark.parametrize("path", ["/", "/monitor"])
+def test_pages_fit_a_phone_screen(page: Page, path: str, artifacts: Path) -> None:
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.goto(path)
+    page.wait_for_load_state("networkidle")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.screenshot(
+        path=str(artifacts / f"phone-{path.strip('/') or 'demo'}.png"), full_page=True
+    )

@@ -1,0 +1,35 @@
+"""The `vigil evaluate-ood` results as markdown: a summary table, the full table, the served figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+METRICS = ("auroc", "fpr95", "detection_error", "aupr_in", "aupr_out")
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """A summary (AUROC / FPR95 per set) and the full table, in markdown."""
+    sets = list(res["ood"])
+    scorers = list(res["ood"][sets[0]])
+    lines = ["| scorer | " + " | ".join(f"{s} AUROC / FPR95" for s in sets) + " |", "|---" * (len(sets) + 1) + "|"]
+    for sc in scorers:
+        cells = [f"{res['ood'][s][sc]['auroc']:.2f} / {res['ood'][s][sc]['fpr95']:.2f}" for s in sets]
+        lines.append(f"| {sc} | " + " | ".join(cells) + " |")
+    lines += ["", "| OOD set | scorer | AUROC % ↑ | FPR95 % ↓ | detection error % ↓ | AUPR-In % ↑ | AUPR-Out % ↑ |", "|---|---|---|---|---|---|---|"]
+    for s in sets:
+        for sc in scorers:
+            lines.append(f"| {s} | {sc} | " + " | ".join(f"{res['ood'][s][sc][m]:.2f}" for m in METRICS) + " |")
+    sv = res["served"]
+    lines += [
+        "",
+        f"Served gate ({sv['ood_gate']['scorer']}, threshold {sv['ood_gate']['threshold']:.4g}): passes "
+        f"{sv['ood_gate']['id_test_pass_rate']:.2f}% of MNIST test; rejects "
+        + ", ".join(f"{v:.2f}% of {k}" for k, v in sv["ood_rejected"].items())
+        + ".",
+        (
+            f"Failure threshold ({sv['selective']['failure_scorer']}) on MNIST test: selective risk "
+            f"{sv['selective']['test_risk']:.2f}% at coverage {sv['selective']['test_coverage']:.2f}% "
+            f"(validation: {sv['selective']['validation_risk']:.2f}% at {sv['selective']['validation_coverage']:.2f}%)."
+        ),
+    ]
+    return "\n".join(lines) + "\n"
