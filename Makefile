@@ -38,7 +38,7 @@ gallery: setup
 
 # Retrain the shipped default bundle (about a minute on 2 CPU cores).
 default-model: setup
-	$(BIN)/vigil train --method deterministic --data-dir $(DATA_DIR) --out models/bundles/default --name mnist-default --epochs 6 --ood-scorer mahalanobis
+	$(BIN)/vigil train --method deterministic --data-dir $(DATA_DIR) --out models/bundles/default --name mnist-default --epochs 6 --ood-scorer auto
 
 # The zoo table in docs/results.md: every method, SEEDS training seeds, evaluated on MNIST test.
 SEEDS ?= 0 1 2
@@ -47,7 +47,7 @@ METHODS ?= deterministic mc_dropout ensemble variational laplace
 results: setup
 	for s in $(SEEDS); do for m in $(METHODS); do \
 	  $(BIN)/vigil train --method $$m --seed $$s --data-dir $(DATA_DIR) --out $(ZOO)/$$m-seed$$s --epochs 6 \
-	    --failure-scorer confidnet --ood-scorer mahalanobis --quiet || exit 1; done; done
+	    --failure-scorer confidnet --ood-scorer msp --quiet || exit 1; done; done
 	$(BIN)/vigil evaluate $(ZOO)/*-seed* --data-dir $(DATA_DIR) --out $(ZOO)/evaluate.json --markdown $(ZOO)/evaluate.md
 
 # Issue 6: throughput/latency benchmark (ceiling, service under load, naive baseline, ratios);

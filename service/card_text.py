@@ -36,7 +36,7 @@ def decision_texts(m: Manifest) -> dict[str, str]:
     f_name, f_t, o_name, o_t = m.failure.name, m.failure.threshold, m.ood.name, m.ood.threshold
     accept = f"Here: the {o_name} score is at most {o_t:.4g} and the {f_name} score at most {f_t:.4g}."
     if risk is not None and coverage is not None:
-        accept += f" On validation digits, {risk:.2%} of such predictions were wrong, and {coverage:.1%} of digits got one."
+        accept += f" Of the validation digits, {coverage:.1%} score at most {f_t:.4g} on {f_name}, and {risk:.2%} of their predictions were wrong."
     reject = f"Here: the {o_name} score is above {o_t:.4g}"
     reject += f", which only {1 - passed:.1%} of validation digits exceed." if passed is not None else "."
     return {

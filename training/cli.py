@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from training import evaluate, evaluate_ood
+from training import evaluate, evaluate_ood, refit
 from training.data import load_mnist, make_splits
 from training.finalize import finalize
 from training.loop import TrainConfig
@@ -40,6 +40,8 @@ def _train(args: argparse.Namespace) -> int:
         alpha=args.alpha,
     )
     model, spec = TRAINERS[args.method](splits, cfg, opts)
+    # Enough to rebuild the same splits later (`vigil refit`).
+    spec.extra_metrics["training"] = {"seed": args.seed, "val_size": args.val_size, "train_size": args.train_size, "epochs": args.epochs}
     test = None if args.skip_test else load_mnist(data_dir, train=False, download=args.download)
     manifest = finalize(model, spec, splits, Path(args.out), test=test)
     print(json.dumps({"bundle": str(args.out), "temperature": manifest.temperature, "metrics": manifest.metrics.get("test", manifest.metrics["validation"])}, indent=2))
@@ -72,4 +74,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
     evaluate.register(sub, str(settings.data_dir))
+    refit.register(sub, str(settings.data_dir))
     evaluate_ood.register(sub, str(settings.data_dir))

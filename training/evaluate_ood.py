@@ -33,20 +33,26 @@ from training.scorer_fit import SAMPLED_CANDIDATES, fit_named
 SCORERS = ("msp", "odin", "energy", "mahalanobis", "mahalanobis_layers")
 
 
-def build_scorers(bundle: Bundle, splits: Splits) -> dict[str, Scorer]:
-    """The served scorer as stored, every other one fitted on ID data; skips what the model lacks."""
+def build_scorers(bundle: Bundle, splits: Splits) -> tuple[dict[str, Scorer], dict[str, dict[str, Any]]]:
+    """The served scorer as stored, every other one fitted on ID data (skips what the model lacks).
+
+    Returns the scorers and, per scorer, what its fitting chose (ODIN's eps and its criterion...).
+    """
     model = bundle.model
     with torch.no_grad():
         sampled = model.sample_logits(torch.zeros(1, *splits.val.x.shape[1:])).shape[0] > 1
     names = [*SCORERS, *(SAMPLED_CANDIDATES if sampled else ())]
     served = bundle.manifest.ood.name
-    out: dict[str, Scorer] = {}
-    for name in dict.fromkeys([served, *names]):
+    out: dict[str, Scorer] = {served: bundle.ood_scorer}
+    reports: dict[str, dict[str, Any]] = {served: {"served": True, **bundle.manifest.metrics.get("ood_fit", {})}}
+    for name in names:
+        if name == served:
+            continue
         try:
-            out[name] = bundle.ood_scorer if name == served else fit_named(name, model, splits)[0]
+            out[name], reports[name] = fit_named(name, model, splits)
         except NotImplementedError:
             continue  # e.g. per-layer features on a model that has none
-    return out
+    return out, reports
 
 
 def served_figures(bundle: Bundle, pipeline: Pipeline, test: Split, ood_scores: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -88,7 +94,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if args.ood_dir:
         sets["ood_dir"], skipped = load_folder(Path(args.ood_dir), bundle.manifest.input)
     splits = make_splits(data_dir, val_size=args.val_size, seed=args.seed, train_size=args.train_size)
-    scorers = build_scorers(bundle, splits)
+    scorers, fitted = build_scorers(bundle, splits)
     t = bundle.manifest.temperature
     id_scores = batch_scores(scorers, bundle.model, pipeline.normalise(test.x), t)
     results: dict[str, dict[str, dict[str, float]]] = {}
@@ -102,6 +108,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "model": {"name": bundle.manifest.name, "method": bundle.manifest.method},
         "n": {"mnist_test": len(test), **{k: len(v) for k, v in sets.items()}},
         "ood_dir_unreadable": skipped,
+        "fitted": fitted,
         "ood": results,
         "served": served_figures(bundle, pipeline, test, served_ood),
     }

@@ -32,4 +32,6 @@ def markdown(res: dict[str, Any]) -> str:
             f"(validation: {sv['selective']['validation_risk']:.2f}% at {sv['selective']['validation_coverage']:.2f}%)."
         ),
     ]
+    if res.get("ood_dir_unreadable"):
+        lines.append(f"--ood-dir: {len(res['ood_dir_unreadable'])} unreadable file(s) skipped (listed in the JSON).")
     return "\n".join(lines) + "\n"

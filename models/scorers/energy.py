@@ -33,7 +33,8 @@ class Energy(Scorer):
     calibration temperature in `ScoreInput`, which only rescales confidence.
 
     Args:
-        temperature: T > 0 of the energy.
+        temperature: T > 0 of the energy. Served with T = 1, fixed a priori as in Liu et
+            al. (nothing is fitted, so no data, ID or OOD, is used).
     """
 
     name = "energy"

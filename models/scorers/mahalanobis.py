@@ -38,6 +38,9 @@ class Mahalanobis(Scorer):
     Args:
         num_classes: K. dim: feature dimension D. ridge: covariance regulariser,
             relative to the mean feature variance: Sigma + ridge * tr(Sigma) / D * I.
+
+    Fitted on in-distribution training features only (training/scorer_fit.py); ridge is
+    fixed a priori at 1e-6, just enough to keep a rank-deficient covariance invertible.
     """
 
     name = "mahalanobis"

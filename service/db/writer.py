@@ -14,14 +14,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from typing import Any, Literal
 
 from sqlalchemy import Engine, insert
-from sqlalchemy.exc import SQLAlchemyError
 
 from service.db.batching import STOP, collect, drain
 from service.db.chain import Chain, new_writer_id
+from service.db.fallback import Fallback
 from service.db.rows import COLUMNS, T
 from service.db.spool import Spool, default_spool_path
 from service.settings import Settings
@@ -51,18 +50,14 @@ class LogWriter:
         self.batch_size = batch_size
         self.flush_s = flush_ms / 1000.0
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
-        self.spool = spool or Spool(default_spool_path(engine.url.render_as_string(hide_password=False)))
+        spool = spool or Spool(default_spool_path(engine.url.render_as_string(hide_password=False)))
+        self.fallback = Fallback(spool, replay_interval_s, batch_size)
         self.overflow = overflow
         self.chain = Chain(writer_id or new_writer_id())
-        self.replay_interval_s = replay_interval_s
-        self.written = self.failures = self.spooled = self.replayed = 0
+        self.written = self.failures = 0
         #: Ids queued or being written: feedback may name a request not yet in the database.
         self._inflight: set[str] = set()
         self._db_down = False
-        self._spool_pending = self.spool.has_rows()  # left over from an earlier run: replay first
-        self._next_replay = 0.0
-        #: Guards the spool flag: an overflow append on a request thread may race a replay.
-        self._flag = threading.Lock()
         #: Set when a full batch waits, so the writer need not wake for every record.
         self._full = threading.Event()
         self._stopped = False
@@ -87,12 +82,20 @@ class LogWriter:
                 raise QueueFull from e
             self._spool_now([row])
 
+    @property
+    def spooled(self) -> int:
+        return self.fallback.spooled
+
+    @property
+    def replayed(self) -> int:
+        return self.fallback.replayed
+
     def depth(self) -> int:
         return self.queue.qsize()
 
     def is_pending(self, request_id: str) -> bool:
         """True while a request's row is queued, being written, or waiting in the spool."""
-        return request_id in self._inflight or self.spool.contains(request_id)
+        return request_id in self._inflight or self.fallback.spool.contains(request_id)
 
     def stop(self, timeout: float = 60.0) -> None:
         """Drain the queue to the database or the spool, try one last replay, end the thread."""
@@ -107,21 +110,21 @@ class LogWriter:
         elif late := drain(self.queue):  # submitted while STOP was being queued
             self.chain.link(late)
             self._write(late)
-        if self._spool_pending:
-            log.error("database unavailable at shutdown: rows stay in %s and replay at the next start", self.spool.path)
+        if self.fallback.pending:
+            log.error("database unavailable at shutdown: rows stay in %s and replay at the next start", self.fallback.spool.path)
         c = self.chain
         log.info("request-log chain %s ends at seq %d, hash %s", c.writer_id, c.seq, c.head)
 
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            idle = self.replay_interval_s if self._spool_pending else None
+            idle = self.fallback.interval_s if self.fallback.pending else None
             batch, stopping = collect(self.queue, self.batch_size, self.flush_s, idle, self._full)
             if batch:
                 self.chain.link(batch)
                 self._write(batch)
-            if self._spool_pending and (stopping or time.monotonic() >= self._next_replay):
-                self._replay()
+            if self.fallback.due(now=stopping) and self.fallback.replay(self.engine):
+                self._db_down = False
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         if not self._db_down:
@@ -135,40 +138,15 @@ class LogWriter:
                 self.failures += 1
                 self._db_down = True
                 log.exception("request-log insert of %d rows failed; spooling until the database is back", len(batch))
-        self._spool_batch(batch)
+        self._spool(batch)
 
     def _spool_now(self, rows: list[dict[str, Any]]) -> None:
         self.chain.link(rows)
-        self._spool_batch(rows)
+        self._spool(rows)
 
-    def _spool_batch(self, rows: list[dict[str, Any]]) -> None:
-        delay = 0.1
-        while True:  # never drop: a full disk is retried loudly until it frees up
-            try:
-                self.spool.append(rows)
-                break
-            except OSError:
-                log.exception("cannot append %d rows to spool %s; retrying in %.1fs", len(rows), self.spool.path, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        self.spooled += len(rows)
+    def _spool(self, rows: list[dict[str, Any]]) -> None:
+        self.fallback.store(rows)
         self._inflight.difference_update(r["request_id"] for r in rows)
-        with self._flag:
-            if not self._spool_pending:
-                self._spool_pending = True
-                self._next_replay = time.monotonic() + self.replay_interval_s
-
-    def _replay(self) -> None:
-        try:
-            n = self.spool.replay(self.engine, self.batch_size)
-        except (SQLAlchemyError, OSError) as e:  # still down: try later, quietly (the outage was logged once)
-            log.warning("spool replay failed (%s); next try in %.1fs", type(e).__name__, self.replay_interval_s)
-            self._next_replay = time.monotonic() + self.replay_interval_s
-            return
-        self.replayed += n
-        self._db_down = False
-        with self._flag:  # rows appended after the replay read the file stay pending
-            self._spool_pending = self.spool.has_rows()
 
 
 def build_writer(engine: Engine, settings: Settings) -> LogWriter:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from service.app import create_app
+from service.db.engine import make_engine
+from service.db.tables import RequestRecord
 from service.settings import Settings
 from tests.images import digit_png, noise_png
 from training.data import load_mnist
@@ -82,5 +87,10 @@ def test_feedback_listing_and_summary(tiny_bundle: Path, db_url: str, data_dir: 
     assert fb["n"] == 40 and abs(fb["accuracy"] - right / 40) < 1e-9
     assert 0 <= fb["ece"] <= 1 and sum(b["count"] for b in fb["reliability"]) == 40
     assert sum(s["confidence"]["counts"]) == 63 and abs(sum(s["confidence"]["reference"]) - 1) < 1e-6
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        blob = conn.scalar(select(RequestRecord.input_pixels).where(RequestRecord.request_id == ids[0]))
+    engine.dispose()
+    assert np.load(io.BytesIO(blob), allow_pickle=False).shape == (1, 28, 28)  # the stored model input
     drift = s["drift"]
     assert drift["model"] == "tiny/1" and drift["confidence"]["n_recent"] == 63 and drift["verdict"]

@@ -70,9 +70,10 @@ def test_evaluate_ood_reports_every_scorer_on_every_set(tiny_bundle: Path, data_
         assert {"msp", "odin", "energy", "mahalanobis", "mahalanobis_layers"} <= set(per_scorer)
         for m in per_scorer.values():
             assert set(m) == set(METRICS) and 0 <= m["auroc"] <= 100 and 0 <= m["detection_error"] <= 50
+    assert res["fitted"]["odin"]["odin_temperature"] == 1000.0 and "odin_eps" in res["fitted"]["odin"]
     served = res["served"]
     assert served["ood_gate"]["scorer"] in res["ood"]["fashion_mnist"]
     assert 90 <= served["ood_gate"]["id_test_pass_rate"] <= 100
     assert sum(served["decisions_id_test"].values()) == pytest.approx(100)
     assert 0 <= served["selective"]["test_coverage"] <= 100
-    assert "| fashion_mnist | odin |" in md.read_text()
+    assert "| fashion_mnist | odin |" in md.read_text() and "1 unreadable file(s) skipped" in md.read_text()

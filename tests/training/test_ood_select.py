@@ -13,7 +13,13 @@ from models.scorers.registry import SCORERS
 from tests.models.zoo_helpers import TINY_ARCH, randomise_batchnorm
 from training.data import Split, Splits
 from training.loop import MNIST_STD, normalise
-from training.ood_select import FGSM_STEP, batch_scores, choose_odin_eps, fgsm_proxy, odin_scores_by_eps
+from training.ood_select import (
+    FGSM_STEP,
+    batch_scores,
+    choose_odin_eps,
+    fgsm_proxy,
+    odin_scores_by_eps,
+)
 from training.scorer_fit import AUTO_CANDIDATES, fit_ood_scorer
 
 

@@ -1,29 +1,35 @@
 """Deep ensemble (Lakshminarayanan et al. 2017): M members from independent initialisations.
 
-The members are trained packed into one grouped-convolution network: the summed loss
-gives each member exactly the gradient it would get alone (see `ensemble_loss`), and
-one grouped forward is cheaper on the CPU than M separate ones. Members share the
-minibatch order; their diversity comes from the independent initialisations, which
-Lakshminarayanan et al. found to be the main source.
+Each member is an ordinary SmallCNN trained on its own seed (its own initialisation
+and minibatch order, as in the paper); the trained members are then packed exactly
+into one grouped-convolution network for serving. Training members one by one is
+also the faster route on the CPU: grouped-convolution backward passes measured about
+3x slower per member than the plain ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import torch
 
-from models.ensemble import PackedEnsemble, ensemble_loss, new_ensemble
+from models.ensemble import PackedEnsemble, pack_ensemble
 from training.data import Splits
 from training.finalize import BundleSpec
-from training.loop import TrainConfig, train
+from training.loop import TrainConfig
 from training.methods.common import bundle_spec
+from training.methods.deterministic import train_net
 from training.options import MethodOptions
 
 
 def train_ensemble(splits: Splits, cfg: TrainConfig, opts: MethodOptions) -> tuple[PackedEnsemble, BundleSpec]:
     start = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    model = new_ensemble(members=opts.members, **opts.arch_params)
-    train(model, list(model.parameters()), lambda x, y: ensemble_loss(model.sample_logits(x), y), splits.train, cfg, f"ensemble x{opts.members}")
+    members = []
+    for i in range(opts.members):
+        member_cfg = dataclasses.replace(cfg, seed=cfg.seed * 1000 + i)
+        torch.manual_seed(member_cfg.seed)
+        members.append(train_net(splits, member_cfg, opts, f"ensemble member {i + 1}/{opts.members}"))
+    model = pack_ensemble(members)
+    model.eval()
     return model, bundle_spec(model, "ensemble", model.method_params(), splits, cfg, opts, start)

@@ -1,0 +1,64 @@
+"""Where request-log rows go while the database is away, and when to try it again.
+
+Rows are appended to the spool (retried, never dropped, if even the disk refuses); while
+the spool holds rows the writer asks `due()` every so often and then `replay()`s it.
+Appends may come from request threads (overflow) while the writer replays, so the
+"rows are waiting" flag changes only under a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.db.spool import Spool
+
+log = logging.getLogger("vigil.writer")
+
+
+class Fallback:
+    def __init__(self, spool: Spool, interval_s: float, chunk: int) -> None:
+        self.spool = spool
+        self.interval_s = interval_s
+        self.chunk = chunk
+        self.spooled = self.replayed = 0
+        self.pending = spool.has_rows()  # left over from an earlier run: replay first
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def store(self, rows: list[dict[str, Any]]) -> None:
+        delay = 0.1
+        while True:  # never drop: a full disk is retried loudly until it frees up
+            try:
+                self.spool.append(rows)
+                break
+            except OSError:
+                log.exception("cannot append %d rows to spool %s; retrying in %.1fs", len(rows), self.spool.path, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.spooled += len(rows)
+        with self._lock:
+            if not self.pending:
+                self.pending = True
+                self._next = time.monotonic() + self.interval_s
+
+    def due(self, now: bool = False) -> bool:
+        return self.pending and (now or time.monotonic() >= self._next)
+
+    def replay(self, engine: Engine) -> bool:
+        """True when the spool went into the database; False (quietly) while it is still away."""
+        try:
+            n = self.spool.replay(engine, self.chunk)
+        except (SQLAlchemyError, OSError) as e:  # the outage itself was logged once, loudly
+            log.warning("spool replay failed (%s); next try in %.1fs", type(e).__name__, self.interval_s)
+            self._next = time.monotonic() + self.interval_s
+            return False
+        self.replayed += n
+        with self._lock:  # rows appended after the replay read the file stay pending
+            self.pending = self.spool.has_rows()
+        return True

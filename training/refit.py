@@ -1,0 +1,80 @@
+"""`vigil refit BUNDLE --out NEW`: re-fit scorers, calibration and thresholds without retraining.
+
+Training the classifier is the expensive part (minutes per ensemble on 2 cores);
+choosing another OOD scorer, risk target, pass rate or conformal alpha is not. The
+splits are rebuilt from the seed and sizes recorded at training time, and their
+fingerprint must match the bundle's, so nothing is fitted on data the model saw
+differently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from models.bundle import load_bundle
+from training.confidnet_fit import train_confidnet
+from training.data import load_mnist, make_splits
+from training.finalize import BundleSpec, finalize
+from training.loop import TrainConfig
+from training.scorer_fit import fit_ood_scorer
+
+
+def run(args: argparse.Namespace) -> int:
+    bundle = load_bundle(Path(args.bundle))
+    m = bundle.manifest
+    record = m.metrics.get("training")
+    if record is None:
+        raise SystemExit(f"{args.bundle}: the manifest does not record its training seed and split sizes")
+    data_dir = Path(args.data_dir)
+    splits = make_splits(data_dir, val_size=record["val_size"], seed=record["seed"], train_size=record["train_size"])
+    if splits.fingerprint != m.data_fingerprint:
+        raise SystemExit("the rebuilt splits do not match the bundle's data fingerprint; refusing to refit")
+    start = time.perf_counter()
+    model = bundle.model
+    extra = {k: v for k, v in m.metrics.items() if k not in ("validation", "test", "ood_fit")}
+    failure = bundle.failure_scorer
+    if args.failure_scorer and args.failure_scorer != m.failure.name:
+        if args.failure_scorer != "confidnet":
+            raise SystemExit("refit can switch the failure scorer to confidnet only (others need no refit)")
+        failure, extra["confidnet_fit"] = train_confidnet(model, splits, TrainConfig(seed=record["seed"]))
+    ood, chosen = fit_ood_scorer(args.ood_scorer or m.ood.name, model, splits)
+    if chosen:
+        extra["ood_fit"] = chosen
+    spec = BundleSpec(
+        name=args.name or m.name,
+        version=args.version or m.version,
+        method=m.method,
+        architecture=m.architecture,
+        arch_params=m.arch_params,
+        method_params=m.method_params,
+        failure_scorer=failure,
+        ood_scorer=ood,
+        target_risk=args.target_risk,
+        ood_pass_rate=args.ood_pass_rate,
+        alpha=args.alpha,
+        training_seconds=m.training_seconds + (time.perf_counter() - start),
+        extra_metrics=extra,
+    )
+    test = None if args.skip_test else load_mnist(data_dir, train=False)
+    manifest = finalize(model, spec, splits, Path(args.out), test=test)
+    print(json.dumps({"bundle": args.out, "ood": manifest.ood.name, "failure": manifest.failure.name}, indent=2))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
+    p = sub.add_parser("refit", help="re-fit scorers, temperature and thresholds of a bundle without retraining")
+    p.add_argument("bundle")
+    p.add_argument("--out", required=True)
+    p.add_argument("--data-dir", default=data_dir)
+    p.add_argument("--name", default=None)
+    p.add_argument("--version", default=None)
+    p.add_argument("--failure-scorer", default=None, help="switch to confidnet (trains the head)")
+    p.add_argument("--ood-scorer", default=None, help="default: the bundle's current scorer")
+    p.add_argument("--target-risk", type=float, default=0.005)
+    p.add_argument("--ood-pass-rate", type=float, default=0.99)
+    p.add_argument("--alpha", type=float, default=0.01)
+    p.add_argument("--skip-test", action="store_true")
+    p.set_defaults(func=run)
