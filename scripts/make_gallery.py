@@ -145,6 +145,9 @@ def main() -> None:
     (OUT / "gallery.json").write_text(
         json.dumps({"credits": CREDITS, "items": items}, indent=1) + "\n"
     )
+    # Examples chosen for an earlier model would otherwise linger, unlisted.
+    for stale in set(OUT.glob("*.png")) - {OUT / i["file"] for i in items}:
+        stale.unlink()
     print(f"{len(items)} images in {OUT}")
 
 

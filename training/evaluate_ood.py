@@ -55,6 +55,14 @@ def build_scorers(bundle: Bundle, splits: Splits) -> tuple[dict[str, Scorer], di
     return out, reports
 
 
+def fitting_splits(bundle: Bundle, args: argparse.Namespace) -> Splits:
+    """MNIST train/val as the bundle was trained on them (manifest record), else as asked; never test."""
+    record = bundle.manifest.metrics.get("training") or {}
+    val_size = args.val_size or record.get("val_size", 10_000)
+    train_size = args.train_size or record.get("train_size")
+    return make_splits(Path(args.data_dir), val_size=val_size, seed=record.get("seed", args.seed), train_size=train_size)
+
+
 def served_figures(bundle: Bundle, pipeline: Pipeline, test: Split, ood_scores: dict[str, torch.Tensor]) -> dict[str, Any]:
     """The served thresholds on test: gate pass / reject rates, selective risk and coverage (%)."""
     out = run_pipeline(pipeline, test)
@@ -93,7 +101,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     skipped: list[str] = []
     if args.ood_dir:
         sets["ood_dir"], skipped = load_folder(Path(args.ood_dir), bundle.manifest.input)
-    splits = make_splits(data_dir, val_size=args.val_size, seed=args.seed, train_size=args.train_size)
+    splits = fitting_splits(bundle, args)
     scorers, fitted = build_scorers(bundle, splits)
     t = bundle.manifest.temperature
     id_scores = batch_scores(scorers, bundle.model, pipeline.normalise(test.x), t)
@@ -133,8 +141,8 @@ def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
     p.add_argument("--ood-dir", default=None, help="extra OOD set: a folder of images, converted like uploads")
     p.add_argument("--out", default=None, help="write all numbers as JSON")
     p.add_argument("--markdown", default=None, help="write the tables as markdown")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated sets and of the ID fitting splits")
-    p.add_argument("--val-size", type=int, default=10_000, help="ID validation images for fitting (as `vigil train`)")
-    p.add_argument("--train-size", type=int, default=None, help="cap on ID training images for fitting (tests)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated sets (and of the fitting splits if the bundle has no record)")
+    p.add_argument("--val-size", type=int, default=None, help="ID validation images for fitting (default: the bundle's)")
+    p.add_argument("--train-size", type=int, default=None, help="cap on ID training images for fitting (default: the bundle's)")
     p.add_argument("--limit", type=int, default=None, help="first N images of each set (tests)")
     p.set_defaults(func=run)

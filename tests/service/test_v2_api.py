@@ -13,7 +13,8 @@ import torch
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.settings import Settings
+from models.bundle import read_manifest
+from service.settings import DEFAULT_MODEL_DIR, Settings
 from tests.images import digit_png
 from tests.service.test_predict_api import rows
 from training.data import load_mnist
@@ -60,7 +61,8 @@ def test_health_and_metadata(client: TestClient) -> None:
         "name": "mnist-default",
         "ready": True,
     }
-    assert client.get(f"{MODEL}/versions/1/ready").status_code == 200
+    version = read_manifest(DEFAULT_MODEL_DIR).version
+    assert client.get(f"{MODEL}/versions/{version}/ready").status_code == 200
     meta = client.get(MODEL).json()
     assert meta["inputs"] == [
         {"name": "input", "datatype": "FP32", "shape": [-1, 1, 28, 28]}
@@ -85,10 +87,10 @@ def test_infer_matches_v1_and_logs_each_input(
     body = r.json()
     assert (body["model_name"], body["model_version"], body["id"]) == (
         "mnist-default",
-        "1",
+        read_manifest(DEFAULT_MODEL_DIR).version,
         "call-1",
     )
-    assert body["parameters"]["ood_method"] == "mahalanobis"
+    assert body["parameters"]["ood_method"] == read_manifest(DEFAULT_MODEL_DIR).ood.name
     out = outputs(body)
     assert out["predicted_label"] == y.tolist()
     assert out["decision"] == ["accept"] * 3

@@ -6,6 +6,8 @@ any script error, CSP violation or request that leaves the server's origin (offl
 
 from __future__ import annotations
 
+import json
+
 import re
 from pathlib import Path
 
@@ -110,7 +112,9 @@ def test_monitor_page_renders_its_charts_and_refreshes(
     page: Page, web_server: LiveServer, artifacts: Path
 ) -> None:
     # Traffic of every kind, one labelled request, so every chart has something to draw.
-    for name in ("clear-7.png", "ambiguous-2414.png", "noise.png"):
+    items = json.loads((GALLERY / "gallery.json").read_text())["items"]
+    ambiguous = next(i["file"] for i in items if i["group"] == "ambiguous")
+    for name in ("clear-7.png", ambiguous, "noise.png"):
         r = httpx.post(
             f"{web_server.base}/v1/predict",
             content=(GALLERY / name).read_bytes(),

@@ -1,0 +1,26 @@
+"""The results page computes its verdicts from the numbers: a miss can never read as met."""
+
+from __future__ import annotations
+
+from training.results_doc import zoo_targets
+
+
+def _agg(acc: float, ece: float, nll: float, cn: float | None = None, mcp: float = 30.0, fpr: float = 3.0) -> dict:
+    a = {"after_temperature.accuracy": acc, "after_temperature.ece": ece, "after_temperature.nll": nll}
+    if cn is not None:
+        a |= {"failure_detection.confidnet.aupr_error": cn, "failure_detection.mcp.aupr_error": mcp, "failure_detection.confidnet.fpr95": fpr}
+    return {k: {"mean": v, "std": 0.0} for k, v in a.items()}
+
+
+def test_verdicts_follow_the_numbers() -> None:
+    agg = {
+        "mnist-deterministic": {**_agg(99.3, 0.4, 0.020), "method": "deterministic"},
+        "mnist-ensemble": {**_agg(99.1, 0.6, 0.018, cn=50.0, mcp=40.0, fpr=4.0), "method": "ensemble"},
+    }
+    lines = "\n".join(zoo_targets(agg))
+    assert "| mnist-deterministic: accuracy ≥ 99.2 % | 99.30 % | met |" in lines
+    assert "| mnist-ensemble: accuracy ≥ 99.2 % | 99.10 % | **missed** |" in lines
+    assert "| mnist-ensemble: ECE after temperature ≤ 0.5 % | 0.60 % | **missed** |" in lines
+    assert "ConfidNet AUPR-Error > MCP's | 50.00 vs 40.00 | met |" in lines
+    assert "ConfidNet FPR95 ≤ 3.33 (paper) | 4.00 | **missed** |" in lines
+    assert "| mnist-ensemble: NLL below mnist-deterministic's | 0.0180 vs 0.0200 | met |" in lines
