@@ -19,27 +19,32 @@ from service.schemas_report import SummaryPublic
 RID = "cbd5ac3ff48540a28913ab348276bd87"
 PREDICTION: dict[str, Any] = {
     "request_id": f"{RID}-0",
-    "model": {"name": "mnist-default", "version": "1", "method": "deterministic"},
+    "model": {"name": "mnist-default", "version": "2", "method": "ensemble"},
     "prediction": {"label": 7, "class_name": "7"},
-    "probabilities": [0.0, 0.0, 1e-06, 0.0, 0.0, 0.0, 0.0, 0.999998, 0.0, 0.0],
+    "probabilities": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.999998, 0.0, 1e-06],
     "confidence": 0.999998,
-    "uncertainty": {"predictive_entropy": 2.48e-05, "mutual_information": None},
+    "uncertainty": {"predictive_entropy": 2.39e-05, "mutual_information": 5.1e-07},
     "failure": {
-        "method": "msp",
-        "score": 1.67e-06,
-        "threshold": 0.3314,
+        "method": "confidnet",
+        "score": 2.78e-05,
+        "threshold": 0.3643,
         "flagged": False,
     },
     "ood": {
-        "method": "mahalanobis",
-        "score": 49.86,
-        "threshold": 340.05,
+        "method": "mahalanobis_layers",
+        "score": -4.44,
+        "threshold": 9.06,
         "flagged": False,
     },
     "prediction_set": [7],
     "decision": "accept",
-    "latency_ms": 18.5,
-    "samples": None,
+    "latency_ms": 10.5,
+    "samples": {
+        "count": 5,
+        "min": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.999997, 0.0, 0.0],
+        "max": [0.0, 0.0, 1e-06, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 2e-06],
+        "predicted_class": [1.0, 0.999997, 0.999998, 0.999998, 1.0],
+    },
 }
 FEEDBACK = {
     "request_id": RID,
@@ -73,7 +78,7 @@ ROW: dict[str, Any] = {
     "failure_score": 1.67e-06,
     "failure_threshold": 0.3314,
     "failure_flagged": False,
-    "ood_method": "mahalanobis",
+    "ood_method": "mahalanobis_layers",
     "ood_score": 49.86,
     "ood_threshold": 340.05,
     "ood_flagged": False,
@@ -169,30 +174,30 @@ EXAMPLES: dict[type[BaseModel], Any] = {
 def card_example() -> dict[str, Any]:
     return {
         "name": "mnist-default",
-        "version": "1",
-        "method": "deterministic",
+        "version": "2",
+        "method": "ensemble",
         "architecture": "small_cnn",
         "class_names": [str(i) for i in range(10)],
-        "temperature": 1.0204,
+        "temperature": 0.9105,
         "failure": {
-            "name": "msp",
-            "params": {},
-            "threshold": 0.3314,
+            "name": "confidnet",
+            "params": {"in_features": 128, "hidden": [256, 256]},
+            "threshold": 0.3643,
             "criterion": "largest threshold with at most 0.50% errors among accepted validation predictions",
         },
         "ood": {
-            "name": "mahalanobis",
-            "params": {"num_classes": 10, "dim": 128},
-            "threshold": 340.05,
+            "name": "mahalanobis_layers",
+            "params": {"num_classes": 10, "dims": [16, 32, 64, 128], "ridge": 1e-06},
+            "threshold": 9.0592,
             "criterion": "99% of in-distribution validation inputs pass",
         },
-        "conformal": {"method": "aps", "alpha": 0.01, "qhat": 0.9931},
+        "conformal": {"method": "aps", "alpha": 0.01, "qhat": 0.9937},
         "metrics": {
-            "test": {"n": 10000, "after_temperature": {"accuracy": 99.35, "ece": 0.229}}
+            "test": {"n": 10000, "after_temperature": {"accuracy": 99.51, "ece": 0.200}}
         },
         "decisions": {"accept": "…", "abstain": "…", "reject_ood": "…"},
-        "created_at": "2026-11-28T10:31:36+00:00",
-        "training_seconds": 137.2,
+        "created_at": "2026-11-28T11:42:41+00:00",
+        "training_seconds": 1267.9,
     }
 
 

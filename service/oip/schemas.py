@@ -75,7 +75,7 @@ class InferResponse(BaseModel):
                 "parameters": {
                     "failure_method": "msp",
                     "failure_threshold": 0.331,
-                    "ood_method": "mahalanobis",
+                    "ood_method": "mahalanobis_layers",
                     "ood_threshold": 340.05,
                 },
                 "outputs": [
