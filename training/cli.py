@@ -22,6 +22,12 @@ from training.settings import TrainingSettings
 
 
 def _train(args: argparse.Namespace) -> int:
+    """One bundle, or with `--seeds N` one bundle per seed in OUT/seed<k> (for `vigil evaluate OUT/seed*`)."""
+    if args.seeds > 1:
+        for k in range(args.seeds):
+            one = argparse.Namespace(**{**vars(args), "seeds": 1, "seed": args.seed + k, "out": str(Path(args.out) / f"seed{args.seed + k}")})
+            _train(one)
+        return 0
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -60,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--version", default="1")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=1, help="train N seeds (seed, seed+1, ...) into OUT/seed<k>")
     p.add_argument("--train-size", type=int, default=None, help="cap on training images (tests)")
     p.add_argument("--val-size", type=int, default=10_000, help="validation + conformal calibration images")
     p.add_argument("--members", type=int, default=5)

@@ -71,3 +71,15 @@ def test_evaluate_reports_every_score(zoo: dict[str, Path], data_dir: Path, tmp_
     # The aggregate of one seed equals the run itself (std 0).
     agg = result["aggregate"]["mnist-ensemble"]["after_temperature.accuracy"]
     assert agg == {"mean": ens["after_temperature"]["accuracy"], "std": 0.0}
+
+
+def test_seeds_train_one_bundle_per_seed(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "seeds"
+    args = ["train", "--method", "deterministic", "--data-dir", str(data_dir), "--out", str(out), "--seeds", "2", "--seed", "3"]
+    args += ["--train-size", "200", "--val-size", "400", "--epochs", "1", "--skip-test", "--quiet", "--ood-scorer", "msp"]
+    assert vigil(args) == 0
+    seeds = [load_bundle(out / f"seed{k}").manifest for k in (3, 4)]
+    assert [m.metrics["training"]["seed"] for m in seeds] == [3, 4]
+    # Different seeds, different data order and initialisation: different weights.
+    assert seeds[0].weights_sha256 != seeds[1].weights_sha256
+    assert seeds[0].name == seeds[1].name  # so that `vigil evaluate` groups them as seeds
