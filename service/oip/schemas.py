@@ -1,7 +1,8 @@
 """Open Inference Protocol (KServe v2) REST messages, as the specification names them.
 
-Unknown keys are ignored rather than refused: clients of other servers send extras
-(e.g. Triton's `sequence_id`), and refusing them would break "call it unchanged".
+Unknown keys are refused (422 `unknown_field`), as on v1: the specification's messages
+have a fixed set of keys, and client extensions (Triton's `sequence_id`, `priority`,
+`binary_data_output`...) travel inside the `parameters` objects, which stay open.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ Param = str | int | float | bool
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
 
 class RequestInput(_Open):

@@ -38,7 +38,8 @@ def parse_request(
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ApiError(422, "invalid_request", f"{where}: {first['msg']}") from e
+        code = "unknown_field" if first["type"] == "extra_forbidden" else "invalid_request"
+        raise ApiError(422, code, f"{where}: {first['msg']}") from e
     sizes = [_binary_size(t) for t in req.inputs]
     return req, take_chunks(sizes, blob)
 

@@ -82,6 +82,7 @@ ROWS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("v2-inf", "POST", "/v2/models/tiny/infer", {"content": json.dumps(v2([float("inf")] + PIXELS[1:])["json"]), "headers": {"content-type": "application/json"}}, 422, "non_finite_values"),
     ("v2-wrong-shape", "POST", "/v2/models/tiny/infer", v2(PIXELS, [1, 3, 28, 28]), 422, "wrong_shape"),
     ("v2-over-batch", "POST", "/v2/models/tiny/infer", v2(PIXELS * 5, [5, 1, 28, 28]), 422, "wrong_batch_size"),
+    ("v2-unknown-field", "POST", "/v2/models/tiny/infer", v2(PIXELS, sneaky=True), 422, "unknown_field"),
     ("malformed-json", "POST", "/v2/models/tiny/infer", {"content": b'{"inputs": [', "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
     ("deep-json", "POST", "/v2/models/tiny/infer", {"content": b"[" * 50_000, "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
     ("huge-json", "POST", "/v2/models/tiny/infer", {"content": b'{"inputs": [' + b"0," * LIMIT + b"0]}", "headers": {"content-type": "application/json"}}, 413, "payload_too_large"),
