@@ -74,6 +74,11 @@ def train_confidnet(model: UncertaintyModel, splits: Splits, cfg: TrainConfig) -
         history.append(round(100 * aupr, 3))
         if aupr > best:
             best, best_state = aupr, copy.deepcopy(scorer.state_dict())
+    # A head that never beats chance (AUPR-Error at the error base rate) has collapsed to a
+    # constant; served, it would make every decision the same. Refuse it loudly.
+    base_rate = float(val_err.mean())
+    if best <= base_rate + 0.01:
+        raise RuntimeError(f"ConfidNet did not learn (best validation AUPR-Error {best:.4f}, chance {base_rate:.4f}); use --failure-scorer msp")
     scorer.load_state_dict(best_state)
     scorer.eval()
     return scorer, {"val_aupr_error_per_epoch": history, "best_epoch": history.index(max(history)) + 1}

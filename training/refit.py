@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from models.bundle import load_bundle
+from models.scorers.registry import build_scorer
 from training.confidnet_fit import train_confidnet
 from training.data import load_mnist, make_splits
 from training.finalize import BundleSpec, finalize
@@ -37,9 +38,11 @@ def run(args: argparse.Namespace) -> int:
     extra = {k: v for k, v in m.metrics.items() if k not in ("validation", "test", "ood_fit")}
     failure = bundle.failure_scorer
     if args.failure_scorer and args.failure_scorer != m.failure.name:
-        if args.failure_scorer != "confidnet":
-            raise SystemExit("refit can switch the failure scorer to confidnet only (others need no refit)")
-        failure, extra["confidnet_fit"] = train_confidnet(model, splits, TrainConfig(seed=record["seed"]))
+        extra.pop("confidnet_fit", None)
+        if args.failure_scorer == "confidnet":
+            failure, extra["confidnet_fit"] = train_confidnet(model, splits, TrainConfig(seed=record["seed"]))
+        else:
+            failure = build_scorer(args.failure_scorer)
     ood, chosen = fit_ood_scorer(args.ood_scorer or m.ood.name, model, splits)
     if chosen:
         extra["ood_fit"] = chosen
@@ -71,7 +74,7 @@ def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
     p.add_argument("--data-dir", default=data_dir)
     p.add_argument("--name", default=None)
     p.add_argument("--version", default=None)
-    p.add_argument("--failure-scorer", default=None, help="switch to confidnet (trains the head)")
+    p.add_argument("--failure-scorer", default=None, help="switch the failure scorer (confidnet trains a head)")
     p.add_argument("--ood-scorer", default=None, help="default: the bundle's current scorer")
     p.add_argument("--target-risk", type=float, default=0.005)
     p.add_argument("--ood-pass-rate", type=float, default=0.99)
