@@ -49,6 +49,25 @@ def zoo_targets(agg: dict[str, Any]) -> list[str]:
     return lines
 
 
+def ood_targets(ood: dict[str, Any]) -> list[str]:
+    """The OOD targets of issue 4, judged on the same model and run."""
+    r = ood["ood"]
+    fm = r["fashion_mnist"]
+    lines = ["| target | measured | verdict |", "|---|---|---|"]
+    for name in ("odin", "energy"):
+        if name in fm:
+            a, f = fm[name], fm["msp"]
+            lines.append(f"| {name} beats msp in AUROC vs Fashion-MNIST | {a['auroc']:.2f} vs {f['auroc']:.2f} | {_ok(a['auroc'] > f['auroc'])} |")
+            lines.append(f"| {name} beats msp in FPR95 vs Fashion-MNIST | {a['fpr95']:.2f} vs {f['fpr95']:.2f} | {_ok(a['fpr95'] < f['fpr95'])} |")
+    best = max(fm, key=lambda k: fm[k]["auroc"])
+    b = fm[best]
+    lines.append(f"| best scorer ({best}) vs Fashion-MNIST: AUROC ≥ 99, FPR95 ≤ 5 | {b['auroc']:.2f} / {b['fpr95']:.2f} | {_ok(b['auroc'] >= 99 and b['fpr95'] <= 5)} |")
+    for noise in ("uniform_noise", "gaussian_noise"):
+        if noise in r:
+            lines.append(f"| best scorer ({best}) vs {noise}: AUROC ≥ 99 | {r[noise][best]['auroc']:.2f} | {_ok(r[noise][best]['auroc'] >= 99)} |")
+    return lines
+
+
 def document(zoo: dict[str, Any], ood: dict[str, Any] | None, minutes: dict[str, float]) -> str:
     agg = zoo["aggregate"]
     groups = {n: (runs[0]["method"], len(runs), agg[n]) for n, runs in zoo["runs"].items()}
@@ -80,7 +99,13 @@ def document(zoo: dict[str, Any], ood: dict[str, Any] | None, minutes: dict[str,
         "",
     ]
     if minutes:
-        out += ["### Training time on this 2-core CPU (one seed, from the manifests)", "", "| model | minutes |", "|---|---|"]
+        out += [
+            "### Training time on this 2-core CPU (from the manifests; the fastest seed, as the runs shared the",
+            "machine with other work; scorer fitting and, for ConfidNet, the head's training included)",
+            "",
+            "| model | minutes |",
+            "|---|---|",
+        ]
         out += [f"| {n} | {m:.1f} |" for n, m in minutes.items()] + [f"| all methods | {sum(minutes.values()):.1f} |", ""]
     if ood is not None:
         out += [
@@ -89,6 +114,10 @@ def document(zoo: dict[str, Any], ood: dict[str, Any] | None, minutes: dict[str,
             "In-distribution (positive) = MNIST test. Details, criteria and discussion: [results_ood.md](results_ood.md).",
             "Hendrycks & Gimpel (ICLR 2017) report for the MSP baseline on MNIST: AUROC 85 vs notMNIST,",
             "90 vs Gaussian noise, 96 vs Omniglot.",
+            "",
+            "### Targets",
+            "",
+            *ood_targets(ood),
             "",
             ood_markdown(ood),
         ]
@@ -105,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     ood = json.loads(Path(args.ood).read_text()) if args.ood else None
     minutes: dict[str, float] = {}
     for name, runs in zoo["runs"].items():
-        minutes[name] = runs[0]["training_seconds"] / 60
+        # The fastest seed: the runs shared 2 cores with other work, which only adds time.
+        minutes[name] = min(r["training_seconds"] for r in runs) / 60
     Path(args.out).write_text(document(zoo, ood, minutes))
     return 0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.results_doc import zoo_targets
+from training.results_doc import ood_targets, zoo_targets
 
 
 def _agg(acc: float, ece: float, nll: float, cn: float | None = None, mcp: float = 30.0, fpr: float = 3.0) -> dict:
@@ -24,3 +24,20 @@ def test_verdicts_follow_the_numbers() -> None:
     assert "ConfidNet AUPR-Error > MCP's | 50.00 vs 40.00 | met |" in lines
     assert "ConfidNet FPR95 ≤ 3.33 (paper) | 4.00 | **missed** |" in lines
     assert "| mnist-ensemble: NLL below mnist-deterministic's | 0.0180 vs 0.0200 | met |" in lines
+
+
+def test_ood_verdicts_follow_the_numbers() -> None:
+    def m(auroc: float, fpr: float) -> dict:
+        return {"auroc": auroc, "fpr95": fpr}
+
+    ood = {
+        "ood": {
+            "fashion_mnist": {"msp": m(95.0, 20.0), "odin": m(95.5, 19.0), "energy": m(94.0, 10.0), "best": m(99.5, 4.0)},
+            "uniform_noise": {"msp": m(1.0, 100.0), "odin": m(0.0, 100.0), "energy": m(0.0, 100.0), "best": m(98.0, 9.0)},
+        }
+    }
+    lines = "\n".join(ood_targets(ood))
+    assert "| odin beats msp in AUROC vs Fashion-MNIST | 95.50 vs 95.00 | met |" in lines
+    assert "| energy beats msp in AUROC vs Fashion-MNIST | 94.00 vs 95.00 | **missed** |" in lines
+    assert "| best scorer (best) vs Fashion-MNIST: AUROC ≥ 99, FPR95 ≤ 5 | 99.50 / 4.00 | met |" in lines
+    assert "| best scorer (best) vs uniform_noise: AUROC ≥ 99 | 98.00 | **missed** |" in lines
