@@ -6,6 +6,7 @@ per 28x28 image, yet above 99.2% MNIST test accuracy after a few epochs.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +42,7 @@ class SmallCNN(nn.Module):
     ) -> None:
         super().__init__()
         chans = [in_channels, *widths]
-        self.conv = nn.Sequential(*(_conv_block(a, b) for a, b in zip(chans, chans[1:], strict=False)))
+        self.conv = nn.Sequential(*(_conv_block(a, b) for a, b in itertools.pairwise(chans)))
         side = input_size
         for _ in widths:
             side //= 2

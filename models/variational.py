@@ -23,7 +23,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.priors import LOG_SQRT_2PI, GaussianPrior, Prior, ScaleMixturePrior, build_prior, prior_spec
+from models.priors import (
+    LOG_SQRT_2PI,
+    GaussianPrior,
+    Prior,
+    ScaleMixturePrior,
+    build_prior,
+    prior_spec,
+)
 from models.sampling import randn
 
 __all__ = [

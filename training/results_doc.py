@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ def zoo_targets(agg: dict[str, Any]) -> list[str]:
         lines.append(f"| {n}: accuracy ≥ 99.2 % | {acc:.2f} % | {_ok(acc >= 99.2)} |")
         lines.append(f"| {n}: ECE after temperature ≤ 0.5 % | {ece:.2f} % | {_ok(ece <= 0.5)} |")
         cn_aupr = _m(agg, n, "failure_detection.confidnet.aupr_error")
-        if cn_aupr == cn_aupr:  # not NaN: the bundle serves ConfidNet
+        if not math.isnan(cn_aupr):  # the bundle serves ConfidNet
             mcp_aupr = _m(agg, n, "failure_detection.mcp.aupr_error")
             cn_fpr = _m(agg, n, "failure_detection.confidnet.fpr95")
             lines.append(f"| {n}: ConfidNet AUPR-Error > MCP's | {cn_aupr:.2f} vs {mcp_aupr:.2f} | {_ok(cn_aupr > mcp_aupr)} |")

@@ -8,7 +8,12 @@ from pathlib import Path
 import torch
 
 from models.architectures import SmallCNN
-from models.confidnet import ConfidNetHead, confidnet_loss, confidnet_training_pairs, tcp_targets
+from models.confidnet import (
+    ConfidNetHead,
+    confidnet_loss,
+    confidnet_training_pairs,
+    tcp_targets,
+)
 from models.deterministic import Deterministic
 from models.scorers.base import ScoreInput
 from models.scorers.confidnet import ConfidNetScorer

@@ -7,7 +7,13 @@ from pathlib import Path
 import torch
 
 from models.architectures import SmallCNN
-from models.ensemble import PackedEnsemble, build_ensemble, ensemble_loss, new_ensemble, pack_ensemble
+from models.ensemble import (
+    PackedEnsemble,
+    build_ensemble,
+    ensemble_loss,
+    new_ensemble,
+    pack_ensemble,
+)
 from tests.models.zoo_helpers import TINY_ARCH, randomise_batchnorm, round_trip
 
 

@@ -19,7 +19,12 @@ from models.deterministic import Deterministic
 from models.scorers.base import ScoreInput, Scorer
 from models.scorers.energy import Energy
 from models.scorers.mahalanobis import Mahalanobis
-from models.scorers.odin import ODIN, choose_odin_params, log_max_softmax_grad, max_softmax
+from models.scorers.odin import (
+    ODIN,
+    choose_odin_params,
+    log_max_softmax_grad,
+    max_softmax,
+)
 from models.scorers.registry import build_scorer
 
 

@@ -18,7 +18,12 @@ from models.variational import (
     build_prior,
     kl_divergence,
 )
-from models.variational_cnn import VariationalCNN, build_variational, elbo_loss, variational_cnn
+from models.variational_cnn import (
+    VariationalCNN,
+    build_variational,
+    elbo_loss,
+    variational_cnn,
+)
 from tests.models.zoo_helpers import TINY_ARCH, randomise_batchnorm, round_trip
 
 

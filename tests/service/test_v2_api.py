@@ -12,8 +12,8 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from service.app import create_app
 from models.bundle import read_manifest
+from service.app import create_app
 from service.settings import DEFAULT_MODEL_DIR, Settings
 from tests.images import digit_png
 from tests.service.test_predict_api import rows

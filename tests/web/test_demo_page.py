@@ -7,7 +7,6 @@ any script error, CSP violation or request that leaves the server's origin (offl
 from __future__ import annotations
 
 import json
-
 import re
 from pathlib import Path
 
