@@ -62,6 +62,11 @@ class LoopedEnsemble(UncertaintyModel):
     def head_samples(self, feats: torch.Tensor) -> torch.Tensor:
         return torch.stack([net.forward_head(f) for net, f in zip(self.nets, feats, strict=True)])
 
+    def layer_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        # Per layer [M, B, D_l], member by member (for the layer-wise Mahalanobis scorer).
+        per_member = [net.forward_layers(x) for net in self.nets]
+        return [torch.stack(layer) for layer in zip(*per_member, strict=True)]
+
 
 def naive_app(settings: Settings) -> FastAPI:
     app = create_app(settings)
