@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -101,3 +101,8 @@ class ErrorResponse(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "not_ready"]
     checks: dict[str, bool] = {}
+
+
+def error_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for a route: each status documented with the one error shape."""
+    return {status: {"model": ErrorResponse, "description": d} for status, d in descriptions.items()}

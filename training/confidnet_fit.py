@@ -20,21 +20,11 @@ from models.base import UncertaintyModel
 from models.confidnet import confidnet_loss, confidnet_training_pairs
 from models.scorers.confidnet import ConfidNetScorer
 from training.data import Split, Splits
-from training.loop import TrainConfig, normalise, random_shift
+from training.loop import TrainConfig, features_and_logits, random_shift
 
 HEAD_EPOCHS = 15
 HEAD_LR = 1e-3
 HEAD_BATCH = 256
-
-
-@torch.no_grad()
-def _feats_logits(model: UncertaintyModel, x: torch.Tensor, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    fs, ls = [], []
-    for i in range(0, len(x), batch):
-        f = model.features(normalise(x[i : i + batch]))
-        fs.append(f)
-        ls.append(model.head_samples(f))
-    return torch.cat(fs, 1), torch.cat(ls, 1)
 
 
 def _shifted(data: Split, seed: int) -> torch.Tensor:
@@ -46,11 +36,11 @@ def train_confidnet(model: UncertaintyModel, splits: Splits, cfg: TrainConfig) -
     """Returns the fitted scorer and a report (validation AUPR-Error per epoch, best epoch)."""
     torch.manual_seed(cfg.seed)
     model.eval()
-    parts = [_feats_logits(model, splits.train.x), _feats_logits(model, _shifted(splits.train, cfg.seed))]
+    parts = [features_and_logits(model, splits.train.x), features_and_logits(model, _shifted(splits.train, cfg.seed))]
     pairs = [confidnet_training_pairs(f, lg, splits.train.y) for f, lg in parts]
     inputs = torch.cat([p[0] for p in pairs])
     targets = torch.cat([p[1] for p in pairs])
-    val_f, val_l = _feats_logits(model, splits.val.x)
+    val_f, val_l = features_and_logits(model, splits.val.x)
     val_err = (torch.softmax(val_l, -1).mean(0).argmax(-1) != splits.val.y).numpy()
 
     scorer = ConfidNetScorer(in_features=inputs.shape[-1])

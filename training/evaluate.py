@@ -24,22 +24,12 @@ from models.scorers.entropy import MutualInformation, PredictiveEntropy
 from models.scorers.msp import MaxSoftmax
 from training import metrics
 from training.data import Split, load_mnist
-from training.loop import normalise
-
-
-@torch.no_grad()
-def _forward(bundle: Bundle, data: Split, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    fs, ls = [], []
-    for i in range(0, len(data), batch):
-        f = bundle.model.features(normalise(data.x[i : i + batch]))
-        fs.append(f)
-        ls.append(bundle.model.head_samples(f))
-    return torch.cat(fs, 1), torch.cat(ls, 1)
+from training.loop import features_and_logits, normalise
 
 
 def evaluate_bundle(bundle: Bundle, test: Split) -> dict[str, Any]:
     """All metrics of one bundle on `test` (numbers in %, NLL/Brier raw, AURC x1000)."""
-    feats, logits = _forward(bundle, test)
+    feats, logits = features_and_logits(bundle.model, test.x)
     t = bundle.manifest.temperature
     raw = torch.softmax(logits, -1).mean(0)
     cal = torch.softmax(logits / t, -1).mean(0)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from models.base import UncertaintyModel
 from training.data import Split
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -78,3 +79,18 @@ def predict_logits(sample_logits: Callable[[torch.Tensor], torch.Tensor], data: 
     """Logit samples ``[S, N, K]`` for a whole split, in eval mode, batch by batch."""
     outs = [sample_logits(normalise(data.x[i : i + batch_size])) for i in range(0, len(data), batch_size)]
     return torch.cat(outs, dim=1)
+
+
+@torch.no_grad()
+def features_and_logits(model: UncertaintyModel, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features ``[S_f, N, D]`` and logit samples ``[S, N, K]`` of pixels `x` ``[N, C, H, W]``, batch by batch.
+
+    One forward per batch serves both: ConfidNet, Mahalanobis and the evaluation need the
+    features and the logits of the same pass.
+    """
+    fs, ls = [], []
+    for i in range(0, len(x), batch_size):
+        f = model.features(normalise(x[i : i + batch_size]))
+        fs.append(f)
+        ls.append(model.head_samples(f))
+    return torch.cat(fs, 1), torch.cat(ls, 1)

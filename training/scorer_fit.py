@@ -27,7 +27,7 @@ from models.scorers.mahalanobis_layers import MahalanobisLayers
 from models.scorers.odin import ODIN
 from models.scorers.registry import build_scorer
 from training.data import Splits
-from training.loop import MNIST_STD, normalise
+from training.loop import MNIST_STD, features_and_logits, normalise
 from training.ood_select import ODIN_T, choose_odin_eps, fgsm_proxy, proxy_aurocs
 
 #: Fitting subsets: enough for stable statistics, cheap on 2 cores.
@@ -36,11 +36,6 @@ MAHALANOBIS_FIT_SIZE = 20_000
 #: Candidates of `auto`, in order of preference on ties (ODIN first: the issue's default).
 AUTO_CANDIDATES = ("odin", "energy", "msp", "mahalanobis", "mahalanobis_layers")
 SAMPLED_CANDIDATES = ("mutual_information", "entropy")
-
-
-@torch.no_grad()
-def _features(model: UncertaintyModel, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    return torch.cat([model.features(normalise(x[i : i + batch_size])) for i in range(0, len(x), batch_size)], dim=1)
 
 
 @torch.no_grad()
@@ -68,7 +63,7 @@ def fit_named(name: str, model: UncertaintyModel, splits: Splits) -> tuple[Score
         report = {"odin_temperature": ODIN_T, "odin_eps": eps, "odin_proxy_auroc_by_eps": aurocs}
         return ODIN(temperature=ODIN_T, eps=eps, std=[MNIST_STD]), report
     if name == "mahalanobis":
-        return Mahalanobis.from_features(_features(model, train.x), train.y, num_classes), {}
+        return Mahalanobis.from_features(features_and_logits(model, train.x)[0], train.y, num_classes), {}
     if name == "mahalanobis_layers":
         layers = _layer_features(model, train.x)
         scorer = MahalanobisLayers(num_classes, [f.shape[-1] for f in layers])

@@ -17,22 +17,21 @@ from service.decode import decode_image
 from service.errors import ApiError
 from service.records import base_record, input_fields, pixel_fields
 from service.respond import build_prediction, log_fields
-from service.schemas import ErrorResponse, PredictionPublic
+from service.schemas import PredictionPublic, error_responses
 from service.upload import image_bytes
 
 router = APIRouter(tags=["predict"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse, "description": d}
-    for s, d in {
+ERRORS = error_responses(
+    {
         400: "Empty body or malformed multipart.",
         413: "Body over the size limit, or image with too many pixels (refused before decoding).",
         415: "Missing/unsupported content type, not an image, or a format outside the allow-list.",
         422: "Corrupt, truncated or multi-frame image, or no 'image' field.",
         503: "Overloaded: the request log queue or the inference queue is full (`log_backpressure`, `inference_backpressure`), "
         "or inference took longer than VIGIL_INFERENCE_TIMEOUT_S (`inference_timeout`); retry after the Retry-After header.",
-    }.items()
-}
+    }
+)
 
 IMAGE_BODY = {
     "requestBody": {

@@ -25,21 +25,24 @@ from service.errors import ApiError
 from service.records import base_record, input_fields
 from service.respond import build_prediction, log_fields
 from service.routes.predict import _decode, submit
-from service.schemas import ErrorDetail, ErrorResponse, PredictionPublic
+from service.schemas import (
+    ErrorDetail,
+    PredictionPublic,
+    error_responses,
+)
 
 router = APIRouter(tags=["predict"])
 ENDPOINT = "/v1/predict/batch"
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse, "description": d}
-    for s, d in {
+ERRORS = error_responses(
+    {
         400: "Empty body or malformed multipart.",
         413: "More images than the batch limit (`too_many_images`), or a body or image over the size limit.",
         415: "Not multipart/form-data.",
         422: "No file fields named 'images'.",
         503: "Inference or the request log is saturated, or inference timed out; retry after Retry-After.",
-    }.items()
-}
+    }
+)
 
 BATCH_BODY = {
     "requestBody": {
