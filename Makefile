@@ -47,15 +47,22 @@ default-model: setup
 # comparison runs on the shipped default bundle. About 40 minutes a seed on 2 busy cores.
 SEEDS ?= 0 1 2
 ZOO ?= artifacts/zoo
-METHODS ?= deterministic mc_dropout ensemble variational laplace
+# deterministic first: MC dropout and Laplace reuse its network (--base-bundle).
+METHODS ?= deterministic mc_dropout laplace ensemble variational
+VARIATIONAL_EPOCHS ?= 12
 results: setup
 	for s in $(SEEDS); do for m in $(METHODS); do \
 	  fs=msp; case $$m in deterministic|ensemble) fs=confidnet;; esac; \
-	  $(BIN)/vigil train --method $$m --seed $$s --data-dir $(DATA_DIR) --out $(ZOO)/$$m-seed$$s --epochs 6 \
+	  extra="--epochs 6"; case $$m in variational) extra="--epochs $(VARIATIONAL_EPOCHS)";; \
+	    mc_dropout|laplace) extra="--base-bundle $(ZOO)/deterministic-seed$$s";; esac; \
+	  $(BIN)/vigil train --method $$m --seed $$s --data-dir $(DATA_DIR) --out $(ZOO)/$$m-seed$$s $$extra \
 	    --failure-scorer $$fs --ood-scorer msp --quiet || exit 1; done; done
 	$(BIN)/vigil evaluate $(ZOO)/*-seed* --data-dir $(DATA_DIR) --out $(ZOO)/evaluate.json --markdown $(ZOO)/evaluate.md
 	$(BIN)/vigil evaluate-ood models/bundles/default --data-dir $(DATA_DIR) --out $(ZOO)/ood.json --markdown $(ZOO)/ood.md
-	$(BIN)/python -m training.results_doc --zoo $(ZOO)/evaluate.json --ood $(ZOO)/ood.json --out docs/results.md
+	for s in $(SEEDS); do $(BIN)/vigil evaluate-ood $(ZOO)/deterministic-seed$$s --data-dir $(DATA_DIR) \
+	  --out $(ZOO)/ood-deterministic-seed$$s.json --markdown $(ZOO)/ood-deterministic-seed$$s.md || exit 1; done
+	$(BIN)/python -m training.results_doc --zoo $(ZOO)/evaluate.json --ood $(ZOO)/ood.json \
+	  --ood-zoo $(ZOO)/ood-deterministic-seed*.json --out docs/results.md
 
 # Issue 6: throughput/latency benchmark (ceiling, service under load, naive baseline, ratios);
 # prints tables and writes benchmarks/results.json. About 5 minutes on 2 cores.

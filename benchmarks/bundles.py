@@ -13,23 +13,25 @@ from typing import Any
 
 import torch
 
-from models.bundle import load_bundle, read_manifest, save_bundle
+from models.architectures import SmallCNN
+from models.bundle import read_manifest, save_bundle
+from models.deterministic import Deterministic
 from models.ensemble import new_ensemble
 from models.scorers.msp import MaxSoftmax
 from models.scorers.odin import ODIN
 from service.settings import DEFAULT_MODEL_DIR
 
 
-def _fields(members: int, ood: ODIN | MaxSoftmax, name: str) -> dict[str, Any]:
+def _fields(members: int, ood: ODIN | MaxSoftmax, name: str, method: str = "ensemble") -> dict[str, Any]:
     base = read_manifest(DEFAULT_MODEL_DIR).model_dump(exclude={"weights_sha256", "metrics", "reference"})
     arch = {k: v for k, v in base["arch_params"].items() if k != "dropout"}
     ood_spec = {"name": ood.name, "params": ood.params(), "threshold": 0.5, "criterion": "untrained: timing only"}
     return {
         **base,
         "name": name,
-        "method": "ensemble",
+        "method": method,
         "arch_params": arch,
-        "method_params": {"members": members},
+        "method_params": {"members": members} if method == "ensemble" else {},
         "failure": {"name": "msp", "params": {}, "threshold": 0.3, "criterion": "untrained: timing only"},
         "ood": ood_spec,
     }
@@ -46,10 +48,12 @@ def untrained_ensemble(out: Path, members: int = 5, ood: str = "odin", seed: int
     return out
 
 
-def single_msp(out: Path) -> Path:
-    """The shipped default network with MSP for both scores: the single-model reference cost."""
-    bundle = load_bundle(DEFAULT_MODEL_DIR)
-    fields = bundle.manifest.model_dump(exclude={"weights_sha256"})
-    fields.update(name="bench-single-msp", ood={"name": "msp", "params": {}, "threshold": 0.5, "criterion": "timing only"})
-    save_bundle(out, fields, bundle.model, bundle.failure_scorer, MaxSoftmax())
+def single_msp(out: Path, seed: int = 0) -> Path:
+    """One untrained SmallCNN of the ensemble members' shape, MSP for both scores: the
+    single-model reference cost. (Not the shipped default: that is itself an ensemble.)"""
+    torch.manual_seed(seed)
+    arch = {k: v for k, v in read_manifest(DEFAULT_MODEL_DIR).arch_params.items() if k != "dropout"}
+    spec = read_manifest(DEFAULT_MODEL_DIR).input
+    model = Deterministic(SmallCNN(in_channels=spec.channels, input_size=spec.height, **arch))
+    save_bundle(out, _fields(1, MaxSoftmax(), "bench-single-msp", method="deterministic"), model, MaxSoftmax(), MaxSoftmax())
     return out

@@ -19,34 +19,36 @@ from service.schemas import (
 
 def build_prediction(out: PipelineOutput, manifest: Manifest, request_id: str, latency_ms: float) -> PredictionPublic:
     """`out` holds one input (batch dimension 1)."""
-    probs = [round(float(p), 6) for p in out.probs[0]]
-    label = int(out.probs[0].argmax())
+    # One .tolist() per tensor: indexing a tensor element by element costs a dispatch each.
+    row = out.probs[0].tolist()
+    label = max(range(len(row)), key=row.__getitem__)
+    failure_score, ood_score = float(out.failure_score[0]), float(out.ood_score[0])
     failure = ScorePublic(
         method=manifest.failure.name,
-        score=float(out.failure_score[0]),
+        score=failure_score,
         threshold=manifest.failure.threshold,
-        flagged=bool(float(out.failure_score[0]) > manifest.failure.threshold),
+        flagged=failure_score > manifest.failure.threshold,
     )
     ood = ScorePublic(
         method=manifest.ood.name,
-        score=float(out.ood_score[0]),
+        score=ood_score,
         threshold=manifest.ood.threshold,
-        flagged=bool(float(out.ood_score[0]) > manifest.ood.threshold),
+        flagged=ood_score > manifest.ood.threshold,
     )
     single = out.sample_probs.shape[0] == 1
     return PredictionPublic(
         request_id=request_id,
         model=ModelRef(name=manifest.name, version=manifest.version, method=manifest.method),
         prediction=Prediction(label=label, class_name=manifest.class_names[label]),
-        probabilities=probs,
-        confidence=float(out.probs[0, label]),
+        probabilities=[round(p, 6) for p in row],
+        confidence=row[label],
         uncertainty=UncertaintyPublic(
             predictive_entropy=float(out.predictive_entropy[0]),
             mutual_information=None if single else float(out.mutual_information[0]),
         ),
         failure=failure,
         ood=ood,
-        prediction_set=[int(i) for i in out.prediction_sets[0].nonzero().flatten()],
+        prediction_set=out.prediction_sets[0].nonzero().flatten().tolist(),
         decision=decide(ood.flagged, failure.flagged),
         latency_ms=round(latency_ms, 3),
         samples=sample_spread(out, label),
@@ -60,9 +62,9 @@ def sample_spread(out: PipelineOutput, label: int, keep: int = 64) -> SampleSpre
         return None
     return SampleSpread(
         count=int(sp.shape[0]),
-        min=[round(float(v), 6) for v in sp.min(0).values],
-        max=[round(float(v), 6) for v in sp.max(0).values],
-        predicted_class=[round(float(v), 6) for v in sp[:keep, label]],
+        min=[round(v, 6) for v in sp.min(0).values.tolist()],
+        max=[round(v, 6) for v in sp.max(0).values.tolist()],
+        predicted_class=[round(v, 6) for v in sp[:keep, label].tolist()],
     )
 
 

@@ -55,6 +55,8 @@ def evaluate_bundle(bundle: Bundle, test: Split) -> dict[str, Any]:
             "test_coverage": 100 * float(accepted.float().mean()),
         },
         "training_seconds": bundle.manifest.training_seconds,
+        # Part of it spent training a reused network (`--base-bundle`), counted in that bundle's row.
+        "reused_seconds": float(bundle.manifest.metrics.get("base_bundle", {}).get("training_seconds", 0.0)),
     }
 
 

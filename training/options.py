@@ -19,3 +19,5 @@ class MethodOptions:
     target_risk: float = 0.005
     ood_pass_rate: float = 0.99
     alpha: float = 0.01
+    #: A deterministic bundle whose network MC dropout / Laplace reuse instead of training one.
+    base_bundle: str | None = None

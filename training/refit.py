@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     model = bundle.model
     extra = {k: v for k, v in m.metrics.items() if k not in ("validation", "test", "ood_fit")}
     failure = bundle.failure_scorer
-    if args.failure_scorer and args.failure_scorer != m.failure.name:
+    if args.failure_scorer:  # asked for by name: fitted anew, even if it is the same kind
         extra.pop("confidnet_fit", None)
         if args.failure_scorer == "confidnet":
             failure, extra["confidnet_fit"] = train_confidnet(model, splits, TrainConfig(seed=record["seed"]))
@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
     p.add_argument("--data-dir", default=data_dir)
     p.add_argument("--name", default=None)
     p.add_argument("--version", default=None)
-    p.add_argument("--failure-scorer", default=None, help="switch the failure scorer (confidnet trains a head)")
+    p.add_argument("--failure-scorer", default=None, help="re-fit the failure scorer under this name (confidnet trains a new head)")
     p.add_argument("--ood-scorer", default=None, help="default: the bundle's current scorer")
     p.add_argument("--target-risk", type=float, default=0.005)
     p.add_argument("--ood-pass-rate", type=float, default=0.99)

@@ -6,14 +6,14 @@ import time
 from typing import Any
 
 import torch
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from models.preprocess import to_model_input
 from service.access import ACCESS_ERRORS, ClientDep
 from service.context import AppContext, CtxDep
 from service.db.writer import QueueFull
-from service.decode import decode_image
+from service.decode import decode_image, decodes_quickly
 from service.errors import ApiError
 from service.records import base_record, input_fields, pixel_fields
 from service.respond import build_prediction, log_fields
@@ -54,6 +54,19 @@ def _decode(ctx: AppContext, data: bytes) -> tuple[torch.Tensor, dict[str, Any]]
     return pixels, input_fields(data, img.width, img.height, img.mode) | pixel_fields(pixels, s.log_store_inputs)
 
 
+async def decode(ctx: AppContext, data: bytes) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Small images decode right here; big ones on a worker thread, off the event loop."""
+    if decodes_quickly(data):
+        return _decode(ctx, data)
+    return await run_in_threadpool(_decode, ctx, data)
+
+
+def json_response(model: PredictionPublic) -> Response:
+    """Serialise once, in pydantic's Rust core; returning the model would make FastAPI
+    validate it against `response_model` again first (the schema in /docs is unchanged)."""
+    return Response(content=model.model_dump_json(), media_type="application/json")
+
+
 def submit(ctx: AppContext, record: dict[str, Any]) -> None:
     """Enqueue a log record; a full queue becomes a 503 instead of a silently lost row."""
     try:
@@ -71,7 +84,7 @@ def submit(ctx: AppContext, record: dict[str, Any]) -> None:
     openapi_extra=IMAGE_BODY,
     summary="Classify one image, with calibrated uncertainty and a decision",
 )
-async def predict(request: Request, ctx: CtxDep, _client: ClientDep) -> PredictionPublic:
+async def predict(request: Request, ctx: CtxDep, _client: ClientDep) -> Response:
     """Send one image as multipart field `image`, or as a raw body with an `image/*` content type.
 
     The answer says what the model predicts, how sure it is (calibrated), whether the
@@ -84,14 +97,14 @@ async def predict(request: Request, ctx: CtxDep, _client: ClientDep) -> Predicti
     data = b""
     try:
         data = await image_bytes(request, ctx.settings.max_upload_bytes)
-        pixels, fields = await run_in_threadpool(_decode, ctx, data)
+        pixels, fields = await decode(ctx, data)
         record.update(fields)
         out = await ctx.runtime.run(pixels.unsqueeze(0))
         latency = (time.perf_counter() - start) * 1000
         response = build_prediction(out, manifest, request.state.request_id, latency)
         record.update(log_fields(response), http_status=200)
         submit(ctx, record)
-        return response
+        return json_response(response)
     except ApiError as e:
         if e.code != "log_backpressure":
             record.setdefault("input_sha256", None)

@@ -32,3 +32,19 @@ def test_collapsed_head_is_refused(data_dir: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(cf.ConfidNetScorer, "__init__", constant_init)
     with pytest.raises(RuntimeError, match="did not learn"):
         cf.train_confidnet(model, splits, TrainConfig(seed=0))
+
+
+def test_training_passes_use_the_classifiers_dropout_but_not_its_batchnorm(data_dir: Path) -> None:
+    torch.manual_seed(0)
+    splits = make_splits(data_dir, val_size=400, train_size=200)
+    model = Deterministic(SmallCNN(dropout=0.25)).eval()
+    bn = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    plain, _ = cf._training_pass(model, splits.train, shift=0, dropout=False, seed=0)
+    again, _ = cf._training_pass(model, splits.train, shift=0, dropout=False, seed=0)
+    dropped, targets = cf._training_pass(model, splits.train, shift=0, dropout=True, seed=0)
+    assert torch.equal(plain, again)  # without dropout a pass is deterministic
+    assert not torch.allclose(plain, dropped)  # with it the features are perturbed
+    assert targets.shape == (200,) and bool(((targets >= 0) & (targets <= 1)).all())
+    assert not model.training  # served in eval mode afterwards
+    for k, v in bn.items():  # BatchNorm statistics untouched by the training-mode passes
+        assert torch.equal(model.state_dict()[k], v), k

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.results_doc import ood_targets, zoo_targets
+from training.results_doc import ood_targets, zoo_ood, zoo_targets
 
 
 def _agg(acc: float, ece: float, nll: float, cn: float | None = None, mcp: float = 30.0, fpr: float = 3.0) -> dict:
@@ -41,3 +41,15 @@ def test_ood_verdicts_follow_the_numbers() -> None:
     assert "| energy beats msp in AUROC vs Fashion-MNIST | 94.00 vs 95.00 | **missed** |" in lines
     assert "| best scorer (best) vs Fashion-MNIST: AUROC ≥ 99, FPR95 ≤ 5 | 99.50 / 4.00 | met |" in lines
     assert "| best scorer (best) vs uniform_noise: AUROC ≥ 99 | 98.00 | **missed** |" in lines
+
+
+def test_zoo_ood_table_averages_seeds_and_judges_each_model() -> None:
+    def run(name: str, msp: float, odin: float, energy: float, fpr: tuple[float, float, float]) -> dict:
+        sc = {"msp": {"auroc": msp, "fpr95": fpr[0]}, "odin": {"auroc": odin, "fpr95": fpr[1]}, "energy": {"auroc": energy, "fpr95": fpr[2]}}
+        return {"model": {"name": name}, "ood": {"fashion_mnist": sc}}
+
+    runs = [run("mnist-deterministic", 96.0, 97.0, 95.0, (20.0, 10.0, 30.0)), run("mnist-deterministic", 98.0, 98.0, 96.0, (10.0, 10.0, 10.0))]
+    lines = "\n".join(zoo_ood(runs))
+    assert "| mnist-deterministic | 2 | msp | 97.00 | 15.00 | | |" in lines
+    assert "| mnist-deterministic | 2 | odin | 97.50 | 10.00 | met | met |" in lines
+    assert "| mnist-deterministic | 2 | energy | 95.50 | 20.00 | **missed** | **missed** |" in lines

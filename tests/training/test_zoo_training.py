@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from models.bundle import load_bundle
@@ -83,3 +84,33 @@ def test_seeds_train_one_bundle_per_seed(data_dir: Path, tmp_path: Path) -> None
     # Different seeds, different data order and initialisation: different weights.
     assert seeds[0].weights_sha256 != seeds[1].weights_sha256
     assert seeds[0].name == seeds[1].name  # so that `vigil evaluate` groups them as seeds
+
+
+@pytest.mark.parametrize("method", ["mc_dropout", "laplace"])
+def test_base_bundle_reuses_the_deterministic_network(zoo: dict[str, Path], method: str, data_dir: Path, tmp_path: Path) -> None:
+    base = load_bundle(zoo["deterministic"])
+    common = ["--data-dir", str(data_dir), "--train-size", "300", "--val-size", "600", "--skip-test", "--quiet", "--samples", "4"]
+    out = tmp_path / method
+    assert vigil(["train", "--method", method, "--out", str(out), "--base-bundle", str(zoo["deterministic"]), *common]) == 0
+    built = load_bundle(out)
+    # Same weights, not a retrained net of the same shape.
+    for name, tensor in base.model.net.state_dict().items():
+        assert torch.equal(built.model.net.state_dict()[name], tensor), name
+    m = built.manifest
+    assert m.metrics["base_bundle"]["weights_sha256"] == base.manifest.weights_sha256
+    assert m.training_seconds >= base.manifest.training_seconds
+    # Another seed means other validation images, some of which trained the base net.
+    with pytest.raises(ValueError, match="other data splits"):
+        vigil(["train", "--method", method, "--out", str(tmp_path / "x"), "--seed", "1", "--base-bundle", str(zoo["deterministic"]), *common])
+
+
+def test_refit_replaces_scorers_and_keeps_the_network(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
+    src = load_bundle(zoo["deterministic"])
+    assert src.manifest.failure.name == "msp"
+    out = tmp_path / "refit"
+    assert vigil(["refit", str(zoo["deterministic"]), "--out", str(out), "--data-dir", str(data_dir), "--failure-scorer", "confidnet", "--ood-scorer", "energy", "--skip-test"]) == 0
+    new = load_bundle(out)
+    assert (new.manifest.failure.name, new.manifest.ood.name) == ("confidnet", "energy")
+    assert "confidnet_fit" in new.manifest.metrics
+    for name, tensor in src.model.state_dict().items():
+        assert torch.equal(new.model.state_dict()[name], tensor), name

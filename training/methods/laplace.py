@@ -13,14 +13,14 @@ from training.data import Splits
 from training.finalize import BundleSpec
 from training.loop import TrainConfig, normalise
 from training.methods.common import bundle_spec
-from training.methods.deterministic import train_net
+from training.methods.deterministic import base_or_train, record_base
 from training.options import MethodOptions
 
 
 def train_laplace(splits: Splits, cfg: TrainConfig, opts: MethodOptions) -> tuple[LastLayerLaplace, BundleSpec]:
     start = time.perf_counter()
-    net = train_net(splits, cfg, opts, "laplace (MAP)")
+    net, base = base_or_train(splits, cfg, opts, "laplace (MAP)")
     model = fit_last_layer_laplace(net, (normalise(splits.train.x), splits.train.y), num_samples=opts.num_samples, seed=cfg.seed)
     spec = bundle_spec(model, "laplace", model.method_params(), splits, cfg, opts, start)
     spec.extra_metrics["laplace_prior_precision"] = model.fit_report["chosen"]
-    return model, spec
+    return model, record_base(spec, base)

@@ -9,11 +9,12 @@ from training.data import Splits
 from training.finalize import BundleSpec
 from training.loop import TrainConfig
 from training.methods.common import bundle_spec
-from training.methods.deterministic import train_net
+from training.methods.deterministic import base_or_train, record_base
 from training.options import MethodOptions
 
 
 def train_mc_dropout(splits: Splits, cfg: TrainConfig, opts: MethodOptions) -> tuple[MCDropout, BundleSpec]:
     start = time.perf_counter()
-    model = mc_dropout(train_net(splits, cfg, opts, "mc_dropout"), num_samples=opts.num_samples, seed=cfg.seed)
-    return model, bundle_spec(model, "mc_dropout", model.method_params(), splits, cfg, opts, start)
+    net, base = base_or_train(splits, cfg, opts, "mc_dropout")
+    model = mc_dropout(net, num_samples=opts.num_samples, seed=cfg.seed)
+    return model, record_base(bundle_spec(model, "mc_dropout", model.method_params(), splits, cfg, opts, start), base)
