@@ -28,10 +28,6 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["migrate_on_start"] = True
     settings = Settings(**overrides)
     configure_logging(settings.log_format)  # JSON lines by default (issue 7)
-    # Once, for the process: how long a thread may hold the GIL while another waits for it.
-    # The torch worker re-takes the GIL between ops; with Python's 5 ms it can sit out a
-    # whole burst of HTTP work on the event loop although a core is free (README: Performance).
-    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     # No access log by default: a line per request costs throughput, and the request log has every request.
     uvicorn.run(
         create_app(settings), host=args.host or settings.host, port=args.port or settings.port, log_config=None, access_log=settings.access_log

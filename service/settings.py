@@ -36,8 +36,6 @@ class Settings(BaseSettings):
     #: Torch intra-op threads for the inference worker; 1 avoids the latency spikes
     #: measured with 2 threads on a 2-core machine (see the README's performance notes).
     torch_threads: int = Field(1, ge=1, le=64)
-    #: `sys.setswitchinterval` for `vigil serve`, in ms (Python's default is 5).
-    gil_switch_interval_ms: float = Field(5.0, gt=0, le=100)
 
     #: Request-log writer: bounded queue, batch size and maximum wait before a flush.
     log_queue_size: int = Field(10_000, ge=1)
