@@ -17,21 +17,27 @@ from models.architectures import SmallCNN
 from models.bundle import read_manifest, save_bundle
 from models.deterministic import Deterministic
 from models.ensemble import new_ensemble
+from models.manifest import Manifest
 from models.scorers.msp import MaxSoftmax
 from models.scorers.odin import ODIN
 from service.settings import DEFAULT_MODEL_DIR
 
 
-def _fields(members: int, ood: ODIN | MaxSoftmax, name: str, method: str = "ensemble") -> dict[str, Any]:
-    base = read_manifest(DEFAULT_MODEL_DIR).model_dump(exclude={"weights_sha256", "metrics", "reference"})
-    arch = {k: v for k, v in base["arch_params"].items() if k != "dropout"}
+def _shipped() -> tuple[Manifest, dict[str, Any]]:
+    """The shipped manifest (read once per bundle written) and its architecture without dropout."""
+    m = read_manifest(DEFAULT_MODEL_DIR)
+    return m, {k: v for k, v in m.arch_params.items() if k != "dropout"}
+
+
+def _fields(m: Manifest, arch: dict[str, Any], ood: ODIN | MaxSoftmax, name: str, method: str, method_params: dict[str, Any]) -> dict[str, Any]:
+    base = m.model_dump(exclude={"weights_sha256", "metrics", "reference"})
     ood_spec = {"name": ood.name, "params": ood.params(), "threshold": 0.5, "criterion": "untrained: timing only"}
     return {
         **base,
         "name": name,
         "method": method,
         "arch_params": arch,
-        "method_params": {"members": members} if method == "ensemble" else {},
+        "method_params": method_params,
         "failure": {"name": "msp", "params": {}, "threshold": 0.3, "criterion": "untrained: timing only"},
         "ood": ood_spec,
     }
@@ -40,11 +46,11 @@ def _fields(members: int, ood: ODIN | MaxSoftmax, name: str, method: str = "ense
 def untrained_ensemble(out: Path, members: int = 5, ood: str = "odin", seed: int = 0) -> Path:
     """Write an untrained packed ensemble bundle with an ODIN (or MSP) OOD scorer to `out`."""
     torch.manual_seed(seed)
-    spec = read_manifest(DEFAULT_MODEL_DIR).input
-    arch = {k: v for k, v in read_manifest(DEFAULT_MODEL_DIR).arch_params.items() if k != "dropout"}
-    model = new_ensemble(members, in_channels=spec.channels, input_size=spec.height, **arch)
-    scorer: ODIN | MaxSoftmax = ODIN(temperature=1000.0, eps=0.0014, std=spec.std) if ood == "odin" else MaxSoftmax()
-    save_bundle(out, _fields(members, scorer, f"bench-ensemble{members}-{ood}"), model, MaxSoftmax(), scorer)
+    m, arch = _shipped()
+    model = new_ensemble(members, in_channels=m.input.channels, input_size=m.input.height, **arch)
+    scorer: ODIN | MaxSoftmax = ODIN(temperature=1000.0, eps=0.0014, std=m.input.std) if ood == "odin" else MaxSoftmax()
+    fields = _fields(m, arch, scorer, f"bench-ensemble{members}-{ood}", "ensemble", {"members": members})
+    save_bundle(out, fields, model, MaxSoftmax(), scorer)
     return out
 
 
@@ -52,8 +58,7 @@ def single_msp(out: Path, seed: int = 0) -> Path:
     """One untrained SmallCNN of the ensemble members' shape, MSP for both scores: the
     single-model reference cost. (Not the shipped default: that is itself an ensemble.)"""
     torch.manual_seed(seed)
-    arch = {k: v for k, v in read_manifest(DEFAULT_MODEL_DIR).arch_params.items() if k != "dropout"}
-    spec = read_manifest(DEFAULT_MODEL_DIR).input
-    model = Deterministic(SmallCNN(in_channels=spec.channels, input_size=spec.height, **arch))
-    save_bundle(out, _fields(1, MaxSoftmax(), "bench-single-msp", method="deterministic"), model, MaxSoftmax(), MaxSoftmax())
+    m, arch = _shipped()
+    model = Deterministic(SmallCNN(in_channels=m.input.channels, input_size=m.input.height, **arch))
+    save_bundle(out, _fields(m, arch, MaxSoftmax(), "bench-single-msp", "deterministic", {}), model, MaxSoftmax(), MaxSoftmax())
     return out

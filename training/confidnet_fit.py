@@ -57,25 +57,20 @@ def _training_pass(model: UncertaintyModel, data: Split, shift: int, dropout: bo
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()  # running statistics stay those the classifier is served with
     try:
-        with torch.no_grad():
-            feats, logits = features_and_logits(model, x)
+        feats, logits = features_and_logits(model, x)  # no_grad inside
     finally:
         model.eval()
     return confidnet_training_pairs(feats, logits, data.y)
 
 
-def train_confidnet(
-    model: UncertaintyModel, splits: Splits, cfg: TrainConfig, passes: tuple[tuple[int, bool], ...] = PASSES
-) -> tuple[ConfidNetScorer, dict[str, Any]]:
+def train_confidnet(model: UncertaintyModel, splits: Splits, cfg: TrainConfig) -> tuple[ConfidNetScorer, dict[str, Any]]:
     """Returns the fitted scorer and a report (validation AUPR-Error per epoch, best epoch)."""
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    pairs = [_training_pass(model, splits.train, shift, drop, cfg.seed + i) for i, (shift, drop) in enumerate(passes)]
+    pairs = [_training_pass(model, splits.train, shift, drop, cfg.seed + i) for i, (shift, drop) in enumerate(PASSES)]
     inputs = torch.cat([p[0] for p in pairs])
     targets = torch.cat([p[1] for p in pairs])
-    model.eval()
-    with torch.no_grad():
-        val_f, val_l = features_and_logits(model, splits.val.x)
+    val_f, val_l = features_and_logits(model, splits.val.x)
     val_err = (torch.softmax(val_l, -1).mean(0).argmax(-1) != splits.val.y).numpy()
 
     scorer = ConfidNetScorer(in_features=inputs.shape[-1])

@@ -114,3 +114,23 @@ def test_refit_replaces_scorers_and_keeps_the_network(zoo: dict[str, Path], data
     assert "confidnet_fit" in new.manifest.metrics
     for name, tensor in src.model.state_dict().items():
         assert torch.equal(new.model.state_dict()[name], tensor), name
+
+
+def test_refit_retrains_a_confidnet_head_the_bundle_already_has(zoo: dict[str, Path], data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.refit as refit_mod
+
+    assert load_bundle(zoo["ensemble"]).manifest.failure.name == "confidnet"
+    calls: list[int] = []
+    real = refit_mod.train_confidnet
+
+    def counting(*a: object, **k: object) -> object:
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(refit_mod, "train_confidnet", counting)
+    args = ["refit", str(zoo["ensemble"]), "--data-dir", str(data_dir), "--skip-test"]
+    assert vigil([*args, "--out", str(tmp_path / "same")]) == 0
+    assert calls == []  # not asked for: the stored head is kept
+    assert vigil([*args, "--out", str(tmp_path / "new"), "--failure-scorer", "confidnet"]) == 0
+    assert calls == [1]  # asked for by name: trained anew although the bundle had one
+    assert "seconds" in load_bundle(tmp_path / "new").manifest.metrics["confidnet_fit"]
