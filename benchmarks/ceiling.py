@@ -3,8 +3,8 @@
 Measured on the service's own compute path (`InferenceRuntime`'s model preparation and
 the batcher's chunked compute) in the calling thread with the service's torch thread
 count, so "service / ceiling" isolates what HTTP, decoding, queueing and logging cost.
-Two variants show what the runtime's choices buy: one unchunked forward per batch, and
-the default memory format instead of channels_last.
+Three variants show what the runtime's choices buy: one unchunked forward per batch,
+the default memory format instead of channels_last, and BatchNorm kept (not folded).
 """
 
 from __future__ import annotations
@@ -33,13 +33,14 @@ def images_per_s(compute: object, batch: int, seconds: float) -> float:
 
 
 def ceiling(model_dir: Path, threads: int, chunk: int, seconds: float, variants: bool) -> dict[str, dict[int, float]]:
-    """images/s by batch size: `service_path`, and when `variants`, `unchunked` and `contiguous`."""
+    """images/s by batch size: `service_path`, and when `variants`, `unchunked`, `contiguous`, `batchnorm_kept`."""
     torch.set_num_threads(threads)
     out: dict[str, dict[int, float]] = {}
     runtimes = {"service_path": InferenceRuntime(load_bundle(model_dir), threads, chunk=chunk)}
     if variants:
         runtimes["unchunked"] = InferenceRuntime(load_bundle(model_dir), threads, chunk=max(BATCHES))
         runtimes["contiguous"] = InferenceRuntime(load_bundle(model_dir), threads, chunk=chunk, channels_last=False)
+        runtimes["batchnorm_kept"] = InferenceRuntime(load_bundle(model_dir), threads, chunk=chunk, fold_bn=False)
     for name, rt in runtimes.items():
         out[name] = {b: round(images_per_s(rt.batcher.compute, b, seconds), 1) for b in BATCHES}
     return out

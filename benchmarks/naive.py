@@ -21,7 +21,9 @@ from fastapi import FastAPI
 
 from models.architectures import SmallCNN
 from models.base import UncertaintyModel
+from models.bundle import load_bundle
 from models.ensemble import PackedEnsemble
+from models.fusion import fold_batchnorm
 from service.app import create_app
 from service.settings import Settings
 
@@ -77,7 +79,12 @@ def naive_app(settings: Settings) -> FastAPI:
         async with inner(app):
             bundle = app.state.ctx.bundle
             if isinstance(bundle.model, PackedEnsemble):
-                bundle.model = LoopedEnsemble(unpack(bundle.model))  # the pipeline reads bundle.model per call
+                # Unpacked from the stored weights (the runtime has folded the served copy's
+                # BatchNorm); the members get the same folding, so only batching differs.
+                looped = LoopedEnsemble(unpack(load_bundle(settings.model_dir).model))
+                if settings.fold_batchnorm:
+                    fold_batchnorm(looped)
+                bundle.model = looped  # the pipeline reads bundle.model per call
             yield
 
     app.router.lifespan_context = lifespan

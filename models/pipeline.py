@@ -1,19 +1,20 @@
 """The full uncertainty computation for a batch, from normalised pixels to scores.
 
 One batched forward yields logit samples; calibration, the entropy split, the failure
-and OOD scores and the conformal set all derive from it. Scorers that differentiate
-through the model (ODIN) run outside inference mode on their own copy of the input.
+and OOD scores and the conformal set all derive from it. When a served scorer
+differentiates through the model (ODIN), that forward is recorded by autograd, outside
+inference mode, and the scorer differentiates it rather than running the model again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from models.bundle import Bundle
 from models.conformal import aps_sets
-from models.scorers.base import ScoreInput
+from models.scorers.base import Graph, ScoreInput
 from models.uncertainty import uncertainty
 
 
@@ -71,6 +72,24 @@ class Pipeline:
         self.std = torch.tensor(spec.std).view(1, -1, 1, 1)
         self.temperature = bundle.manifest.temperature
         self.qhat = bundle.manifest.conformal.qhat
+        self.needs_grad = bundle.failure_scorer.needs_grad or bundle.ood_scorer.needs_grad
+
+    def _recorded_forward(self, x: torch.Tensor) -> ScoreInput:
+        """The batch's one forward, recorded by autograd for the gradient scorer (ODIN).
+
+        Running it once with gradients on, instead of once in inference mode and again
+        inside the scorer, saves a whole forward per batch (measured ~1/5 of ODIN's
+        pipeline). Everything but the scorer's backward sees detached tensors.
+        """
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError("this bundle's ODIN differentiates through the model: run the pipeline outside torch.inference_mode()")
+        model = self.bundle.model
+        with torch.enable_grad():
+            leaf = x.detach().clone().requires_grad_(True)  # clone: never make the caller's tensor a leaf
+            feats = model.features(leaf)
+            logits = model.head_samples(feats)
+        graph = Graph(leaf, logits)
+        return ScoreInput(model, x, logits.detach(), feats.detach(), self.temperature, graph)
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels - self.mean) / self.std
@@ -78,15 +97,19 @@ class Pipeline:
     def run(self, pixels: torch.Tensor) -> PipelineOutput:
         x = self.normalise(pixels.float())
         model = self.bundle.model
-        with torch.inference_mode():
-            feats = model.features(x)
-            logits = model.head_samples(feats)
-        # Inference tensors cannot enter autograd; gradient scorers get plain copies.
-        inp = ScoreInput(model=model, x=x, logits=logits.clone(), features=feats.clone(), temperature=self.temperature)
+        if self.needs_grad:
+            inp = self._recorded_forward(x)
+            feats, logits = inp.features, inp.logits
+        else:
+            with torch.inference_mode():
+                feats = model.features(x)
+                logits = model.head_samples(feats)
+            inp = ScoreInput(model=model, x=x, logits=logits, features=feats, temperature=self.temperature)
         scores = {}
         for role, scorer in (("failure", self.bundle.failure_scorer), ("ood", self.bundle.ood_scorer)):
             if scorer.needs_grad:
                 scores[role] = scorer.score(inp).detach()
+                inp = replace(inp, graph=None)  # its backward freed the graph; a second scorer runs its own
             else:
                 with torch.inference_mode():
                     scores[role] = scorer.score(inp)

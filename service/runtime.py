@@ -15,6 +15,7 @@ import threading
 import torch
 
 from models.bundle import Bundle
+from models.fusion import fold_batchnorm
 from models.pipeline import Pipeline, PipelineOutput
 from service.batcher import Full, Job, MicroBatcher, start_worker
 from service.errors import ApiError
@@ -35,13 +36,17 @@ class InferenceRuntime:
         max_pending: int = 1024,
         timeout_s: float = 10.0,
         channels_last: bool = True,
+        fold_bn: bool = True,
     ) -> None:
         self.pipeline = Pipeline(bundle)
         self.spec = bundle.manifest.input
         self.timeout_s = timeout_s
         self._threads = threads
         self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        # Once, at load: batched convolutions measured faster in channels_last on this CPU.
+        # Once, at load: BatchNorm folded into the convs (exact; fewer ops forward and in
+        # ODIN's backward), and channels_last, measured faster for batched convolutions here.
+        if fold_bn:
+            fold_batchnorm(bundle.model)
         bundle.model.to(memory_format=self._memory_format)
         self.batcher = MicroBatcher(self._compute, max_batch, max_wait_ms / 1000.0, chunk, max_pending)
         self._warm = threading.Event()
@@ -60,6 +65,7 @@ class InferenceRuntime:
             max_pending=s.inference_queue_size,
             timeout_s=s.inference_timeout_s,
             channels_last=s.channels_last,
+            fold_bn=s.fold_batchnorm,
         )
 
     def _compute(self, pixels: torch.Tensor) -> PipelineOutput:

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     inference_timeout_s: float = Field(10.0, gt=0)
     #: Convolutions in channels_last memory format (measured faster for batched convs).
     channels_last: bool = True
+    #: Fold eval-mode BatchNorm into the preceding conv at load (exact; models/fusion.py).
+    fold_batchnorm: bool = True
     #: POST /v1/predict/batch: most images per request, and the body limit for all of them.
     max_batch_images: int = Field(64, ge=1, le=1024)
     max_batch_upload_bytes: int = Field(32 * 1024 * 1024, ge=1024)

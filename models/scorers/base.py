@@ -23,6 +23,9 @@ class ScoreInput:
 
     x: normalised inputs ``[B, C, H, W]``; logits: raw logit samples ``[S, B, K]``;
     features: the model's features ``[S_f, B, D]``; temperature: the calibration T.
+    graph: when a gradient scorer is served, the same forward recorded by autograd
+    (``x_leaf`` requires grad, ``logits`` is its output), so the scorer can
+    differentiate it instead of running the model again; None otherwise.
     """
 
     model: UncertaintyModel
@@ -30,6 +33,15 @@ class ScoreInput:
     logits: torch.Tensor
     features: torch.Tensor
     temperature: float
+    graph: Graph | None = None
+
+
+@dataclass(frozen=True)
+class Graph:
+    """An autograd-recorded forward: ``logits`` ``[S, B, K]`` computed from the leaf ``x_leaf``."""
+
+    x_leaf: torch.Tensor
+    logits: torch.Tensor
 
 
 class Scorer(nn.Module):

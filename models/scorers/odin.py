@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from models.base import UncertaintyModel
-from models.scorers.base import ScoreInput, Scorer
+from models.scorers.base import Graph, ScoreInput, Scorer
 
 #: Generalized ODIN's search grid (Hsu et al. 2020, Sec. 4), plus 0 = no preprocessing.
 DEFAULT_GRID_EPS: tuple[float, ...] = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
@@ -46,9 +46,19 @@ def log_max_softmax_grad(model: UncertaintyModel, x: torch.Tensor, temperature: 
     _require_eval_batchnorm(model)
     with torch.enable_grad():
         x = x.detach().clone().requires_grad_(True)  # clone: an inference tensor cannot enter autograd
-        probs = torch.softmax(model.sample_logits(x) / temperature, dim=-1).mean(0)  # [B, K]
+        return graph_grad(Graph(x, model.sample_logits(x)), temperature)
+
+
+def graph_grad(graph: Graph, temperature: float) -> torch.Tensor:
+    """``grad_x sum_b log p_{yhat_b}(x_b; T)`` of an already recorded forward (see above).
+
+    Single use: the backward frees the graph's saved tensors (keeping them measured
+    slower, the allocator could not reuse their memory for the next forward).
+    """
+    with torch.enable_grad():
+        probs = torch.softmax(graph.logits / temperature, dim=-1).mean(0)  # [B, K]
         log_top = torch.log(probs.max(-1).values.clamp_min(1e-30))  # [B]; max = p at argmax
-        (grad,) = torch.autograd.grad(log_top.sum(), x)
+        (grad,) = torch.autograd.grad(log_top.sum(), graph.x_leaf)
     return grad
 
 
@@ -73,8 +83,10 @@ class ODIN(Scorer):
     Sampled models (logits ``[S, B, K]``): yhat and the max softmax use the average over
     samples of softmax(logits / T), for the gradient as for the score. `temperature` is
     ODIN's own T (Liang et al.: T = 1000), not the calibration T of `ScoreInput`.
-    With ``eps == 0`` the pipeline's logits are reused (no extra forward pass); else a
-    stochastic model (MC dropout) draws fresh samples for the gradient and score passes.
+    With ``eps == 0`` the pipeline's logits are reused (no extra forward pass). Else the
+    gradient comes from the pipeline's own recorded forward when `ScoreInput.graph` has
+    it (the served path), or from a fresh forward; a stochastic model (MC dropout) draws
+    fresh samples for the score pass on x'.
 
     Args:
         temperature: ODIN's T > 0. eps: step (pixel units if `std` is given, see
@@ -99,16 +111,24 @@ class ODIN(Scorer):
         self.eps = float(eps)
         self.std = None if std is None else [float(s) for s in std]
 
-    def perturb(self, model: UncertaintyModel, x: torch.Tensor) -> torch.Tensor:
-        """The preprocessed input x' ``[B, C, H, W]`` (one step up the log max softmax)."""
-        grad = log_max_softmax_grad(model, x, self.temperature)
+    def perturb(self, model: UncertaintyModel, x: torch.Tensor, graph: Graph | None = None) -> torch.Tensor:
+        """The preprocessed input x' ``[B, C, H, W]`` (one step up the log max softmax).
+
+        With `graph` (the pipeline's own forward of `x`, recorded by autograd) the gradient
+        comes from it: one forward fewer per batch, the same numbers.
+        """
+        if graph is None:
+            grad = log_max_softmax_grad(model, x, self.temperature)
+        else:
+            _require_eval_batchnorm(model)
+            grad = graph_grad(graph, self.temperature)
         return x.detach() + odin_step(self.eps, self.std, x) * torch.sign(grad)
 
     def score(self, inp: ScoreInput) -> torch.Tensor:
         """Scores ``[B]`` = 1 - max_k mean_s softmax(f_s(x') / T)_k."""
         if self.eps == 0.0:
             return 1.0 - max_softmax(inp.logits.detach(), self.temperature)
-        x_adv = self.perturb(inp.model, inp.x)
+        x_adv = self.perturb(inp.model, inp.x, inp.graph)
         with torch.no_grad():
             return 1.0 - max_softmax(inp.model.sample_logits(x_adv), self.temperature)
 

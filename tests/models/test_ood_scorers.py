@@ -16,12 +16,13 @@ from torch import nn
 from models.architectures import SmallCNN
 from models.base import UncertaintyModel
 from models.deterministic import Deterministic
-from models.scorers.base import ScoreInput, Scorer
+from models.scorers.base import Graph, ScoreInput, Scorer
 from models.scorers.energy import Energy
 from models.scorers.mahalanobis import Mahalanobis
 from models.scorers.odin import (
     ODIN,
     choose_odin_params,
+    graph_grad,
     log_max_softmax_grad,
     max_softmax,
 )
@@ -210,3 +211,21 @@ def test_in_distribution_scores_below_out_of_distribution(name: str) -> None:
     s = scorer.score(score_input(model, x))
     assert s.shape == (41,)
     assert torch.all(s[:-1] < s[-1])
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_odin_on_a_recorded_forward_equals_odin_on_its_own_forward(sampled: bool) -> None:
+    model = LinearHeads(torch.randn(3, 5, 16, dtype=torch.float64)) if sampled else tiny_cnn()
+    x = torch.randn(6, 1, 4 if sampled else 8, 4 if sampled else 8, dtype=torch.float64)
+
+    def recorded() -> ScoreInput:  # a graph serves one backward, so one per use
+        with torch.enable_grad():
+            leaf = x.clone().requires_grad_(True)
+            feats = model.features(leaf)
+            logits = model.head_samples(feats)
+        return ScoreInput(model, x, logits.detach(), feats.detach(), 1.0, Graph(leaf, logits))
+
+    torch.testing.assert_close(graph_grad(recorded().graph, 1000.0), log_max_softmax_grad(model, x, 1000.0))  # type: ignore[arg-type]
+    scorer = ODIN(temperature=1000.0, eps=1e-3, std=[0.5])
+    torch.testing.assert_close(scorer.score(recorded()), scorer.score(score_input(model, x)), rtol=0, atol=1e-12)
+    assert torch.all(scorer.score(recorded()) < ODIN(temperature=1000.0, eps=0.0).score(recorded()))

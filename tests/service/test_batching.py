@@ -18,7 +18,9 @@ import torch
 
 from benchmarks.bundles import untrained_ensemble
 from models.bundle import Bundle, load_bundle
-from models.pipeline import PipelineOutput
+from models.pipeline import Pipeline, PipelineOutput
+from models.scorers.base import ScoreInput
+from models.scorers.odin import ODIN
 from service.errors import ApiError
 from service.runtime import InferenceRuntime
 
@@ -120,3 +122,30 @@ def test_full_queue_and_slow_inference_are_503(ensemble_odin: Path) -> None:
     assert third.headers["Retry-After"] == "1"
     for timed_out in (first, second):
         assert isinstance(timed_out, ApiError) and (timed_out.status, timed_out.code) == (503, "inference_timeout")
+
+
+def test_served_runtime_equals_the_unoptimised_reference(ensemble_odin: Path) -> None:
+    """Folded BatchNorm, channels_last and ODIN's gradient taken from the pipeline's own
+    forward give what the stored bundle gives with ODIN running its own forward."""
+    rt = runtime(load_bundle(ensemble_odin), max_wait_ms=0)
+    x = images(9, seed=3)
+    try:
+        out = asyncio.run(rt.run(x))
+    finally:
+        rt.close()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in rt.pipeline.bundle.model.modules())
+    ref = load_bundle(ensemble_odin)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in ref.model.modules())
+    xn = Pipeline(ref).normalise(x)
+    with torch.no_grad():
+        feats = ref.model.features(xn)
+        logits = ref.model.head_samples(feats)
+    inp = ScoreInput(ref.model, xn, logits, feats, ref.manifest.temperature)  # no graph: ODIN's own forward
+    odin = ref.ood_scorer
+    assert isinstance(odin, ODIN) and odin.eps > 0
+    expected = odin.score(inp)
+    unperturbed = ODIN(odin.temperature, 0.0).score(inp)
+    gap = (expected - unperturbed).abs().min()
+    assert gap > 0  # the step matters, so matching `expected` checks it was taken
+    torch.testing.assert_close(out.ood_score, expected, rtol=0, atol=float(gap) / 10)
+    torch.testing.assert_close(out.probs, torch.softmax(logits / ref.manifest.temperature, -1).mean(0), rtol=1e-4, atol=1e-5)
