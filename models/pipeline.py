@@ -8,7 +8,7 @@ inference mode, and the scorer differentiates it rather than running the model a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -16,6 +16,9 @@ from models.bundle import Bundle
 from models.conformal import aps_sets
 from models.scorers.base import Graph, ScoreInput
 from models.uncertainty import uncertainty
+
+#: At most this many samples' votes for the predicted class go into an answer.
+SPREAD_KEEP = 64
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,17 @@ class PipelineOutput:
     failure_score: torch.Tensor
     ood_score: torch.Tensor
     prediction_sets: torch.Tensor
+    #: The same rows as plain Python values (`with_values`), made once per batch on the
+    #: torch thread so that answering a request runs no tensor op on the event loop.
+    values: list[RowValues] | None = field(default=None, compare=False)
+
+    def with_values(self, keep: int = SPREAD_KEEP) -> PipelineOutput:
+        """This output with `values` filled in: about a dozen tensor ops for the whole batch."""
+        return replace(self, values=to_values(self, keep))
+
+    def row_values(self) -> list[RowValues]:
+        """Every row as `RowValues`: the ones made on the torch thread, else made now."""
+        return self.values if self.values is not None else to_values(self)
 
     def row(self, i: int) -> PipelineOutput:
         """The i-th input's results, keeping a batch dimension of 1."""
@@ -44,6 +58,7 @@ class PipelineOutput:
             self.failure_score[start:stop],
             self.ood_score[start:stop],
             self.prediction_sets[start:stop],
+            None if self.values is None else self.values[start:stop],
         )
 
     @staticmethod
@@ -59,7 +74,50 @@ class PipelineOutput:
             torch.cat([p.failure_score for p in parts]),
             torch.cat([p.ood_score for p in parts]),
             torch.cat([p.prediction_sets for p in parts]),
+            None if any(p.values is None for p in parts) else [v for p in parts for v in p.values],  # type: ignore[union-attr]
         )
+
+
+@dataclass(frozen=True)
+class RowValues:
+    """One input's results as Python numbers, what the response and the log record need."""
+
+    probs: list[float]
+    label: int  # argmax of `probs`, the first one on ties
+    predictive_entropy: float
+    mutual_information: float
+    failure_score: float
+    ood_score: float
+    prediction_set: list[int]  # class indices, ascending
+    sample_count: int  # S
+    sample_min: list[float]  # per class, over samples
+    sample_max: list[float]
+    sample_votes: list[float]  # each sample's probability of `label`, the first SPREAD_KEEP samples
+
+
+def to_values(out: PipelineOutput, keep: int = SPREAD_KEEP) -> list[RowValues]:
+    """Every row of `out` as `RowValues`, with one ``.tolist()`` per quantity for the batch."""
+    labels = out.probs.argmax(-1)  # [B]
+    sp = out.sample_probs[:keep]  # [S', B, K]
+    votes = sp.gather(2, labels.view(1, -1, 1).expand(sp.shape[0], -1, 1)).squeeze(2).T  # [B, S']
+    count = int(out.sample_probs.shape[0])
+    columns = zip(
+        out.probs.tolist(),
+        labels.tolist(),
+        out.predictive_entropy.tolist(),
+        out.mutual_information.tolist(),
+        out.failure_score.tolist(),
+        out.ood_score.tolist(),
+        out.prediction_sets.tolist(),
+        out.sample_probs.amin(0).tolist(),
+        out.sample_probs.amax(0).tolist(),
+        votes.tolist(),
+        strict=True,
+    )
+    return [
+        RowValues(p, lab, h, mi, f, o, [k for k, inside in enumerate(ps) if inside], count, lo, hi, v)
+        for p, lab, h, mi, f, o, ps, lo, hi, v in columns
+    ]
 
 
 class Pipeline:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.manifest import Manifest
-from models.pipeline import PipelineOutput
+from models.pipeline import PipelineOutput, RowValues
 from service.policy import decide
 from service.schemas import (
     ModelRef,
@@ -19,52 +19,48 @@ from service.schemas import (
 
 def build_prediction(out: PipelineOutput, manifest: Manifest, request_id: str, latency_ms: float) -> PredictionPublic:
     """`out` holds one input (batch dimension 1)."""
-    # One .tolist() per tensor: indexing a tensor element by element costs a dispatch each.
-    row = out.probs[0].tolist()
-    label = max(range(len(row)), key=row.__getitem__)
-    failure_score, ood_score = float(out.failure_score[0]), float(out.ood_score[0])
+    # Plain Python values, made per batch on the torch thread (PipelineOutput.with_values).
+    v = out.row_values()[0]
     failure = ScorePublic(
         method=manifest.failure.name,
-        score=failure_score,
+        score=v.failure_score,
         threshold=manifest.failure.threshold,
-        flagged=failure_score > manifest.failure.threshold,
+        flagged=v.failure_score > manifest.failure.threshold,
     )
     ood = ScorePublic(
         method=manifest.ood.name,
-        score=ood_score,
+        score=v.ood_score,
         threshold=manifest.ood.threshold,
-        flagged=ood_score > manifest.ood.threshold,
+        flagged=v.ood_score > manifest.ood.threshold,
     )
-    single = out.sample_probs.shape[0] == 1
     return PredictionPublic(
         request_id=request_id,
         model=ModelRef(name=manifest.name, version=manifest.version, method=manifest.method),
-        prediction=Prediction(label=label, class_name=manifest.class_names[label]),
-        probabilities=[round(p, 6) for p in row],
-        confidence=row[label],
+        prediction=Prediction(label=v.label, class_name=manifest.class_names[v.label]),
+        probabilities=[round(p, 6) for p in v.probs],
+        confidence=v.probs[v.label],
         uncertainty=UncertaintyPublic(
-            predictive_entropy=float(out.predictive_entropy[0]),
-            mutual_information=None if single else float(out.mutual_information[0]),
+            predictive_entropy=v.predictive_entropy,
+            mutual_information=None if v.sample_count == 1 else v.mutual_information,
         ),
         failure=failure,
         ood=ood,
-        prediction_set=out.prediction_sets[0].nonzero().flatten().tolist(),
+        prediction_set=v.prediction_set,
         decision=decide(ood.flagged, failure.flagged),
         latency_ms=round(latency_ms, 3),
-        samples=sample_spread(out, label),
+        samples=sample_spread(v),
     )
 
 
-def sample_spread(out: PipelineOutput, label: int, keep: int = 64) -> SampleSpread | None:
+def sample_spread(v: RowValues) -> SampleSpread | None:
     """Min/max per class over the samples, and each sample's vote for the predicted class."""
-    sp = out.sample_probs[:, 0]  # [S, K]
-    if sp.shape[0] < 2:
+    if v.sample_count < 2:
         return None
     return SampleSpread(
-        count=int(sp.shape[0]),
-        min=[round(v, 6) for v in sp.min(0).values.tolist()],
-        max=[round(v, 6) for v in sp.max(0).values.tolist()],
-        predicted_class=[round(v, 6) for v in sp[:keep, label].tolist()],
+        count=v.sample_count,
+        min=[round(x, 6) for x in v.sample_min],
+        max=[round(x, 6) for x in v.sample_max],
+        predicted_class=[round(x, 6) for x in v.sample_votes],
     )
 
 

@@ -69,8 +69,9 @@ class InferenceRuntime:
         )
 
     def _compute(self, pixels: torch.Tensor) -> PipelineOutput:
-        # Runs on the worker thread only.
-        return self.pipeline.run(pixels.float().contiguous(memory_format=self._memory_format))
+        # Runs on the worker thread only; the Python values are made here, per batch, so the
+        # event loop runs no tensor op per request (each would also hand the GIL back and forth).
+        return self.pipeline.run(pixels.float().contiguous(memory_format=self._memory_format)).with_values()
 
     def _init_thread(self) -> None:
         # Thread count is set once, on the thread that runs torch (an A/B run chose 1 on 2 cores).

@@ -52,7 +52,7 @@ class BundleSpec:
 def run_pipeline(pipeline: Pipeline, data: Split, batch_size: int = 500) -> PipelineOutput:
     """The served computation over a whole split, concatenated."""
     outs = [pipeline.run(data.x[i : i + batch_size]) for i in range(0, len(data), batch_size)]
-    return PipelineOutput(*(torch.cat([getattr(o, f) for o in outs], dim=1 if f == "sample_probs" else 0) for f in PipelineOutput.__dataclass_fields__))
+    return PipelineOutput.concat(outs)
 
 
 def _manifest_fields(spec: BundleSpec, temperature: float, failure_t: float, ood_t: float, qhat: float, fp: str) -> dict[str, Any]:

@@ -170,7 +170,7 @@ def test_sample_spread_is_min_max_and_votes_and_absent_for_one_sample() -> None:
         torch.zeros(1),
         torch.ones(1, 2, dtype=torch.bool),
     )
-    spread = sample_spread(out, label=0)
+    spread = sample_spread(out.row_values()[0])  # predicted label: 0 (mean 0.7 vs 0.3)
     assert spread is not None and spread.count == 3
     assert spread.min == pytest.approx([0.5, 0.1]) and spread.max == pytest.approx(
         [0.9, 0.5]
@@ -185,4 +185,4 @@ def test_sample_spread_is_min_max_and_votes_and_absent_for_one_sample() -> None:
         torch.zeros(1),
         torch.ones(1, 2, dtype=torch.bool),
     )
-    assert sample_spread(single, label=0) is None
+    assert sample_spread(single.row_values()[0]) is None
