@@ -44,8 +44,9 @@ default-model: setup
 
 # The zoo table in docs/results.md: every method, SEEDS training seeds, evaluated on MNIST test.
 # ConfidNet heads go on the deterministic net and the ensemble (the shipped model); the OOD
-# comparison runs on the shipped default bundle. About 50 minutes a seed on this 2-core machine
-# (the ensemble with its ConfidNet head ~30, variational ~13, the rest ~6); SEEDS=0 for one.
+# comparison runs on the shipped default bundle. 20-50 minutes a seed on these 2-core machines,
+# by the machine's speed (measured: the ensemble with its ConfidNet head 9.4-31 min, variational
+# 5.8-13, the rest 3-6); SEEDS=0 for one.
 SEEDS ?= 0 1 2
 ZOO ?= artifacts/zoo
 # deterministic first: MC dropout and Laplace reuse its network (--base-bundle).
@@ -58,7 +59,7 @@ results: setup
 	    mc_dropout|laplace) extra="--base-bundle $(ZOO)/deterministic-seed$$s";; esac; \
 	  $(BIN)/vigil train --method $$m --seed $$s --data-dir $(DATA_DIR) --out $(ZOO)/$$m-seed$$s $$extra \
 	    --failure-scorer $$fs --ood-scorer msp --quiet || exit 1; done; done
-	$(BIN)/vigil evaluate $(ZOO)/*-seed* --data-dir $(DATA_DIR) --out $(ZOO)/evaluate.json --markdown $(ZOO)/evaluate.md
+	$(BIN)/vigil evaluate $(ZOO)/*-seed*/ --data-dir $(DATA_DIR) --out $(ZOO)/evaluate.json --markdown $(ZOO)/evaluate.md
 	$(BIN)/vigil evaluate-ood models/bundles/default --data-dir $(DATA_DIR) --out $(ZOO)/ood.json --markdown $(ZOO)/ood.md
 	for s in $(SEEDS); do $(BIN)/vigil evaluate-ood $(ZOO)/deterministic-seed$$s --data-dir $(DATA_DIR) \
 	  --out $(ZOO)/ood-deterministic-seed$$s.json --markdown $(ZOO)/ood-deterministic-seed$$s.md || exit 1; done
