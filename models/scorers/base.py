@@ -48,9 +48,11 @@ class Scorer(nn.Module):
     """Base class. `params()` returns the JSON-able hyperparameters stored in the manifest."""
 
     name: ClassVar[str] = "abstract"
-    #: True when the scorer differentiates through the model (ODIN); the pipeline then
-    #: runs it outside inference mode.
-    needs_grad: ClassVar[bool] = False
+    @property
+    def needs_grad(self) -> bool:
+        """True when `score` differentiates through the model (ODIN with a step): the
+        pipeline then records its forward for it, outside inference mode."""
+        return False
 
     def score(self, inp: ScoreInput) -> torch.Tensor:
         """Scores ``[B]``: higher = more likely wrong / out of distribution."""

@@ -101,7 +101,6 @@ class ODIN(Scorer):
     """
 
     name = "odin"
-    needs_grad = True
 
     def __init__(self, temperature: float = 1000.0, eps: float = 0.0014, std: Sequence[float] | None = None) -> None:
         super().__init__()
@@ -110,6 +109,12 @@ class ODIN(Scorer):
         self.temperature = float(temperature)
         self.eps = float(eps)
         self.std = None if std is None else [float(s) for s in std]
+
+    @property
+    def needs_grad(self) -> bool:
+        # Without a step ODIN is the tempered max softmax of the pipeline's own logits:
+        # no gradient, so the pipeline keeps its plain inference-mode forward.
+        return self.eps > 0.0
 
     def perturb(self, model: UncertaintyModel, x: torch.Tensor, graph: Graph | None = None) -> torch.Tensor:
         """The preprocessed input x' ``[B, C, H, W]`` (one step up the log max softmax).

@@ -155,3 +155,30 @@ def test_served_runtime_equals_the_unoptimised_reference(ensemble_odin: Path) ->
     assert gap > 0  # the step matters, so matching `expected` checks it was taken
     torch.testing.assert_close(out.ood_score, expected, rtol=0, atol=float(gap) / 10)
     torch.testing.assert_close(out.probs, torch.softmax(logits / ref.manifest.temperature, -1).mean(0), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("eps", [0.0014, 0.0])
+def test_pipeline_runs_one_forward_per_batch_plus_odins_step(ensemble_odin: Path, eps: float) -> None:
+    """With a step, ODIN differentiates the pipeline's recorded forward (2 forwards: that one
+    and x'); without one, nothing is recorded and the pipeline's own logits serve (1 forward)."""
+    bundle = load_bundle(ensemble_odin)
+    odin = bundle.ood_scorer
+    assert isinstance(odin, ODIN)
+    odin.eps = eps
+    calls: list[tuple[bool, bool]] = []  # (grad recorded, inference mode) per forward
+    features = bundle.model.features
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        calls.append((torch.is_grad_enabled(), torch.is_inference_mode_enabled()))
+        return features(x)
+
+    bundle.model.features = counted  # type: ignore[method-assign]
+    out = Pipeline(bundle).run(images(4))
+    assert calls == ([(True, False), (False, False)] if eps else [(False, True)])
+    with torch.no_grad():
+        logits = bundle.model.head_samples(features(Pipeline(bundle).normalise(images(4))))
+    unperturbed = ODIN(odin.temperature, 0.0).score(ScoreInput(bundle.model, torch.zeros(1), logits, logits, 1.0))
+    if eps:
+        assert torch.all(out.ood_score < unperturbed)  # the step raised every max softmax
+    else:
+        torch.testing.assert_close(out.ood_score, unperturbed)
