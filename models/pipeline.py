@@ -14,7 +14,7 @@ import torch
 
 from models.bundle import Bundle
 from models.conformal import aps_sets
-from models.scorers.base import Graph, ScoreInput
+from models.scorers.base import ScoreInput, record_forward
 from models.uncertainty import uncertainty
 
 #: At most this many samples' votes for the predicted class go into an answer.
@@ -130,7 +130,11 @@ class Pipeline:
         self.std = torch.tensor(spec.std).view(1, -1, 1, 1)
         self.temperature = bundle.manifest.temperature
         self.qhat = bundle.manifest.conformal.qhat
-        self.needs_grad = bundle.failure_scorer.needs_grad or bundle.ood_scorer.needs_grad
+
+    @property
+    def needs_grad(self) -> bool:
+        """Whether a served scorer differentiates through the model (read from the scorers, never cached)."""
+        return self.bundle.failure_scorer.needs_grad or self.bundle.ood_scorer.needs_grad
 
     def _recorded_forward(self, x: torch.Tensor) -> ScoreInput:
         """The batch's one forward, recorded by autograd for the gradient scorer (ODIN).
@@ -139,15 +143,8 @@ class Pipeline:
         inside the scorer, saves a whole forward per batch (measured ~1/5 of ODIN's
         pipeline). Everything but the scorer's backward sees detached tensors.
         """
-        if torch.is_inference_mode_enabled():
-            raise RuntimeError("this bundle's ODIN differentiates through the model: run the pipeline outside torch.inference_mode()")
-        model = self.bundle.model
-        with torch.enable_grad():
-            leaf = x.detach().clone().requires_grad_(True)  # clone: never make the caller's tensor a leaf
-            feats = model.features(leaf)
-            logits = model.head_samples(feats)
-        graph = Graph(leaf, logits)
-        return ScoreInput(model, x, logits.detach(), feats.detach(), self.temperature, graph)
+        graph, feats = record_forward(self.bundle.model, x)
+        return ScoreInput(self.bundle.model, x, graph.logits.detach(), feats.detach(), self.temperature, graph)
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels - self.mean) / self.std

@@ -44,6 +44,20 @@ class Graph:
     logits: torch.Tensor
 
 
+def record_forward(model: UncertaintyModel, x: torch.Tensor) -> tuple[Graph, torch.Tensor]:
+    """The model's forward of `x` recorded by autograd from a fresh leaf: (graph, features ``[S_f, B, D]``).
+
+    Raises inside `torch.inference_mode()`, where nothing can be recorded.
+    """
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError("ODIN differentiates through the model: run it outside torch.inference_mode()")
+    with torch.enable_grad():
+        # clone: the caller's tensor (possibly an inference tensor) never becomes the leaf
+        leaf = x.detach().clone().requires_grad_(True)
+        feats = model.features(leaf)
+        return Graph(leaf, model.head_samples(feats)), feats
+
+
 class Scorer(nn.Module):
     """Base class. `params()` returns the JSON-able hyperparameters stored in the manifest."""
 

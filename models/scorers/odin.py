@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from models.base import UncertaintyModel
-from models.scorers.base import Graph, ScoreInput, Scorer
+from models.scorers.base import Graph, ScoreInput, Scorer, record_forward
 
 #: Generalized ODIN's search grid (Hsu et al. 2020, Sec. 4), plus 0 = no preprocessing.
 DEFAULT_GRID_EPS: tuple[float, ...] = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
@@ -41,12 +41,9 @@ def log_max_softmax_grad(model: UncertaintyModel, x: torch.Tensor, temperature: 
     only reaches output b, so row b of the gradient depends on ``x_b`` alone.
     `torch.autograd.grad` w.r.t. x only: parameter ``.grad`` fields are never touched.
     """
-    if torch.is_inference_mode_enabled():
-        raise RuntimeError("ODIN differentiates through the model: call it outside torch.inference_mode()")
     _require_eval_batchnorm(model)
-    with torch.enable_grad():
-        x = x.detach().clone().requires_grad_(True)  # clone: an inference tensor cannot enter autograd
-        return graph_grad(Graph(x, model.sample_logits(x)), temperature)
+    graph, _ = record_forward(model, x)
+    return graph_grad(graph, temperature)
 
 
 def graph_grad(graph: Graph, temperature: float) -> torch.Tensor:
@@ -122,11 +119,8 @@ class ODIN(Scorer):
         With `graph` (the pipeline's own forward of `x`, recorded by autograd) the gradient
         comes from it: one forward fewer per batch, the same numbers.
         """
-        if graph is None:
-            grad = log_max_softmax_grad(model, x, self.temperature)
-        else:
-            _require_eval_batchnorm(model)
-            grad = graph_grad(graph, self.temperature)
+        _require_eval_batchnorm(model)
+        grad = graph_grad(graph if graph is not None else record_forward(model, x)[0], self.temperature)
         return x.detach() + odin_step(self.eps, self.std, x) * torch.sign(grad)
 
     def score(self, inp: ScoreInput) -> torch.Tensor:

@@ -28,9 +28,8 @@ def test_values_match_the_tensors_row_by_row() -> None:
     for i, v in enumerate(values):
         assert v.label == int(out.probs[i].argmax())
         assert v.probs == out.probs[i].tolist()
-        assert v.failure_score == float(out.failure_score[i]) and v.ood_score == float(
-            out.ood_score[i]
-        )
+        assert v.failure_score == float(out.failure_score[i])
+        assert v.ood_score == float(out.ood_score[i])
         assert v.predictive_entropy == float(out.predictive_entropy[i])
         assert v.mutual_information == float(out.mutual_information[i])
         assert v.prediction_set == out.prediction_sets[i].nonzero().flatten().tolist()
@@ -49,7 +48,5 @@ def test_votes_keep_the_first_samples_and_rows_slice_with_the_tensors() -> None:
     assert part.row_values()[0].probs == out.probs[2].tolist()
     joined = PipelineOutput.concat([out.rows(0, 2), out.rows(2, 5)])
     assert joined.values == out.values
-    assert (
-        PipelineOutput.concat([out.rows(0, 2), batch_output(6, 3, 3, seed=2)]).values
-        is None
-    )  # made later, on demand
+    # A part without values: the joined output has none, and they are made on demand.
+    assert PipelineOutput.concat([out.rows(0, 2), batch_output(6, 3, 3, seed=2)]).values is None

@@ -164,6 +164,7 @@ def test_pipeline_runs_one_forward_per_batch_plus_odins_step(ensemble_odin: Path
     bundle = load_bundle(ensemble_odin)
     odin = bundle.ood_scorer
     assert isinstance(odin, ODIN)
+    pipeline = Pipeline(bundle)  # built first: whether it records follows the scorer as it is now
     odin.eps = eps
     calls: list[tuple[bool, bool]] = []  # (grad recorded, inference mode) per forward
     features = bundle.model.features
@@ -173,7 +174,7 @@ def test_pipeline_runs_one_forward_per_batch_plus_odins_step(ensemble_odin: Path
         return features(x)
 
     bundle.model.features = counted  # type: ignore[method-assign]
-    out = Pipeline(bundle).run(images(4))
+    out = pipeline.run(images(4))
     assert calls == ([(True, False), (False, False)] if eps else [(False, True)])
     with torch.no_grad():
         logits = bundle.model.head_samples(features(Pipeline(bundle).normalise(images(4))))
