@@ -74,7 +74,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-size", type=int, default=10_000, help="validation + conformal calibration images")
     p.add_argument("--members", type=int, default=5)
     p.add_argument("--samples", type=int, default=20)
-    p.add_argument("--failure-scorer", default="msp")
+    p.add_argument(
+        "--failure-scorer",
+        default="msp",
+        help="msp, entropy, mutual_information, confidnet (trains a ConfidNet head), or auto: a ConfidNet head is "
+        "trained and the best of it, MCP and the others on held-out data is served (training/failure_select.py)",
+    )
     p.add_argument("--ood-scorer", default="auto", help="OOD scorer, or auto: the best by an ID-only criterion (training/scorer_fit.py)")
     p.add_argument("--target-risk", type=float, default=0.005, help="max error rate among accepted validation predictions")
     p.add_argument("--ood-pass-rate", type=float, default=0.99, help="share of in-distribution validation inputs the OOD gate passes")

@@ -18,6 +18,7 @@ from models.bundle import load_bundle
 from models.scorers.registry import build_scorer
 from training.confidnet_fit import train_confidnet
 from training.data import load_mnist, make_splits
+from training.failure_select import choose_failure_scorer
 from training.finalize import BundleSpec, finalize
 from training.loop import TrainConfig
 from training.scorer_fit import fit_ood_scorer
@@ -37,8 +38,16 @@ def run(args: argparse.Namespace) -> int:
     model = bundle.model
     extra = {k: v for k, v in m.metrics.items() if k not in ("validation", "test", "ood_fit")}
     failure = bundle.failure_scorer
-    if args.failure_scorer:  # asked for by name: fitted anew, even if it is the same kind
+    if args.failure_scorer == "auto":
+        # The bundle's own ConfidNet head competes as it is (it was trained on this model);
+        # a bundle without one gets one trained first.
+        learned = {"confidnet": failure} if m.failure.name == "confidnet" else {}
+        if not learned:
+            learned["confidnet"], extra["confidnet_fit"] = train_confidnet(model, splits, TrainConfig(seed=record["seed"]))
+        failure, extra["failure_fit"] = choose_failure_scorer(model, learned, splits)
+    elif args.failure_scorer:  # asked for by name: fitted anew, even if it is the same kind
         extra.pop("confidnet_fit", None)
+        extra.pop("failure_fit", None)
         if args.failure_scorer == "confidnet":
             failure, extra["confidnet_fit"] = train_confidnet(model, splits, TrainConfig(seed=record["seed"]))
         else:
@@ -74,7 +83,7 @@ def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
     p.add_argument("--data-dir", default=data_dir)
     p.add_argument("--name", default=None)
     p.add_argument("--version", default=None)
-    p.add_argument("--failure-scorer", default=None, help="re-fit the failure scorer under this name (confidnet trains a new head)")
+    p.add_argument("--failure-scorer", default=None, help="re-fit the failure scorer under this name (confidnet trains a new head; auto: the best on the cal split, see training/failure_select.py)")
     p.add_argument("--ood-scorer", default=None, help="default: the bundle's current scorer")
     p.add_argument("--target-risk", type=float, default=0.005)
     p.add_argument("--ood-pass-rate", type=float, default=0.99)

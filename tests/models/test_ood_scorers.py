@@ -17,7 +17,7 @@ from models.architectures import SmallCNN
 from models.base import UncertaintyModel
 from models.deterministic import Deterministic
 from models.scorers.base import Graph, ScoreInput, Scorer
-from models.scorers.energy import Energy
+from models.scorers.energy import Energy, energy
 from models.scorers.mahalanobis import Mahalanobis
 from models.scorers.odin import (
     ODIN,
@@ -62,10 +62,25 @@ def score_input(model: UncertaintyModel, x: torch.Tensor, temperature: float = 1
 def test_energy_matches_hand_computation() -> None:
     logits = torch.tensor([[[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], [[3.0, -1.0, 0.5], [10.0, 0.0, -2.0]]])  # [2, 2, 3]
     for t in (1.0, 2.0):
-        per_sample = [[-t * math.log(sum(math.exp(v / t) for v in row)) for row in s] for s in logits.tolist()]
-        expected = torch.tensor(per_sample).mean(0)
+        # Energy of the sample-averaged logits, by hand: -T log sum_k exp(mean_s l_sk / T).
+        averaged = [[(a + b) / 2 for a, b in zip(r0, r1, strict=True)] for r0, r1 in zip(*logits.tolist(), strict=True)]
+        expected = torch.tensor([-t * math.log(sum(math.exp(v / t) for v in row)) for row in averaged])
         inp = ScoreInput(nn.Identity(), torch.zeros(2, 1), logits, torch.zeros(1, 2, 1), 3.0)  # type: ignore[arg-type]
         torch.testing.assert_close(Energy(t).score(inp), expected)
+
+
+def test_energy_of_disagreeing_samples_exceeds_their_mean_energy() -> None:
+    # Two samples that each put one large logit on a different class: each alone is a
+    # confident (low-energy) input; averaged they are not, and the score says so.
+    logits = torch.tensor([[[8.0, 0.0, 0.0]], [[0.0, 8.0, 0.0]]])  # [S=2, B=1, K=3]
+    agree = torch.tensor([[[8.0, 0.0, 0.0]], [[8.0, 0.0, 0.0]]])
+
+    def inp(lg: torch.Tensor) -> ScoreInput:
+        return ScoreInput(nn.Identity(), torch.zeros(1, 1), lg, torch.zeros(1, 1, 1), 1.0)  # type: ignore[arg-type]
+
+    mean_of_energies = energy(logits, 1.0).mean(0)
+    torch.testing.assert_close(Energy().score(inp(agree)), energy(agree, 1.0).mean(0))  # no gap without disagreement
+    assert float(Energy().score(inp(logits))) > float(mean_of_energies) + 3.0
 
 
 def test_odin_without_step_is_tempered_max_softmax() -> None:

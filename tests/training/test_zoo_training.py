@@ -134,3 +134,26 @@ def test_refit_retrains_a_confidnet_head_the_bundle_already_has(zoo: dict[str, P
     assert vigil([*args, "--out", str(tmp_path / "new"), "--failure-scorer", "confidnet"]) == 0
     assert calls == [1]  # asked for by name: trained anew although the bundle had one
     assert "seconds" in load_bundle(tmp_path / "new").manifest.metrics["confidnet_fit"]
+
+
+def test_refit_auto_lets_the_stored_head_compete_without_retraining(zoo: dict[str, Path], data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.refit as refit_mod
+
+    monkeypatch.setattr(refit_mod, "train_confidnet", lambda *a, **k: pytest.fail("the stored head is a candidate as it is"))
+    out = tmp_path / "auto"
+    assert vigil(["refit", str(zoo["ensemble"]), "--out", str(out), "--data-dir", str(data_dir), "--failure-scorer", "auto", "--skip-test"]) == 0
+    m = load_bundle(out).manifest
+    table = m.metrics["failure_fit"]["auto_cal_aupr_error"]
+    assert set(table) == {"msp", "entropy", "mutual_information", "confidnet"}  # the ensemble samples: MI competes
+    defined = {k: v for k, v in table.items() if v is not None}
+    assert m.failure.name == m.metrics["failure_fit"]["auto_chosen"] == (max(defined, key=defined.get) if defined else "msp")
+
+
+def test_train_auto_trains_a_head_and_serves_the_winner(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "auto"
+    args = ["train", "--method", "deterministic", "--data-dir", str(data_dir), "--out", str(out), "--train-size", "300"]
+    args += ["--val-size", "600", "--epochs", "1", "--skip-test", "--quiet", "--failure-scorer", "auto"]
+    assert vigil(args) == 0
+    m = load_bundle(out).manifest
+    assert "confidnet_fit" in m.metrics  # the head was trained, whether or not it won
+    assert m.failure.name == m.metrics["failure_fit"]["auto_chosen"] in {"msp", "entropy", "confidnet"}

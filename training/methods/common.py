@@ -9,6 +9,7 @@ from models.base import UncertaintyModel
 from models.scorers.registry import build_scorer
 from training.confidnet_fit import train_confidnet
 from training.data import Splits
+from training.failure_select import choose_failure_scorer
 from training.finalize import BundleSpec
 from training.loop import TrainConfig
 from training.options import MethodOptions
@@ -31,9 +32,11 @@ def bundle_spec(
     """
     model.eval()
     extra: dict[str, Any] = {}
-    if opts.failure_scorer == "confidnet":
+    if opts.failure_scorer in ("confidnet", "auto"):
         failure, report = train_confidnet(model, splits, cfg)
         extra["confidnet_fit"] = report
+        if opts.failure_scorer == "auto":  # the trained head competes with MCP & co. on held-out data
+            failure, extra["failure_fit"] = choose_failure_scorer(model, {"confidnet": failure}, splits)
     else:
         failure = build_scorer(opts.failure_scorer)
     ood, chosen = fit_ood_scorer(opts.ood_scorer, model, splits)
