@@ -19,6 +19,11 @@ def markdown(res: dict[str, Any]) -> str:
     for s in sets:
         for sc in scorers:
             lines.append(f"| {s} | {sc} | " + " | ".join(f"{res['ood'][s][sc][m]:.2f}" for m in METRICS) + " |")
+    gains = res.get("vs_msp", {}).get("fashion_mnist", {})
+    if gains:
+        lines += ["", "AUROC gain over msp vs Fashion-MNIST, paired bootstrap 95 % interval (an interval spanning 0: no evidence either way):", ""]
+        lines += ["| scorer | gain (points) | 95 % CI |", "|---|---|---|"]
+        lines += [f"| {sc} | {g['delta_auroc']:+.2f} | {g['ci95_low']:+.2f} to {g['ci95_high']:+.2f} |" for sc, g in gains.items()]
     sv = res["served"]
     lines += [
         "",

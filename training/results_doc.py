@@ -65,7 +65,11 @@ def ood_targets(ood: dict[str, Any]) -> list[str]:
         if name in fm:
             a, f = fm[name], fm["msp"]
             auroc_ok, fpr_ok = _beats(a, f)
-            lines.append(f"| {name} beats msp in AUROC vs Fashion-MNIST | {a['auroc']:.2f} vs {f['auroc']:.2f} | {_ok(auroc_ok)} |")
+            gain = ood.get("vs_msp", {}).get("fashion_mnist", {}).get(name)
+            ci = f" (gain {gain['delta_auroc']:+.2f}, 95 % CI {gain['ci95_low']:+.2f} to {gain['ci95_high']:+.2f})" if gain else ""
+            # An interval that spans 0 means the run cannot tell the two apart, whichever way it fell.
+            noise = " (within noise: the interval spans 0)" if gain and gain["ci95_low"] <= 0 <= gain["ci95_high"] else ""
+            lines.append(f"| {name} beats msp in AUROC vs Fashion-MNIST | {a['auroc']:.2f} vs {f['auroc']:.2f}{ci} | {_ok(auroc_ok)}{noise} |")
             lines.append(f"| {name} beats msp in FPR95 vs Fashion-MNIST | {a['fpr95']:.2f} vs {f['fpr95']:.2f} | {_ok(fpr_ok)} |")
     best = max(fm, key=lambda k: fm[k]["auroc"])
     b = fm[best]

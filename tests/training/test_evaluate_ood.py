@@ -61,8 +61,13 @@ def test_generated_sets_are_seeded_and_what_they_say() -> None:
 def test_evaluate_ood_reports_every_scorer_on_every_set(tiny_bundle: Path, data_dir: Path, ood_dir: Path, tmp_path: Path) -> None:
     out, md = tmp_path / "ood.json", tmp_path / "ood.md"
     args = ["evaluate-ood", str(tiny_bundle), "--data-dir", str(data_dir), "--ood-dir", str(ood_dir), "--limit", "200"]
-    assert vigil([*args, "--train-size", "500", "--val-size", "600", "--out", str(out), "--markdown", str(md)]) == 0
+    assert vigil([*args, "--train-size", "500", "--val-size", "600", "--resamples", "200", "--out", str(out), "--markdown", str(md)]) == 0
     res = json.loads(out.read_text())
+    fm = res["ood"]["fashion_mnist"]
+    for name, g in res["vs_msp"]["fashion_mnist"].items():  # every scorer but msp, gain = the two AUROCs' difference
+        assert g["delta_auroc"] == pytest.approx(fm[name]["auroc"] - fm["msp"]["auroc"], abs=1e-6)
+        assert g["ci95_low"] <= g["delta_auroc"] <= g["ci95_high"]
+    assert set(res["vs_msp"]["fashion_mnist"]) == set(fm) - {"msp"}
     sets = {"fashion_mnist", "uniform_noise", "gaussian_noise", "mnist_blurred", "mnist_inverted", "ood_dir"}
     assert set(res["ood"]) == sets
     assert res["n"]["mnist_test"] == 200 and res["n"]["ood_dir"] == 3 and res["ood_dir_unreadable"] == [str(ood_dir / "broken.png")]
@@ -77,3 +82,5 @@ def test_evaluate_ood_reports_every_scorer_on_every_set(tiny_bundle: Path, data_
     assert sum(served["decisions_id_test"].values()) == pytest.approx(100)
     assert 0 <= served["selective"]["test_coverage"] <= 100
     assert "| fashion_mnist | odin |" in md.read_text() and "1 unreadable file(s) skipped" in md.read_text()
+    g = res["vs_msp"]["fashion_mnist"]["odin"]
+    assert f"| odin | {g['delta_auroc']:+.2f} | {g['ci95_low']:+.2f} to {g['ci95_high']:+.2f} |" in md.read_text()

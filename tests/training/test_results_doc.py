@@ -38,6 +38,12 @@ def test_ood_verdicts_follow_the_numbers() -> None:
     }
     lines = "\n".join(ood_targets(ood))
     assert "| odin beats msp in AUROC vs Fashion-MNIST | 95.50 vs 95.00 | met |" in lines
+    ood["vs_msp"] = {"fashion_mnist": {"odin": {"delta_auroc": 0.5, "ci95_low": -0.25, "ci95_high": 1.0}}}
+    with_ci = "\n".join(ood_targets(ood))
+    assert "| odin beats msp in AUROC vs Fashion-MNIST | 95.50 vs 95.00 (gain +0.50, 95 % CI -0.25 to +1.00) | met (within noise: the interval spans 0) |" in with_ci
+    ood["vs_msp"]["fashion_mnist"]["odin"]["ci95_low"] = 0.25
+    assert "(gain +0.50, 95 % CI +0.25 to +1.00) | met |" in "\n".join(ood_targets(ood))
+    assert "| energy beats msp in AUROC vs Fashion-MNIST | 94.00 vs 95.00 | **missed** |" in with_ci  # no interval given
     assert "| energy beats msp in AUROC vs Fashion-MNIST | 94.00 vs 95.00 | **missed** |" in lines
     assert "| best scorer (best) vs Fashion-MNIST: AUROC ≥ 99, FPR95 ≤ 5 | 99.50 / 4.00 | met |" in lines
     assert "| best scorer (best) vs uniform_noise: AUROC ≥ 99 | 98.00 | **missed** |" in lines
