@@ -19,15 +19,15 @@ from service.schemas_report import SummaryPublic
 RID = "cbd5ac3ff48540a28913ab348276bd87"
 PREDICTION: dict[str, Any] = {
     "request_id": f"{RID}-0",
-    "model": {"name": "mnist-default", "version": "2", "method": "ensemble"},
+    "model": {"name": "mnist-default", "version": "3", "method": "ensemble"},
     "prediction": {"label": 7, "class_name": "7"},
     "probabilities": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.999998, 0.0, 1e-06],
     "confidence": 0.999998,
-    "uncertainty": {"predictive_entropy": 2.39e-05, "mutual_information": 5.1e-07},
+    "uncertainty": {"predictive_entropy": 2.38e-05, "mutual_information": 5.8e-07},
     "failure": {
-        "method": "confidnet",
-        "score": 2.78e-05,
-        "threshold": 0.3643,
+        "method": "msp",
+        "score": 1.5e-06,
+        "threshold": 0.4292,
         "flagged": False,
     },
     "ood": {
@@ -174,15 +174,15 @@ EXAMPLES: dict[type[BaseModel], Any] = {
 def card_example() -> dict[str, Any]:
     return {
         "name": "mnist-default",
-        "version": "2",
+        "version": "3",
         "method": "ensemble",
         "architecture": "small_cnn",
         "class_names": [str(i) for i in range(10)],
-        "temperature": 0.9105,
+        "temperature": 0.9102,
         "failure": {
-            "name": "confidnet",
-            "params": {"in_features": 128, "hidden": [256, 256]},
-            "threshold": 0.3643,
+            "name": "msp",
+            "params": {},
+            "threshold": 0.4292,
             "criterion": "largest threshold with at most 0.50% errors among accepted validation predictions",
         },
         "ood": {
@@ -196,8 +196,8 @@ def card_example() -> dict[str, Any]:
             "test": {"n": 10000, "after_temperature": {"accuracy": 99.51, "ece": 0.200}}
         },
         "decisions": {"accept": "…", "abstain": "…", "reject_ood": "…"},
-        "created_at": "2026-11-28T11:42:41+00:00",
-        "training_seconds": 1267.9,
+        "created_at": "2026-11-28T20:55:24+00:00",
+        "training_seconds": 1382.1,
     }
 
 
