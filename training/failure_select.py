@@ -27,7 +27,7 @@ from models.calibration import fit_temperature
 from models.scorers.base import ScoreInput, Scorer
 from models.scorers.registry import build_scorer
 from training import metrics
-from training.data import Split, Splits
+from training.data import Splits
 from training.loop import features_and_logits, normalise, predict_logits
 
 #: Parameter-free candidates, in order of preference on ties.
@@ -35,30 +35,27 @@ PLAIN_CANDIDATES = ("msp", "entropy")
 RULE = "best AUPR-Error (errors positive; ConfidNet paper) on the cal split, which no candidate was selected on; ties: the earlier candidate"
 
 
-def candidates(model: UncertaintyModel, learned: Mapping[str, Scorer], x: torch.Tensor) -> dict[str, Scorer]:
-    """MCP and entropy, mutual information if `model` samples (S > 1), then the `learned` scorers."""
-    with torch.no_grad():
-        sampled = model.sample_logits(normalise(x[:1])).shape[0] > 1
-    names = [*PLAIN_CANDIDATES, *(("mutual_information",) if sampled else ())]
-    return {**{n: build_scorer(n) for n in names}, **learned}
+def plain_candidates(num_samples: int) -> dict[str, Scorer]:
+    """MCP and entropy, and mutual information for a sampled model (S > 1), in order of preference."""
+    names = [*PLAIN_CANDIDATES, *(("mutual_information",) if num_samples > 1 else ())]
+    return {n: build_scorer(n) for n in names}
 
 
-def aupr_errors(model: UncertaintyModel, scorers: Mapping[str, Scorer], data: Split, temperature: float) -> dict[str, float]:
-    """AUPR-Error (%) of every scorer on `data`, errors of the calibrated prediction positive."""
-    feats, logits = features_and_logits(model, data.x)
-    inp = ScoreInput(model, normalise(data.x), logits, feats, temperature)
-    correct = torch.softmax(logits / temperature, -1).mean(0).argmax(-1) == data.y
+def aupr_errors(scorers: Mapping[str, Scorer], inp: ScoreInput, labels: torch.Tensor) -> dict[str, float]:
+    """AUPR-Error (%) of every scorer on one scored split, errors of the calibrated prediction positive."""
+    correct = torch.softmax(inp.logits / inp.temperature, -1).mean(0).argmax(-1) == labels
     with torch.no_grad():
         return {name: metrics.misclassification(s.score(inp), correct)["aupr_error"] for name, s in scorers.items()}
 
 
 def choose_failure_scorer(model: UncertaintyModel, learned: Mapping[str, Scorer], splits: Splits) -> tuple[Scorer, dict[str, Any]]:
-    """The served failure scorer among `candidates`, and the report for the manifest."""
+    """The served failure scorer among the plain candidates and `learned`, and the report for the manifest."""
     model.eval()
     # The same temperature finalize() fits (on val), so the scores are those served.
     temperature = fit_temperature(predict_logits(model.sample_logits, splits.val), splits.val.y)
-    pool = candidates(model, learned, splits.cal.x)
-    values = aupr_errors(model, pool, splits.cal, temperature)
+    feats, logits = features_and_logits(model, splits.cal.x)  # one forward of cal serves every candidate
+    pool = {**plain_candidates(logits.shape[0]), **learned}
+    values = aupr_errors(pool, ScoreInput(model, normalise(splits.cal.x), logits, feats, temperature), splits.cal.y)
     # Without a single error on cal (tiny subsets) AUPR-Error is undefined (NaN): MCP then.
     defined = {k: v for k, v in values.items() if not math.isnan(v)}
     best = max(defined.values(), default=math.nan)

@@ -41,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
     if args.failure_scorer == "auto":
         # The bundle's own ConfidNet head competes as it is (it was trained on this model);
         # a bundle without one gets one trained first.
-        learned = {"confidnet": failure} if m.failure.name == "confidnet" else {}
-        if not learned:
-            learned["confidnet"], extra["confidnet_fit"] = train_confidnet(model, splits, TrainConfig(seed=record["seed"]))
-        failure, extra["failure_fit"] = choose_failure_scorer(model, learned, splits)
+        head = failure
+        if m.failure.name != "confidnet":
+            head, extra["confidnet_fit"] = train_confidnet(model, splits, TrainConfig(seed=record["seed"]))
+        failure, extra["failure_fit"] = choose_failure_scorer(model, {"confidnet": head}, splits)
     elif args.failure_scorer:  # asked for by name: fitted anew, even if it is the same kind
         extra.pop("confidnet_fit", None)
         extra.pop("failure_fit", None)

@@ -12,8 +12,8 @@ from models.base import UncertaintyModel
 from models.deterministic import Deterministic
 from models.scorers.base import ScoreInput, Scorer
 from training.data import Split, Splits, make_splits
-from training.failure_select import aupr_errors, choose_failure_scorer
-from training.loop import predict_logits
+from training.failure_select import aupr_errors, choose_failure_scorer, plain_candidates
+from training.loop import features_and_logits, normalise, predict_logits
 
 
 class Fixed(Scorer):
@@ -69,11 +69,16 @@ def test_ties_go_to_the_earlier_candidate(setup: tuple[UncertaintyModel, Splits,
 
 def test_scores_use_the_calibrated_prediction_of_the_cal_split(setup: tuple[UncertaintyModel, Splits, torch.Tensor]) -> None:
     model, splits, wrong = setup
+    feats, logits = features_and_logits(model, splits.cal.x)
+    inp = ScoreInput(model, normalise(splits.cal.x), logits, feats, 1.0)
     # Errors defined against other labels would not give the oracle a perfect score.
-    values = aupr_errors(model, {"oracle": Fixed(wrong.float())}, splits.cal, temperature=1.0)
-    assert values["oracle"] == pytest.approx(100.0)
-    shuffled = Split(splits.cal.x, splits.cal.y.roll(1))
-    assert aupr_errors(model, {"oracle": Fixed(wrong.float())}, shuffled, temperature=1.0)["oracle"] < 100.0
+    assert aupr_errors({"oracle": Fixed(wrong.float())}, inp, splits.cal.y)["oracle"] == pytest.approx(100.0)
+    assert aupr_errors({"oracle": Fixed(wrong.float())}, inp, splits.cal.y.roll(1))["oracle"] < 100.0
+
+
+def test_mutual_information_competes_only_for_sampled_models() -> None:
+    assert list(plain_candidates(1)) == ["msp", "entropy"]
+    assert list(plain_candidates(5)) == ["msp", "entropy", "mutual_information"]
 
 
 def test_without_errors_on_cal_mcp_is_served(setup: tuple[UncertaintyModel, Splits, torch.Tensor]) -> None:
