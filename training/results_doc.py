@@ -7,6 +7,7 @@ document cannot claim a target that the run did not reach.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import math
 from pathlib import Path
@@ -104,7 +105,13 @@ def zoo_ood(runs: list[dict[str, Any]], ood_set: str = "fashion_mnist") -> list[
     return lines
 
 
-def document(zoo: dict[str, Any], ood: dict[str, Any] | None, minutes: dict[str, float], ood_runs: list[dict[str, Any]] | None = None) -> str:
+def document(
+    zoo: dict[str, Any],
+    ood: dict[str, Any] | None,
+    minutes: dict[str, float],
+    ood_runs: list[dict[str, Any]] | None = None,
+    generated: str | None = None,
+) -> str:
     agg = zoo["aggregate"]
     groups = {n: (runs[0]["method"], len(runs), agg[n]) for n, runs in zoo["runs"].items()}
     paper = ["| method (paper) | FPR95 % | AUPR-Error % | AUROC % |", "|---|---|---|---|"]
@@ -116,6 +123,7 @@ def document(zoo: dict[str, Any], ood: dict[str, Any] | None, minutes: dict[str,
         "then runs `vigil evaluate` and `vigil evaluate-ood`, then this generator). All numbers are",
         "on MNIST's 10,000 test images; the models never saw them, and every threshold, temperature",
         "and scorer choice was fitted on held-out training images only.",
+        *([f"Every table below comes from one run of it, finished {generated}."] if generated else []),
         "",
         "## Calibration and misclassification detection (mean ± std over seeds)",
         "",
@@ -187,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         # training is counted once, in its own row (and so once in the total).
         minutes[name] = min(r["training_seconds"] - r.get("reused_seconds", 0.0) for r in runs) / 60
     ood_runs = [json.loads(Path(f).read_text()) for f in args.ood_zoo]
-    Path(args.out).write_text(document(zoo, ood, minutes, ood_runs))
+    # The finish time ties the numbers to the code of that day (git log).
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    Path(args.out).write_text(document(zoo, ood, minutes, ood_runs, generated))
     return 0
 
 
