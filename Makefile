@@ -47,8 +47,9 @@ default-model: setup
 # The zoo table in docs/results.md: every method, SEEDS training seeds, evaluated on MNIST test.
 # ConfidNet heads go on the deterministic net and the ensemble (the shipped model); the OOD
 # comparison runs on the shipped default bundle. 25-60 minutes a seed on these 2-core machines,
-# by the machine's speed (measured: the ensemble with its ConfidNet head 9.4-31 min, variational
-# 11.3 at 20 epochs (5.8-13 at 12), the rest 3-6); SEEDS=0 for one. Variational gets 20 epochs:
+# by the machine's speed (measured: the ensemble with its ConfidNet head 7.3-31 min, variational
+# 8.3-11.3 at 20 epochs, the rest 3-6; the whole 3-seed run of 2026-11-29 took 79 min);
+# SEEDS=0 for one. Variational gets 20 epochs:
 # at 12 it stopped at 99.18 % test accuracy, under the issue's 99.2 %.
 SEEDS ?= 0 1 2
 ZOO ?= artifacts/zoo
