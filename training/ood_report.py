@@ -7,6 +7,11 @@ from typing import Any
 METRICS = ("auroc", "fpr95", "detection_error", "aupr_in", "aupr_out")
 
 
+def msp_gains(res: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each scorer's AUROC gain over MSP vs Fashion-MNIST with its interval; {} for results without them."""
+    return dict(res.get("vs_msp", {}).get("fashion_mnist", {}))
+
+
 def markdown(res: dict[str, Any]) -> str:
     """A summary (AUROC / FPR95 per set) and the full table, in markdown."""
     sets = list(res["ood"])
@@ -19,7 +24,7 @@ def markdown(res: dict[str, Any]) -> str:
     for s in sets:
         for sc in scorers:
             lines.append(f"| {s} | {sc} | " + " | ".join(f"{res['ood'][s][sc][m]:.2f}" for m in METRICS) + " |")
-    gains = res.get("vs_msp", {}).get("fashion_mnist", {})
+    gains = msp_gains(res)
     if gains:
         lines += ["", "AUROC gain over msp vs Fashion-MNIST, paired bootstrap 95 % interval (an interval spanning 0: no evidence either way):", ""]
         lines += ["| scorer | gain (points) | 95 % CI |", "|---|---|---|"]

@@ -15,6 +15,7 @@ from typing import Any
 
 from training.evaluate import markdown as zoo_markdown
 from training.ood_report import markdown as ood_markdown
+from training.ood_report import msp_gains
 
 #: Corbière et al., NeurIPS 2019, Table 1, MNIST SmallConvNet: FPR95 / AUPR-Error / AUROC.
 CONFIDNET_PAPER = {"MCP": (5.56, 35.05, 98.63), "MC Dropout": (5.26, 38.50, 98.65), "ConfidNet": (3.33, 45.89, 98.82)}
@@ -66,7 +67,7 @@ def ood_targets(ood: dict[str, Any]) -> list[str]:
         if name in fm:
             a, f = fm[name], fm["msp"]
             auroc_ok, fpr_ok = _beats(a, f)
-            gain = ood.get("vs_msp", {}).get("fashion_mnist", {}).get(name)
+            gain = msp_gains(ood).get(name)
             ci = f" (gain {gain['delta_auroc']:+.2f}, 95 % CI {gain['ci95_low']:+.2f} to {gain['ci95_high']:+.2f})" if gain else ""
             # An interval that spans 0 means the run cannot tell the two apart, whichever way it fell.
             noise = " (within noise: the interval spans 0)" if gain and gain["ci95_low"] <= 0 <= gain["ci95_high"] else ""
@@ -179,6 +180,12 @@ def document(
     return "\n".join(out) + "\n"
 
 
+def finished_at(paths: list[Path]) -> str:
+    """When the run finished: the newest of its result files (not now, so a regenerated page keeps its run's time)."""
+    newest = max(p.stat().st_mtime for p in paths)
+    return dt.datetime.fromtimestamp(newest, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--zoo", required=True, help="JSON from `vigil evaluate`")
@@ -195,9 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         # training is counted once, in its own row (and so once in the total).
         minutes[name] = min(r["training_seconds"] - r.get("reused_seconds", 0.0) for r in runs) / 60
     ood_runs = [json.loads(Path(f).read_text()) for f in args.ood_zoo]
-    # The finish time ties the numbers to the code of that day (git log).
-    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    Path(args.out).write_text(document(zoo, ood, minutes, ood_runs, generated))
+    inputs = [Path(args.zoo), *([Path(args.ood)] if args.ood else []), *map(Path, args.ood_zoo)]
+    Path(args.out).write_text(document(zoo, ood, minutes, ood_runs, finished_at(inputs)))
     return 0
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from training.results_doc import ood_targets, zoo_ood, zoo_targets
+import os
+from pathlib import Path
+
+from training.results_doc import finished_at, ood_targets, zoo_ood, zoo_targets
 
 
 def _agg(acc: float, ece: float, nll: float, cn: float | None = None, mcp: float = 30.0, fpr: float = 3.0) -> dict:
@@ -59,3 +62,14 @@ def test_zoo_ood_table_averages_seeds_and_judges_each_model() -> None:
     assert "| mnist-deterministic | 2 | msp | 97.00 | 15.00 | | |" in lines
     assert "| mnist-deterministic | 2 | odin | 97.50 | 10.00 | met | met |" in lines
     assert "| mnist-deterministic | 2 | energy | 95.50 | 20.00 | **missed** | **missed** |" in lines
+
+
+def test_the_page_is_stamped_with_its_newest_result_file(tmp_path: Path) -> None:
+    # Regenerating the page later must not move its date: the stamp is the run's, not now.
+    older, newer = tmp_path / "evaluate.json", tmp_path / "ood.json"
+    older.write_text("{}")
+    newer.write_text("{}")
+    os.utime(older, (1_800_000_000, 1_800_000_000))  # 2027-01-15 08:00 UTC
+    os.utime(newer, (1_800_003_600, 1_800_003_600))  # an hour later
+    assert finished_at([older, newer]) == "2027-01-15 09:00 UTC"
+    assert finished_at([older]) == "2027-01-15 08:00 UTC"
