@@ -96,6 +96,8 @@ if __name__ == "__main__":
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--port", type=int, required=True)
     args = p.parse_args()
-    s = Settings(model_dir=args.model, migrate_on_start=True, batch_max_size=1, batch_max_wait_ms=0, channels_last=False)
+    # In-process inference: the looped model replaces the parent's copy, which a child
+    # process (the service's default) would not see.
+    s = Settings(model_dir=args.model, migrate_on_start=True, batch_max_size=1, batch_max_wait_ms=0, channels_last=False, inference_process=False)
     logging.basicConfig(level=logging.WARNING)
     uvicorn.run(naive_app(s), host="127.0.0.1", port=args.port, log_config=None, access_log=s.access_log)

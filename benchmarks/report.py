@@ -33,7 +33,9 @@ def targets(r: dict[str, Any], q: dict[str, float]) -> list[Target]:
         ("ensemble5 <= 5.5 x single at b=64", q["ensemble5 / single cost, b=64"], "le", 5.5),
         ("default: p99 <= 4 x p50 at c=8", q["default: p99 / p50 at c=8"], "le", 4.0),
         (f"{e}: p99 <= 4 x p50 at c=8", q[f"{e}: p99 / p50 at c=8"], "le", 4.0),
-        ("default: peak RSS <= 1500 MiB", r["service"]["default"]["peak_rss_mb"], "le", 1500.0),
+        ("default: peak RSS of each process <= 1500 MiB", r["service"]["default"]["peak_rss_mb"], "le", 1500.0),
+        # Beyond the "one process": the parent and its inference child together.
+        ("default: PSS of all processes <= 1500 MiB", r["service"]["default"]["pss_mb_total"], "le", 1500.0),
     ]
 
 
@@ -52,8 +54,8 @@ def render(r: dict[str, Any], q: dict[str, float], t: list[Target]) -> str:
         for cfg, d in r[kind].items():
             for c, m in d["levels"].items():
                 row = [kind, cfg, c, m["throughput"], m["p50_ms"], m["p95_ms"], m["p99_ms"], m["server_cpu_ms_per_request"], m["requests"]]
-                svc_rows.append([*row, d["peak_rss_mb"]])
-    head = ["server", "config", "c", "req/s", "p50 ms", "p95 ms", "p99 ms", "CPU ms/req", "requests", "peak RSS MiB"]
+                svc_rows.append([*row, d["peak_rss_mb"], d["pss_mb_total"]])
+    head = ["server", "config", "c", "req/s", "p50 ms", "p95 ms", "p99 ms", "CPU ms/req", "requests", "peak RSS MiB", "PSS MiB, all"]
     parts += ["", "HTTP (separate load-generator process, SQLite request log on)", table(svc_rows, head)]
     parts += ["", "Ratios", table([[k, v] for k, v in q.items()], ["ratio", "value"])]
     met = [[name, value, ("met" if (value >= goal if op == "ge" else value <= goal) else "MISSED")] for name, value, op, goal in t]

@@ -57,7 +57,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     r: dict[str, Any] = {"ceiling": {}, "service": {}, "naive": {}}
     for name, path in bundles.items():
         variants = name in ("default", "ensemble5_odin")
-        r["ceiling"][name] = ceiling(path, s.torch_threads, s.inference_chunk_size, args.seconds, variants)
+        r["ceiling"][name] = ceiling(path, s.torch_threads, s.inference_chunk_size, args.seconds, variants, args.repeats)
         print(f"ceiling {name}: {r['ceiling'][name]['service_path']}", flush=True)
     images = write_images(work / "images")
     for name in ("default", "ensemble5_odin"):
@@ -77,6 +77,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "ensemble_bundle": str(args.ensemble) if args.ensemble else "untrained 5-member PackedEnsemble + ODIN (timing only)",
         "settings": {k: getattr(s, k) for k in ("torch_threads", "batch_max_size", "batch_max_wait_ms", "inference_chunk_size", "channels_last")},
         "duration_s": args.duration,
+        "ceiling": f"median of {args.repeats} measurements of {args.seconds:g} s per point",
     }
     print(render(r, q, targets(r, q)))
     return r
@@ -88,6 +89,7 @@ if __name__ == "__main__":
     p.add_argument("--ensemble", type=Path, default=None, help="a trained ensemble bundle with ODIN (default: untrained)")
     p.add_argument("--duration", type=float, default=8.0, help="measured seconds per load level")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each load level")
-    p.add_argument("--seconds", type=float, default=1.5, help="seconds per in-process ceiling point")
+    p.add_argument("--seconds", type=float, default=1.0, help="seconds per in-process ceiling measurement")
+    p.add_argument("--repeats", type=int, default=3, help="measurements per ceiling point (the median is kept)")
     result = main(p.parse_args())
     p.parse_args().out.write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -41,6 +41,17 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120.0
     raise RuntimeError("server did not become ready")
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (the service's inference process among them), Linux."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").iterdir():
+            todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM: the most resident memory the process has had, in MiB (Linux)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -49,10 +60,30 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError("no VmHWM in /proc status")
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size in MiB: resident memory with pages shared between processes
+    (torch's libraries, mapped by parent and child alike) split among them, so the PSS
+    of all the service's processes adds up to what it occupies, unlike their RSS."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no Pss in smaps_rollup")
+
+
+def memory(pid: int) -> dict[str, Any]:
+    """Peak RSS of every process of the server, and their summed PSS now (after the load)."""
+    tree = process_tree(pid)
+    return {"peak_rss_mb": max(peak_rss_mb(p) for p in tree), "peak_rss_mb_by_process": [peak_rss_mb(p) for p in tree],
+            "pss_mb_total": round(sum(pss_mb(p) for p in tree), 1)}
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the process so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of the process and its children (all their threads)."""
+    total = 0.0
+    for p in process_tree(pid):
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def load(pid: int, port: int, images: Path, concurrency: int, duration: float, warmup: float) -> dict[str, Any]:
@@ -80,7 +111,7 @@ def measure(model_dir: Path, naive: bool, work: Path, images: Path, levels: list
         try:
             _wait_ready(port, proc)
             result: dict[str, Any] = {"levels": {c: load(proc.pid, port, images, c, duration, warmup) for c in levels}}
-            result["peak_rss_mb"] = peak_rss_mb(proc.pid)
+            result.update(memory(proc.pid))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)

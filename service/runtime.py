@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import torch
 
@@ -19,6 +20,8 @@ from models.fusion import fold_batchnorm
 from models.pipeline import Pipeline, PipelineOutput
 from service.batcher import Full, Job, MicroBatcher, start_worker
 from service.errors import ApiError
+from service.inference_process import InferenceUnavailable, ProcessCompute
+from service.pipelined import PipelinedBatcher
 from service.settings import Settings
 
 RETRY = {"Retry-After": "1"}
@@ -37,18 +40,26 @@ class InferenceRuntime:
         timeout_s: float = 10.0,
         channels_last: bool = True,
         fold_bn: bool = True,
+        process_model_dir: Path | None = None,
     ) -> None:
         self.pipeline = Pipeline(bundle)
         self.spec = bundle.manifest.input
         self.timeout_s = timeout_s
         self._threads = threads
         self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        # Once, at load: BatchNorm folded into the convs (exact; fewer ops forward and in
-        # ODIN's backward), and channels_last, measured faster for batched convolutions here.
-        if fold_bn:
-            fold_batchnorm(bundle.model)
-        bundle.model.to(memory_format=self._memory_format)
-        self.batcher = MicroBatcher(self._compute, max_batch, max_wait_ms / 1000.0, chunk, max_pending)
+        #: With `process_model_dir`, a child process loads that bundle and computes
+        #: (service/inference_process.py); this process's copy of the model then stays idle.
+        self.remote: ProcessCompute | None = None
+        if process_model_dir is not None:
+            self.remote = ProcessCompute(process_model_dir, threads, chunk, channels_last=channels_last, fold_bn=fold_bn)
+            self.batcher: MicroBatcher = PipelinedBatcher(self.remote, max_batch, max_wait_ms / 1000.0, max_pending)
+        else:
+            # Once, at load: BatchNorm folded into the convs (exact; fewer ops forward and in
+            # ODIN's backward), and channels_last, measured faster for batched convolutions here.
+            if fold_bn:
+                fold_batchnorm(bundle.model)
+            bundle.model.to(memory_format=self._memory_format)
+            self.batcher = MicroBatcher(self._compute, max_batch, max_wait_ms / 1000.0, chunk, max_pending)
         self._warm = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -66,6 +77,7 @@ class InferenceRuntime:
             timeout_s=s.inference_timeout_s,
             channels_last=s.channels_last,
             fold_bn=s.fold_batchnorm,
+            process_model_dir=s.model_dir if s.inference_process else None,
         )
 
     def _compute(self, pixels: torch.Tensor) -> PipelineOutput:
@@ -74,6 +86,9 @@ class InferenceRuntime:
         return self.pipeline.run(pixels.float().contiguous(memory_format=self._memory_format)).with_values()
 
     def _init_thread(self) -> None:
+        if self.remote is not None:  # the child has warmed up before `start` returned
+            self._warm.set()
+            return
         # Thread count is set once, on the thread that runs torch (an A/B run chose 1 on 2 cores).
         torch.set_num_threads(self._threads)
         s = self.spec
@@ -90,6 +105,8 @@ class InferenceRuntime:
         ~10 ms on 2 busy cores, against 3 us single-threaded (measured; see README).
         """
         torch.set_num_threads(1)
+        if self.remote is not None and self.remote.pid is None:
+            self.remote.start()  # raises if the bundle cannot be served there: refuse to start
         if self._thread is None:
             self._thread = start_worker(self.batcher, self._init_thread)
         self._warm.wait()
@@ -113,6 +130,12 @@ class InferenceRuntime:
         except asyncio.CancelledError:
             job.abandoned = True  # the client left: do not compute for nobody
             raise
+        except InferenceUnavailable as e:
+            raise ApiError(503, "inference_unavailable", "the inference process stopped and is being restarted; retry shortly", RETRY) from e
+        except Exception as e:
+            # An ApiError, so the route logs the request like any other refusal (a bare
+            # exception would become an unlogged 500).
+            raise ApiError(500, "inference_error", "inference failed for the batch this input was in; quote the request id") from e
 
     async def aclose(self) -> None:
         """Stop taking work, let the worker finish every queued job, and deliver the results."""
@@ -133,3 +156,5 @@ class InferenceRuntime:
         assert self._thread is not None
         self.batcher.stop()
         self._thread.join()
+        if self.remote is not None:  # after the queue is drained: every job got its answer
+            self.remote.close()

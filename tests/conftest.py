@@ -18,6 +18,10 @@ from sqlalchemy import make_url
 from service.cli import main as vigil
 from training.settings import TrainingSettings
 
+# Apps in tests compute in-thread: a child inference process (the service's default)
+# costs each app start a second torch import. tests/service/test_inference_process.py
+# runs the child process on purpose, through the app as well as the runtime.
+os.environ.setdefault("VIGIL_INFERENCE_PROCESS", "false")
 POSTGRES_ADMIN_URL = os.environ.get("VIGIL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REPO = Path(__file__).resolve().parents[1]
 

@@ -28,8 +28,10 @@ ERRORS = error_responses(
         413: "Body over the size limit, or image with too many pixels (refused before decoding).",
         415: "Missing/unsupported content type, not an image, or a format outside the allow-list.",
         422: "Corrupt, truncated or multi-frame image, or no 'image' field.",
+        500: "Inference failed for the batch this input was in (`inference_error`); the request is logged: quote its id.",
         503: "Overloaded: the request log queue or the inference queue is full (`log_backpressure`, `inference_backpressure`), "
-        "or inference took longer than VIGIL_INFERENCE_TIMEOUT_S (`inference_timeout`); retry after the Retry-After header.",
+        "inference took longer than VIGIL_INFERENCE_TIMEOUT_S (`inference_timeout`), or the inference process stopped and "
+        "is being restarted (`inference_unavailable`); retry after the Retry-After header.",
     }
 )
 

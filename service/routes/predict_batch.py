@@ -40,7 +40,9 @@ ERRORS = error_responses(
         413: "More images than the batch limit (`too_many_images`), or a body or image over the size limit.",
         415: "Not multipart/form-data.",
         422: "No file fields named 'images'.",
-        503: "Inference or the request log is saturated, or inference timed out; retry after Retry-After.",
+        500: "Inference failed for the batch (`inference_error`); every image is logged: quote the request id.",
+        503: "Inference or the request log is saturated, inference timed out, or the inference process is being restarted; "
+        "retry after Retry-After.",
     }
 )
 
