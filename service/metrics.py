@@ -74,6 +74,13 @@ class _StateCollector(Collector):
                 count_value=batcher.batches,
                 sum_value=batcher.inputs,
             )
+        remote = getattr(ctx.runtime, "remote", None)
+        if remote is not None:  # VIGIL_INFERENCE_PROCESS: a rising count means the child keeps dying
+            yield CounterMetricFamily(
+                "vigil_inference_process_restarts",
+                "Times the inference process died and was replaced",
+                value=remote.restarts,
+            )
 
 
 def writer_lag(writer: Any) -> float:

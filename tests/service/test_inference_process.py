@@ -203,12 +203,14 @@ def test_the_service_default_serves_from_a_child_process(tiny_bundle: Path, tmp_
             r = client.post("/v1/predict", content=png, headers={"content-type": "image/png"})
             assert r.status_code == 200, r.text
             answers[mode] = r.json()
+            restarts_line = [x for x in client.get("/metrics").text.splitlines() if x.startswith("vigil_inference_process_restarts")]
             remote = client.app.state.ctx.runtime.remote  # type: ignore[attr-defined]
             pid = None if remote is None else remote.pid
         if mode:  # a child of this process served it, and the shutdown stopped it
             assert pid is not None and pid != os.getpid() and gone(pid)
+            assert restarts_line == ["vigil_inference_process_restarts_total 0.0"]
         else:
-            assert remote is None
+            assert remote is None and restarts_line == []
     assert answers[True]["probabilities"] == pytest.approx(answers[False]["probabilities"], abs=2e-6)
     assert answers[True]["prediction"] == answers[False]["prediction"]
     assert answers[True]["ood"]["score"] == pytest.approx(answers[False]["ood"]["score"], rel=1e-4, abs=1e-6)
