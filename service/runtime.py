@@ -1,10 +1,12 @@
-"""The inference runtime: callers await rows of micro-batches computed on one torch thread.
+"""The inference runtime: callers await rows of micro-batches computed by one torch thread,
+in a child process of its own (the service's default) or on a thread of this process.
 
 `await runtime.run(pixels)` never blocks the event loop: it enqueues the pixels for
-the batcher (service/batcher.py) and awaits its own rows. The model is prepared once
-at start (serving mode comes from the bundle loader; channels_last here) and warmed
-up on the worker thread, so no request pays for first-use costs. Overload is
-answered, not queued without end: a full queue or a slow result is a 503.
+the batcher (service/batcher.py, or service/pipelined.py for the child process) and
+awaits its own rows. The model is prepared once at start (serving mode comes from the
+bundle loader; BatchNorm folding and channels_last here) and warmed up where it will
+compute, so no request pays for first-use costs. Overload is answered, not queued
+without end: a full queue or a slow result is a 503.
 """
 
 from __future__ import annotations
