@@ -74,18 +74,24 @@ def proxy_aurocs(
 
 
 def odin_scores_by_eps(
-    model: UncertaintyModel, x: torch.Tensor, grid_eps: Sequence[float], std: Sequence[float] | None, batch_size: int = 500
+    model: UncertaintyModel,
+    x: torch.Tensor,
+    grid_eps: Sequence[float],
+    std: Sequence[float] | None,
+    batch_size: int = 500,
+    temperature: float = ODIN_T,
 ) -> torch.Tensor:
-    """ODIN scores (T = `ODIN_T`) ``[len(grid_eps), N]`` for every eps, one backward pass per batch.
+    """ODIN scores ``[len(grid_eps), N]`` at `temperature` for every eps, one backward pass per batch.
 
-    Equal to ``ODIN(ODIN_T, eps, std).score`` row by row (the gradient does not depend on eps).
+    Equal to ``ODIN(temperature, eps, std).score`` row by row (the gradient does not depend on eps).
     """
     rows = []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size]
-        sign = torch.sign(log_max_softmax_grad(model, xb, ODIN_T))
+        sign = torch.sign(log_max_softmax_grad(model, xb, temperature))
         with torch.no_grad():
-            rows.append(torch.stack([1.0 - max_softmax(model.sample_logits(xb + odin_step(float(e), std, xb) * sign), ODIN_T) for e in grid_eps]))
+            perturbed = (model.sample_logits(xb + odin_step(float(e), std, xb) * sign) for e in grid_eps)
+            rows.append(torch.stack([1.0 - max_softmax(logits, temperature) for logits in perturbed]))
     return torch.cat(rows, dim=1).float()
 
 

@@ -48,12 +48,13 @@ def test_fgsm_proxy_steps_down_the_max_softmax_by_the_pixel_step() -> None:
         assert torch.all(max_softmax(model.sample_logits(adv), 1.0) < max_softmax(model.sample_logits(x), 1.0))
 
 
-def test_odin_scores_by_eps_equal_the_odin_scorer() -> None:
+@pytest.mark.parametrize("temperature", [1000.0, 2.0])
+def test_odin_scores_by_eps_equal_the_odin_scorer(temperature: float) -> None:
     model, x = _model(1), torch.randn(7, 1, 8, 8)
     grid = (0.0, 0.002, 0.03)
-    rows = odin_scores_by_eps(model, x, grid, [MNIST_STD], batch_size=3)
+    rows = odin_scores_by_eps(model, x, grid, [MNIST_STD], batch_size=3, temperature=temperature)
     for i, eps in enumerate(grid):
-        want = batch_scores({"o": ODIN(1000.0, eps, [MNIST_STD])}, model, x)["o"]
+        want = batch_scores({"o": ODIN(temperature, eps, [MNIST_STD])}, model, x)["o"]
         torch.testing.assert_close(rows[i], want)
 
 

@@ -1,0 +1,58 @@
+"""ODIN's AUROC vs Fashion-MNIST over a grid of (T, eps), beside MSP's, for one bundle.
+
+An analysis of what ODIN *could* reach on a model, not a way to choose its
+hyperparameters: it looks at the OOD test set, which the served choice never does
+(training/ood_select.py chooses on in-distribution data only). If no cell beats MSP,
+no selection rule can make ODIN beat MSP on that model.
+
+    python scripts/odin_grid.py [--model models/bundles/default] [--data-dir ../shared/datasets]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from models.bundle import load_bundle
+from models.pipeline import Pipeline
+from models.scorers.odin import max_softmax
+from training.data import load_mnist
+from training.metrics import ood_detection
+from training.ood_select import LIANG_GRID_EPS, odin_scores_by_eps
+from training.ood_sets import fashion_mnist
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def msp_scores(model: torch.nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """1 - max sample-averaged softmax at the bundle's calibration temperature (the msp scorer)."""
+    with torch.no_grad():
+        return torch.cat([1.0 - max_softmax(model.sample_logits(x[i : i + 1000]), temperature) for i in range(0, len(x), 1000)])
+
+
+def main(args: argparse.Namespace) -> None:
+    bundle = load_bundle(args.model)
+    model, pipe = bundle.model, Pipeline(bundle)
+    std = bundle.manifest.input.std
+    x_id = pipe.normalise(load_mnist(args.data_dir, train=False).x)
+    x_ood = pipe.normalise(fashion_mnist(args.data_dir))
+    t_cal = float(bundle.manifest.temperature)
+    msp = ood_detection(msp_scores(model, x_id, t_cal), msp_scores(model, x_ood, t_cal))["auroc"]
+    print(f"{bundle.manifest.name} v{bundle.manifest.version}: msp AUROC {msp:.3f} (T = {t_cal:.3f})\n")
+    print("| ODIN T | " + " | ".join(f"eps {e:g}" for e in LIANG_GRID_EPS) + " |")
+    print("|---|" + "---|" * len(LIANG_GRID_EPS))
+    for t in args.temperatures:
+        s_id = odin_scores_by_eps(model, x_id, LIANG_GRID_EPS, std, batch_size=1000, temperature=t)
+        s_ood = odin_scores_by_eps(model, x_ood, LIANG_GRID_EPS, std, batch_size=1000, temperature=t)
+        cells = [ood_detection(s_id[k], s_ood[k])["auroc"] for k in range(len(LIANG_GRID_EPS))]
+        print(f"| {t:g} | " + " | ".join(f"**{a:.3f}**" if a > msp else f"{a:.3f}" for a in cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, default=REPO / "models" / "bundles" / "default")
+    p.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "datasets")
+    p.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 10.0, 100.0, 1000.0])
+    main(p.parse_args())
