@@ -42,7 +42,7 @@ TENSOR_FIELDS = tuple(f.name for f in fields(PipelineOutput) if f.name != "value
 
 
 class InferenceUnavailable(RuntimeError):
-    """The child process died (twice in a row for one batch) or did not answer in time."""
+    """The child process died, could not start, or did not answer in time."""
 
 
 class InferenceFailed(RuntimeError):
@@ -65,6 +65,7 @@ def encode_output(out: PipelineOutput) -> bytes:
     tensors = [getattr(out, name).detach().contiguous() for name in TENSOR_FIELDS]
     meta = [[name, str(t.dtype).removeprefix("torch."), list(t.shape)] for name, t in zip(TENSOR_FIELDS, tensors, strict=True)]
     head = json.dumps({"ok": True, "tensors": meta}).encode()
+    head += b" " * (-(_HEADER.size + len(head)) % 8)  # tensors start 8-byte aligned for frombuffer
     return b"".join([_HEADER.pack(len(head)), head, *(t.numpy().tobytes() for t in tensors)])
 
 

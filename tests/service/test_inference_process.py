@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import struct
 import time
 from pathlib import Path
 
@@ -71,7 +72,10 @@ def test_pixels_and_answers_cross_the_pipe_unchanged(ensemble_odin: Path) -> Non
         out = rt.pipeline.run(x)
     finally:
         rt.close()
-    back = decode_output(encode_output(out))
+    msg = encode_output(out)
+    (size,) = struct.unpack_from("<I", msg)
+    assert (4 + size) % 8 == 0  # the first tensor starts aligned
+    back = decode_output(msg)
     for name in ("probs", "sample_probs", "predictive_entropy", "mutual_information", "failure_score", "ood_score", "prediction_sets"):
         a, b = getattr(out, name), getattr(back, name)
         assert a.dtype == b.dtype and torch.equal(a, b), name
