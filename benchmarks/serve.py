@@ -73,8 +73,8 @@ def pss_mb(pid: int) -> float:
 def memory(pid: int) -> dict[str, Any]:
     """Peak RSS of every process of the server, and their summed PSS now (after the load)."""
     tree = process_tree(pid)
-    return {"peak_rss_mb": max(peak_rss_mb(p) for p in tree), "peak_rss_mb_by_process": [peak_rss_mb(p) for p in tree],
-            "pss_mb_total": round(sum(pss_mb(p) for p in tree), 1)}
+    peaks = [peak_rss_mb(p) for p in tree]
+    return {"peak_rss_mb": max(peaks), "peak_rss_mb_by_process": peaks, "pss_mb_total": round(sum(pss_mb(p) for p in tree), 1)}
 
 
 def cpu_seconds(pid: int) -> float:

@@ -13,23 +13,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from models.bundle import load_bundle
 from models.pipeline import Pipeline
-from models.scorers.odin import max_softmax
+from models.scorers.msp import MaxSoftmax
 from training.data import load_mnist
 from training.metrics import ood_detection
-from training.ood_select import LIANG_GRID_EPS, odin_scores_by_eps
+from training.ood_select import LIANG_GRID_EPS, batch_scores, odin_scores_by_eps
 from training.ood_sets import fashion_mnist
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def msp_scores(model: torch.nn.Module, x: torch.Tensor, temperature: float) -> torch.Tensor:
-    """1 - max sample-averaged softmax at the bundle's calibration temperature (the msp scorer)."""
-    with torch.no_grad():
-        return torch.cat([1.0 - max_softmax(model.sample_logits(x[i : i + 1000]), temperature) for i in range(0, len(x), 1000)])
 
 
 def main(args: argparse.Namespace) -> None:
@@ -39,7 +31,8 @@ def main(args: argparse.Namespace) -> None:
     x_id = pipe.normalise(load_mnist(args.data_dir, train=False).x)
     x_ood = pipe.normalise(fashion_mnist(args.data_dir))
     t_cal = float(bundle.manifest.temperature)
-    msp = ood_detection(msp_scores(model, x_id, t_cal), msp_scores(model, x_ood, t_cal))["auroc"]
+    msp_id, msp_ood = (batch_scores({"msp": MaxSoftmax()}, model, x, t_cal, batch_size=1000)["msp"] for x in (x_id, x_ood))
+    msp = ood_detection(msp_id, msp_ood)["auroc"]
     print(f"{bundle.manifest.name} v{bundle.manifest.version}: msp AUROC {msp:.3f} (T = {t_cal:.3f})\n")
     print("| ODIN T | " + " | ".join(f"eps {e:g}" for e in LIANG_GRID_EPS) + " |")
     print("|---|" + "---|" * len(LIANG_GRID_EPS))

@@ -117,19 +117,32 @@ class MicroBatcher:
     def _run(self, jobs: list[Job]) -> None:
         t0 = time.perf_counter()
         try:
-            x = torch.cat([j.pixels for j in jobs]) if len(jobs) > 1 else jobs[0].pixels
-            out = self.compute(x)
+            out = self.compute(stack(jobs))
             self.busy_s += time.perf_counter() - t0
         except Exception as e:  # every caller of the batch hears of it; the worker lives on
             log.exception("inference failed for a batch of %d jobs", len(jobs))
-            post([(j.loop, j.future) for j in jobs], [e] * len(jobs))
+            fail(jobs, e)
             return
+        self.deliver(jobs, out)
+
+    def deliver(self, jobs: list[Job], out: PipelineOutput) -> None:
+        """Count the batch and hand each job its own rows of `out`."""
         self.batches += 1
-        self.inputs += len(x)
+        self.inputs += len(out.probs)
         bounds = [0]
         for j in jobs:
             bounds.append(bounds[-1] + len(j.pixels))
         post([(j.loop, j.future) for j in jobs], [out.rows(a, b) for a, b in itertools.pairwise(bounds)])
+
+
+def stack(jobs: list[Job]) -> torch.Tensor:
+    """The jobs' inputs as one batch, in job order."""
+    return torch.cat([j.pixels for j in jobs]) if len(jobs) > 1 else jobs[0].pixels
+
+
+def fail(jobs: list[Job], error: Exception) -> None:
+    """Every caller of a batch gets the batch's error."""
+    post([(j.loop, j.future) for j in jobs], [error] * len(jobs))
 
 
 def start_worker(batcher: MicroBatcher, init: Callable[[], None]) -> threading.Thread:

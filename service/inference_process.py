@@ -99,16 +99,14 @@ def _child_main(requests: Connection, answers: Connection, model_dir: str, threa
     # or SIGTERM to the process group must not kill it while the parent drains its queue.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    torch.set_num_threads(threads)
     from models.bundle import load_bundle
     from service.runtime import InferenceRuntime
 
     try:
+        # The in-thread runtime's preparation and chunked compute, used here on this process's main thread.
         runtime = InferenceRuntime(load_bundle(Path(model_dir)), threads, chunk=chunk, channels_last=channels_last, fold_bn=fold_bn)
+        runtime.prepare_compute_thread()
         compute = runtime.batcher.compute
-        spec = runtime.spec
-        for n in {1, chunk}:  # build kernels for the common shapes before saying ready
-            compute(torch.zeros(n, spec.channels, spec.height, spec.width))
     except Exception as e:  # noqa: BLE001 - the parent reports it and refuses to start
         answers.send_bytes(encode_error(f"{type(e).__name__}: {e}"))
         return

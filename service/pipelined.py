@@ -10,16 +10,12 @@ the child finds its next batch ready when it finishes one.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import queue
 import threading
 import time
 
-import torch
-
-from service.batcher import Job, MicroBatcher
-from service.handoff import post
+from service.batcher import Job, MicroBatcher, fail, stack
 from service.inference_process import InferenceUnavailable, ProcessCompute
 
 log = logging.getLogger("vigil.batcher")
@@ -55,12 +51,11 @@ class PipelinedBatcher(MicroBatcher):
 
     def _send(self, jobs: list[Job]) -> None:
         try:
-            x = torch.cat([j.pixels for j in jobs]) if len(jobs) > 1 else jobs[0].pixels
-            generation = self.remote.send(x)
+            generation = self.remote.send(stack(jobs))
         except Exception as e:  # noqa: BLE001 - every caller of the batch hears of it; the loop lives on
             self._slots.release()
             log.error("could not send a batch of %d jobs to the inference process: %s", len(jobs), e)
-            post([(j.loop, j.future) for j in jobs], [e] * len(jobs))
+            fail(jobs, e)
             if isinstance(e, InferenceUnavailable):
                 self._restart(self.remote.generation)
             return
@@ -73,7 +68,7 @@ class PipelinedBatcher(MicroBatcher):
                 out = self.remote.recv(generation)
             except Exception as e:  # noqa: BLE001 - delivered to the batch's callers
                 log.error("inference failed for a batch of %d jobs: %s", len(jobs), e)
-                post([(j.loop, j.future) for j in jobs], [e] * len(jobs))
+                fail(jobs, e)
                 if isinstance(e, InferenceUnavailable):
                     self._restart(generation)
                 continue
@@ -83,12 +78,7 @@ class PipelinedBatcher(MicroBatcher):
             now = time.perf_counter()
             self.busy_s += now - max(sent_at, self._last_answer)
             self._last_answer = now
-            self.batches += 1
-            self.inputs += len(out.probs)
-            bounds = [0]
-            for j in jobs:
-                bounds.append(bounds[-1] + len(j.pixels))
-            post([(j.loop, j.future) for j in jobs], [out.rows(a, b) for a, b in itertools.pairwise(bounds)])
+            self.deliver(jobs, out)
 
     def _restart(self, generation: int) -> None:
         try:

@@ -87,15 +87,17 @@ class InferenceRuntime:
         # event loop runs no tensor op per request (each would also hand the GIL back and forth).
         return self.pipeline.run(pixels.float().contiguous(memory_format=self._memory_format)).with_values()
 
-    def _init_thread(self) -> None:
-        if self.remote is not None:  # the child has warmed up before `start` returned
-            self._warm.set()
-            return
+    def prepare_compute_thread(self) -> None:
+        """On the thread that will run torch: its thread count, then kernels for the common shapes."""
         # Thread count is set once, on the thread that runs torch (an A/B run chose 1 on 2 cores).
         torch.set_num_threads(self._threads)
         s = self.spec
         for n in {1, self.batcher.chunk}:  # the shapes most batches have: build kernels now
             self._compute(torch.zeros(n, s.channels, s.height, s.width))
+
+    def _init_thread(self) -> None:
+        if self.remote is None:  # else the child prepared its own thread before `start` returned
+            self.prepare_compute_thread()
         self._warm.set()
 
     def warm_up(self) -> None:

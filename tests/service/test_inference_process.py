@@ -9,6 +9,8 @@ import asyncio
 import os
 import signal
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from benchmarks.bundles import untrained_ensemble
-from benchmarks.serve import process_tree
+from benchmarks.serve import cpu_seconds, process_tree
 from models.bundle import load_bundle
 from models.pipeline import PipelineOutput
 from service.app import create_app
@@ -226,3 +228,20 @@ def test_the_benchmark_counts_the_child_process(ensemble_odin: Path) -> None:
         assert rt.remote is not None and rt.remote.pid in process_tree(os.getpid())
     finally:
         rt.close()
+
+
+def own_cpu_seconds() -> float:
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_the_benchmark_cpu_includes_children() -> None:
+    # A child that burns ~0.6 s of CPU and then waits: counted only if children are summed.
+    busy = subprocess.Popen([sys.executable, "-c", "import sys, time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\nsys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while cpu_seconds(os.getpid()) - own_cpu_seconds() < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cpu_seconds(os.getpid()) - own_cpu_seconds() >= 0.5
+    finally:
+        busy.communicate(b"")
