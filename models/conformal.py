@@ -26,9 +26,16 @@ def aps_scores(probs: torch.Tensor, labels: torch.Tensor, u: torch.Tensor | None
 
 
 def conformal_quantile(scores: torch.Tensor, alpha: float) -> float:
-    """The finite-sample-corrected (1 - alpha) quantile of calibration scores."""
+    """The finite-sample-corrected (1 - alpha) quantile of calibration scores.
+
+    With fewer than 1/alpha - 1 scores the corrected level exceeds 1: no finite
+    threshold guarantees the coverage, so the quantile is +inf (every class is kept),
+    rather than the largest score, which would silently promise coverage it lacks.
+    """
     n = scores.numel()
-    k = min(n, math.ceil((n + 1) * (1 - alpha)))  # the k-th smallest score, 1-based
+    k = math.ceil((n + 1) * (1 - alpha))  # the k-th smallest score, 1-based
+    if k > n:
+        return math.inf
     return float(torch.sort(scores.flatten().double()).values[k - 1])
 
 

@@ -40,9 +40,17 @@ class ScorerSpec(_Strict):
     threshold: float
     #: Plain-words note of how the threshold was chosen (shown in the model card).
     criterion: str = ""
+    #: The training option the threshold was fitted for, as a number: the failure
+    #: scorer's target selective risk, the OOD scorer's in-distribution pass rate.
+    #: None in bundles written before it was recorded.
+    target: float | None = Field(None, gt=0, lt=1)
 
 
 class ConformalSpec(_Strict):
+    # qhat is +inf when the calibration set is too small for 1 - alpha (every class is
+    # then in the set); JSON has no infinity, so it is written as the string "Infinity".
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
+
     method: Literal["aps"] = "aps"
     alpha: float = Field(0.01, gt=0, lt=1)
     qhat: float

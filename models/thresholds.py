@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -13,7 +15,9 @@ def pass_rate_threshold(scores: torch.Tensor, pass_rate: float) -> float:
     if not 0.0 < pass_rate <= 1.0:
         raise ValueError("pass_rate must be in (0, 1]")
     s = torch.sort(scores.flatten().double()).values
-    k = max(0, min(len(s) - 1, int(torch.ceil(torch.tensor(pass_rate * len(s))).item()) - 1))
+    # round() first: 0.07 * 100 is 7.000000000000001 in floating point, whose ceil would
+    # pass one input more than asked.
+    k = max(0, min(len(s) - 1, math.ceil(round(pass_rate * len(s), 9)) - 1))
     return float(s[k])
 
 

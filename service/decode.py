@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from models.preprocess import WORK_SIDE, load_working_copy
 from service.errors import ApiError
 
 ALLOWED_FORMATS = {"PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"}
@@ -22,10 +23,6 @@ ALLOWED_FORMATS = {"PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"}
 #: anything else (LAB, HSV, 32-bit integer...) is refused before decoding.
 ALLOWED_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
-#: Longest side kept after decoding. Models take inputs of a few hundred pixels at most,
-#: while converting a 25-megapixel upload at full size cost ~400 MB for one request
-#: (measured); JPEGs are even decoded at reduced scale (DCT scaling) when that suffices.
-WORK_SIDE = 1024
 #: Large decodes (a side over WORK_SIDE: up to ~230 MB each for an RGBA PNG at the pixel
 #: limit) run at most this many at once in the process, so concurrent uploads of small
 #: files that decode big cannot add up to gigabytes. Decoding is CPU-bound: on a few
@@ -59,15 +56,6 @@ class DecodedImage:
     width: int
     height: int
     mode: str
-
-
-def _load_reduced(img: Image.Image, fmt: str) -> None:
-    """Decode, then keep a working copy of at most WORK_SIDE per side (the log keeps the header's size)."""
-    if fmt == "JPEG":
-        img.draft(None, (WORK_SIDE, WORK_SIDE))  # decode at 1/2..1/8 scale, still at least this size
-    img.load()
-    if max(img.size) > WORK_SIDE:
-        img.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS)
 
 
 #: Images up to this many pixels decode on the event loop: a 28x28 PNG takes ~30 us,
@@ -116,7 +104,7 @@ def decode_image(data: bytes, max_pixels: int, max_side: int) -> DecodedImage:
                 img.load()
             else:
                 with _LARGE_DECODES:
-                    _load_reduced(img, fmt)
+                    load_working_copy(img)  # the log keeps the header's size
     except ApiError:
         raise
     except UnidentifiedImageError as e:

@@ -55,9 +55,9 @@ class PipelinedBatcher(MicroBatcher):
         except Exception as e:  # noqa: BLE001 - every caller of the batch hears of it; the loop lives on
             self._slots.release()
             log.error("could not send a batch of %d jobs to the inference process: %s", len(jobs), e)
-            fail(jobs, e)
             if isinstance(e, InferenceUnavailable):
-                self._restart(self.remote.generation)
+                self._restart(self.remote.generation)  # before the callers hear: see _receive_loop
+            fail(jobs, e)
             return
         self._sent.put((jobs, generation, time.perf_counter()))
 
@@ -68,9 +68,12 @@ class PipelinedBatcher(MicroBatcher):
                 out = self.remote.recv(generation)
             except Exception as e:  # noqa: BLE001 - delivered to the batch's callers
                 log.error("inference failed for a batch of %d jobs: %s", len(jobs), e)
-                fail(jobs, e)
                 if isinstance(e, InferenceUnavailable):
+                    # Replace the child first, then answer 503: a caller that retries at
+                    # once then reaches the new child, instead of racing the restart to
+                    # the old, broken pipe (and getting a second 503).
                     self._restart(generation)
+                fail(jobs, e)
                 continue
             finally:
                 self._slots.release()

@@ -46,8 +46,8 @@ def _train(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         base_bundle=args.base_bundle,
     )
-    if args.base_bundle and args.method not in ("mc_dropout", "laplace"):
-        raise SystemExit(f"--base-bundle applies to mc_dropout and laplace, not {args.method}")
+    if args.base_bundle and args.method not in ("mc_dropout", "laplace", "confidnet"):
+        raise SystemExit(f"--base-bundle applies to mc_dropout, laplace and confidnet, not {args.method}")
     model, spec = TRAINERS[args.method](splits, cfg, opts)
     # Enough to rebuild the same splits later (`vigil refit`).
     spec.extra_metrics["training"] = {"seed": args.seed, "val_size": args.val_size, "train_size": args.train_size, "epochs": args.epochs}
@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-risk", type=float, default=0.005, help="max error rate among accepted validation predictions")
     p.add_argument("--ood-pass-rate", type=float, default=0.99, help="share of in-distribution validation inputs the OOD gate passes")
     p.add_argument("--alpha", type=float, default=0.01, help="conformal miscoverage")
-    p.add_argument("--base-bundle", default=None, help="mc_dropout / laplace: reuse this deterministic bundle's network (same --seed and sizes)")
+    p.add_argument("--base-bundle", default=None, help="mc_dropout / laplace / confidnet: reuse this deterministic bundle's network (same --seed and sizes)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--skip-test", action="store_true", help="do not measure on MNIST test")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from models.bundle import Bundle, load_bundle
+from models.bundle import MANIFEST, Bundle, load_bundle
 from models.scorers.base import ScoreInput
 from models.scorers.entropy import MutualInformation, PredictiveEntropy
 from models.scorers.msp import MaxSoftmax
@@ -50,7 +50,9 @@ def evaluate_bundle(bundle: Bundle, test: Split) -> dict[str, Any]:
         "after_temperature": metrics.classification(cal, test.y),
         "failure_detection": failure,
         "selective": {
-            "target_risk": 100 * float(bundle.manifest.metrics.get("validation", {}).get("selective_risk", float("nan"))),
+            # The option the threshold was fitted for, and the risk it reached on validation.
+            "target_risk": 100 * (bundle.manifest.failure.target or float("nan")),
+            "validation_risk": 100 * float(bundle.manifest.metrics.get("validation", {}).get("selective_risk", float("nan"))),
             "test_risk": 100 * float((~correct[accepted]).float().mean()) if accepted.any() else 0.0,
             "test_coverage": 100 * float(accepted.float().mean()),
         },
@@ -72,7 +74,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean and std (0 for one run) of every numeric metric over seeds."""
-    flat = [_flatten(r) for r in runs]
+    flat = [_flatten({k: v for k, v in r.items() if k != "seed"}) for r in runs]  # a seed is no metric
     shared = set.intersection(*(set(f) for f in flat))
     return {
         k: {"mean": statistics.fmean(f[k] for f in flat), "std": statistics.stdev([f[k] for f in flat]) if len(flat) > 1 else 0.0}
@@ -112,12 +114,39 @@ def markdown(groups: dict[str, tuple[str, int, dict[str, dict[str, float]]]]) ->
     return "\n".join(lines) + "\n"
 
 
+def bundle_folders(paths: list[str]) -> list[Path]:
+    """The bundles named: a folder with a manifest is one; a folder of bundles (what
+    `vigil train --seeds N` writes: OUT/seed<k>) stands for every bundle directly in it."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if (p / MANIFEST).is_file():
+            out.append(p)
+            continue
+        inner = sorted(d for d in p.iterdir() if (d / MANIFEST).is_file()) if p.is_dir() else []
+        if not inner:
+            raise SystemExit(f"{p} is neither a bundle nor a folder of bundles")
+        out += inner
+    return out
+
+
+def check_seeds(by_name: dict[str, list[dict[str, Any]]], seeds: int) -> None:
+    """`--seeds N`: every model must come with N bundles of N different training seeds."""
+    for name, runs in by_name.items():
+        got = [r["seed"] for r in runs]
+        if len(runs) != seeds or len(set(got)) != len(got):
+            raise SystemExit(f"--seeds {seeds}: model {name!r} has {len(runs)} bundle(s) with training seeds {got}")
+
+
 def run(args: argparse.Namespace) -> int:
     test = load_mnist(Path(args.data_dir), train=False, download=args.download).head(args.limit)
     by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for path in args.bundles:
-        result = evaluate_bundle(load_bundle(Path(path)), test)
+    for path in bundle_folders(args.bundles):
+        bundle = load_bundle(path)
+        result = evaluate_bundle(bundle, test)
+        result["seed"] = bundle.manifest.metrics.get("training", {}).get("seed")
         by_name[result["name"]].append(result)
+    if args.seeds:
+        check_seeds(by_name, args.seeds)
     groups = {name: (runs[0]["method"], len(runs), aggregate(runs)) for name, runs in by_name.items()}
     table = markdown(groups)
     print(table)
@@ -130,7 +159,12 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
     p = sub.add_parser("evaluate", help="papers' metrics of bundles on MNIST test (mean ± std over seeds)")
-    p.add_argument("bundles", nargs="+", help="bundle folders; bundles sharing a manifest name are seeds of one model")
+    p.add_argument(
+        "bundles", nargs="+", help="bundle folders, or folders of them (vigil train --seeds N's OUT); bundles sharing a manifest name are seeds of one model"
+    )
+    p.add_argument(
+        "--seeds", type=int, default=0, help="expect N training seeds of every model (mean ± std over them); refuses fewer, more or repeated seeds"
+    )
     p.add_argument("--data-dir", default=data_dir)
     p.add_argument("--download", action="store_true")
     p.add_argument("--out", default=None, help="write all numbers as JSON")

@@ -22,6 +22,7 @@ from models.manifest import ConformalSpec, Manifest, ScorerSpec
 from models.pipeline import Pipeline, PipelineOutput
 from models.scorers.base import Scorer
 from models.thresholds import pass_rate_threshold, selective_risk_threshold
+from models.uncertainty import uncertainty
 from training import metrics
 from training.data import Split, Splits
 from training.loop import normalise, predict_logits
@@ -69,13 +70,15 @@ def _manifest_fields(spec: BundleSpec, temperature: float, failure_t: float, ood
             name=spec.failure_scorer.name,
             params=spec.failure_scorer.params(),
             threshold=failure_t,
-            criterion=f"largest threshold with at most {spec.target_risk:.2%} errors among accepted validation predictions",
+            criterion=f"largest threshold with at most {100 * spec.target_risk:g}% errors among accepted validation predictions",
+            target=spec.target_risk,
         ),
         "ood": ScorerSpec(
             name=spec.ood_scorer.name,
             params=spec.ood_scorer.params(),
             threshold=ood_t,
-            criterion=f"{spec.ood_pass_rate:.0%} of in-distribution validation inputs pass",
+            criterion=f"{100 * spec.ood_pass_rate:g}% of in-distribution validation inputs pass",
+            target=spec.ood_pass_rate,
         ),
         "conformal": ConformalSpec(alpha=spec.alpha, qhat=qhat),
         "data_fingerprint": fp,
@@ -117,7 +120,7 @@ def finalize(model: UncertaintyModel, spec: BundleSpec, splits: Splits, out: Pat
         **spec.extra_metrics,
     }
     if test is not None:
-        fields["metrics"]["test"] = test_metrics(model, _pipeline(model, spec, fields), test)
+        fields["metrics"]["test"] = test_metrics(model, temperature, test)
     n = min(REFERENCE_SIZE, len(splits.val))
     fields["reference"] = {
         "confidence": [round(float(v), 6) for v in val_out.probs.max(-1).values[:n]],
@@ -126,14 +129,18 @@ def finalize(model: UncertaintyModel, spec: BundleSpec, splits: Splits, out: Pat
     return save_bundle(out, fields, model, spec.failure_scorer, spec.ood_scorer)
 
 
-def test_metrics(model: UncertaintyModel, pipeline: Pipeline, test: Split) -> dict[str, Any]:
-    """Accuracy, NLL, Brier and ECE before and after temperature scaling, on `test`."""
-    raw = torch.softmax(predict_logits(model.sample_logits, test), -1).mean(0)
-    served = run_pipeline(pipeline, test)
+def test_metrics(model: UncertaintyModel, temperature: float, test: Split) -> dict[str, Any]:
+    """Accuracy, NLL, Brier and ECE before and after temperature scaling, on `test`.
+
+    One forward pass serves both: the served probabilities are `uncertainty`'s, the
+    pipeline's own formula, at T. (Running the whole pipeline again cost a second
+    forward over the test set, K posterior samples each for the variational network.)
+    """
+    logits = predict_logits(model.sample_logits, test)
     return {
         "n": len(test),
-        "before_temperature": metrics.classification(raw, test.y),
-        "after_temperature": metrics.classification(served.probs, test.y),
+        "before_temperature": metrics.classification(uncertainty(logits, 1.0).probs, test.y),
+        "after_temperature": metrics.classification(uncertainty(logits, temperature).probs, test.y),
     }
 
 

@@ -9,8 +9,9 @@ Generated sets need no download and are seeded (Hendrycks & Gimpel 2017 and Lian
 - MNIST inverted: 1 - pixel (dark digits on white). The service's `auto_invert` would
   turn such an upload back into an ordinary digit; here the tensor goes to the model as
   is, so this set measures the detector, not the upload path.
-`--ood-dir`: every image file under a folder, any size, mode or colour, converted by
-`models.preprocess.to_model_input` with the bundle's input spec, exactly as uploads are.
+`--ood-dir`: every image file under a folder, any name, size, mode or colour, converted by
+`models.preprocess` (`load_working_copy`, `to_model_input`) with the bundle's input spec,
+exactly as uploads are.
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ import torchvision.transforms.functional as TF
 from PIL import Image, UnidentifiedImageError
 
 from models.manifest import InputSpec
-from models.preprocess import to_model_input
+from models.preprocess import load_working_copy, to_model_input
 from training.data import load_fashion_mnist
 
 BLUR_SIGMA = 3.0
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
 
 
 def generated_sets(id_test: torch.Tensor, n: int, seed: int) -> dict[str, torch.Tensor]:
@@ -51,15 +51,20 @@ def fashion_mnist(data_dir: Path, n: int | None = None) -> torch.Tensor:
 def load_folder(folder: Path, spec: InputSpec) -> tuple[torch.Tensor, list[str]]:
     """Every readable image under `folder` (recursively) as ``[N, C, H, W]``, and the unreadable files.
 
-    Files are taken in sorted path order; a multi-frame file contributes its first frame.
+    Every file is tried, whatever its name (a file ``scan0001`` with no suffix is an image
+    if Pillow reads it); files taken in sorted path order. Each goes through the service's
+    own steps: `load_working_copy` (a side over 1024 px is reduced first), then
+    `to_model_input`. Unlike the service, which refuses animated or multi-page uploads
+    and accepts an allow-list of formats, a folder's multi-frame file contributes its
+    first frame and any format Pillow reads is taken: the evaluation measures the data.
     """
     pixels, skipped = [], []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         try:
             with Image.open(path) as img:
-                img.load()
+                load_working_copy(img)
                 pixels.append(to_model_input(img, spec))
-        except (UnidentifiedImageError, OSError, ValueError):
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
             skipped.append(str(path))
     if not pixels:
         raise ValueError(f"no readable images under {folder} ({len(skipped)} unreadable)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter
@@ -21,6 +22,9 @@ class ScorerCard(BaseModel):
     threshold: float
     criterion: str = Field(description="How the threshold was chosen, on held-out in-distribution data.")
     meaning: str = Field("", description="What the score measures, in plain words; `flagged` is score > threshold.")
+    target: float | None = Field(
+        None, description="What the threshold was fitted for: the target selective risk (failure) or the in-distribution pass rate (ood)."
+    )
 
 
 class ModelCard(BaseModel):
@@ -50,7 +54,9 @@ def _card(ctx: CtxDep) -> ModelCard:
         temperature=m.temperature,
         failure=ScorerCard(**m.failure.model_dump(), meaning=scorer_meaning(m.failure.name, "failure")),
         ood=ScorerCard(**m.ood.model_dump(), meaning=scorer_meaning(m.ood.name, "ood")),
-        conformal={**m.conformal.model_dump(), "meaning": prediction_set_text(m)},
+        # Through JSON: an infinite qhat becomes "Infinity" (a plain dump would give inf, which
+        # no JSON response can carry).
+        conformal={**json.loads(m.conformal.model_dump_json()), "meaning": prediction_set_text(m)},
         metrics=m.metrics,
         decisions=decision_texts(m),
         created_at=m.created_at,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from models.conformal import aps_scores, aps_sets, conformal_quantile
@@ -68,3 +71,21 @@ def test_selective_risk_threshold() -> None:
     # Largest such threshold: accepting the next input breaks the target.
     nxt = scores[scores > t].min()
     assert 1 - correct[scores <= nxt].float().mean().item() > 0.01 or coverage == 1.0
+
+
+def test_too_few_calibration_scores_keep_every_class() -> None:
+    # alpha = 0.1 needs the ceil((n + 1) * 0.9)-th smallest score: with n = 8 that is the
+    # 9th of 8, so no finite quantile promises 90 % coverage and every class must be kept.
+    scores = torch.linspace(0.1, 0.8, 8)
+    assert conformal_quantile(scores, 0.1) == math.inf
+    probs = torch.tensor([[0.97, 0.02, 0.01, 0.0]])
+    assert bool(aps_sets(probs, math.inf).all())
+    # One score more and the quantile is the largest score, finite again.
+    assert conformal_quantile(torch.linspace(0.1, 0.9, 9), 0.1) == pytest.approx(0.9)
+
+
+def test_pass_rate_threshold_is_not_thrown_off_by_floating_point() -> None:
+    # 0.07 * 100 is 7.000000000000001 in floating point; a plain ceil would pass 8 of 100.
+    scores = torch.arange(1.0, 101.0)
+    t = pass_rate_threshold(scores, 0.07)
+    assert int((scores <= t).sum()) == 7

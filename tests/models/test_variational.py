@@ -19,6 +19,7 @@ from models.variational import (
     kl_divergence,
 )
 from models.variational_cnn import (
+    MAX_ROWS,
     VariationalCNN,
     build_variational,
     elbo_loss,
@@ -167,3 +168,25 @@ def test_prior_json_and_bundle_round_trip(tmp_path: Path) -> None:
     assert torch.equal(loaded.sample_logits(x), model.sample_logits(x))
     with pytest.raises(TypeError):
         build_prior({"kind": "laplace"})
+
+
+@torch.no_grad()
+def test_a_large_batch_goes_by_groups_of_images_in_order() -> None:
+    # With every posterior std ~0 the network is deterministic, so the grouped forward of
+    # a batch larger than MAX_ROWS // K must equal each image's own forward, in order
+    # (grouping along the sample axis, or out of order, would not).
+    model = variational_cnn(num_samples=4, seed=0, **TINY_ARCH)
+    randomise_batchnorm(model)
+    model.eval()
+    for name, p in model.named_parameters():
+        if "rho" in name:
+            p.fill_(-40.0)
+        elif "mu" in name:
+            p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(len(name))) * 0.5)
+    b = MAX_ROWS // 4 * 2 + 3  # three groups, the last one short
+    x = torch.randn(b, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    out = model.sample_logits(x)
+    assert out.shape == (4, b, TINY_ARCH["num_classes"])
+    single = torch.cat([model.sample_logits(x[i : i + 1]) for i in range(b)], dim=1)
+    torch.testing.assert_close(out, single, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(out[:, :1], out[:, -1:])  # the images differ, so order matters

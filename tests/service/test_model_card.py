@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
+import shutil
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from models.bundle import read_manifest
+from models.bundle import MANIFEST, read_manifest
 from service.app import create_app
 from service.policy import MEANINGS
 from service.settings import Settings
+from tests.images import digit_png
+from training.data import load_mnist
 
 
 def test_model_card_says_what_is_served_and_what_decisions_mean(tiny_bundle: Path, tmp_path: Path) -> None:
@@ -31,3 +35,22 @@ def test_model_card_says_what_is_served_and_what_decisions_mean(tiny_bundle: Pat
     assert f"{m.ood.threshold:.4g}" in card["decisions"]["reject_ood"] and "1.0% of validation digits" in card["decisions"]["reject_ood"]
     assert f"{m.failure.threshold:.4g}" in card["decisions"]["abstain"]
     assert card["conformal"]["alpha"] == m.conformal.alpha and "99%" in card["conformal"]["meaning"]
+    # The training options the thresholds were fitted for, as numbers (the CLI's defaults here).
+    assert (card["failure"]["target"], card["ood"]["target"]) == (0.005, 0.99)
+
+
+def test_an_infinite_conformal_quantile_is_served_and_described(tiny_bundle: Path, data_dir: Path, tmp_path: Path) -> None:
+    # Calibrated on too few images for 1 - alpha, the quantile is +inf: every class is in
+    # every set, and the card (JSON has no infinity) says "Infinity" instead of failing.
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    m = read_manifest(bundle)
+    m.conformal.qhat = math.inf
+    (bundle / MANIFEST).write_text(m.model_dump_json(indent=2))
+    settings = Settings(model_dir=bundle, database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True)
+    x = load_mnist(data_dir, train=False).x[:1]
+    with TestClient(create_app(settings)) as client:
+        card = client.get(f"/v1/models/{m.name}")
+        body = client.post("/v1/predict", content=digit_png(x[0]), headers={"content-type": "image/png"}).json()
+    assert card.status_code == 200 and card.json()["conformal"]["qhat"] == "Infinity"
+    assert sorted(body["prediction_set"]) == list(range(len(m.class_names)))

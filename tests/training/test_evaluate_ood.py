@@ -14,6 +14,7 @@ from PIL import Image
 from models.manifest import InputSpec
 from models.preprocess import to_model_input
 from service.cli import main as vigil
+from service.decode import decode_image
 from training.ood_report import METRICS
 from training.ood_sets import generated_sets, load_folder
 
@@ -29,17 +30,36 @@ def ood_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Image.fromarray(rng.integers(0, 256, (30, 30, 4), dtype=np.uint8), mode="RGBA").save(root / "alpha.webp")
     (root / "broken.png").write_bytes(b"not an image")
     (root / "notes.txt").write_text("not an image either")
+    # A photo-sized JPEG with no suffix at all: read by content, reduced like an upload.
+    yy, xx = np.mgrid[0:1500, 0:2000]
+    stripes = (((xx // 37 + yy // 53) % 2) * 255).astype(np.uint8)
+    Image.fromarray(np.stack([stripes, stripes // 2, 255 - stripes], -1)).save(root / "scan0001", format="JPEG", quality=90)
     return root
+
+
+def _as_the_service_converts(data: bytes, spec: InputSpec) -> torch.Tensor:
+    decoded = decode_image(data, max_pixels=40_000_000, max_side=10_000)
+    return to_model_input(decoded.image, spec)
 
 
 def test_folder_images_are_converted_like_uploads(ood_dir: Path) -> None:
     spec = InputSpec()
     x, skipped = load_folder(ood_dir, spec)
-    assert x.shape == (3, 1, 28, 28) and float(x.min()) >= 0 and float(x.max()) <= 1
-    assert skipped == [str(ood_dir / "broken.png")]
-    # Sorted path order: alpha.webp, nested/gray.jpg, rgb.png; each exactly as the service converts it.
-    with Image.open(io.BytesIO((ood_dir / "rgb.png").read_bytes())) as img:
-        torch.testing.assert_close(x[2], to_model_input(img, spec))
+    assert x.shape == (4, 1, 28, 28) and float(x.min()) >= 0 and float(x.max()) <= 1
+    assert skipped == [str(ood_dir / "broken.png"), str(ood_dir / "notes.txt")]
+    # Sorted path order: alpha.webp, nested/gray.jpg, rgb.png, scan0001; each exactly as the
+    # service's decode path (header checks, working copy, conversion) turns the same bytes.
+    for row, name in ((2, "rgb.png"), (3, "scan0001")):
+        torch.testing.assert_close(x[row], _as_the_service_converts((ood_dir / name).read_bytes(), spec))
+
+
+def test_the_large_image_differs_without_the_working_copy(ood_dir: Path) -> None:
+    # Why the shared reduction matters: converting the 2000 x 1500 file at full size gives
+    # other pixels than the service's reduced copy (so the test above can tell them apart).
+    with Image.open(io.BytesIO((ood_dir / "scan0001").read_bytes())) as img:
+        img.load()
+        full = to_model_input(img, InputSpec())
+    assert float((full - _as_the_service_converts((ood_dir / "scan0001").read_bytes(), InputSpec())).abs().max()) > 0.01
 
 
 def test_generated_sets_are_seeded_and_what_they_say() -> None:
@@ -70,7 +90,8 @@ def test_evaluate_ood_reports_every_scorer_on_every_set(tiny_bundle: Path, data_
     assert set(res["vs_msp"]["fashion_mnist"]) == set(fm) - {"msp"}
     sets = {"fashion_mnist", "uniform_noise", "gaussian_noise", "mnist_blurred", "mnist_inverted", "ood_dir"}
     assert set(res["ood"]) == sets
-    assert res["n"]["mnist_test"] == 200 and res["n"]["ood_dir"] == 3 and res["ood_dir_unreadable"] == [str(ood_dir / "broken.png")]
+    assert res["n"]["mnist_test"] == 200 and res["n"]["ood_dir"] == 4
+    assert res["ood_dir_unreadable"] == [str(ood_dir / "broken.png"), str(ood_dir / "notes.txt")]
     for per_scorer in res["ood"].values():
         assert {"msp", "odin", "energy", "mahalanobis", "mahalanobis_layers"} <= set(per_scorer)
         for m in per_scorer.values():
@@ -81,6 +102,6 @@ def test_evaluate_ood_reports_every_scorer_on_every_set(tiny_bundle: Path, data_
     assert 90 <= served["ood_gate"]["id_test_pass_rate"] <= 100
     assert sum(served["decisions_id_test"].values()) == pytest.approx(100)
     assert 0 <= served["selective"]["test_coverage"] <= 100
-    assert "| fashion_mnist | odin |" in md.read_text() and "1 unreadable file(s) skipped" in md.read_text()
+    assert "| fashion_mnist | odin |" in md.read_text() and "2 unreadable file(s) skipped" in md.read_text()
     g = res["vs_msp"]["fashion_mnist"]["odin"]
     assert f"| odin | {g['delta_auroc']:+.2f} | {g['ci95_low']:+.2f} to {g['ci95_high']:+.2f} |" in md.read_text()

@@ -10,6 +10,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from models.bundle import load_bundle
+from models.pipeline import Pipeline
 from service.app import create_app
 from service.cli import main as vigil
 from service.settings import Settings
@@ -74,6 +75,37 @@ def test_evaluate_reports_every_score(zoo: dict[str, Path], data_dir: Path, tmp_
     assert agg == {"mean": ens["after_temperature"]["accuracy"], "std": 0.0}
 
 
+def test_evaluate_reports_the_served_thresholds_risk_and_coverage_on_test(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    assert vigil(["evaluate", str(zoo["deterministic"]), "--data-dir", str(data_dir), "--limit", "500", "--out", str(out)]) == 0
+    selective = json.loads(out.read_text())["runs"]["mnist-deterministic"][0]["selective"]
+    # Recomputed through the served pipeline: accepted = failure score <= the bundle's threshold.
+    bundle = load_bundle(zoo["deterministic"])
+    test = load_mnist(data_dir, train=False)
+    res = Pipeline(bundle).run(test.x[:500])
+    accepted = res.failure_score <= bundle.manifest.failure.threshold
+    wrong = res.probs.argmax(-1) != test.y[:500]
+    assert selective["test_coverage"] == pytest.approx(100 * float(accepted.float().mean()), abs=1e-4)
+    assert selective["test_risk"] == pytest.approx(100 * float(wrong[accepted].float().mean()), abs=1e-4)
+    assert 0 < selective["test_coverage"] < 100  # a 1-epoch net on 300 images abstains on some
+    assert selective["target_risk"] == pytest.approx(100 * bundle.manifest.failure.target)
+    assert selective["validation_risk"] == pytest.approx(100 * bundle.manifest.metrics["validation"]["selective_risk"])
+
+
+def test_the_training_options_are_stored_in_the_bundle(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "options"
+    args = ["train", "--method", "deterministic", "--data-dir", str(data_dir), "--out", str(out), "--train-size", "300"]
+    args += ["--val-size", "800", "--epochs", "1", "--skip-test", "--quiet", "--ood-scorer", "energy", "--failure-scorer", "msp"]
+    args += ["--target-risk", "0.03", "--ood-pass-rate", "0.995", "--alpha", "0.05"]
+    assert vigil(args) == 0
+    m = load_bundle(out).manifest
+    assert (m.failure.target, m.ood.target, m.conformal.alpha) == (0.03, 0.995, 0.05)
+    assert "99.5%" in m.ood.criterion and "3%" in m.failure.criterion
+    val = m.metrics["validation"]
+    # The thresholds honour the options on the validation data they were fitted on.
+    assert val["selective_risk"] <= 0.03 and val["ood_pass_rate"] >= 0.995
+
+
 def test_seeds_train_one_bundle_per_seed(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "seeds"
     args = ["train", "--method", "deterministic", "--data-dir", str(data_dir), "--out", str(out), "--seeds", "2", "--seed", "3"]
@@ -84,9 +116,21 @@ def test_seeds_train_one_bundle_per_seed(data_dir: Path, tmp_path: Path) -> None
     # Different seeds, different data order and initialisation: different weights.
     assert seeds[0].weights_sha256 != seeds[1].weights_sha256
     assert seeds[0].name == seeds[1].name  # so that `vigil evaluate` groups them as seeds
+    # `vigil evaluate OUT --seeds 2` takes the folder of seeds and reports over both.
+    report = tmp_path / "eval.json"
+    assert vigil(["evaluate", str(out), "--seeds", "2", "--data-dir", str(data_dir), "--limit", "200", "--out", str(report)]) == 0
+    result = json.loads(report.read_text())
+    runs = result["runs"]["mnist-deterministic"]
+    assert sorted(r["seed"] for r in runs) == [3, 4]
+    acc = [r["after_temperature"]["accuracy"] for r in runs]
+    assert result["aggregate"]["mnist-deterministic"]["after_temperature.accuracy"]["mean"] == pytest.approx(sum(acc) / 2)
+    # Asked for 3 seeds, or given one seed twice: refused, not averaged over what is there.
+    for bundles, n in (([str(out)], "3"), ([str(out / "seed3"), str(out / "seed3")], "2")):
+        with pytest.raises(SystemExit, match="training seeds"):
+            vigil(["evaluate", *bundles, "--seeds", n, "--data-dir", str(data_dir), "--limit", "50"])
 
 
-@pytest.mark.parametrize("method", ["mc_dropout", "laplace"])
+@pytest.mark.parametrize("method", ["mc_dropout", "laplace", "confidnet"])
 def test_base_bundle_reuses_the_deterministic_network(zoo: dict[str, Path], method: str, data_dir: Path, tmp_path: Path) -> None:
     base = load_bundle(zoo["deterministic"])
     common = ["--data-dir", str(data_dir), "--train-size", "300", "--val-size", "600", "--skip-test", "--quiet", "--samples", "4"]
@@ -99,6 +143,9 @@ def test_base_bundle_reuses_the_deterministic_network(zoo: dict[str, Path], meth
     m = built.manifest
     assert m.metrics["base_bundle"]["weights_sha256"] == base.manifest.weights_sha256
     assert m.training_seconds >= base.manifest.training_seconds
+    if method == "confidnet":  # the network as is, with a trained ConfidNet head as its failure score
+        assert (m.method, m.failure.name) == ("deterministic", "confidnet")
+        assert m.metrics["confidnet_fit"]["best_epoch"] >= 1
     # Another seed means other validation images, some of which trained the base net.
     with pytest.raises(ValueError, match="other data splits"):
         vigil(["train", "--method", method, "--out", str(tmp_path / "x"), "--seed", "1", "--base-bundle", str(zoo["deterministic"]), *common])

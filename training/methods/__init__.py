@@ -8,6 +8,7 @@ from models.base import UncertaintyModel
 from training.data import Splits
 from training.finalize import BundleSpec
 from training.loop import TrainConfig
+from training.methods.confidnet import train_confidnet_method
 from training.methods.deterministic import train_deterministic
 from training.methods.ensemble import train_ensemble
 from training.methods.laplace import train_laplace
@@ -23,4 +24,5 @@ TRAINERS: dict[str, Trainer] = {
     "ensemble": train_ensemble,
     "variational": train_variational,
     "laplace": train_laplace,
+    "confidnet": train_confidnet_method,
 }
