@@ -43,7 +43,7 @@ class ScorerSpec(_Strict):
     #: The training option the threshold was fitted for, as a number: the failure
     #: scorer's target selective risk, the OOD scorer's in-distribution pass rate.
     #: None in bundles written before it was recorded.
-    target: float | None = Field(None, gt=0, lt=1)
+    target: float | None = Field(None, ge=0, le=1)
 
 
 class ConformalSpec(_Strict):
@@ -53,7 +53,8 @@ class ConformalSpec(_Strict):
 
     method: Literal["aps"] = "aps"
     alpha: float = Field(0.01, gt=0, lt=1)
-    qhat: float
+    #: > 0 also refuses NaN, which would make every prediction set empty.
+    qhat: float = Field(gt=0)
 
 
 class Manifest(_Strict):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from models.manifest import Manifest
 from service.policy import MEANINGS
 
@@ -47,8 +49,14 @@ def decision_texts(m: Manifest) -> dict[str, str]:
 
 
 def prediction_set_text(m: Manifest) -> str:
+    coverage = f"{round(100 * (1 - m.conformal.alpha), 6):g}%"  # alpha 0.005 is 99.5%, not a rounded 100%
+    if math.isinf(m.conformal.qhat):
+        return (
+            f"prediction_set lists every class: the calibration set was too small to guarantee {coverage} coverage "
+            "with fewer (split conformal prediction, APS), so it tells nothing about this model's doubt."
+        )
     return (
-        f"prediction_set lists the classes that, together, contain the true class for at least {1 - m.conformal.alpha:.0%} "
+        f"prediction_set lists the classes that, together, contain the true class for at least {coverage} "
         "of in-distribution images (split conformal prediction, APS); a set of more than one class means the model "
         "cannot tell them apart. It says nothing about images that are not digits: check the decision first."
     )

@@ -184,12 +184,14 @@ def card_example() -> dict[str, Any]:
             "params": {},
             "threshold": 0.4292,
             "criterion": "largest threshold with at most 0.50% errors among accepted validation predictions",
+            "target": 0.005,
         },
         "ood": {
             "name": "mahalanobis_layers",
             "params": {"num_classes": 10, "dims": [16, 32, 64, 128], "ridge": 1e-06},
             "threshold": 9.0592,
             "criterion": "99% of in-distribution validation inputs pass",
+            "target": 0.99,
         },
         "conformal": {"method": "aps", "alpha": 0.01, "qhat": 0.9937},
         "metrics": {

@@ -42,7 +42,15 @@ TENSOR_FIELDS = tuple(f.name for f in fields(PipelineOutput) if f.name != "value
 
 
 class InferenceUnavailable(RuntimeError):
-    """The child process died, could not start, or did not answer in time."""
+    """The child process died, could not start, or did not answer in time.
+
+    `generation`: the child generation that failed, where known, so that whoever restarts
+    replaces that one and never a newer child another thread has just started.
+    """
+
+    def __init__(self, message: str, generation: int | None = None) -> None:
+        super().__init__(message)
+        self.generation = generation
 
 
 class InferenceFailed(RuntimeError):
@@ -193,7 +201,7 @@ class ProcessCompute:
             try:
                 self._requests.send_bytes(msg)  # blocks while the pipe is full: back-pressure
             except (OSError, ValueError) as e:
-                raise InferenceUnavailable(f"the inference process is gone ({type(e).__name__})") from e
+                raise InferenceUnavailable(f"the inference process is gone ({type(e).__name__})", self.generation) from e
             return self.generation
 
     def recv(self, generation: int) -> PipelineOutput:

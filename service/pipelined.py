@@ -56,7 +56,9 @@ class PipelinedBatcher(MicroBatcher):
             self._slots.release()
             log.error("could not send a batch of %d jobs to the inference process: %s", len(jobs), e)
             if isinstance(e, InferenceUnavailable):
-                self._restart(self.remote.generation)  # before the callers hear: see _receive_loop
+                # The generation the batch was sent to: if the receiver already replaced it,
+                # restart() sees a stale generation and leaves the new child alone.
+                self._restart(self.remote.generation if e.generation is None else e.generation)  # before the callers hear: see _receive_loop
             fail(jobs, e)
             return
         self._sent.put((jobs, generation, time.perf_counter()))

@@ -135,7 +135,7 @@ class InferenceRuntime:
             job.abandoned = True  # the client left: do not compute for nobody
             raise
         except InferenceUnavailable as e:
-            raise ApiError(503, "inference_unavailable", "the inference process stopped and is being restarted; retry shortly", RETRY) from e
+            raise ApiError(503, "inference_unavailable", "the inference process stopped; it is restarted automatically: retry shortly", RETRY) from e
         except Exception as e:
             # An ApiError, so the route logs the request like any other refusal (a bare
             # exception would become an unlogged 500).

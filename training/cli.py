@@ -21,6 +21,16 @@ from training.options import MethodOptions
 from training.settings import TrainingSettings
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse out-of-range fitting options before training, not after it (the bundle's schema would)."""
+    if not 0.0 <= args.target_risk < 1.0:
+        raise SystemExit(f"--target-risk must be in [0, 1), got {args.target_risk}")
+    if not 0.0 < args.ood_pass_rate <= 1.0:
+        raise SystemExit(f"--ood-pass-rate must be in (0, 1], got {args.ood_pass_rate}")
+    if not 0.0 < args.alpha < 1.0:
+        raise SystemExit(f"--alpha must be in (0, 1), got {args.alpha}")
+
+
 def _train(args: argparse.Namespace) -> int:
     """One bundle, or with `--seeds N` one bundle per seed in OUT/seed<k> (for `vigil evaluate OUT/seed*`)."""
     if args.seeds > 1:
@@ -28,6 +38,7 @@ def _train(args: argparse.Namespace) -> int:
             one = argparse.Namespace(**{**vars(args), "seeds": 1, "seed": args.seed + k, "out": str(Path(args.out) / f"seed{args.seed + k}")})
             _train(one)
         return 0
+    check_options(args)
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -39,7 +50,7 @@ def _train(args: argparse.Namespace) -> int:
         version=args.version,
         members=args.members,
         num_samples=args.samples,
-        failure_scorer=args.failure_scorer,
+        failure_scorer=args.failure_scorer or ("confidnet" if args.method == "confidnet" else "msp"),
         ood_scorer=args.ood_scorer,
         target_risk=args.target_risk,
         ood_pass_rate=args.ood_pass_rate,
@@ -76,9 +87,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=20)
     p.add_argument(
         "--failure-scorer",
-        default="msp",
-        help="msp, entropy, mutual_information, confidnet (trains a ConfidNet head), or auto: a ConfidNet head is "
-        "trained and the best of it, MCP and the others on held-out data is served (training/failure_select.py)",
+        default=None,
+        help="msp (the default; confidnet for --method confidnet), entropy, mutual_information, confidnet (trains a "
+        "ConfidNet head), or auto: a ConfidNet head is trained and the best of it, MCP and the others on held-out data "
+        "is served (training/failure_select.py)",
     )
     p.add_argument("--ood-scorer", default="auto", help="OOD scorer, or auto: the best by an ID-only criterion (training/scorer_fit.py)")
     p.add_argument("--target-risk", type=float, default=0.005, help="max error rate among accepted validation predictions")

@@ -51,7 +51,7 @@ def evaluate_bundle(bundle: Bundle, test: Split) -> dict[str, Any]:
         "failure_detection": failure,
         "selective": {
             # The option the threshold was fitted for, and the risk it reached on validation.
-            "target_risk": 100 * (bundle.manifest.failure.target or float("nan")),
+            "target_risk": None if bundle.manifest.failure.target is None else 100 * bundle.manifest.failure.target,
             "validation_risk": 100 * float(bundle.manifest.metrics.get("validation", {}).get("selective_risk", float("nan"))),
             "test_risk": 100 * float((~correct[accepted]).float().mean()) if accepted.any() else 0.0,
             "test_coverage": 100 * float(accepted.float().mean()),
@@ -120,12 +120,13 @@ def bundle_folders(paths: list[str]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if (p / MANIFEST).is_file():
-            out.append(p)
-            continue
-        inner = sorted(d for d in p.iterdir() if (d / MANIFEST).is_file()) if p.is_dir() else []
-        if not inner:
+            found = [p]
+        else:
+            found = sorted(d for d in p.iterdir() if (d / MANIFEST).is_file()) if p.is_dir() else []
+        if not found:
             raise SystemExit(f"{p} is neither a bundle nor a folder of bundles")
-        out += inner
+        # A bundle named twice (say DIR and DIR/seed0) counts once, not as two seeds.
+        out += [d for d in found if d.resolve() not in {o.resolve() for o in out}]
     return out
 
 

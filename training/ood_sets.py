@@ -27,6 +27,10 @@ from models.preprocess import load_working_copy, to_model_input
 from training.data import load_fashion_mnist
 
 BLUR_SIGMA = 3.0
+#: Raster formats a folder's files may be in: the service's uploads plus the netpbm family
+#: (PGM/PPM/PBM) of many image archives. An allow-list all the same: a file that merely
+#: looks like, say, EPS must not start Ghostscript on a user's folder.
+FOLDER_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 
 
 def generated_sets(id_test: torch.Tensor, n: int, seed: int) -> dict[str, torch.Tensor]:
@@ -51,21 +55,21 @@ def fashion_mnist(data_dir: Path, n: int | None = None) -> torch.Tensor:
 def load_folder(folder: Path, spec: InputSpec) -> tuple[torch.Tensor, list[str]]:
     """Every readable image under `folder` (recursively) as ``[N, C, H, W]``, and the unreadable files.
 
-    Every file is tried, whatever its name (a file ``scan0001`` with no suffix is an image
-    if Pillow reads it); files taken in sorted path order. Each goes through the service's
-    own steps: `load_working_copy` (a side over 1024 px is reduced first), then
-    `to_model_input`. Unlike the service, which refuses animated or multi-page uploads
-    and accepts an allow-list of formats, a folder's multi-frame file contributes its
-    first frame and any format Pillow reads is taken: the evaluation measures the data.
+    Every file is tried, whatever its name (a file ``scan0001`` with no suffix is an
+    image if its content is in one of `FOLDER_FORMATS`), in sorted path order. Each goes
+    through the service's own steps: `load_working_copy` (a side over 1024 px is reduced
+    first), then `to_model_input`. Unlike the service, which refuses animated or multi-page uploads
+    and takes six formats, a folder's multi-frame file contributes its first frame and
+    netpbm files are read too: the evaluation measures the data.
     """
     pixels, skipped = [], []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         try:
-            with Image.open(path) as img:
+            with Image.open(path, formats=FOLDER_FORMATS) as img:
                 load_working_copy(img)
                 pixels.append(to_model_input(img, spec))
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
-            skipped.append(str(path))
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError, EOFError):
+            skipped.append(str(path))  # a damaged, foreign or oversized file does not stop the evaluation
     if not pixels:
         raise ValueError(f"no readable images under {folder} ({len(skipped)} unreadable)")
     return torch.stack(pixels), skipped

@@ -36,7 +36,10 @@ class ModelCard(BaseModel):
     temperature: float = Field(description="Temperature-scaling T applied to every logit sample (Guo et al. 2017).")
     failure: ScorerCard
     ood: ScorerCard
-    conformal: dict[str, Any]
+    conformal: dict[str, Any] = Field(
+        description='Split conformal prediction: method, alpha, qhat (the string "Infinity" when the calibration set was '
+        "too small for 1 - alpha: every class is then in every set) and what the sets mean."
+    )
     metrics: dict[str, Any] = Field(description="Validation and test metrics recorded at training time.")
     decisions: dict[str, str] = Field(description="What each decision means, in plain words.")
     created_at: str
@@ -54,8 +57,8 @@ def _card(ctx: CtxDep) -> ModelCard:
         temperature=m.temperature,
         failure=ScorerCard(**m.failure.model_dump(), meaning=scorer_meaning(m.failure.name, "failure")),
         ood=ScorerCard(**m.ood.model_dump(), meaning=scorer_meaning(m.ood.name, "ood")),
-        # Through JSON: an infinite qhat becomes "Infinity" (a plain dump would give inf, which
-        # no JSON response can carry).
+        # Through the manifest's own JSON: an infinite qhat becomes "Infinity" (a plain dump
+        # gives the float inf, which FastAPI's encoder silently turns into null).
         conformal={**json.loads(m.conformal.model_dump_json()), "meaning": prediction_set_text(m)},
         metrics=m.metrics,
         decisions=decision_texts(m),

@@ -185,8 +185,22 @@ def test_a_large_batch_goes_by_groups_of_images_in_order() -> None:
             p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(len(name))) * 0.5)
     b = MAX_ROWS // 4 * 2 + 3  # three groups, the last one short
     x = torch.randn(b, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    rows: list[int] = []
+    hook = model.conv.register_forward_hook(lambda _m, inp, _out: rows.append(inp[0].shape[0]))
     out = model.sample_logits(x)
+    hook.remove()
+    assert rows == [MAX_ROWS, MAX_ROWS, 4 * 3]  # K = 4 samples of each image of a group, together
     assert out.shape == (4, b, TINY_ARCH["num_classes"])
     single = torch.cat([model.sample_logits(x[i : i + 1]) for i in range(b)], dim=1)
     torch.testing.assert_close(out, single, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(out[:, :1], out[:, -1:])  # the images differ, so order matters
+
+
+def test_training_batches_are_never_split() -> None:
+    # BatchNorm's training statistics are the batch's: a grouped forward would change them.
+    model = variational_cnn(num_samples=4, seed=0, **TINY_ARCH)
+    model.train()
+    rows: list[int] = []
+    model.conv.register_forward_hook(lambda _m, inp, _out: rows.append(inp[0].shape[0]))
+    model.sample_logits(torch.randn(MAX_ROWS, 1, 8, 8), num_samples=2)
+    assert rows == [2 * MAX_ROWS]

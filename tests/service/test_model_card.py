@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from models.bundle import MANIFEST, read_manifest
 from service.app import create_app
+from service.card_text import prediction_set_text
 from service.policy import MEANINGS
 from service.settings import Settings
 from tests.images import digit_png
@@ -53,4 +54,11 @@ def test_an_infinite_conformal_quantile_is_served_and_described(tiny_bundle: Pat
         card = client.get(f"/v1/models/{m.name}")
         body = client.post("/v1/predict", content=digit_png(x[0]), headers={"content-type": "image/png"}).json()
     assert card.status_code == 200 and card.json()["conformal"]["qhat"] == "Infinity"
+    assert "lists every class" in card.json()["conformal"]["meaning"]
     assert sorted(body["prediction_set"]) == list(range(len(m.class_names)))
+
+
+def test_the_coverage_in_words_is_not_rounded(tiny_bundle: Path) -> None:
+    m = read_manifest(tiny_bundle)
+    m.conformal.alpha = 0.005
+    assert "at least 99.5% of in-distribution images" in prediction_set_text(m)

@@ -30,6 +30,7 @@ def ood_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Image.fromarray(rng.integers(0, 256, (30, 30, 4), dtype=np.uint8), mode="RGBA").save(root / "alpha.webp")
     (root / "broken.png").write_bytes(b"not an image")
     (root / "notes.txt").write_text("not an image either")
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / "icon.ico")  # an image, not an allowed format
     # A photo-sized JPEG with no suffix at all: read by content, reduced like an upload.
     yy, xx = np.mgrid[0:1500, 0:2000]
     stripes = (((xx // 37 + yy // 53) % 2) * 255).astype(np.uint8)
@@ -46,7 +47,7 @@ def test_folder_images_are_converted_like_uploads(ood_dir: Path) -> None:
     spec = InputSpec()
     x, skipped = load_folder(ood_dir, spec)
     assert x.shape == (4, 1, 28, 28) and float(x.min()) >= 0 and float(x.max()) <= 1
-    assert skipped == [str(ood_dir / "broken.png"), str(ood_dir / "notes.txt")]
+    assert skipped == [str(ood_dir / n) for n in ("broken.png", "icon.ico", "notes.txt")]
     # Sorted path order: alpha.webp, nested/gray.jpg, rgb.png, scan0001; each exactly as the
     # service's decode path (header checks, working copy, conversion) turns the same bytes.
     for row, name in ((2, "rgb.png"), (3, "scan0001")):
@@ -91,7 +92,7 @@ def test_evaluate_ood_reports_every_scorer_on_every_set(tiny_bundle: Path, data_
     sets = {"fashion_mnist", "uniform_noise", "gaussian_noise", "mnist_blurred", "mnist_inverted", "ood_dir"}
     assert set(res["ood"]) == sets
     assert res["n"]["mnist_test"] == 200 and res["n"]["ood_dir"] == 4
-    assert res["ood_dir_unreadable"] == [str(ood_dir / "broken.png"), str(ood_dir / "notes.txt")]
+    assert res["ood_dir_unreadable"] == [str(ood_dir / n) for n in ("broken.png", "icon.ico", "notes.txt")]
     for per_scorer in res["ood"].values():
         assert {"msp", "odin", "energy", "mahalanobis", "mahalanobis_layers"} <= set(per_scorer)
         for m in per_scorer.values():
@@ -102,6 +103,6 @@ def test_evaluate_ood_reports_every_scorer_on_every_set(tiny_bundle: Path, data_
     assert 90 <= served["ood_gate"]["id_test_pass_rate"] <= 100
     assert sum(served["decisions_id_test"].values()) == pytest.approx(100)
     assert 0 <= served["selective"]["test_coverage"] <= 100
-    assert "| fashion_mnist | odin |" in md.read_text() and "2 unreadable file(s) skipped" in md.read_text()
+    assert "| fashion_mnist | odin |" in md.read_text() and "3 unreadable file(s) skipped" in md.read_text()
     g = res["vs_msp"]["fashion_mnist"]["odin"]
     assert f"| odin | {g['delta_auroc']:+.2f} | {g['ci95_low']:+.2f} to {g['ci95_high']:+.2f} |" in md.read_text()

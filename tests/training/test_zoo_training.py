@@ -207,3 +207,19 @@ def test_train_auto_trains_a_head_and_serves_the_winner(data_dir: Path, tmp_path
     assert set(table) == {"msp", "entropy", "confidnet"}  # S = 1: no mutual information
     defined = {k: v for k, v in table.items() if v is not None}
     assert m.failure.name == m.metrics["failure_fit"]["auto_chosen"] == (max(defined, key=defined.get) if defined else "msp")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--target-risk", "1.5"], "--target-risk"),
+        (["--ood-pass-rate", "0"], "--ood-pass-rate"),
+        (["--alpha", "1"], "--alpha"),
+        (["--method", "confidnet", "--failure-scorer", "entropy"], "must be confidnet or auto"),
+    ],
+)
+def test_bad_training_options_are_refused_before_training(extra: list[str], message: str, data_dir: Path, tmp_path: Path) -> None:
+    args = ["train", "--data-dir", str(data_dir), "--out", str(tmp_path / "b"), "--train-size", "100", "--val-size", "200"]
+    with pytest.raises(SystemExit, match=message):
+        vigil([*args, "--epochs", "1", "--skip-test", "--quiet", *extra])
+    assert not (tmp_path / "b").exists()  # nothing trained, nothing written

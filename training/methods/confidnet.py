@@ -10,7 +10,6 @@ ensemble, as shipped) use `--failure-scorer confidnet` or `auto` with that metho
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 from models.deterministic import Deterministic
@@ -23,10 +22,12 @@ from training.options import MethodOptions
 
 
 def train_confidnet_method(splits: Splits, cfg: TrainConfig, opts: MethodOptions) -> tuple[Deterministic, BundleSpec]:
+    if opts.failure_scorer not in ("confidnet", "auto"):
+        # Before any training: another failure score would make this plain `deterministic`.
+        raise SystemExit(f"--method confidnet trains a ConfidNet head: --failure-scorer must be confidnet or auto, not {opts.failure_scorer}")
     start = time.perf_counter()
     net, base = base_or_train(splits, cfg, opts, "confidnet")
     model = Deterministic(net)
-    # `auto` also trains the head (and lets it compete with MCP); anything else becomes the head.
-    head_opts = opts if opts.failure_scorer == "auto" else dataclasses.replace(opts, failure_scorer="confidnet")
-    # The served model is the deterministic network; the head is its failure scorer.
-    return model, record_base(bundle_spec(model, "deterministic", {}, splits, cfg, head_opts, start), base)
+    # The served model is the deterministic network; the head is its failure scorer (with
+    # `auto`, the head competes with MCP & co. on held-out data and may lose to them).
+    return model, record_base(bundle_spec(model, "deterministic", {}, splits, cfg, opts, start), base)

@@ -6,9 +6,9 @@ the training-set size; K samples at inference in one batched forward.
 Two small departures from a pure ELBO, both shared with every other method so that the
 zoo compares methods and not recipes: the `arch_params` dropout regularises training
 (never inference, `models/variational_cnn.py`), and AdamW's decoupled weight decay also
-acts on the posterior means and rho. Over the 20-epoch schedule that decay shrinks them
-by 0.6 % in all (exp(-wd * sum of the one-cycle learning rates)), far less than the
-likelihood and KL gradients move them.
+acts on the posterior means and rho: over the 20-epoch schedule it pulls each toward 0
+by 0.6 % of its value in all (1 - exp(-wd * sum of the one-cycle learning rates)); for
+rho, which is negative, that widens sigma a little.
 """
 
 from __future__ import annotations
