@@ -16,6 +16,10 @@ from models.manifest import InputSpec
 
 _INK = 0.2  # pixels above this (after polarity fix) count as ink for the bounding box
 
+#: Image formats the service accepts for uploads (an allow-list: Pillow's other plugins, EPS
+#: through Ghostscript among them, never see untrusted bytes); `--ood-dir` reads these too.
+UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
+
 #: Longest side kept after decoding. Models take inputs of a few hundred pixels at most,
 #: while converting a 25-megapixel upload at full size cost ~400 MB for one request
 #: (measured); JPEGs are even decoded at reduced scale (DCT scaling) when that suffices.

@@ -49,7 +49,7 @@ def decision_texts(m: Manifest) -> dict[str, str]:
 
 
 def prediction_set_text(m: Manifest) -> str:
-    coverage = f"{round(100 * (1 - m.conformal.alpha), 6):g}%"  # alpha 0.005 is 99.5%, not a rounded 100%
+    coverage = f"{100 * (1 - m.conformal.alpha):g}%"  # alpha 0.005 is 99.5%, not a rounded 100%
     if math.isinf(m.conformal.qhat):
         return (
             f"prediction_set lists every class: the calibration set was too small to guarantee {coverage} coverage "

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from models.preprocess import WORK_SIDE, load_working_copy
+from models.preprocess import UPLOAD_FORMATS, WORK_SIDE, load_working_copy
 from service.errors import ApiError
 
-ALLOWED_FORMATS = {"PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"}
+ALLOWED_FORMATS = set(UPLOAD_FORMATS)
 #: Pixel modes models/preprocess.py converts (issue 8: tested with random images of each);
 #: anything else (LAB, HSV, 32-bit integer...) is refused before decoding.
 ALLOWED_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}

@@ -21,16 +21,6 @@ from training.options import MethodOptions
 from training.settings import TrainingSettings
 
 
-def check_options(args: argparse.Namespace) -> None:
-    """Refuse out-of-range fitting options before training, not after it (the bundle's schema would)."""
-    if not 0.0 <= args.target_risk < 1.0:
-        raise SystemExit(f"--target-risk must be in [0, 1), got {args.target_risk}")
-    if not 0.0 < args.ood_pass_rate <= 1.0:
-        raise SystemExit(f"--ood-pass-rate must be in (0, 1], got {args.ood_pass_rate}")
-    if not 0.0 < args.alpha < 1.0:
-        raise SystemExit(f"--alpha must be in (0, 1), got {args.alpha}")
-
-
 def _train(args: argparse.Namespace) -> int:
     """One bundle, or with `--seeds N` one bundle per seed in OUT/seed<k> (for `vigil evaluate OUT/seed*`)."""
     if args.seeds > 1:
@@ -38,7 +28,6 @@ def _train(args: argparse.Namespace) -> int:
             one = argparse.Namespace(**{**vars(args), "seeds": 1, "seed": args.seed + k, "out": str(Path(args.out) / f"seed{args.seed + k}")})
             _train(one)
         return 0
-    check_options(args)
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from models.bundle import MANIFEST, Bundle, load_bundle
+from models.bundle import MANIFEST, Bundle, load_bundle, read_manifest
 from models.scorers.base import ScoreInput
 from models.scorers.entropy import MutualInformation, PredictiveEntropy
 from models.scorers.msp import MaxSoftmax
@@ -74,7 +74,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean and std (0 for one run) of every numeric metric over seeds."""
-    flat = [_flatten({k: v for k, v in r.items() if k != "seed"}) for r in runs]  # a seed is no metric
+    flat = [_flatten(r) for r in runs]
     shared = set.intersection(*(set(f) for f in flat))
     return {
         k: {"mean": statistics.fmean(f[k] for f in flat), "std": statistics.stdev([f[k] for f in flat]) if len(flat) > 1 else 0.0}
@@ -125,29 +125,32 @@ def bundle_folders(paths: list[str]) -> list[Path]:
             found = sorted(d for d in p.iterdir() if (d / MANIFEST).is_file()) if p.is_dir() else []
         if not found:
             raise SystemExit(f"{p} is neither a bundle nor a folder of bundles")
-        # A bundle named twice (say DIR and DIR/seed0) counts once, not as two seeds.
-        out += [d for d in found if d.resolve() not in {o.resolve() for o in out}]
-    return out
+        out += found
+    # A bundle named twice (say DIR and DIR/seed0) counts once, not as two seeds.
+    return list({p.resolve(): p for p in out}.values())
 
 
-def check_seeds(by_name: dict[str, list[dict[str, Any]]], seeds: int) -> None:
-    """`--seeds N`: every model must come with N bundles of N different training seeds."""
-    for name, runs in by_name.items():
-        got = [r["seed"] for r in runs]
-        if len(runs) != seeds or len(set(got)) != len(got):
-            raise SystemExit(f"--seeds {seeds}: model {name!r} has {len(runs)} bundle(s) with training seeds {got}")
+def check_seeds(paths: list[Path], seeds: int) -> None:
+    """`--seeds N`: every model (manifest name) must come with N bundles of N different
+    training seeds. Read from the manifests alone, before any bundle is evaluated."""
+    by_name: dict[str, list[int | None]] = defaultdict(list)
+    for path in paths:
+        m = read_manifest(path)
+        by_name[m.name].append(m.metrics.get("training", {}).get("seed"))
+    for name, got in by_name.items():
+        if len(got) != seeds or len(set(got)) != len(got):
+            raise SystemExit(f"--seeds {seeds}: model {name!r} has {len(got)} bundle(s) with training seeds {got}")
 
 
 def run(args: argparse.Namespace) -> int:
     test = load_mnist(Path(args.data_dir), train=False, download=args.download).head(args.limit)
     by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for path in bundle_folders(args.bundles):
-        bundle = load_bundle(path)
-        result = evaluate_bundle(bundle, test)
-        result["seed"] = bundle.manifest.metrics.get("training", {}).get("seed")
-        by_name[result["name"]].append(result)
+    paths = bundle_folders(args.bundles)
     if args.seeds:
-        check_seeds(by_name, args.seeds)
+        check_seeds(paths, args.seeds)
+    for path in paths:
+        result = evaluate_bundle(load_bundle(path), test)
+        by_name[result["name"]].append(result)
     groups = {name: (runs[0]["method"], len(runs), aggregate(runs)) for name, runs in by_name.items()}
     table = markdown(groups)
     print(table)

@@ -20,17 +20,17 @@ from pathlib import Path
 
 import torch
 import torchvision.transforms.functional as TF
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from models.manifest import InputSpec
-from models.preprocess import load_working_copy, to_model_input
+from models.preprocess import UPLOAD_FORMATS, load_working_copy, to_model_input
 from training.data import load_fashion_mnist
 
 BLUR_SIGMA = 3.0
-#: Raster formats a folder's files may be in: the service's uploads plus the netpbm family
+#: Formats a folder's files may be in: the service's uploads plus the netpbm family
 #: (PGM/PPM/PBM) of many image archives. An allow-list all the same: a file that merely
 #: looks like, say, EPS must not start Ghostscript on a user's folder.
-FOLDER_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
+FOLDER_FORMATS = (*UPLOAD_FORMATS, "PPM")
 
 
 def generated_sets(id_test: torch.Tensor, n: int, seed: int) -> dict[str, torch.Tensor]:
@@ -68,7 +68,7 @@ def load_folder(folder: Path, spec: InputSpec) -> tuple[torch.Tensor, list[str]]
             with Image.open(path, formats=FOLDER_FORMATS) as img:
                 load_working_copy(img)
                 pixels.append(to_model_input(img, spec))
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError, EOFError):
+        except (Image.DecompressionBombError, OSError, ValueError, SyntaxError, EOFError):  # OSError: unidentified too
             skipped.append(str(path))  # a damaged, foreign or oversized file does not stop the evaluation
     if not pixels:
         raise ValueError(f"no readable images under {folder} ({len(skipped)} unreadable)")

@@ -6,6 +6,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def check_fitting_options(target_risk: float, ood_pass_rate: float, alpha: float) -> None:
+    """Refuse out-of-range threshold options up front: the bundle's schema would refuse them
+    only when it is written, after all the training (`vigil train`) or fitting (`vigil refit`)."""
+    if not 0.0 <= target_risk < 1.0:
+        raise ValueError(f"target risk must be in [0, 1), got {target_risk}")
+    if not 0.0 < ood_pass_rate <= 1.0:
+        raise ValueError(f"OOD pass rate must be in (0, 1], got {ood_pass_rate}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"conformal alpha must be in (0, 1), got {alpha}")
+
+
 @dataclass
 class MethodOptions:
     name: str = "mnist-deterministic"
@@ -21,3 +32,6 @@ class MethodOptions:
     alpha: float = 0.01
     #: A deterministic bundle whose network MC dropout / Laplace reuse instead of training one.
     base_bundle: str | None = None
+
+    def __post_init__(self) -> None:
+        check_fitting_options(self.target_risk, self.ood_pass_rate, self.alpha)

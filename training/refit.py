@@ -21,10 +21,12 @@ from training.data import load_mnist, make_splits
 from training.failure_select import choose_failure_scorer
 from training.finalize import BundleSpec, finalize
 from training.loop import TrainConfig
+from training.options import check_fitting_options
 from training.scorer_fit import fit_ood_scorer
 
 
 def run(args: argparse.Namespace) -> int:
+    check_fitting_options(args.target_risk, args.ood_pass_rate, args.alpha)
     bundle = load_bundle(Path(args.bundle))
     m = bundle.manifest
     record = m.metrics.get("training")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -121,13 +122,17 @@ def test_seeds_train_one_bundle_per_seed(data_dir: Path, tmp_path: Path) -> None
     assert vigil(["evaluate", str(out), "--seeds", "2", "--data-dir", str(data_dir), "--limit", "200", "--out", str(report)]) == 0
     result = json.loads(report.read_text())
     runs = result["runs"]["mnist-deterministic"]
-    assert sorted(r["seed"] for r in runs) == [3, 4]
     acc = [r["after_temperature"]["accuracy"] for r in runs]
+    assert len(runs) == 2 and acc[0] != acc[1]  # both seeds, not one twice
     assert result["aggregate"]["mnist-deterministic"]["after_temperature.accuracy"]["mean"] == pytest.approx(sum(acc) / 2)
-    # Asked for 3 seeds, or given one seed twice: refused, not averaged over what is there.
-    for bundles, n in (([str(out)], "3"), ([str(out / "seed3"), str(out / "seed3")], "2")):
-        with pytest.raises(SystemExit, match="training seeds"):
+    # Asked for 3 seeds, or given one seed in two folders: refused, not averaged over what is there.
+    shutil.copytree(out / "seed3", tmp_path / "seed3-copy")
+    for bundles, n, got in (([str(out)], "3", "[3, 4]"), ([str(out / "seed3"), str(tmp_path / "seed3-copy")], "2", "[3, 3]")):
+        with pytest.raises(SystemExit, match=rf"training seeds \{got}"):
             vigil(["evaluate", *bundles, "--seeds", n, "--data-dir", str(data_dir), "--limit", "50"])
+    # The same folder named twice is one bundle, not two seeds.
+    with pytest.raises(SystemExit, match=r"1 bundle\(s\) with training seeds \[3\]"):
+        vigil(["evaluate", str(out / "seed3"), str(out / "seed3"), "--seeds", "2", "--data-dir", str(data_dir), "--limit", "50"])
 
 
 @pytest.mark.parametrize("method", ["mc_dropout", "laplace", "confidnet"])
@@ -212,14 +217,26 @@ def test_train_auto_trains_a_head_and_serves_the_winner(data_dir: Path, tmp_path
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--target-risk", "1.5"], "--target-risk"),
-        (["--ood-pass-rate", "0"], "--ood-pass-rate"),
-        (["--alpha", "1"], "--alpha"),
+        (["--target-risk", "1.5"], "target risk"),
+        (["--ood-pass-rate", "0"], "OOD pass rate"),
+        (["--alpha", "1"], "conformal alpha"),
         (["--method", "confidnet", "--failure-scorer", "entropy"], "must be confidnet or auto"),
     ],
 )
-def test_bad_training_options_are_refused_before_training(extra: list[str], message: str, data_dir: Path, tmp_path: Path) -> None:
+def test_bad_training_options_are_refused_before_training(
+    extra: list[str], message: str, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_training(*a: object, **k: object) -> None:
+        raise AssertionError("trained before refusing the options")
+
+    monkeypatch.setattr("training.methods.deterministic.train_net", no_training)
     args = ["train", "--data-dir", str(data_dir), "--out", str(tmp_path / "b"), "--train-size", "100", "--val-size", "200"]
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(ValueError, match=message):
         vigil([*args, "--epochs", "1", "--skip-test", "--quiet", *extra])
-    assert not (tmp_path / "b").exists()  # nothing trained, nothing written
+    assert not (tmp_path / "b").exists()
+
+
+def test_refit_refuses_bad_options_before_fitting(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="conformal alpha"):
+        vigil(["refit", str(zoo["deterministic"]), "--out", str(tmp_path / "r"), "--data-dir", str(data_dir), "--alpha", "0"])
+    assert not (tmp_path / "r").exists()

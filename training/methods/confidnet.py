@@ -24,7 +24,7 @@ from training.options import MethodOptions
 def train_confidnet_method(splits: Splits, cfg: TrainConfig, opts: MethodOptions) -> tuple[Deterministic, BundleSpec]:
     if opts.failure_scorer not in ("confidnet", "auto"):
         # Before any training: another failure score would make this plain `deterministic`.
-        raise SystemExit(f"--method confidnet trains a ConfidNet head: --failure-scorer must be confidnet or auto, not {opts.failure_scorer}")
+        raise ValueError(f"--method confidnet trains a ConfidNet head: --failure-scorer must be confidnet or auto, not {opts.failure_scorer}")
     start = time.perf_counter()
     net, base = base_or_train(splits, cfg, opts, "confidnet")
     model = Deterministic(net)
