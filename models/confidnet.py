@@ -12,9 +12,10 @@ a 2-core CPU the paper's head (~0.5M multiply-adds) would cost a quarter of the
 SmallCNN forward for every request; the sizes are a parameter, so the paper's head
 is ``hidden=[400, 400, 400, 400]``.
 
-Training (the paper's first phase; the encoder fine-tuning phase is not used): freeze
-the classifier, take its features ``[S_f, B, D]`` and logits ``[S, B, K]`` on the
-training set, build `confidnet_training_pairs`, minimise `confidnet_loss`.
+Training, the paper's first phase: freeze the classifier, take its features
+``[S_f, B, D]`` and logits ``[S, B, K]`` on the training set, build
+`confidnet_training_pairs`, minimise `confidnet_loss`. The optional second phase
+(fine-tuning a copy of the encoder with the head) is `training.confidnet_finetune`.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from training.data import load_mnist, make_splits
 from training.finalize import finalize
 from training.loop import TrainConfig
 from training.methods import TRAINERS
-from training.options import MethodOptions
+from training.options import MethodOptions, check_confidnet_finetune
 from training.settings import TrainingSettings
 
 
@@ -45,7 +45,9 @@ def _train(args: argparse.Namespace) -> int:
         ood_pass_rate=args.ood_pass_rate,
         alpha=args.alpha,
         base_bundle=args.base_bundle,
+        confidnet_finetune_epochs=args.confidnet_finetune_epochs,
     )
+    check_confidnet_finetune(args.method, opts.failure_scorer, opts.confidnet_finetune_epochs)
     if args.base_bundle and args.method not in ("mc_dropout", "laplace", "confidnet"):
         raise SystemExit(f"--base-bundle applies to mc_dropout, laplace and confidnet, not {args.method}")
     model, spec = TRAINERS[args.method](splits, cfg, opts)
@@ -86,6 +88,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ood-pass-rate", type=float, default=0.99, help="share of in-distribution validation inputs the OOD gate passes")
     p.add_argument("--alpha", type=float, default=0.01, help="conformal miscoverage")
     p.add_argument("--base-bundle", default=None, help="mc_dropout / laplace / confidnet: reuse this deterministic bundle's network (same --seed and sizes)")
+    p.add_argument(
+        "--confidnet-finetune-epochs",
+        type=int,
+        default=0,
+        help="ConfidNet's second phase: fine-tune a copy of the encoder with the head for N epochs (deterministic / confidnet only; "
+        "0, the default, keeps the head on the frozen classifier's features)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--skip-test", action="store_true", help="do not measure on MNIST test")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -49,17 +51,24 @@ def _shifted(data: Split, shift: int, seed: int) -> torch.Tensor:
     return torch.cat([random_shift(data.x[i : i + 256], shift, gen) for i in range(0, len(data), 256)])
 
 
-def _training_pass(model: UncertaintyModel, data: Split, shift: int, dropout: bool, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(head inputs, TCP targets) of one pass; with `dropout`, the classifier's training dropout is on."""
-    x = _shifted(data, shift, seed) if shift else data.x
-    model.train(dropout)
+@contextmanager
+def classifier_dropout(model: UncertaintyModel, on: bool = True) -> Iterator[None]:
+    """The classifier with its training dropout on (or off) and its BatchNorm in eval mode; eval mode after."""
+    model.train(on)
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()  # running statistics stay those the classifier is served with
     try:
-        feats, logits = features_and_logits(model, x)  # no_grad inside
+        yield
     finally:
         model.eval()
+
+
+def _training_pass(model: UncertaintyModel, data: Split, shift: int, dropout: bool, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(head inputs, TCP targets) of one pass; with `dropout`, the classifier's training dropout is on."""
+    x = _shifted(data, shift, seed) if shift else data.x
+    with classifier_dropout(model, dropout):
+        feats, logits = features_and_logits(model, x)  # no_grad inside
     return confidnet_training_pairs(feats, logits, data.y)
 
 

@@ -17,6 +17,17 @@ def check_fitting_options(target_risk: float, ood_pass_rate: float, alpha: float
         raise ValueError(f"conformal alpha must be in (0, 1), got {alpha}")
 
 
+def check_confidnet_finetune(method: str, failure_scorer: str, epochs: int) -> None:
+    """Refuse ConfidNet fine-tuning where it cannot run, before any training (`MethodOptions` refuses epochs < 0)."""
+    if not epochs:
+        return
+    if failure_scorer not in ("confidnet", "auto"):
+        raise ValueError(f"--confidnet-finetune-epochs fine-tunes a ConfidNet head: --failure-scorer must be confidnet or auto, not {failure_scorer}")
+    if method not in ("deterministic", "confidnet"):
+        # An ensemble would need one encoder copy per member; sampled models have no single encoder.
+        raise ValueError(f"--confidnet-finetune-epochs needs a single network (method deterministic or confidnet), not {method}")
+
+
 @dataclass
 class MethodOptions:
     name: str = "mnist-deterministic"
@@ -26,12 +37,17 @@ class MethodOptions:
     members: int = 5
     num_samples: int = 20
     failure_scorer: str = "msp"
-    ood_scorer: str = "msp"
+    #: As `vigil train`: the OOD scorer that wins the ID-only criterion (training/scorer_fit.py).
+    ood_scorer: str = "auto"
     target_risk: float = 0.005
     ood_pass_rate: float = 0.99
     alpha: float = 0.01
     #: A deterministic bundle whose network MC dropout / Laplace reuse instead of training one.
     base_bundle: str | None = None
+    #: ConfidNet's second phase (training/confidnet_finetune.py); 0 = the head on frozen features only.
+    confidnet_finetune_epochs: int = 0
 
     def __post_init__(self) -> None:
         check_fitting_options(self.target_risk, self.ood_pass_rate, self.alpha)
+        if self.confidnet_finetune_epochs < 0:
+            raise ValueError(f"ConfidNet fine-tuning epochs must be >= 0, got {self.confidnet_finetune_epochs}")

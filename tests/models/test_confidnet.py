@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -109,3 +110,50 @@ def test_registry_params_and_bundle_round_trip(tmp_path: Path) -> None:
     with torch.no_grad():
         inp = _inp(model.features(x))
         assert torch.equal(loaded.score(inp), scorer.score(inp))
+
+
+def _scorer_with_encoder(net: SmallCNN) -> ConfidNetScorer:
+    """A scorer whose encoder is a copy of `net` (as fine-tuning starts), head in_features = hidden."""
+    scorer = ConfidNetScorer(in_features=TINY_ARCH["hidden"], hidden=[8], encoder={"architecture": "small_cnn", "params": TINY_ARCH})
+    scorer.encoder.load_state_dict(net.state_dict())
+    return scorer.eval()
+
+
+def test_a_fine_tuned_encoder_makes_the_features_from_the_input_not_from_the_classifier() -> None:
+    torch.manual_seed(0)
+    model = Deterministic(SmallCNN(**TINY_ARCH, dropout=0.5)).eval()
+    scorer = _scorer_with_encoder(model.net)
+    plain = ConfidNetScorer(in_features=TINY_ARCH["hidden"], hidden=[8])
+    plain.head.load_state_dict(scorer.head.state_dict())
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        inp = ScoreInput(model, x, model.sample_logits(x), model.features(x), 1.0)
+        # An unchanged copy of the encoder gives exactly the classifier's features (dropout off).
+        assert torch.allclose(scorer.score(inp), plain.score(inp), atol=1e-6)
+        # Once the copy moves, the score follows it, whatever features the classifier made.
+        scorer.encoder.fc1.weight.add_(0.5 * torch.randn_like(scorer.encoder.fc1.weight))
+        moved = scorer.score(inp)
+        assert not torch.allclose(moved, plain.score(inp), atol=1e-4)
+        own = 1 - scorer.head(scorer.encoder.forward_features(x))
+        assert torch.allclose(moved, own)
+        assert torch.equal(scorer.score(replace(inp, features=torch.zeros_like(inp.features))), moved)
+
+
+def test_a_fine_tuned_scorer_round_trips_through_a_bundle(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Deterministic(SmallCNN(**TINY_ARCH)).eval()
+    scorer = _scorer_with_encoder(model.net)
+    with torch.no_grad():
+        scorer.encoder.conv[0][0].weight.mul_(1.5)  # the copy differs from the classifier
+    params = json.loads(json.dumps(scorer.params()))
+    assert params["encoder"] == {"architecture": "small_cnn", "params": TINY_ARCH}
+    bundle = round_trip(tmp_path, model, TINY_ARCH, {}, failure=scorer, failure_spec={"name": "confidnet", "params": params, "threshold": 0.3})
+    loaded = bundle.failure_scorer
+    assert isinstance(loaded, ConfidNetScorer) and loaded.encoder is not None
+    assert not loaded.encoder.training  # dropout off when served
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        inp = ScoreInput(model, x, model.sample_logits(x), model.features(x), 1.0)
+        assert torch.equal(loaded.score(inp), scorer.score(inp))
+    assert torch.equal(loaded.encoder.conv[0][0].weight, scorer.encoder.conv[0][0].weight)
+    assert not torch.equal(loaded.encoder.conv[0][0].weight, bundle.model.net.conv[0][0].weight)

@@ -156,6 +156,25 @@ def test_base_bundle_reuses_the_deterministic_network(zoo: dict[str, Path], meth
         vigil(["train", "--method", method, "--out", str(tmp_path / "x"), "--seed", "1", "--base-bundle", str(zoo["deterministic"]), *common])
 
 
+def test_confidnet_fine_tuning_serves_its_own_encoder_beside_the_untouched_network(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
+    base = load_bundle(zoo["deterministic"])
+    out = tmp_path / "tuned"
+    args = ["train", "--method", "confidnet", "--out", str(out), "--base-bundle", str(zoo["deterministic"]), "--data-dir", str(data_dir)]
+    assert vigil([*args, "--train-size", "300", "--val-size", "600", "--skip-test", "--quiet", "--confidnet-finetune-epochs", "1"]) == 0
+    built = load_bundle(out)
+    m = built.manifest
+    assert m.failure.params["encoder"]["params"] == m.arch_params
+    assert m.metrics["confidnet_finetune"]["epochs"] == 1
+    for name, tensor in base.model.net.state_dict().items():  # the prediction's network is the base one
+        assert torch.equal(built.model.net.state_dict()[name], tensor), name
+    pixels = load_mnist(data_dir, train=False).x[:16]
+    served = Pipeline(built).run(pixels)
+    scorer = built.failure_scorer
+    with torch.no_grad():
+        own = 1 - scorer.head(scorer.encoder.forward_features(Pipeline(built).normalise(pixels)))
+    assert torch.allclose(served.failure_score, own, atol=1e-6)
+
+
 def test_refit_replaces_scorers_and_keeps_the_network(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
     src = load_bundle(zoo["deterministic"])
     assert src.manifest.failure.name == "msp"
@@ -221,6 +240,9 @@ def test_train_auto_trains_a_head_and_serves_the_winner(data_dir: Path, tmp_path
         (["--ood-pass-rate", "0"], "OOD pass rate"),
         (["--alpha", "1"], "conformal alpha"),
         (["--method", "confidnet", "--failure-scorer", "entropy"], "must be confidnet or auto"),
+        (["--confidnet-finetune-epochs", "1"], "fine-tunes a ConfidNet head"),
+        (["--method", "ensemble", "--failure-scorer", "confidnet", "--confidnet-finetune-epochs", "1"], "needs a single network"),
+        (["--failure-scorer", "confidnet", "--confidnet-finetune-epochs", "-1"], "must be >= 0"),
     ],
 )
 def test_bad_training_options_are_refused_before_training(

@@ -7,6 +7,7 @@ from typing import Any
 
 from models.base import UncertaintyModel
 from models.scorers.registry import build_scorer
+from training.confidnet_finetune import finetune_confidnet
 from training.confidnet_fit import train_confidnet
 from training.data import Splits
 from training.failure_select import choose_failure_scorer
@@ -35,6 +36,8 @@ def bundle_spec(
     if opts.failure_scorer in ("confidnet", "auto"):
         failure, report = train_confidnet(model, splits, cfg)
         extra["confidnet_fit"] = report
+        if opts.confidnet_finetune_epochs:
+            failure, extra["confidnet_finetune"] = finetune_confidnet(model, failure, splits, cfg, opts.confidnet_finetune_epochs, opts.arch_params)
         if opts.failure_scorer == "auto":  # the trained head competes with MCP & co. on held-out data
             failure, extra["failure_fit"] = choose_failure_scorer(model, {"confidnet": failure}, splits)
     else:
