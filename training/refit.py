@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
             head, extra["confidnet_fit"] = train_confidnet(model, splits, TrainConfig(seed=record["seed"]))
         failure, extra["failure_fit"] = choose_failure_scorer(model, {"confidnet": head}, splits)
     elif args.failure_scorer:  # asked for by name: fitted anew, even if it is the same kind
-        extra.pop("confidnet_fit", None)
-        extra.pop("failure_fit", None)
+        for stale in ("confidnet_fit", "confidnet_finetune", "failure_fit"):  # reports about the replaced scorer
+            extra.pop(stale, None)
         if args.failure_scorer == "confidnet":
             failure, extra["confidnet_fit"] = train_confidnet(model, splits, TrainConfig(seed=record["seed"]))
         else:

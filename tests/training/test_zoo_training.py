@@ -173,6 +173,10 @@ def test_confidnet_fine_tuning_serves_its_own_encoder_beside_the_untouched_netwo
     with torch.no_grad():
         own = 1 - scorer.head(scorer.encoder.forward_features(Pipeline(built).normalise(pixels)))
     assert torch.allclose(served.failure_score, own, atol=1e-6)
+    # Refitted with another failure scorer by name: no report of the replaced head survives.
+    refit = ["refit", str(out), "--out", str(tmp_path / "refit"), "--data-dir", str(data_dir), "--failure-scorer", "msp", "--skip-test"]
+    assert vigil(refit) == 0
+    assert not {"confidnet_fit", "confidnet_finetune"} & set(load_bundle(tmp_path / "refit").manifest.metrics)
 
 
 def test_refit_replaces_scorers_and_keeps_the_network(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
