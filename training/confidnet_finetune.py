@@ -7,7 +7,7 @@ and with it every TCP target, the temperature, the thresholds and the conformal 
 stays exactly the frozen network; only the confidence branch moves. As in the paper,
 dropout is off in the copy (eval mode, which also keeps its BatchNorm statistics) and
 the learning rate is small. The targets are made as in the first phase: the frozen
-classifier with its training dropout on, every other batch shifted by up to 2 pixels.
+classifier with its training dropout on, every digit distorted (`training.distort`).
 
 Selection, the paper's criterion: validation AUPR-Error, measured `CHECKS_PER_EPOCH`
 times per epoch. The phase-1 head is a candidate too, so this phase never returns a
@@ -19,7 +19,8 @@ member, M more forwards per request.
 Measured on two seeds outside the zoo (7 and 8), `vigil train --method confidnet
 --base-bundle DET --confidnet-finetune-epochs 2` then `vigil evaluate`, test AUPR-Error
 of the head before -> after this phase: 35.92 -> 36.41 and 33.73 -> 29.73, with MCP at
-45.10 and 46.44 (at lr 1e-3 instead of 1e-4, seed 8: 31.45). With about 30 validation
+45.10 and 46.44 (at lr 1e-3 instead of 1e-4, seed 8: 31.45); both phases then shifted
+every other batch by up to 2 pixels instead of distorting every digit. With about 30 validation
 errors the selection is mostly noise, so the phase is off by default (it is a training
 option, `--confidnet-finetune-epochs N`, and costs about 25 s an epoch here).
 """
@@ -40,13 +41,12 @@ from models.deterministic import Deterministic
 from models.scorers.confidnet import ConfidNetScorer
 from training.confidnet_fit import classifier_dropout
 from training.data import Split, Splits
-from training.loop import TrainConfig, features_and_logits, normalise, random_shift
+from training.distort import random_affine
+from training.loop import TrainConfig, features_and_logits, normalise
 
 FINETUNE_LR = 1e-4
 FINETUNE_BATCH = 128
 CHECKS_PER_EPOCH = 4
-#: Every other batch is shifted by up to this many pixels, as in the first phase's passes.
-SHIFT = 2
 
 
 def _val_aupr_error(scorer: ConfidNetScorer, val: Split, errors: torch.Tensor) -> float:
@@ -94,7 +94,7 @@ def finetune_confidnet(
         perm = torch.randperm(len(train), generator=gen)
         for i in range(steps_per_epoch):
             idx = perm[i * FINETUNE_BATCH : (i + 1) * FINETUNE_BATCH]
-            x = normalise(random_shift(train.x[idx], SHIFT if step % 2 else 0, gen))
+            x = normalise(random_affine(train.x[idx], gen))
             with torch.no_grad(), classifier_dropout(model):
                 target = tcp_targets(model.sample_logits(x), train.y[idx])
             loss = confidnet_loss(tuned.head(tuned.encoder.forward_features(x)), target)

@@ -39,9 +39,9 @@ def test_training_passes_use_the_classifiers_dropout_but_not_its_batchnorm(data_
     splits = make_splits(data_dir, val_size=400, train_size=200)
     model = Deterministic(SmallCNN(dropout=0.25)).eval()
     bn = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
-    plain, _ = cf._training_pass(model, splits.train, shift=0, dropout=False, seed=0)
-    again, _ = cf._training_pass(model, splits.train, shift=0, dropout=False, seed=0)
-    dropped, targets = cf._training_pass(model, splits.train, shift=0, dropout=True, seed=0)
+    plain, _ = cf._training_pass(model, splits.train, distort=False, dropout=False, seed=0)
+    again, _ = cf._training_pass(model, splits.train, distort=False, dropout=False, seed=0)
+    dropped, targets = cf._training_pass(model, splits.train, distort=False, dropout=True, seed=0)
     assert torch.equal(plain, again)  # without dropout a pass is deterministic
     assert not torch.allclose(plain, dropped)  # with it the features are perturbed
     assert targets.shape == (200,) and bool(((targets >= 0) & (targets <= 1)).all())
