@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from training.confidnet_fit import PASSES
+
 
 def check_fitting_options(target_risk: float, ood_pass_rate: float, alpha: float) -> None:
     """Refuse out-of-range threshold options up front: the bundle's schema would refuse them
@@ -46,8 +48,12 @@ class MethodOptions:
     base_bundle: str | None = None
     #: ConfidNet's second phase (training/confidnet_finetune.py); 0 = the head on frozen features only.
     confidnet_finetune_epochs: int = 0
+    #: How ConfidNet's training passes perturb the digits (training/confidnet_fit.py: shift or distort).
+    confidnet_passes: str = "shift"
 
     def __post_init__(self) -> None:
         check_fitting_options(self.target_risk, self.ood_pass_rate, self.alpha)
         if self.confidnet_finetune_epochs < 0:
             raise ValueError(f"ConfidNet fine-tuning epochs must be >= 0, got {self.confidnet_finetune_epochs}")
+        if self.confidnet_passes not in PASSES:
+            raise ValueError(f"unknown ConfidNet passes {self.confidnet_passes!r}; known: {sorted(PASSES)}")

@@ -160,11 +160,13 @@ def test_confidnet_fine_tuning_serves_its_own_encoder_beside_the_untouched_netwo
     base = load_bundle(zoo["deterministic"])
     out = tmp_path / "tuned"
     args = ["train", "--method", "confidnet", "--out", str(out), "--base-bundle", str(zoo["deterministic"]), "--data-dir", str(data_dir)]
-    assert vigil([*args, "--train-size", "300", "--val-size", "600", "--skip-test", "--quiet", "--confidnet-finetune-epochs", "1"]) == 0
+    options = ["--confidnet-finetune-epochs", "1", "--confidnet-passes", "distort"]
+    assert vigil([*args, "--train-size", "300", "--val-size", "600", "--skip-test", "--quiet", *options]) == 0
     built = load_bundle(out)
     m = built.manifest
     assert m.failure.params["encoder"]["params"] == m.arch_params
     assert m.metrics["confidnet_finetune"]["epochs"] == 1
+    assert m.metrics["confidnet_fit"]["passes"] == m.metrics["confidnet_finetune"]["passes"] == "distort"
     for name, tensor in base.model.net.state_dict().items():  # the prediction's network is the base one
         assert torch.equal(built.model.net.state_dict()[name], tensor), name
     pixels = load_mnist(data_dir, train=False).x[:16]
@@ -247,6 +249,7 @@ def test_train_auto_trains_a_head_and_serves_the_winner(data_dir: Path, tmp_path
         (["--confidnet-finetune-epochs", "1"], "fine-tunes a ConfidNet head"),
         (["--method", "ensemble", "--failure-scorer", "confidnet", "--confidnet-finetune-epochs", "1"], "needs a single network"),
         (["--failure-scorer", "confidnet", "--confidnet-finetune-epochs", "-1"], "must be >= 0"),
+        (["--failure-scorer", "confidnet", "--confidnet-passes", "rotate"], "unknown ConfidNet passes"),
     ],
 )
 def test_bad_training_options_are_refused_before_training(

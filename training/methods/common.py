@@ -34,10 +34,11 @@ def bundle_spec(
     model.eval()
     extra: dict[str, Any] = {}
     if opts.failure_scorer in ("confidnet", "auto"):
-        failure, report = train_confidnet(model, splits, cfg)
+        failure, report = train_confidnet(model, splits, cfg, opts.confidnet_passes)
         extra["confidnet_fit"] = report
         if opts.confidnet_finetune_epochs:
-            failure, extra["confidnet_finetune"] = finetune_confidnet(model, failure, splits, cfg, opts.confidnet_finetune_epochs, opts.arch_params)
+            epochs = opts.confidnet_finetune_epochs
+            failure, extra["confidnet_finetune"] = finetune_confidnet(model, failure, splits, cfg, epochs, opts.arch_params, opts.confidnet_passes)
         if opts.failure_scorer == "auto":  # the trained head competes with MCP & co. on held-out data
             failure, extra["failure_fit"] = choose_failure_scorer(model, {"confidnet": failure}, splits)
     else:
