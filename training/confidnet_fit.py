@@ -21,12 +21,13 @@ Measured test AUPR-Error of the head, against MCP on the same network:
   MCP 45.14 and 46.73; half of the passes distorted: 39.48, 39.41; stronger distortions
   (20 degrees, 15 %, 10 degrees of shear, 3 pixels): 37.05, 39.35; `distort` with the
   logits beside the features as the head's input: 33.52, 37.70;
-- zoo seed 0, `distort`: 44.09 against MCP 43.65 on the deterministic network (FPR95
-  4.62 against 3.08), 34.79 against 47.77 on the ensemble.
-`distort` gains 4-7 points on every network measured, but `shift` stays the default until
-`make results` (80 minutes for 3 seeds) has regenerated docs/results.md with it; neither
-recipe reliably beats MCP. Neither did a head that learns a correction on top of MCP's logit
-(an earlier trial).
+- zoo seed 0: deterministic network `shift` 41.31, `distort` 44.09, MCP 43.65 (FPR95
+  4.62 for both heads, 3.08 for MCP); ensemble `shift` 34.65, `distort` 34.79, MCP 47.77
+  (FPR95 1.89 and 3.77, MCP 1.89).
+`distort` gains 3-7 points on the three single networks but nothing on the ensemble, and
+`shift` stays the default until `make results` (80 minutes for 3 seeds) has regenerated
+docs/results.md with it; neither recipe reliably beats MCP. Neither did a head that learns
+a correction on top of MCP's logit (an earlier trial).
 """
 
 from __future__ import annotations
