@@ -21,9 +21,9 @@ Measured on two seeds outside the zoo (7 and 8), `vigil train --method confidnet
 --base-bundle DET --confidnet-finetune-epochs 2` then `vigil evaluate`, test AUPR-Error
 of the head before -> after this phase: 35.92 -> 36.41 and 33.73 -> 29.73, with MCP at
 45.10 and 46.44 (at lr 1e-3 instead of 1e-4, seed 8: 31.45), both phases with the
-`shift` passes. With about 30 validation
-errors the selection is mostly noise, so the phase is off by default (it is a training
-option, `--confidnet-finetune-epochs N`, and costs about 25 s an epoch here).
+`shift` passes. With about 30 validation errors the selection is mostly noise, so the
+phase is off by default (it is a training option, `--confidnet-finetune-epochs N`, and
+costs about 25 s an epoch here).
 """
 
 from __future__ import annotations
@@ -101,9 +101,9 @@ def finetune_confidnet(
         perm = torch.randperm(len(train), generator=gen)
         for i in range(steps_per_epoch):
             idx = perm[i * FINETUNE_BATCH : (i + 1) * FINETUNE_BATCH]
-            kind, _ = recipe[step % len(recipe)]
+            kind, dropout = recipe[step % len(recipe)]
             x = normalise(perturbed(train.x[idx], kind, gen))
-            with torch.no_grad(), classifier_dropout(model):
+            with torch.no_grad(), classifier_dropout(model, dropout):
                 target = tcp_targets(model.sample_logits(x), train.y[idx])
             loss = confidnet_loss(tuned.head(tuned.encoder.forward_features(x)), target)
             opt.zero_grad(set_to_none=True)
