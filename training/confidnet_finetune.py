@@ -33,30 +33,19 @@ import time
 from typing import Any
 
 import torch
-from sklearn.metrics import average_precision_score
 
 from models.architectures import SmallCNN
 from models.base import UncertaintyModel
 from models.confidnet import confidnet_loss, tcp_targets
 from models.deterministic import Deterministic
 from models.scorers.confidnet import ConfidNetScorer
-from training.confidnet_fit import PASSES, classifier_dropout, perturbed
-from training.data import Split, Splits
-from training.loop import TrainConfig, features_and_logits, normalise
+from training.confidnet_fit import PASSES, Validation, classifier_dropout, perturbed
+from training.data import Splits
+from training.loop import TrainConfig, normalise
 
 FINETUNE_LR = 1e-4
 FINETUNE_BATCH = 128
 CHECKS_PER_EPOCH = 4
-
-
-def _val_aupr_error(scorer: ConfidNetScorer, val: Split, errors: torch.Tensor) -> float:
-    """AUPR-Error (0-1) of the scorer's own encoder and head on `val`; errors positive."""
-    if not errors.any():
-        return 0.0
-    with torch.no_grad():
-        feats = torch.cat([scorer.encoder.forward_features(normalise(val.x[i : i + 1000])) for i in range(0, len(val), 1000)])
-        failure = 1.0 - scorer.head(feats)
-    return float(average_precision_score(errors.numpy(), failure.numpy()))
 
 
 def finetune_confidnet(
@@ -86,9 +75,8 @@ def finetune_confidnet(
     params = [p for name, p in tuned.named_parameters() if not name.startswith("encoder.fc2.")]
     opt = torch.optim.Adam(params, lr=FINETUNE_LR)
 
-    _, val_logits = features_and_logits(model, splits.val.x)
-    val_errors = torch.softmax(val_logits, -1).mean(0).argmax(-1) != splits.val.y
-    best = _val_aupr_error(tuned, splits.val, val_errors)
+    val = Validation.of(model, splits.val)
+    best = val.aupr_error(tuned)
     history = [round(100 * best, 3)]  # check 0: the phase-1 head, unchanged
     best_state = copy.deepcopy(tuned.state_dict())
 
@@ -111,7 +99,7 @@ def finetune_confidnet(
             opt.step()
             step += 1
             if step % check_every == 0 or i == steps_per_epoch - 1:
-                aupr = _val_aupr_error(tuned, splits.val, val_errors)
+                aupr = val.aupr_error(tuned)
                 history.append(round(100 * aupr, 3))
                 if aupr > best:
                     best, best_state = aupr, copy.deepcopy(tuned.state_dict())

@@ -38,18 +38,21 @@ import copy
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from sklearn.metrics import average_precision_score
 from torch import nn
 
 from models.base import UncertaintyModel
 from models.confidnet import confidnet_loss, confidnet_training_pairs
+from models.scorers.base import ScoreInput
 from models.scorers.confidnet import ConfidNetScorer
 from training.data import Split, Splits
 from training.distort import random_affine
-from training.loop import TrainConfig, features_and_logits, random_shift
+from training.loop import TrainConfig, features_and_logits, normalise, random_shift
 
 HEAD_EPOCHS = 15
 HEAD_LR = 1e-3
@@ -80,8 +83,33 @@ def perturbed(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
 
 
 def _perturbed_split(data: Split, kind: str, seed: int) -> torch.Tensor:
+    if kind == "none":
+        return data.x  # no copy of the training set
     gen = torch.Generator().manual_seed(seed)
     return torch.cat([perturbed(data.x[i : i + 256], kind, gen) for i in range(0, len(data), 256)])
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The validation split scored once by the frozen classifier, for choosing among heads."""
+
+    inp: ScoreInput
+    #: ``[N]`` bool: the classifier's (sample-averaged) prediction is wrong.
+    errors: np.ndarray
+
+    @staticmethod
+    def of(model: UncertaintyModel, val: Split) -> Validation:
+        feats, logits = features_and_logits(model, val.x)
+        errors = (torch.softmax(logits, -1).mean(0).argmax(-1) != val.y).numpy()
+        return Validation(ScoreInput(model, normalise(val.x), logits, feats, 1.0), errors)
+
+    def aupr_error(self, scorer: ConfidNetScorer) -> float:
+        """AUPR-Error (0-1, errors positive) of `scorer` as served: on the classifier's
+        features, or on its own encoder's after fine-tuning; 0 without any error."""
+        if not self.errors.any():
+            return 0.0
+        with torch.no_grad():
+            return float(average_precision_score(self.errors, scorer.score(self.inp).numpy()))
 
 
 @contextmanager
@@ -114,8 +142,7 @@ def train_confidnet(model: UncertaintyModel, splits: Splits, cfg: TrainConfig, p
     pairs = [_training_pass(model, splits.train, kind, drop, cfg.seed + i) for i, (kind, drop) in enumerate(PASSES[passes])]
     inputs = torch.cat([p[0] for p in pairs])
     targets = torch.cat([p[1] for p in pairs])
-    val_f, val_l = features_and_logits(model, splits.val.x)
-    val_err = (torch.softmax(val_l, -1).mean(0).argmax(-1) != splits.val.y).numpy()
+    val = Validation.of(model, splits.val)
 
     scorer = ConfidNetScorer(in_features=inputs.shape[-1])
     opt = torch.optim.Adam(scorer.parameters(), lr=HEAD_LR)
@@ -132,15 +159,13 @@ def train_confidnet(model: UncertaintyModel, splits: Splits, cfg: TrainConfig, p
             loss.backward()
             opt.step()
         scorer.eval()
-        with torch.no_grad():
-            score = (1.0 - scorer.head(val_f).mean(0)).numpy()
-        aupr = float(average_precision_score(val_err, score)) if val_err.any() else 0.0
+        aupr = val.aupr_error(scorer)
         history.append(round(100 * aupr, 3))
         if aupr > best:
             best, best_state = aupr, copy.deepcopy(scorer.state_dict())
     # A head that never beats chance (AUPR-Error at the error base rate) has collapsed to a
     # constant; served, it would make every decision the same. Refuse it loudly.
-    base_rate = float(val_err.mean())
+    base_rate = float(val.errors.mean())
     if best <= base_rate + 0.01:
         raise RuntimeError(f"ConfidNet did not learn (best validation AUPR-Error {best:.4f}, chance {base_rate:.4f}); use --failure-scorer msp")
     scorer.load_state_dict(best_state)
