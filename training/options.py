@@ -19,13 +19,23 @@ def check_fitting_options(target_risk: float, ood_pass_rate: float, alpha: float
         raise ValueError(f"conformal alpha must be in (0, 1), got {alpha}")
 
 
-def check_confidnet_finetune(method: str, failure_scorer: str, epochs: int) -> None:
-    """Refuse ConfidNet fine-tuning where it cannot run, before any training (`MethodOptions` refuses epochs < 0)."""
-    if not epochs:
-        return
-    if failure_scorer not in ("confidnet", "auto"):
-        raise ValueError(f"--confidnet-finetune-epochs fine-tunes a ConfidNet head: --failure-scorer must be confidnet or auto, not {failure_scorer}")
-    if method not in ("deterministic", "confidnet"):
+def check_confidnet_options(method: str, failure_scorer: str | None, passes: str | None, finetune_epochs: int) -> None:
+    """Refuse a ConfidNet recipe that no head would use, or that cannot run, before any work.
+
+    `passes` / `finetune_epochs` are as given on the command line (None / 0: not asked for);
+    asking for them without a ConfidNet head (`failure_scorer` confidnet or auto) would
+    otherwise be ignored without a word.
+    """
+    if passes is not None and passes not in PASSES:
+        raise ValueError(f"unknown ConfidNet passes {passes!r}; known: {sorted(PASSES)}")
+    if finetune_epochs < 0:
+        raise ValueError(f"ConfidNet fine-tuning epochs must be >= 0, got {finetune_epochs}")
+    asked = [flag for flag, on in (("--confidnet-passes", passes is not None), ("--confidnet-finetune-epochs", finetune_epochs > 0)) if on]
+    if asked and failure_scorer not in ("confidnet", "auto"):
+        verb = "shapes" if len(asked) == 1 else "shape"
+        given = f"not {failure_scorer}" if failure_scorer else "and it was not given"
+        raise ValueError(f"{' and '.join(asked)} {verb} a ConfidNet head: --failure-scorer must be confidnet or auto, {given}")
+    if finetune_epochs and method not in ("deterministic", "confidnet"):
         # An ensemble would need one encoder copy per member; sampled models have no single encoder.
         raise ValueError(f"--confidnet-finetune-epochs needs a single network (method deterministic or confidnet), not {method}")
 

@@ -15,13 +15,14 @@ import time
 from pathlib import Path
 
 from models.bundle import load_bundle
+from models.scorers.base import Scorer
 from models.scorers.registry import build_scorer
-from training.confidnet_fit import train_confidnet
+from training.confidnet_train import fit_confidnet
 from training.data import load_mnist, make_splits
 from training.failure_select import choose_failure_scorer
 from training.finalize import BundleSpec, finalize
 from training.loop import TrainConfig
-from training.options import check_fitting_options
+from training.options import check_confidnet_options, check_fitting_options
 from training.scorer_fit import fit_ood_scorer
 
 
@@ -29,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     check_fitting_options(args.target_risk, args.ood_pass_rate, args.alpha)
     bundle = load_bundle(Path(args.bundle))
     m = bundle.manifest
+    check_confidnet_options(m.method, args.failure_scorer, args.confidnet_passes, args.confidnet_finetune_epochs)
+    recipe_asked = args.confidnet_passes is not None or args.confidnet_finetune_epochs > 0
     record = m.metrics.get("training")
     if record is None:
         raise SystemExit(f"{args.bundle}: the manifest does not record its training seed and split sizes")
@@ -40,20 +43,24 @@ def run(args: argparse.Namespace) -> int:
     model = bundle.model
     extra = {k: v for k, v in m.metrics.items() if k not in ("validation", "test", "ood_fit")}
     failure = bundle.failure_scorer
+    cfg = TrainConfig(seed=record["seed"])
+
+    def new_head() -> Scorer:
+        for stale in ("confidnet_fit", "confidnet_finetune"):  # reports about the head it replaces
+            extra.pop(stale, None)
+        head, reports = fit_confidnet(model, splits, cfg, m.arch_params, args.confidnet_passes or "shift", args.confidnet_finetune_epochs)
+        extra.update(reports)
+        return head
+
     if args.failure_scorer == "auto":
-        # The bundle's own ConfidNet head competes as it is (it was trained on this model);
-        # a bundle without one gets one trained first.
-        head = failure
-        if m.failure.name != "confidnet":
-            head, extra["confidnet_fit"] = train_confidnet(model, splits, TrainConfig(seed=record["seed"]))
+        # The bundle's own ConfidNet head competes as it is (it was trained on this model),
+        # unless a recipe was asked for; a bundle without one gets one trained first.
+        head = failure if m.failure.name == "confidnet" and not recipe_asked else new_head()
         failure, extra["failure_fit"] = choose_failure_scorer(model, {"confidnet": head}, splits)
     elif args.failure_scorer:  # asked for by name: fitted anew, even if it is the same kind
         for stale in ("confidnet_fit", "confidnet_finetune", "failure_fit"):  # reports about the replaced scorer
             extra.pop(stale, None)
-        if args.failure_scorer == "confidnet":
-            failure, extra["confidnet_fit"] = train_confidnet(model, splits, TrainConfig(seed=record["seed"]))
-        else:
-            failure = build_scorer(args.failure_scorer)
+        failure = new_head() if args.failure_scorer == "confidnet" else build_scorer(args.failure_scorer)
     ood, chosen = fit_ood_scorer(args.ood_scorer or m.ood.name, model, splits)
     if chosen:
         extra["ood_fit"] = chosen
@@ -86,6 +93,17 @@ def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
     p.add_argument("--name", default=None)
     p.add_argument("--version", default=None)
     p.add_argument("--failure-scorer", default=None, help="re-fit the failure scorer under this name (confidnet trains a new head; auto: the best on the cal split, see training/failure_select.py)")
+    p.add_argument(
+        "--confidnet-passes",
+        default=None,
+        help="with --failure-scorer confidnet or auto: train the new head on these passes (shift, the default, or distort; see vigil train)",
+    )
+    p.add_argument(
+        "--confidnet-finetune-epochs",
+        type=int,
+        default=0,
+        help="with --failure-scorer confidnet or auto, on a single network: fine-tune a copy of the encoder with the new head for N epochs",
+    )
     p.add_argument("--ood-scorer", default=None, help="default: the bundle's current scorer")
     p.add_argument("--target-risk", type=float, default=0.005)
     p.add_argument("--ood-pass-rate", type=float, default=0.99)

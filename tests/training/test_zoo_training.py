@@ -198,13 +198,13 @@ def test_refit_retrains_a_confidnet_head_the_bundle_already_has(zoo: dict[str, P
 
     assert load_bundle(zoo["ensemble"]).manifest.failure.name == "confidnet"
     calls: list[int] = []
-    real = refit_mod.train_confidnet
+    real = refit_mod.fit_confidnet
 
     def counting(*a: object, **k: object) -> object:
         calls.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(refit_mod, "train_confidnet", counting)
+    monkeypatch.setattr(refit_mod, "fit_confidnet", counting)
     args = ["refit", str(zoo["ensemble"]), "--data-dir", str(data_dir), "--skip-test"]
     assert vigil([*args, "--out", str(tmp_path / "same")]) == 0
     assert calls == []  # not asked for: the stored head is kept
@@ -216,7 +216,7 @@ def test_refit_retrains_a_confidnet_head_the_bundle_already_has(zoo: dict[str, P
 def test_refit_auto_lets_the_stored_head_compete_without_retraining(zoo: dict[str, Path], data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import training.refit as refit_mod
 
-    monkeypatch.setattr(refit_mod, "train_confidnet", lambda *a, **k: pytest.fail("the stored head is a candidate as it is"))
+    monkeypatch.setattr(refit_mod, "fit_confidnet", lambda *a, **k: pytest.fail("the stored head is a candidate as it is"))
     out = tmp_path / "auto"
     assert vigil(["refit", str(zoo["ensemble"]), "--out", str(out), "--data-dir", str(data_dir), "--failure-scorer", "auto", "--skip-test"]) == 0
     m = load_bundle(out).manifest
@@ -246,7 +246,8 @@ def test_train_auto_trains_a_head_and_serves_the_winner(data_dir: Path, tmp_path
         (["--ood-pass-rate", "0"], "OOD pass rate"),
         (["--alpha", "1"], "conformal alpha"),
         (["--method", "confidnet", "--failure-scorer", "entropy"], "must be confidnet or auto"),
-        (["--confidnet-finetune-epochs", "1"], "fine-tunes a ConfidNet head"),
+        (["--confidnet-finetune-epochs", "1"], "--confidnet-finetune-epochs shapes a ConfidNet head: --failure-scorer must be"),
+        (["--confidnet-passes", "distort"], "--confidnet-passes shapes a ConfidNet head: --failure-scorer must be confidnet or auto, not msp"),
         (["--method", "ensemble", "--failure-scorer", "confidnet", "--confidnet-finetune-epochs", "1"], "needs a single network"),
         (["--failure-scorer", "confidnet", "--confidnet-finetune-epochs", "-1"], "must be >= 0"),
         (["--failure-scorer", "confidnet", "--confidnet-passes", "rotate"], "unknown ConfidNet passes"),
@@ -265,7 +266,58 @@ def test_bad_training_options_are_refused_before_training(
     assert not (tmp_path / "b").exists()
 
 
-def test_refit_refuses_bad_options_before_fitting(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="conformal alpha"):
-        vigil(["refit", str(zoo["deterministic"]), "--out", str(tmp_path / "r"), "--data-dir", str(data_dir), "--alpha", "0"])
+@pytest.mark.parametrize(
+    ("method", "extra", "message"),
+    [
+        ("deterministic", ["--alpha", "0"], "conformal alpha"),
+        ("deterministic", ["--confidnet-passes", "distort"], "--confidnet-passes shapes a ConfidNet head: --failure-scorer must be confidnet or auto, and it was not given"),
+        ("deterministic", ["--failure-scorer", "msp", "--confidnet-finetune-epochs", "1"], "must be confidnet or auto, not msp"),
+        ("deterministic", ["--failure-scorer", "confidnet", "--confidnet-passes", "rotate"], "unknown ConfidNet passes"),
+        ("ensemble", ["--failure-scorer", "auto", "--confidnet-finetune-epochs", "1"], "needs a single network"),
+    ],
+)
+def test_refit_refuses_bad_options_before_fitting(
+    method: str, extra: list[str], message: str, zoo: dict[str, Path], data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import training.refit as refit_mod
+
+    monkeypatch.setattr(refit_mod, "make_splits", lambda *a, **k: pytest.fail("fitted before refusing the options"))
+    with pytest.raises(ValueError, match=message):
+        vigil(["refit", str(zoo[method]), "--out", str(tmp_path / "r"), "--data-dir", str(data_dir), *extra])
     assert not (tmp_path / "r").exists()
+
+
+def test_refit_trains_a_head_with_the_recipe_asked_for(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
+    src = load_bundle(zoo["deterministic"])
+    out = tmp_path / "tuned"
+    args = ["refit", str(zoo["deterministic"]), "--out", str(out), "--data-dir", str(data_dir), "--skip-test", "--failure-scorer", "confidnet"]
+    assert vigil([*args, "--confidnet-passes", "distort", "--confidnet-finetune-epochs", "1"]) == 0
+    new = load_bundle(out)
+    m = new.manifest
+    assert m.metrics["confidnet_fit"]["passes"] == m.metrics["confidnet_finetune"]["passes"] == "distort"
+    assert m.metrics["confidnet_finetune"]["epochs"] == 1
+    assert m.failure.params["encoder"]["params"] == src.manifest.arch_params  # the served head has its own encoder
+    for name, tensor in src.model.state_dict().items():  # the classifier is untouched
+        assert torch.equal(new.model.state_dict()[name], tensor), name
+
+
+def test_refit_auto_with_a_recipe_trains_a_new_head_instead_of_the_stored_one(
+    zoo: dict[str, Path], data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import training.refit as refit_mod
+
+    asked: list[tuple[str, int]] = []
+    real = refit_mod.fit_confidnet
+
+    def recording(*a: object, **k: object) -> object:
+        asked.append((a[4], a[5]))  # passes, fine-tuning epochs
+        return real(*a, **k)
+
+    monkeypatch.setattr(refit_mod, "fit_confidnet", recording)
+    out = tmp_path / "auto"
+    args = ["refit", str(zoo["ensemble"]), "--out", str(out), "--data-dir", str(data_dir), "--skip-test", "--failure-scorer", "auto"]
+    assert vigil([*args, "--confidnet-passes", "distort"]) == 0
+    assert asked == [("distort", 0)]
+    m = load_bundle(out).manifest
+    assert m.metrics["confidnet_fit"]["passes"] == "distort"
+    assert "confidnet_finetune" not in m.metrics

@@ -7,8 +7,7 @@ from typing import Any
 
 from models.base import UncertaintyModel
 from models.scorers.registry import build_scorer
-from training.confidnet_finetune import finetune_confidnet
-from training.confidnet_fit import train_confidnet
+from training.confidnet_train import fit_confidnet
 from training.data import Splits
 from training.failure_select import choose_failure_scorer
 from training.finalize import BundleSpec
@@ -34,11 +33,8 @@ def bundle_spec(
     model.eval()
     extra: dict[str, Any] = {}
     if opts.failure_scorer in ("confidnet", "auto"):
-        failure, report = train_confidnet(model, splits, cfg, opts.confidnet_passes)
-        extra["confidnet_fit"] = report
-        if opts.confidnet_finetune_epochs:
-            epochs = opts.confidnet_finetune_epochs
-            failure, extra["confidnet_finetune"] = finetune_confidnet(model, failure, splits, cfg, epochs, opts.arch_params, opts.confidnet_passes)
+        failure, reports = fit_confidnet(model, splits, cfg, opts.arch_params, opts.confidnet_passes, opts.confidnet_finetune_epochs)
+        extra.update(reports)
         if opts.failure_scorer == "auto":  # the trained head competes with MCP & co. on held-out data
             failure, extra["failure_fit"] = choose_failure_scorer(model, {"confidnet": failure}, splits)
     else:
