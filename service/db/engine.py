@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
 
 
 def make_engine(url: str) -> Engine:
@@ -10,7 +12,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _wal(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        def _wal(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
             # WAL lets readers (reports, tests) run while the writer inserts.
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")

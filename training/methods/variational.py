@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import time
 
+import torch
+
 from models.variational import kl_divergence
 from models.variational_cnn import VariationalCNN, elbo_loss, variational_cnn
 from training.data import Splits
@@ -32,7 +34,7 @@ def train_variational(splits: Splits, cfg: TrainConfig, opts: MethodOptions) -> 
     model = variational_cnn(prior=PRIOR, num_samples=min(opts.num_samples, 10), seed=cfg.seed, **opts.arch_params)
     n = len(splits.train)
 
-    def loss(x, y):  # type: ignore[no-untyped-def]
+    def loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return elbo_loss(model.sample_logits(x, num_samples=1), y, kl_divergence(model), n)
 
     train(model, list(model.parameters()), loss, splits.train, cfg, "variational")
