@@ -19,6 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from service.app import create_app
     from service.logs import configure_logging
+    from service.preflight import startup_problem
     from service.settings import Settings
 
     overrides: dict[str, object] = {}
@@ -27,6 +28,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.migrate:
         overrides["migrate_on_start"] = True
     settings = Settings(**overrides)
+    problem = startup_problem(settings)
+    if problem:
+        print(f"vigil serve: {problem}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_format)  # JSON lines by default (issue 7)
     # No access log by default: a line per request costs throughput, and the request log has every request.
     uvicorn.run(

@@ -1,0 +1,58 @@
+"""`vigil serve` says in one line why it cannot start, and never starts uvicorn then."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.cli import main as vigil
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Records every uvicorn.run call instead of serving."""
+    calls: list[object] = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: calls.append(app))
+    return calls
+
+
+def serve(url: str, model: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> int:
+    monkeypatch.setenv("VIGIL_DATABASE_URL", url)
+    return vigil(["serve", "--model", str(model), *extra])
+
+
+def test_an_unmigrated_database_is_refused_with_the_command_that_fixes_it(
+    tiny_bundle: Path, tmp_path: Path, started: list[object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    assert serve(url, tiny_bundle, monkeypatch) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vigil serve: database") and "vigil db upgrade" in err and "Traceback" not in err
+    assert started == []
+    # The fix it names works: migrated, the same command starts the server.
+    assert vigil(["db", "upgrade", "--url", url]) == 0
+    assert serve(url, tiny_bundle, monkeypatch) == 0
+    assert len(started) == 1
+
+
+def test_migrate_at_start_passes_the_schema_check(tiny_bundle: Path, tmp_path: Path, started: list[object], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert serve(f"sqlite:///{tmp_path / 'fresh.db'}", tiny_bundle, monkeypatch, "--migrate") == 0
+    assert len(started) == 1
+
+
+def test_a_missing_bundle_is_refused(tmp_path: Path, started: list[object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert serve(f"sqlite:///{tmp_path / 'log.db'}", tmp_path / "no-bundle", monkeypatch, "--migrate") == 2
+    assert "cannot load the model bundle" in capsys.readouterr().err
+    assert started == []
+
+
+def test_an_unreachable_database_is_refused_without_showing_its_password(
+    tiny_bundle: Path, started: list[object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Port 1 on loopback: nothing listens, the connection is refused at once.
+    assert serve("postgresql+psycopg://vigil:s3cret@127.0.0.1:1/test", tiny_bundle, monkeypatch, "--migrate") == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the database" in err and "127.0.0.1:1" in err
+    assert "s3cret" not in err
+    assert started == []
