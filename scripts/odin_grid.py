@@ -47,5 +47,5 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=REPO / "models" / "bundles" / "default")
     p.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "datasets")
-    p.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 10.0, 100.0, 1000.0])
+    p.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 2.0, 5.0, 10.0, 100.0, 1000.0])
     main(p.parse_args())
