@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from models.bundle import load_bundle
+from models.bundle import Bundle, load_bundle
 from service.context import AppContext
 from service.db.engine import make_engine
 from service.db.migrate import is_at_head, upgrade
@@ -55,10 +55,15 @@ class SchemaNotReady(RuntimeError):
     pass
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
+    """`bundle`: one already loaded from `settings.model_dir` (`vigil serve`'s preflight has
+    read and hashed it), so start-up does not load it twice; else the lifespan loads it."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        bundle = load_bundle(settings.model_dir)
+        nonlocal bundle
+        if bundle is None:
+            bundle = load_bundle(settings.model_dir)
         engine = make_engine(settings.database_url)
         if settings.migrate_on_start:
             upgrade(settings.database_url)

@@ -19,7 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from service.app import create_app
     from service.logs import configure_logging
-    from service.preflight import startup_problem
+    from service.preflight import StartupProblem, preflight
     from service.settings import Settings
 
     overrides: dict[str, object] = {}
@@ -28,14 +28,15 @@ def _serve(args: argparse.Namespace) -> int:
     if args.migrate:
         overrides["migrate_on_start"] = True
     settings = Settings(**overrides)
-    problem = startup_problem(settings)
-    if problem:
-        print(f"vigil serve: {problem}", file=sys.stderr)
+    try:
+        bundle = preflight(settings)
+    except StartupProblem as e:
+        print(f"vigil serve: {e}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format)  # JSON lines by default (issue 7)
     # No access log by default: a line per request costs throughput, and the request log has every request.
     uvicorn.run(
-        create_app(settings), host=args.host or settings.host, port=args.port or settings.port, log_config=None, access_log=settings.access_log
+        create_app(settings, bundle), host=args.host or settings.host, port=args.port or settings.port, log_config=None, access_log=settings.access_log
     )
     return 0
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from models.bundle import load_bundle
 from service.cli import main as vigil
 
 
@@ -36,9 +38,14 @@ def test_an_unmigrated_database_is_refused_with_the_command_that_fixes_it(
     assert len(started) == 1
 
 
-def test_migrate_at_start_passes_the_schema_check(tiny_bundle: Path, tmp_path: Path, started: list[object], monkeypatch: pytest.MonkeyPatch) -> None:
-    assert serve(f"sqlite:///{tmp_path / 'fresh.db'}", tiny_bundle, monkeypatch, "--migrate") == 0
-    assert len(started) == 1
+def test_the_server_serves_the_bundle_the_preflight_loaded(
+    tiny_bundle: Path, tmp_path: Path, started: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert serve(f"sqlite:///{tmp_path / 'log.db'}", tiny_bundle, monkeypatch, "--migrate") == 0
+    # Start-up would load, hash and build the bundle a second time in the lifespan.
+    monkeypatch.setattr("service.app.load_bundle", lambda *a: pytest.fail("the bundle was loaded twice"))
+    with TestClient(started[0]) as client:
+        assert client.get("/v1/models").json()[0]["name"] == load_bundle(tiny_bundle).manifest.name
 
 
 def test_a_missing_bundle_is_refused(tmp_path: Path, started: list[object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
