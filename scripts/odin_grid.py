@@ -16,6 +16,7 @@ from pathlib import Path
 from models.bundle import load_bundle
 from models.pipeline import Pipeline
 from models.scorers.msp import MaxSoftmax
+from models.scorers.odin import REDUCTIONS
 from training.data import load_mnist
 from training.metrics import ood_detection
 from training.ood_select import LIANG_GRID_EPS, batch_scores, odin_scores_by_eps
@@ -33,12 +34,14 @@ def main(args: argparse.Namespace) -> None:
     t_cal = float(bundle.manifest.temperature)
     msp_id, msp_ood = (batch_scores({"msp": MaxSoftmax()}, model, x, t_cal, batch_size=1000)["msp"] for x in (x_id, x_ood))
     msp = ood_detection(msp_id, msp_ood)["auroc"]
-    print(f"{bundle.manifest.name} v{bundle.manifest.version}: msp AUROC {msp:.3f} (T = {t_cal:.3f})\n")
+    print(f"{bundle.manifest.name} v{bundle.manifest.version}: msp AUROC {msp:.3f} (T = {t_cal:.3f}); ODIN reduction {args.reduction}\n")
     print("| ODIN T | " + " | ".join(f"eps {e:g}" for e in LIANG_GRID_EPS) + " |")
     print("|---|" + "---|" * len(LIANG_GRID_EPS))
     for t in args.temperatures:
-        s_id = odin_scores_by_eps(model, x_id, LIANG_GRID_EPS, std, batch_size=1000, temperature=t)
-        s_ood = odin_scores_by_eps(model, x_ood, LIANG_GRID_EPS, std, batch_size=1000, temperature=t)
+        s_id, s_ood = (
+            odin_scores_by_eps(model, x, LIANG_GRID_EPS, std, batch_size=1000, temperature=t, reduction=args.reduction)
+            for x in (x_id, x_ood)
+        )
         cells = [ood_detection(s_id[k], s_ood[k])["auroc"] for k in range(len(LIANG_GRID_EPS))]
         print(f"| {t:g} | " + " | ".join(f"**{a:.3f}**" if a > msp else f"{a:.3f}" for a in cells) + " |", flush=True)
 
@@ -48,4 +51,5 @@ if __name__ == "__main__":
     p.add_argument("--model", type=Path, default=REPO / "models" / "bundles" / "default")
     p.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "datasets")
     p.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 2.0, 5.0, 10.0, 100.0, 1000.0])
+    p.add_argument("--reduction", choices=REDUCTIONS, default="predictive", help="how ODIN reduces a sampled model's logits (models/scorers/odin.py)")
     main(p.parse_args())

@@ -80,18 +80,19 @@ def odin_scores_by_eps(
     std: Sequence[float] | None,
     batch_size: int = 500,
     temperature: float = ODIN_T,
+    reduction: str = "predictive",
 ) -> torch.Tensor:
     """ODIN scores ``[len(grid_eps), N]`` at `temperature` for every eps, one backward pass per batch.
 
-    Equal to ``ODIN(temperature, eps, std).score`` row by row (the gradient does not depend on eps).
+    Equal to ``ODIN(temperature, eps, std, reduction).score`` row by row (the gradient does not depend on eps).
     """
     rows = []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size]
-        sign = torch.sign(log_max_softmax_grad(model, xb, temperature))
+        sign = torch.sign(log_max_softmax_grad(model, xb, temperature, reduction))
         with torch.no_grad():
             perturbed = (model.sample_logits(xb + odin_step(float(e), std, xb) * sign) for e in grid_eps)
-            rows.append(torch.stack([1.0 - max_softmax(logits, temperature) for logits in perturbed]))
+            rows.append(torch.stack([1.0 - max_softmax(logits, temperature, reduction) for logits in perturbed]))
     return torch.cat(rows, dim=1).float()
 
 

@@ -74,3 +74,8 @@ class Scorer(nn.Module):
 
     def params(self) -> dict[str, Any]:
         return {}
+
+    @classmethod
+    def upgrade_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """A manifest's stored params made current (defaults that older bundles lacked); as is by default."""
+        return params

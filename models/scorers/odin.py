@@ -4,10 +4,22 @@ input step that raises the max softmax; in-distribution inputs gain more than OO
 
 Score = 1 - max_k p_k(x'; T), with x' = x + eps * sign(grad_x log p_yhat(x; T)) (the
 paper's x - eps * sign(-grad_x log S_yhat)). Higher = more likely out of distribution.
+
+Sampled models (ensembles, MC dropout, ...): ODIN tempers *logits*, and the logits of a
+sampled model's predictive distribution ``pbar = mean_s softmax(f_s)`` are ``log pbar``
+(up to a per-input constant, which the softmax ignores), so p(x; T) = softmax(log pbar / T)
+(``reduction="predictive"``). For S = 1 that is Liang et al.'s softmax(f / T) exactly,
+since log softmax(f) = f - logsumexp(f). The alternative, averaging the members' tempered
+softmaxes (``"mean_softmax"``), is to first order in 1/T the softmax of the *mean logits*
+at a high T: it forgets how far the members disagree, which is what an ensemble adds.
+Bundles written before this choice existed averaged tempered softmaxes; their manifests
+carry no `reduction` and load as "mean_softmax" (`ODIN.upgrade_params`), so the
+thresholds fitted on that score keep their meaning.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,9 +33,30 @@ from models.scorers.base import Graph, ScoreInput, Scorer, record_forward
 DEFAULT_GRID_EPS: tuple[float, ...] = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
 
 
-def max_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``[S, B, K] -> [B]``: max over classes of the sample-averaged softmax(logits / T)."""
-    return torch.softmax(logits / temperature, dim=-1).mean(0).max(-1).values
+#: How sample logits ``[S, B, K]`` become tempered class probabilities (module docstring).
+REDUCTIONS: tuple[str, ...] = ("predictive", "mean_softmax")
+
+
+def predictive_logits(logits: torch.Tensor) -> torch.Tensor:
+    """``[S, B, K] -> [B, K]``: ``log mean_s softmax(f_s)``, the logits of the predictive distribution.
+
+    Computed as a logsumexp of log-softmaxes, so no probability underflows to log 0.
+    """
+    return torch.logsumexp(torch.log_softmax(logits, dim=-1), dim=0) - math.log(logits.shape[0])
+
+
+def tempered_probs(logits: torch.Tensor, temperature: float, reduction: str = "predictive") -> torch.Tensor:
+    """``[S, B, K] -> [B, K]``: ODIN's class probabilities at temperature T (see `REDUCTIONS`)."""
+    if reduction == "predictive":
+        return torch.softmax(predictive_logits(logits) / temperature, dim=-1)
+    if reduction == "mean_softmax":
+        return torch.softmax(logits / temperature, dim=-1).mean(0)
+    raise ValueError(f"unknown ODIN reduction {reduction!r}; known: {list(REDUCTIONS)}")
+
+
+def max_softmax(logits: torch.Tensor, temperature: float, reduction: str = "predictive") -> torch.Tensor:
+    """``[S, B, K] -> [B]``: the largest of `tempered_probs`."""
+    return tempered_probs(logits, temperature, reduction).max(-1).values
 
 
 def _require_eval_batchnorm(model: nn.Module) -> None:
@@ -33,27 +66,28 @@ def _require_eval_batchnorm(model: nn.Module) -> None:
         raise RuntimeError("ODIN needs BatchNorm in eval mode: call model.eval() first")
 
 
-def log_max_softmax_grad(model: UncertaintyModel, x: torch.Tensor, temperature: float) -> torch.Tensor:
+def log_max_softmax_grad(
+    model: UncertaintyModel, x: torch.Tensor, temperature: float, reduction: str = "predictive"
+) -> torch.Tensor:
     """``grad_x sum_b log p_{yhat_b}(x_b; T)``, shape ``[B, C, H, W]``, in one backward pass.
 
-    p is the sample-averaged softmax of ``model.sample_logits`` ``[S, B, K]`` and yhat its
-    argmax. The loss is a sum over the batch and, with BatchNorm in eval mode, input b
+    p is `tempered_probs` of ``model.sample_logits`` ``[S, B, K]`` and yhat its argmax. The loss is a sum over the batch and, with BatchNorm in eval mode, input b
     only reaches output b, so row b of the gradient depends on ``x_b`` alone.
     `torch.autograd.grad` w.r.t. x only: parameter ``.grad`` fields are never touched.
     """
     _require_eval_batchnorm(model)
     graph, _ = record_forward(model, x)
-    return graph_grad(graph, temperature)
+    return graph_grad(graph, temperature, reduction)
 
 
-def graph_grad(graph: Graph, temperature: float) -> torch.Tensor:
+def graph_grad(graph: Graph, temperature: float, reduction: str = "predictive") -> torch.Tensor:
     """``grad_x sum_b log p_{yhat_b}(x_b; T)`` of an already recorded forward (see above).
 
     Single use: the backward frees the graph's saved tensors (keeping them measured
     slower, the allocator could not reuse their memory for the next forward).
     """
     with torch.enable_grad():
-        probs = torch.softmax(graph.logits / temperature, dim=-1).mean(0)  # [B, K]
+        probs = tempered_probs(graph.logits, temperature, reduction)  # [B, K]
         log_top = torch.log(probs.max(-1).values.clamp_min(1e-30))  # [B]; max = p at argmax
         (grad,) = torch.autograd.grad(log_top.sum(), graph.x_leaf)
     return grad
@@ -77,8 +111,8 @@ def odin_step(eps: float, std: Sequence[float] | None, x: torch.Tensor) -> torch
 class ODIN(Scorer):
     """ODIN OOD score ``[B]`` (higher = more likely out of distribution).
 
-    Sampled models (logits ``[S, B, K]``): yhat and the max softmax use the average over
-    samples of softmax(logits / T), for the gradient as for the score. `temperature` is
+    Sampled models (logits ``[S, B, K]``): yhat and the max softmax use `tempered_probs`
+    with this scorer's `reduction`, for the gradient as for the score. `temperature` is
     ODIN's own T (Liang et al.: T = 1000), not the calibration T of `ScoreInput`.
     With ``eps == 0`` the pipeline's logits are reused (no extra forward pass). Else the
     gradient comes from the pipeline's own recorded forward when `ScoreInput.graph` has
@@ -88,6 +122,8 @@ class ODIN(Scorer):
     Args:
         temperature: ODIN's T > 0. eps: step (pixel units if `std` is given, see
             `odin_step`); default 0.0014 is Liang et al.'s CIFAR-10 choice. std: the inputs' std.
+        reduction: "predictive" (softmax(log pbar / T), new bundles) or "mean_softmax" (the
+            mean of the samples' softmax(f_s / T), bundles written before); equal for S = 1.
 
     Served hyperparameters, chosen on in-distribution data only (training/scorer_fit.py):
     T = 1000 a priori (Liang et al.); eps from Liang et al.'s range [0, 0.004] by the best
@@ -99,13 +135,24 @@ class ODIN(Scorer):
 
     name = "odin"
 
-    def __init__(self, temperature: float = 1000.0, eps: float = 0.0014, std: Sequence[float] | None = None) -> None:
+    def __init__(
+        self, temperature: float = 1000.0, eps: float = 0.0014, std: Sequence[float] | None = None, reduction: str = "predictive"
+    ) -> None:
         super().__init__()
         if temperature <= 0 or eps < 0:
             raise ValueError("need temperature > 0 and eps >= 0")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"unknown ODIN reduction {reduction!r}; known: {list(REDUCTIONS)}")
         self.temperature = float(temperature)
         self.eps = float(eps)
         self.std = None if std is None else [float(s) for s in std]
+        self.reduction = reduction
+
+    @classmethod
+    def upgrade_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        # A manifest from before `reduction` existed was fitted (threshold included) on the
+        # mean of tempered softmaxes; loading it as "predictive" would shift its pass rate.
+        return {"reduction": "mean_softmax", **params}
 
     @property
     def needs_grad(self) -> bool:
@@ -120,19 +167,19 @@ class ODIN(Scorer):
         comes from it: one forward fewer per batch, the same numbers.
         """
         _require_eval_batchnorm(model)
-        grad = graph_grad(graph if graph is not None else record_forward(model, x)[0], self.temperature)
+        grad = graph_grad(graph if graph is not None else record_forward(model, x)[0], self.temperature, self.reduction)
         return x.detach() + odin_step(self.eps, self.std, x) * torch.sign(grad)
 
     def score(self, inp: ScoreInput) -> torch.Tensor:
-        """Scores ``[B]`` = 1 - max_k mean_s softmax(f_s(x') / T)_k."""
+        """Scores ``[B]`` = 1 - max_k p_k(x'; T), p = `tempered_probs` of the logit samples."""
         if self.eps == 0.0:
-            return 1.0 - max_softmax(inp.logits.detach(), self.temperature)
+            return 1.0 - max_softmax(inp.logits.detach(), self.temperature, self.reduction)
         x_adv = self.perturb(inp.model, inp.x, inp.graph)
         with torch.no_grad():
-            return 1.0 - max_softmax(inp.model.sample_logits(x_adv), self.temperature)
+            return 1.0 - max_softmax(inp.model.sample_logits(x_adv), self.temperature, self.reduction)
 
     def params(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "eps": self.eps, "std": self.std}
+        return {"temperature": self.temperature, "eps": self.eps, "std": self.std, "reduction": self.reduction}
 
 
 def choose_odin_params(

@@ -29,6 +29,8 @@ def register(cls: type[Scorer]) -> type[Scorer]:
 
 
 def build_scorer(name: str, params: dict[str, Any] | None = None) -> Scorer:
+    """A fresh scorer (`params` None) or one rebuilt from a manifest's stored `params`."""
     if name not in SCORERS:
         raise KeyError(f"unknown scorer {name!r}; known: {sorted(SCORERS)}")
-    return SCORERS[name](**(params or {}))
+    cls = SCORERS[name]
+    return cls() if params is None else cls(**cls.upgrade_params(params))

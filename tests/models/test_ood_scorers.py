@@ -86,24 +86,60 @@ def test_energy_of_disagreeing_samples_exceeds_their_mean_energy() -> None:
 def test_odin_without_step_is_tempered_max_softmax() -> None:
     model = LinearHeads(torch.randn(3, 4, 6))
     inp = score_input(model, torch.randn(5, 1, 2, 3), temperature=2.0)
-    expected = 1.0 - torch.softmax(inp.logits / 7.0, -1).mean(0).max(-1).values
+    # predictive: the predictive distribution's log-probabilities are the logits that T tempers
+    log_pbar = torch.log(torch.softmax(inp.logits, -1).mean(0))
+    expected = 1.0 - torch.softmax(log_pbar / 7.0, -1).max(-1).values
     torch.testing.assert_close(ODIN(temperature=7.0, eps=0.0).score(inp), expected)
+    legacy = 1.0 - torch.softmax(inp.logits / 7.0, -1).mean(0).max(-1).values
+    torch.testing.assert_close(ODIN(temperature=7.0, eps=0.0, reduction="mean_softmax").score(inp), legacy)
+    assert not torch.allclose(expected, legacy)  # S = 3: the two reductions are different scores
+
+
+def test_odin_reductions_agree_with_liang_for_one_sample() -> None:
+    logits = torch.randn(1, 6, 5, dtype=torch.float64) * 4
+    inp = ScoreInput(nn.Identity(), torch.zeros(6, 1), logits, torch.zeros(1, 6, 1), 1.0)  # type: ignore[arg-type]
+    liang = 1.0 - torch.softmax(logits[0] / 1000.0, -1).max(-1).values
+    for reduction in ("predictive", "mean_softmax"):
+        torch.testing.assert_close(ODIN(1000.0, 0.0, reduction=reduction).score(inp), liang)
+
+
+def test_predictive_odin_sees_disagreement_that_mean_softmax_forgets() -> None:
+    # Same mean logits [5, 0, 0], so at T = 1000 the mean of tempered softmaxes hardly
+    # tells them apart; but in `split` one member is confident and the other undecided,
+    # so the ensemble's predictive puts a third of its mass on the other classes.
+    agree = torch.tensor([[[5.0, 0.0, 0.0]], [[5.0, 0.0, 0.0]]], dtype=torch.float64)
+    split = torch.tensor([[[10.0, 0.0, 0.0]], [[0.0, 0.0, 0.0]]], dtype=torch.float64)
+
+    def score(lg: torch.Tensor, reduction: str) -> float:
+        inp = ScoreInput(nn.Identity(), torch.zeros(1, 1), lg, torch.zeros(1, 1, 1), 1.0)  # type: ignore[arg-type]
+        return float(ODIN(1000.0, 0.0, reduction=reduction).score(inp))
+
+    assert score(split, "mean_softmax") == pytest.approx(score(agree, "mean_softmax"), abs=1e-5)
+    assert score(split, "predictive") > score(agree, "predictive") + 1e-4
+
+
+def test_odin_manifest_without_reduction_loads_as_it_was_fitted() -> None:
+    old = build_scorer("odin", {"temperature": 1000.0, "eps": 0.0, "std": [0.3081]})
+    assert isinstance(old, ODIN) and old.reduction == "mean_softmax"
+    assert build_scorer("odin").params()["reduction"] == "predictive"  # what new fits store
+    with pytest.raises(ValueError, match="reduction"):
+        ODIN(reduction="median")
 
 
 @pytest.mark.parametrize("temperature", [1.0, 1000.0])
-@pytest.mark.parametrize("sampled", [False, True])
-def test_odin_step_raises_max_softmax(temperature: float, sampled: bool) -> None:
+@pytest.mark.parametrize(("sampled", "reduction"), [(False, "predictive"), (True, "predictive"), (True, "mean_softmax")])
+def test_odin_step_raises_max_softmax(temperature: float, sampled: bool, reduction: str) -> None:
     model = LinearHeads(torch.randn(3, 5, 16, dtype=torch.float64)) if sampled else tiny_cnn()
     x = torch.randn(8, 1, 4 if sampled else 8, 4 if sampled else 8, dtype=torch.float64)
-    scorer = ODIN(temperature=temperature, eps=1e-3, std=[0.5])
+    scorer = ODIN(temperature=temperature, eps=1e-3, std=[0.5], reduction=reduction)
     x_adv = scorer.perturb(model, x)
     moved = (x_adv - x).abs()
     assert torch.all((moved == 0) | torch.isclose(moved, torch.tensor(2e-3, dtype=torch.float64)))  # eps / std
     with torch.no_grad():
-        clean = max_softmax(model.sample_logits(x), temperature)
-        assert torch.all(max_softmax(model.sample_logits(x_adv), temperature) > clean)
+        clean = max_softmax(model.sample_logits(x), temperature, reduction)
+        assert torch.all(max_softmax(model.sample_logits(x_adv), temperature, reduction) > clean)
     inp = score_input(model, x)
-    assert torch.all(scorer.score(inp) < ODIN(temperature=temperature, eps=0.0).score(inp))
+    assert torch.all(scorer.score(inp) < ODIN(temperature=temperature, eps=0.0, reduction=reduction).score(inp))
 
 
 def test_odin_gradient_is_per_sample() -> None:

@@ -7,6 +7,7 @@ import torch
 
 from models.architectures import SmallCNN
 from models.deterministic import Deterministic
+from models.ensemble import new_ensemble
 from models.methods import build_model
 from models.scorers.odin import ODIN, max_softmax
 from models.scorers.registry import SCORERS
@@ -49,12 +50,16 @@ def test_fgsm_proxy_steps_down_the_max_softmax_by_the_pixel_step() -> None:
 
 
 @pytest.mark.parametrize("temperature", [1000.0, 2.0])
-def test_odin_scores_by_eps_equal_the_odin_scorer(temperature: float) -> None:
-    model, x = _model(1), torch.randn(7, 1, 8, 8)
+@pytest.mark.parametrize("reduction", ["predictive", "mean_softmax"])
+def test_odin_scores_by_eps_equal_the_odin_scorer(temperature: float, reduction: str) -> None:
+    # A 3-member ensemble: with S > 1 the two reductions give different scores, so a
+    # reduction that is not passed through to both the gradient and the score shows.
+    torch.manual_seed(1)
+    model, x = new_ensemble(3, **TINY_ARCH).eval(), torch.randn(7, 1, 8, 8)
     grid = (0.0, 0.002, 0.03)
-    rows = odin_scores_by_eps(model, x, grid, [MNIST_STD], batch_size=3, temperature=temperature)
+    rows = odin_scores_by_eps(model, x, grid, [MNIST_STD], batch_size=3, temperature=temperature, reduction=reduction)
     for i, eps in enumerate(grid):
-        want = batch_scores({"o": ODIN(temperature, eps, [MNIST_STD])}, model, x)["o"]
+        want = batch_scores({"o": ODIN(temperature, eps, [MNIST_STD], reduction)}, model, x)["o"]
         torch.testing.assert_close(rows[i], want)
 
 
