@@ -106,6 +106,48 @@ def zoo_ood(runs: list[dict[str, Any]], ood_set: str = "fashion_mnist") -> list[
     return lines
 
 
+OOD_HEADING = "## Out-of-distribution detection (the shipped default model, every scorer, one run)"
+#: The line `update_ood` adds to the page's introduction (replaced, never repeated, on the next update).
+OOD_STAMP = "The shipped model's out-of-distribution section was measured again on its own (`make results-ood`), finished"
+
+
+def ood_section(ood: dict[str, Any]) -> list[str]:
+    """The page's section on the shipped model's OOD detection, as lines (its last ends with a newline)."""
+    return [
+        OOD_HEADING,
+        "",
+        "In-distribution (positive) = MNIST test. Details, criteria and discussion: [results_ood.md](results_ood.md).",
+        "Hendrycks & Gimpel (ICLR 2017) report for the MSP baseline on MNIST: AUROC 85 vs notMNIST,",
+        "90 vs Gaussian noise, 96 vs Omniglot. ODIN on the ensemble tempers the logits of its predictive",
+        "distribution, log of the members' mean softmax (for one network, Liang et al.'s score exactly).",
+        "",
+        "### Targets",
+        "",
+        *ood_targets(ood),
+        "",
+        ood_markdown(ood),
+    ]
+
+
+def update_ood(page: str, ood: dict[str, Any], generated: str) -> str:
+    """`page` with only its shipped-model OOD section rebuilt from `ood`, stamped with when.
+
+    For a change that touches nothing but that section (the shipped bundle or an OOD
+    scorer): `vigil evaluate-ood` of one bundle takes minutes, the whole zoo hours. The
+    rest of the page stays byte for byte, and its introduction says which part is newer.
+    """
+    start = page.find(OOD_HEADING)
+    if start < 0:
+        raise ValueError("the page has no shipped-model OOD section to replace: run `make results`")
+    nxt = page.find("\n## ", start + len(OOD_HEADING))
+    end = len(page) if nxt < 0 else nxt
+    page = page[:start] + "\n".join(ood_section(ood)) + "\n" + page[end:]
+    lines = [line for line in page.split("\n") if not line.startswith(OOD_STAMP)]
+    intro_end = lines.index("## Calibration and misclassification detection (mean ± std over seeds)") - 1
+    lines.insert(intro_end, f"{OOD_STAMP} {generated}.")
+    return "\n".join(lines)
+
+
 def document(
     zoo: dict[str, Any],
     ood: dict[str, Any] | None,
@@ -154,20 +196,7 @@ def document(
         ]
         out += [f"| {n} | {m:.1f} |" for n, m in minutes.items()] + [f"| all methods | {sum(minutes.values()):.1f} |", ""]
     if ood is not None:
-        out += [
-            "## Out-of-distribution detection (the shipped default model, every scorer, one run)",
-            "",
-            "In-distribution (positive) = MNIST test. Details, criteria and discussion: [results_ood.md](results_ood.md).",
-            "Hendrycks & Gimpel (ICLR 2017) report for the MSP baseline on MNIST: AUROC 85 vs notMNIST,",
-            "90 vs Gaussian noise, 96 vs Omniglot. ODIN on the ensemble tempers the logits of its predictive",
-            "distribution, log of the members' mean softmax (for one network, Liang et al.'s score exactly).",
-            "",
-            "### Targets",
-            "",
-            *ood_targets(ood),
-            "",
-            ood_markdown(ood),
-        ]
+        out += ood_section(ood)
     if ood_runs:
         out += [
             "",
@@ -189,11 +218,20 @@ def finished_at(paths: list[Path]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--zoo", required=True, help="JSON from `vigil evaluate`")
+    p.add_argument("--zoo", help="JSON from `vigil evaluate` (required unless --update-ood)")
     p.add_argument("--ood", default=None, help="JSON from `vigil evaluate-ood`")
     p.add_argument("--ood-zoo", nargs="*", default=[], help="more `vigil evaluate-ood` JSONs (zoo models) for the cross-model table")
     p.add_argument("--out", required=True)
+    p.add_argument("--update-ood", action="store_true", help="rewrite only the shipped-model OOD section of the existing --out page from --ood")
     args = p.parse_args(argv)
+    if args.update_ood:
+        if not args.ood:
+            p.error("--update-ood needs --ood")
+        out = Path(args.out)
+        out.write_text(update_ood(out.read_text(), json.loads(Path(args.ood).read_text()), finished_at([Path(args.ood)])))
+        return 0
+    if not args.zoo:
+        p.error("--zoo is required (or --update-ood with --ood)")
     zoo = json.loads(Path(args.zoo).read_text())
     ood = json.loads(Path(args.ood).read_text()) if args.ood else None
     minutes: dict[str, float] = {}

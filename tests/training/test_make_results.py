@@ -62,3 +62,14 @@ def test_resume_trains_only_missing_bundles(tmp_path: Path) -> None:
     log.unlink()
     subprocess.run(args, cwd=REPO, env=env, check=True, capture_output=True)
     assert _trained(log) == ["deterministic-seed0", "mc_dropout-seed0", "ensemble-seed0"]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_results_ood_measures_the_shipped_model_and_updates_only_its_section(tmp_path: Path) -> None:
+    venv, zoo, log, page = _fake_venv(tmp_path), tmp_path / "zoo", tmp_path / "calls.log", tmp_path / "results.md"
+    args = ["make", "-s", "results-ood", f"VENV={venv}", f"ZOO={zoo}", f"RESULTS_DOC={page}"]
+    subprocess.run(args, cwd=REPO, env={**os.environ, "LOG": str(log)}, check=True, capture_output=True)
+    calls = [line.split() for line in log.read_text().splitlines()]
+    assert _trained(log) == []  # nothing is retrained
+    assert calls[0][:2] == ["evaluate-ood", "models/bundles/default"] and calls[0][calls[0].index("--out") + 1] == f"{zoo}/ood.json"
+    assert calls[1] == ["-m", "training.results_doc", "--ood", f"{zoo}/ood.json", "--update-ood", "--out", str(page)]

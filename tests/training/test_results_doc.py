@@ -5,7 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from training.results_doc import finished_at, ood_targets, zoo_ood, zoo_targets
+import pytest
+
+from training.results_doc import (
+    OOD_STAMP,
+    finished_at,
+    ood_section,
+    ood_targets,
+    update_ood,
+    zoo_ood,
+    zoo_targets,
+)
 
 
 def _agg(acc: float, ece: float, nll: float, cn: float | None = None, mcp: float = 30.0, fpr: float = 3.0) -> dict:
@@ -73,3 +83,35 @@ def test_the_page_is_stamped_with_its_newest_result_file(tmp_path: Path) -> None
     os.utime(newer, (1_800_003_600, 1_800_003_600))  # an hour later
     assert finished_at([older, newer]) == "2027-01-15 09:00 UTC"
     assert finished_at([older]) == "2027-01-15 08:00 UTC"
+
+
+def _ood(odin_auroc: float) -> dict:
+    row = {"auroc": 97.0, "fpr95": 8.0, "detection_error": 6.0, "aupr_in": 97.0, "aupr_out": 97.0}
+    served = {
+        "ood_gate": {"scorer": "msp", "threshold": 0.5, "id_test_pass_rate": 99.0},
+        "ood_rejected": {"fashion_mnist": 80.0},
+        "selective": {"failure_scorer": "msp", "test_risk": 0.4, "test_coverage": 99.5, "validation_risk": 0.5, "validation_coverage": 99.4},
+    }
+    return {"ood": {"fashion_mnist": {"msp": row, "odin": {**row, "auroc": odin_auroc}, "energy": row}}, "served": served}
+
+
+def test_update_ood_rewrites_only_the_shipped_model_section() -> None:
+    intro = ["# Results", "", "Regenerate ...", "Every table below comes from one run of it, finished 2026-01-01 00:00 UTC.", ""]
+    zoo = ["## Calibration and misclassification detection (mean ± std over seeds)", "", "| zoo table |", ""]
+    cross = ["", "## ODIN and energy against MSP across the zoo (MNIST test vs Fashion-MNIST test)", "", "| cross |"]
+    page = "\n".join([*intro, *zoo, *ood_section(_ood(96.0)), *cross]) + "\n"
+    assert "| odin beats msp in AUROC vs Fashion-MNIST | 96.00 vs 97.00 | **missed** |" in page
+
+    updated = update_ood(page, _ood(98.0), "2026-02-02 10:00 UTC")
+    stamp = f"{OOD_STAMP} 2026-02-02 10:00 UTC."
+    # Everything but the section and the stamp is kept byte for byte, in its place.
+    assert updated == "\n".join([*intro[:-1], stamp, "", *zoo, *ood_section(_ood(98.0)), *cross]) + "\n"
+    assert "| odin beats msp in AUROC vs Fashion-MNIST | 98.00 vs 97.00 | met |" in updated
+    again = update_ood(updated, _ood(98.0), "2026-02-03 10:00 UTC")
+    assert again.count(OOD_STAMP) == 1 and "2026-02-03 10:00 UTC." in again and "2026-02-02" not in again
+
+    # A section at the very end of the page (no cross-zoo table after it) is replaced as well.
+    tail_page = "\n".join([*intro, *zoo, *ood_section(_ood(96.0))]) + "\n"
+    assert update_ood(tail_page, _ood(98.0), "x").endswith("\n".join(ood_section(_ood(98.0))) + "\n")
+    with pytest.raises(ValueError, match="make results"):
+        update_ood("\n".join([*intro, *zoo]), _ood(98.0), "x")
