@@ -50,7 +50,9 @@ default-model: setup
 # by the machine's speed (measured: the ensemble with its ConfidNet head 7.3-31 min, variational
 # 8.3-11.9 at 20 epochs, the rest 3-6; the whole 3-seed run of 2026-11-29 took 79 min; on an
 # otherwise idle, slow machine on 2026-11-29 the five trainings of seed 0 took 29.4 min of wall
-# time: deterministic 2.6, MC dropout 0.2, Laplace 0.3, ensemble 14.4, variational 11.9);
+# time: deterministic 2.6, MC dropout 0.2, Laplace 0.3, ensemble 14.4, variational 11.9; on a slower
+# one at 11:16 the same day, seed 0's deterministic net took 7.3 and the ensemble 24.7: 3-4 times the
+# 10:47 run's, which would put the whole 3-seed run near 3 hours);
 # SEEDS=0 for one. Variational gets 20 epochs:
 # at 12 it stopped at 99.18 % test accuracy, under the issue's 99.2 %.
 # --skip-test: `vigil evaluate` below measures every bundle on MNIST test; doing it in
