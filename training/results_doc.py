@@ -106,6 +106,7 @@ def zoo_ood(runs: list[dict[str, Any]], ood_set: str = "fashion_mnist") -> list[
     return lines
 
 
+ZOO_HEADING = "## Calibration and misclassification detection (mean ± std over seeds)"
 OOD_HEADING = "## Out-of-distribution detection (the shipped default model, every scorer, one run)"
 #: The line `update_ood` adds to the page's introduction (replaced, never repeated, on the next update).
 OOD_STAMP = "The shipped model's out-of-distribution section was measured again on its own (`make results-ood`), finished"
@@ -143,7 +144,7 @@ def update_ood(page: str, ood: dict[str, Any], generated: str) -> str:
     end = len(page) if nxt < 0 else nxt
     page = page[:start] + "\n".join(ood_section(ood)) + "\n" + page[end:]
     lines = [line for line in page.split("\n") if not line.startswith(OOD_STAMP)]
-    intro_end = lines.index("## Calibration and misclassification detection (mean ± std over seeds)") - 1
+    intro_end = lines.index(ZOO_HEADING) - 1  # after the introduction, before its blank line
     lines.insert(intro_end, f"{OOD_STAMP} {generated}.")
     return "\n".join(lines)
 
@@ -168,7 +169,7 @@ def document(
         "and scorer choice was fitted on held-out training images only.",
         *([f"Every table below comes from one run of it, finished {generated}."] if generated else []),
         "",
-        "## Calibration and misclassification detection (mean ± std over seeds)",
+        ZOO_HEADING,
         "",
         "Definitions as in the ConfidNet paper: correct predictions are the positive class for",
         "FPR at 95 % TPR, AUPR-Success and AUROC; errors are positive for AUPR-Error. ECE uses",

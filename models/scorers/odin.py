@@ -71,8 +71,9 @@ def log_max_softmax_grad(
 ) -> torch.Tensor:
     """``grad_x sum_b log p_{yhat_b}(x_b; T)``, shape ``[B, C, H, W]``, in one backward pass.
 
-    p is `tempered_probs` of ``model.sample_logits`` ``[S, B, K]`` and yhat its argmax. The loss is a sum over the batch and, with BatchNorm in eval mode, input b
-    only reaches output b, so row b of the gradient depends on ``x_b`` alone.
+    p is `tempered_probs` of ``model.sample_logits`` ``[S, B, K]`` and yhat its argmax. The
+    loss is a sum over the batch and, with BatchNorm in eval mode, input b only reaches
+    output b, so row b of the gradient depends on ``x_b`` alone.
     `torch.autograd.grad` w.r.t. x only: parameter ``.grad`` fields are never touched.
     """
     _require_eval_batchnorm(model)

@@ -9,6 +9,7 @@ import pytest
 
 from training.results_doc import (
     OOD_STAMP,
+    document,
     finished_at,
     ood_section,
     ood_targets,
@@ -115,3 +116,18 @@ def test_update_ood_rewrites_only_the_shipped_model_section() -> None:
     assert update_ood(tail_page, _ood(98.0), "x").endswith("\n".join(ood_section(_ood(98.0))) + "\n")
     with pytest.raises(ValueError, match="make results"):
         update_ood("\n".join([*intro, *zoo]), _ood(98.0), "x")
+
+
+def test_update_ood_on_a_generated_page_equals_the_page_generated_with_the_new_section() -> None:
+    zoo = {
+        "aggregate": {"mnist-deterministic": {**_agg(99.3, 0.4, 0.02), "method": "deterministic"}},
+        "runs": {"mnist-deterministic": [{"method": "deterministic"}]},
+    }
+    cross = [{"model": {"name": "mnist-deterministic"}, "ood": _ood(96.5)["ood"]}]
+    old = document(zoo, _ood(96.0), {"mnist-deterministic": 2.0}, cross, "2026-01-01 00:00 UTC")
+    new = document(zoo, _ood(98.0), {"mnist-deterministic": 2.0}, cross, "2026-01-01 00:00 UTC")
+    assert old != new
+    stamped = new.replace(
+        "finished 2026-01-01 00:00 UTC.\n", f"finished 2026-01-01 00:00 UTC.\n{OOD_STAMP} 2026-02-02 10:00 UTC.\n", 1
+    )
+    assert update_ood(old, _ood(98.0), "2026-02-02 10:00 UTC") == stamped
