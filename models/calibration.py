@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import torch
 
+from models.uncertainty import predictive_log_probs
+
 
 def predictive_nll(logit_samples: torch.Tensor, labels: torch.Tensor, temperature: torch.Tensor | float) -> torch.Tensor:
     """Mean NLL of the averaged predictive; logits ``[S, N, K]``, labels ``[N]``."""
-    log_p = torch.log_softmax(logit_samples / temperature, dim=-1)  # [S, N, K]
-    s = logit_samples.shape[0]
-    # log mean_s p = logsumexp_s log p - log S, computed stably.
-    log_mean = torch.logsumexp(log_p, dim=0) - torch.log(torch.tensor(float(s)))
-    return -log_mean.gather(1, labels[:, None]).mean()
+    return -predictive_log_probs(logit_samples, temperature).gather(1, labels[:, None]).mean()
 
 
 def fit_temperature(logit_samples: torch.Tensor, labels: torch.Tensor, max_iter: int = 200) -> float:

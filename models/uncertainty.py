@@ -6,6 +6,7 @@ Predictive entropy H[E p] = expected entropy E H[p] (aleatoric) + mutual informa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,12 @@ def _entropy(p: torch.Tensor) -> torch.Tensor:
 def mean_probs(logit_samples: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Average of the per-sample softmax ``[S, B, K] -> [B, K]`` (not softmax of the mean)."""
     return torch.softmax(logit_samples / temperature, dim=-1).mean(0)
+
+
+def predictive_log_probs(logit_samples: torch.Tensor, temperature: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """``log mean_probs`` ``[S, B, K] -> [B, K]``, as a logsumexp of log-softmaxes: no probability underflows to log 0."""
+    log_p = torch.log_softmax(logit_samples / temperature, dim=-1)
+    return torch.logsumexp(log_p, dim=0) - math.log(logit_samples.shape[0])
 
 
 def uncertainty(logit_samples: torch.Tensor, temperature: float = 1.0) -> Uncertainty:

@@ -19,7 +19,6 @@ thresholds fitted on that score keep their meaning.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +27,7 @@ from torch import nn
 
 from models.base import UncertaintyModel
 from models.scorers.base import Graph, ScoreInput, Scorer, record_forward
+from models.uncertainty import mean_probs, predictive_log_probs
 
 #: Generalized ODIN's search grid (Hsu et al. 2020, Sec. 4), plus 0 = no preprocessing.
 DEFAULT_GRID_EPS: tuple[float, ...] = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
@@ -37,21 +37,17 @@ DEFAULT_GRID_EPS: tuple[float, ...] = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.0
 REDUCTIONS: tuple[str, ...] = ("predictive", "mean_softmax")
 
 
-def predictive_logits(logits: torch.Tensor) -> torch.Tensor:
-    """``[S, B, K] -> [B, K]``: ``log mean_s softmax(f_s)``, the logits of the predictive distribution.
-
-    Computed as a logsumexp of log-softmaxes, so no probability underflows to log 0.
-    """
-    return torch.logsumexp(torch.log_softmax(logits, dim=-1), dim=0) - math.log(logits.shape[0])
+def check_reduction(reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown ODIN reduction {reduction!r}; known: {list(REDUCTIONS)}")
+    return reduction
 
 
 def tempered_probs(logits: torch.Tensor, temperature: float, reduction: str = "predictive") -> torch.Tensor:
     """``[S, B, K] -> [B, K]``: ODIN's class probabilities at temperature T (see `REDUCTIONS`)."""
-    if reduction == "predictive":
-        return torch.softmax(predictive_logits(logits) / temperature, dim=-1)
-    if reduction == "mean_softmax":
-        return torch.softmax(logits / temperature, dim=-1).mean(0)
-    raise ValueError(f"unknown ODIN reduction {reduction!r}; known: {list(REDUCTIONS)}")
+    if check_reduction(reduction) == "mean_softmax":
+        return mean_probs(logits, temperature)
+    return torch.softmax(predictive_log_probs(logits) / temperature, dim=-1)
 
 
 def max_softmax(logits: torch.Tensor, temperature: float, reduction: str = "predictive") -> torch.Tensor:
@@ -142,12 +138,10 @@ class ODIN(Scorer):
         super().__init__()
         if temperature <= 0 or eps < 0:
             raise ValueError("need temperature > 0 and eps >= 0")
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"unknown ODIN reduction {reduction!r}; known: {list(REDUCTIONS)}")
         self.temperature = float(temperature)
         self.eps = float(eps)
         self.std = None if std is None else [float(s) for s in std]
-        self.reduction = reduction
+        self.reduction = check_reduction(reduction)  # refused when the manifest is read, not at the first request
 
     @classmethod
     def upgrade_params(cls, params: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from models.calibration import fit_temperature, predictive_nll
-from models.uncertainty import uncertainty
+from models.uncertainty import mean_probs, predictive_log_probs, uncertainty
 
 
 def _overconfident(n: int = 4000, k: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,3 +51,15 @@ def test_uncertainty_split() -> None:
     assert u_dis.mutual_information.item() > 0.6  # close to log 2 minus the members' own entropy
     total = u_dis.expected_entropy + u_dis.mutual_information
     assert torch.allclose(total, u_dis.predictive_entropy, atol=1e-6)
+
+
+def test_predictive_log_probs_is_the_log_of_the_mean_probabilities_without_underflow() -> None:
+    logits = torch.randn(4, 6, 5, dtype=torch.float64) * 3
+    for t in (1.0, 0.5):
+        torch.testing.assert_close(predictive_log_probs(logits, t), torch.log(mean_probs(logits, t)))
+    # A class every sample rules out by ~1000 logits: its mean probability is 0 in float32,
+    # so log(mean_probs) is -inf, while the log-space form keeps the finite value.
+    far = torch.tensor([[[0.0, -1000.0]], [[0.0, -1001.0]]])
+    assert torch.isinf(torch.log(mean_probs(far))[0, 1])
+    expected = torch.logsumexp(torch.tensor([-1000.0, -1001.0], dtype=torch.float64), 0) - torch.log(torch.tensor(2.0, dtype=torch.float64))
+    assert abs(float(predictive_log_probs(far)[0, 1]) - float(expected)) < 1e-3

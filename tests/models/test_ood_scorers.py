@@ -121,7 +121,7 @@ def test_predictive_odin_sees_disagreement_that_mean_softmax_forgets() -> None:
 def test_odin_manifest_without_reduction_loads_as_it_was_fitted() -> None:
     old = build_scorer("odin", {"temperature": 1000.0, "eps": 0.0, "std": [0.3081]})
     assert isinstance(old, ODIN) and old.reduction == "mean_softmax"
-    assert build_scorer("odin").params()["reduction"] == "predictive"  # what new fits store
+    assert build_scorer("odin").params()["reduction"] == "predictive"  # a fresh scorer: the new rule
     with pytest.raises(ValueError, match="reduction"):
         ODIN(reduction="median")
 

@@ -97,5 +97,6 @@ def test_named_scorers_are_fitted_and_score_in_distribution_data(name: str) -> N
     assert scorer.name == name
     if name == "odin":
         assert report["odin_temperature"] == 1000.0 and str(report["odin_eps"]) in report["odin_proxy_auroc_by_eps"]
+        assert scorer.params()["reduction"] == "predictive"  # what a new bundle's manifest stores
     scores = batch_scores({name: scorer}, model, normalise(splits.val.x))[name]
     assert scores.shape == (120,) and torch.isfinite(scores).all()
