@@ -116,6 +116,9 @@ def test_update_ood_rewrites_only_the_shipped_model_section() -> None:
     assert update_ood(tail_page, _ood(98.0), "x").endswith("\n".join(ood_section(_ood(98.0))) + "\n")
     with pytest.raises(ValueError, match="make results"):
         update_ood("\n".join([*intro, *zoo]), _ood(98.0), "x")
+    # A page without the zoo heading has no end of introduction to stamp: a clear error.
+    with pytest.raises(ValueError, match="heading to stamp before"):
+        update_ood("\n".join([*intro, *ood_section(_ood(96.0))]), _ood(98.0), "x")
 
 
 def test_update_ood_on_a_generated_page_equals_the_page_generated_with_the_new_section() -> None:
