@@ -46,16 +46,14 @@ default-model: setup
 
 # The zoo table in docs/results.md: every method, SEEDS training seeds, evaluated on MNIST test.
 # ConfidNet heads go on the deterministic net and the ensemble (the shipped model); the OOD
-# comparison runs on the shipped default bundle. 25-60 minutes a seed on these 2-core machines,
-# by the machine's speed (measured: the ensemble with its ConfidNet head 7.3-31 min, variational
-# 8.3-11.9 at 20 epochs, the rest 3-6; the whole 3-seed run of 2026-11-29 took 79 min; on an
-# otherwise idle, slow machine on 2026-11-29 the five trainings of seed 0 took 29.4 min of wall
-# time: deterministic 2.6, MC dropout 0.2, Laplace 0.3, ensemble 14.4, variational 11.9; on a slower
-# one at 11:16 the same day, seed 0's deterministic net took 7.3 and the ensemble 24.7: 3-4 times the
-# 10:47 run's, which would put the whole 3-seed run near 3 hours; on an idle AMD EPYC machine at 13:49,
-# `make results SEEDS=0` trained all five in 22.2 min: deterministic 2.0, MC dropout 0.0, Laplace 0.15,
-# ensemble 11.3 with its ConfidNet head's 3.6, variational 8.7);
-# SEEDS=0 for one. Variational gets 20 epochs:
+# comparison runs on the shipped default bundle. SEEDS=0 for one.
+# Seed 0's five trainings (wall time, idle 2-core machines, 2026-11-29), by the machine's speed:
+#   AMD EPYC, 13:49: 22.2 min (deterministic 2.0, MC dropout 0.0, Laplace 0.15,
+#                    ensemble 11.3 of which its ConfidNet head 3.6, variational 8.7);
+#   a slow one:      29.4 min (2.6, 0.2, 0.3, 14.4, 11.9);
+#   a slower one:    deterministic 7.3 and ensemble 24.7 alone, which puts 3 seeds near 3 hours.
+# Whole 3-seed runs took 79 min (10:47) and 57 min plus seed 0's 32 (15:23, with RESUME=1).
+# Variational gets 20 epochs:
 # at 12 it stopped at 99.18 % test accuracy, under the issue's 99.2 %.
 # --skip-test: `vigil evaluate` below measures every bundle on MNIST test; doing it in
 # `vigil train` as well cost 2 of the variational network's 14 minutes.

@@ -140,13 +140,12 @@ def update_ood(page: str, ood: dict[str, Any], generated: str) -> str:
     start = page.find(OOD_HEADING)
     if start < 0:
         raise ValueError("the page has no shipped-model OOD section to replace: run `make results`")
-    if ZOO_HEADING not in page.split("\n"):
-        # The stamp goes at the end of the introduction, which the zoo heading closes.
-        raise ValueError(f"the page has no {ZOO_HEADING!r} heading to stamp before: run `make results`")
     nxt = page.find("\n## ", start + len(OOD_HEADING))
     end = len(page) if nxt < 0 else nxt
     page = page[:start] + "\n".join(ood_section(ood)) + "\n" + page[end:]
     lines = [line for line in page.split("\n") if not line.startswith(OOD_STAMP)]
+    if ZOO_HEADING not in lines:  # the heading that closes the introduction, where the stamp goes
+        raise ValueError(f"the page has no {ZOO_HEADING!r} heading to stamp before: run `make results`")
     intro_end = lines.index(ZOO_HEADING) - 1  # after the introduction, before its blank line
     lines.insert(intro_end, f"{OOD_STAMP} {generated}.")
     return "\n".join(lines)
