@@ -25,7 +25,8 @@ Measured test AUPR-Error of the head, against MCP on the same network:
   44.09, 33.76, 40.95; MCP 43.65, 35.89, 46.43 (FPR95 of the heads: 4.62 / 4.62,
   3.33 / 5.00, 3.28 / 3.28);
 - zoo seed 0, ensemble: `shift` 34.65, `distort` 34.79, MCP 47.77 (FPR95 1.89, 3.77,
-  MCP 1.89).
+  MCP 1.89). These ensemble heads learnt the predictive's TCP from every member's features;
+  each member's row now gets its own TCP (`models.confidnet.confidnet_training_pairs`).
 `distort` gains 2.4 points on average over the five single networks, with one loss of 5.1,
 and nothing on the ensemble: too weak and noisy to replace `shift`, with which
 docs/results.md was made. Neither recipe reliably beats MCP; neither did a head that

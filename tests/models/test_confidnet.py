@@ -13,6 +13,7 @@ from models.confidnet import (
     ConfidNetHead,
     confidnet_loss,
     confidnet_training_pairs,
+    sample_tcp,
     tcp_targets,
 )
 from models.deterministic import Deterministic
@@ -40,13 +41,29 @@ def test_target_uses_the_sample_averaged_predictive_and_the_temperature() -> Non
     assert torch.allclose(hot, torch.tensor([0.5]), atol=1e-4)
 
 
-def test_training_pairs_repeat_the_tcp_for_every_feature_sample() -> None:
+def test_each_feature_sample_with_its_own_logits_gets_its_own_tcp() -> None:
+    # An ensemble: member m's features [4, 6] produced member m's logits [4, 5].
     feats = torch.randn(3, 4, 6)
-    logits, labels = torch.randn(3, 4, 5), torch.randint(0, 5, (4,))
+    logits, labels = torch.randn(3, 4, 5) * 3, torch.randint(0, 5, (4,))
     inputs, targets = confidnet_training_pairs(feats, logits, labels)
     assert inputs.shape == (12, 6) and targets.shape == (12,)
-    assert torch.allclose(targets.view(3, 4), tcp_targets(logits, labels).expand(3, -1))
     assert torch.equal(inputs.view(3, 4, 6), feats)
+    own = torch.softmax(logits, -1)[torch.arange(3)[:, None], torch.arange(4)[None, :], labels[None, :]]  # [3, 4]
+    assert torch.allclose(targets.view(3, 4), own)
+    assert torch.allclose(sample_tcp(logits, labels), own)
+    # The samples' TCPs average to the predictive's, which the averaged head estimates.
+    assert torch.allclose(targets.view(3, 4).mean(0), tcp_targets(logits, labels))
+    assert not torch.allclose(targets.view(3, 4), tcp_targets(logits, labels).expand(3, -1))
+
+
+def test_one_feature_row_with_many_logit_samples_gets_the_predictive_tcp() -> None:
+    # MC dropout: one feature vector per input, T logit samples from its dropout head.
+    feats = torch.randn(1, 4, 6)
+    logits, labels = torch.randn(7, 4, 5) * 3, torch.randint(0, 5, (4,))
+    inputs, targets = confidnet_training_pairs(feats, logits, labels)
+    assert inputs.shape == (4, 6)
+    assert torch.allclose(targets, tcp_targets(logits, labels))
+    assert not torch.allclose(targets, sample_tcp(logits[:1], labels)[0])
 
 
 def test_a_few_steps_fit_the_tcp() -> None:
