@@ -25,6 +25,9 @@ from training.loop import TrainConfig
 from training.options import check_confidnet_options, check_fitting_options
 from training.scorer_fit import fit_ood_scorer
 
+#: The manifest reports `fit_confidnet` writes about the head it trains.
+HEAD_REPORTS = ("confidnet_fit", "confidnet_finetune")
+
 
 def run(args: argparse.Namespace) -> int:
     check_fitting_options(args.target_risk, args.ood_pass_rate, args.alpha)
@@ -45,9 +48,12 @@ def run(args: argparse.Namespace) -> int:
     failure = bundle.failure_scorer
     cfg = TrainConfig(seed=record["seed"])
 
-    def new_head() -> Scorer:
-        for stale in ("confidnet_fit", "confidnet_finetune"):  # reports about the head it replaces
+    def drop(*reports: str) -> None:
+        for stale in reports:
             extra.pop(stale, None)
+
+    def new_head() -> Scorer:
+        drop(*HEAD_REPORTS)  # about the head it replaces (a new head not fine-tuned writes only the first)
         head, reports = fit_confidnet(model, splits, cfg, m.arch_params, args.confidnet_passes or "shift", args.confidnet_finetune_epochs)
         extra.update(reports)
         return head
@@ -58,9 +64,12 @@ def run(args: argparse.Namespace) -> int:
         head = failure if m.failure.name == "confidnet" and not recipe_asked else new_head()
         failure, extra["failure_fit"] = choose_failure_scorer(model, {"confidnet": head}, splits)
     elif args.failure_scorer:  # asked for by name: fitted anew, even if it is the same kind
-        for stale in ("confidnet_fit", "confidnet_finetune", "failure_fit"):  # reports about the replaced scorer
-            extra.pop(stale, None)
-        failure = new_head() if args.failure_scorer == "confidnet" else build_scorer(args.failure_scorer)
+        drop("failure_fit")  # auto's choice, which this name overrides
+        if args.failure_scorer == "confidnet":
+            failure = new_head()
+        else:
+            drop(*HEAD_REPORTS)  # the replaced head's
+            failure = build_scorer(args.failure_scorer)
     ood, chosen = fit_ood_scorer(args.ood_scorer or m.ood.name, model, splits)
     if chosen:
         extra["ood_fit"] = chosen
