@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,23 @@ def test_refit_retrains_a_confidnet_head_the_bundle_already_has(zoo: dict[str, P
     assert vigil([*args, "--out", str(tmp_path / "new"), "--failure-scorer", "confidnet"]) == 0
     assert calls == [1]  # asked for by name: trained anew although the bundle had one
     assert "seconds" in load_bundle(tmp_path / "new").manifest.metrics["confidnet_fit"]
+
+
+def test_refit_counts_the_new_heads_training_time_instead_of_the_replaced_ones(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
+    # The stored head says it took 1000 s; a refit that replaces it must not keep them.
+    src = tmp_path / "src"
+    shutil.copytree(zoo["ensemble"], src)
+    raw = json.loads((src / "manifest.json").read_text())
+    raw["metrics"]["confidnet_fit"]["seconds"] = 1000.0
+    raw["training_seconds"] += 1000.0
+    (src / "manifest.json").write_text(json.dumps(raw))
+    started = time.perf_counter()
+    assert vigil(["refit", str(src), "--out", str(tmp_path / "new"), "--data-dir", str(data_dir), "--skip-test", "--failure-scorer", "confidnet"]) == 0
+    took = time.perf_counter() - started
+    new = load_bundle(tmp_path / "new").manifest
+    kept = raw["training_seconds"] - 1000.0  # the network's and the scorers' time
+    assert kept < new.training_seconds <= kept + took
+    assert new.metrics["confidnet_fit"]["seconds"] <= new.training_seconds - kept
 
 
 def test_refit_auto_lets_the_stored_head_compete_without_retraining(zoo: dict[str, Path], data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
