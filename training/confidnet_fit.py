@@ -33,6 +33,11 @@ docs/results.md was made. Neither recipe reliably beats MCP; neither did a head 
 learns a correction on top of MCP's logit (an earlier trial), nor one that regresses the
 normalised target TCP / MCP of the authors' journal version (Corbière et al., TPAMI 2022):
 on a seed-0 network (2026-11-29), test AUPR-Error 29.0 against TCP's 43.7 and MCP's 55.6.
+Nor did targets from the served last layer on the perturbed features (dropout only up to
+the features, so the head sees everything its target depends on), on the zoo's seed-0
+networks (2026-11-29): test AUPR-Error 48.9 against 43.7 on the deterministic network but
+27.1 against 38.3 on the ensemble, whose validation split said the opposite (33.5 against
+29.9). With 25-65 errors per split such gaps are noise; the authors' recipe stays.
 """
 
 from __future__ import annotations
