@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from models.uncertainty import sample_probs_of
+
 
 class ConfidNetHead(nn.Module):
     """MLP ``[..., D] -> [...]``: predicted TCP in (0, 1)."""
@@ -45,8 +47,7 @@ class ConfidNetHead(nn.Module):
 
 def sample_tcp(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """True-class probability ``[S, B]`` of every logit sample ``[S, B, K]``."""
-    probs = torch.softmax(logits / temperature, dim=-1)  # [S, B, K]
-    return probs.gather(2, labels.view(1, -1, 1).expand(probs.shape[0], -1, 1)).squeeze(2)
+    return sample_probs_of(torch.softmax(logits / temperature, dim=-1), labels)
 
 
 def tcp_targets(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 from models.bundle import Bundle
 from models.conformal import aps_sets
 from models.scorers.base import ScoreInput, record_forward
-from models.uncertainty import uncertainty
+from models.uncertainty import sample_probs_of, uncertainty
 
 #: At most this many samples' votes for the predicted class go into an answer.
 SPREAD_KEEP = 64
@@ -98,8 +98,7 @@ class RowValues:
 def to_values(out: PipelineOutput, keep: int = SPREAD_KEEP) -> list[RowValues]:
     """Every row of `out` as `RowValues`, with one ``.tolist()`` per quantity for the batch."""
     labels = out.probs.argmax(-1)  # [B]
-    sp = out.sample_probs[:keep]  # [S', B, K]
-    votes = sp.gather(2, labels.view(1, -1, 1).expand(sp.shape[0], -1, 1)).squeeze(2).T  # [B, S']
+    votes = sample_probs_of(out.sample_probs[:keep], labels).T  # [B, S']
     count = int(out.sample_probs.shape[0])
     columns = zip(
         out.probs.tolist(),

@@ -31,6 +31,11 @@ def mean_probs(logit_samples: torch.Tensor, temperature: float = 1.0) -> torch.T
     return torch.softmax(logit_samples / temperature, dim=-1).mean(0)
 
 
+def sample_probs_of(sample_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each sample's probability of each input's class ``labels[b]``: ``[S, B, K], [B] -> [S, B]``."""
+    return sample_probs.gather(2, labels.view(1, -1, 1).expand(sample_probs.shape[0], -1, 1)).squeeze(2)
+
+
 def predictive_log_probs(logit_samples: torch.Tensor, temperature: torch.Tensor | float = 1.0) -> torch.Tensor:
     """``log mean_probs`` ``[S, B, K] -> [B, K]``, as a logsumexp of log-softmaxes: no probability underflows to log 0."""
     log_p = torch.log_softmax(logit_samples / temperature, dim=-1)

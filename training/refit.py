@@ -50,15 +50,14 @@ def run(args: argparse.Namespace) -> int:
 
     replaced = 0.0  # seconds a replaced head took to train: the new bundle does without them
 
-    def drop(*reports: str) -> None:
+    def drop_head() -> None:
+        """Forget the head being replaced: its reports, and its seconds in the training time."""
         nonlocal replaced
-        for stale in reports:
-            gone = extra.pop(stale, None)
-            if stale in HEAD_REPORTS and isinstance(gone, dict):
-                replaced += float(gone.get("seconds", 0.0))
+        for report in HEAD_REPORTS:  # a new head not fine-tuned writes only the first again
+            replaced += float(extra.pop(report, {}).get("seconds", 0.0))
 
     def new_head() -> Scorer:
-        drop(*HEAD_REPORTS)  # about the head it replaces (a new head not fine-tuned writes only the first)
+        drop_head()
         head, reports = fit_confidnet(model, splits, cfg, m.arch_params, args.confidnet_passes or "shift", args.confidnet_finetune_epochs)
         extra.update(reports)
         return head
@@ -69,11 +68,11 @@ def run(args: argparse.Namespace) -> int:
         head = failure if m.failure.name == "confidnet" and not recipe_asked else new_head()
         failure, extra["failure_fit"] = choose_failure_scorer(model, {"confidnet": head}, splits)
     elif args.failure_scorer:  # asked for by name: fitted anew, even if it is the same kind
-        drop("failure_fit")  # auto's choice, which this name overrides
+        extra.pop("failure_fit", None)  # auto's choice, which this name overrides
         if args.failure_scorer == "confidnet":
             failure = new_head()
         else:
-            drop(*HEAD_REPORTS)  # the replaced head's
+            drop_head()
             failure = build_scorer(args.failure_scorer)
     ood, chosen = fit_ood_scorer(args.ood_scorer or m.ood.name, model, splits)
     if chosen:
