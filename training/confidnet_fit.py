@@ -38,6 +38,14 @@ the features, so the head sees everything its target depends on), on the zoo's s
 networks (2026-11-29): test AUPR-Error 48.9 against 43.7 on the deterministic network but
 27.1 against 38.3 on the ensemble, whose validation split said the opposite (33.5 against
 29.9). With 25-65 errors per split such gaps are noise; the authors' recipe stays.
+Nor did out-of-fold targets (2026-11-29, seed-0 network): two networks, each trained on
+one half of the training set, give every training image the TCP of the one that never
+saw it (489 realistic errors instead of near-certain successes); the head learns them
+from the served network's clean features. Test / cal AUPR-Error: 34.4 / 28.2 on the
+images as they are, 35.7 / 29.7 with three shifted passes, 29.8 / 35.5 with the fold
+networks' dropout on, against 41.3 / 37.1 for the recipe above and 43.7 / 37.5 for MCP:
+the fold networks' own mistakes are largely not the served network's, so the targets
+mostly teach noise (and the recipe would double the training time).
 """
 
 from __future__ import annotations
