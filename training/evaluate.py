@@ -4,7 +4,9 @@ Classification (accuracy, NLL, Brier, ECE with 15 bins) before and after tempera
 scaling (Guo et al.), and misclassification detection for every confidence score the
 bundle offers (ConfidNet paper definitions, training/metrics.py), plus the selective
 risk and coverage of the served failure threshold. Bundles whose manifests share a
-name are seeds of one configuration and are reported as mean ± std.
+name are seeds of one configuration and are reported as mean ± std. The comparisons
+the targets make (ConfidNet against MCP, NLL against the deterministic baseline) also get
+a paired bootstrap interval over the test images (`training.paired`).
 """
 
 from __future__ import annotations
@@ -13,22 +15,36 @@ import argparse
 import json
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from models.bundle import MANIFEST, Bundle, load_bundle, read_manifest
 from models.scorers.base import ScoreInput
 from models.scorers.entropy import MutualInformation, PredictiveEntropy
 from models.scorers.msp import MaxSoftmax
-from training import metrics
+from training import metrics, paired
 from training.data import Split, load_mnist
 from training.loop import features_and_logits, normalise
 
 
-def evaluate_bundle(bundle: Bundle, test: Split) -> dict[str, Any]:
-    """All metrics of one bundle on `test` (numbers in %, NLL/Brier raw, AURC x1000)."""
+@dataclass(frozen=True)
+class PerImage:
+    """What the paired comparisons need of one bundle, image by image."""
+
+    seed: int | None
+    correct: np.ndarray
+    #: After temperature scaling, as the table's NLL.
+    nll: np.ndarray
+    #: Failure score by name (higher = more likely wrong).
+    failure: dict[str, np.ndarray]
+
+
+def evaluate_bundle(bundle: Bundle, test: Split) -> tuple[dict[str, Any], PerImage]:
+    """All metrics of one bundle on `test` (numbers in %, NLL/Brier raw, AURC x1000), and its per-image values."""
     feats, logits = features_and_logits(bundle.model, test.x)
     t = bundle.manifest.temperature
     raw = torch.softmax(logits, -1).mean(0)
@@ -40,10 +56,17 @@ def evaluate_bundle(bundle: Bundle, test: Split) -> dict[str, Any]:
         scorers["mutual_information"] = MutualInformation()
     if bundle.manifest.failure.name not in ("msp", "entropy", "mutual_information"):
         scorers[bundle.manifest.failure.name] = bundle.failure_scorer
-    failure = {name: metrics.misclassification(s.score(inp), correct) for name, s in scorers.items()}
+    scores = {name: s.score(inp) for name, s in scorers.items()}
+    failure = {name: metrics.misclassification(score, correct) for name, score in scores.items()}
     served = bundle.failure_scorer.score(inp)
     accepted = served <= bundle.manifest.failure.threshold
-    return {
+    per_image = PerImage(
+        seed=bundle.manifest.metrics.get("training", {}).get("seed"),
+        correct=correct.numpy(),
+        nll=-torch.log(cal.gather(-1, test.y[:, None]).squeeze(-1).clamp_min(1e-12)).double().numpy(),
+        failure={name: score.double().numpy() for name, score in scores.items()},
+    )
+    result = {
         "name": bundle.manifest.name,
         "method": bundle.manifest.method,
         "before_temperature": metrics.classification(raw, test.y),
@@ -60,6 +83,52 @@ def evaluate_bundle(bundle: Bundle, test: Split) -> dict[str, Any]:
         # Part of it spent training a reused network (`--base-bundle`), counted in that bundle's row.
         "reused_seconds": float(bundle.manifest.metrics.get("base_bundle", {}).get("training_seconds", 0.0)),
     }
+    return result, per_image
+
+
+def comparisons(groups: dict[str, tuple[str, list[PerImage]]], count: int = paired.RESAMPLES) -> dict[str, dict[str, Any]]:
+    """The targets' comparisons with paired intervals, by model name (`training.paired`).
+
+    - ``confidnet_vs_mcp``: a ConfidNet head's AUPR-Error minus MCP's, on the same network;
+    - ``nll_vs_baseline``: the model's NLL minus that of the one deterministic model, seed
+      by seed (only when every seed has a deterministic counterpart).
+    `groups`: model name -> (method, its seeds' per-image values).
+    """
+    out: dict[str, dict[str, Any]] = defaultdict(dict)
+    for name, (_, runs) in groups.items():
+        if all("confidnet" in r.failure for r in runs):
+            diffs = [paired.aupr_error_gain(r.failure["confidnet"], r.failure["mcp"], r.correct, count) for r in runs]
+            out[name]["confidnet_vs_mcp"] = {"seeds": [r.seed for r in runs], "per_seed": [d.delta for d in diffs], **paired.pooled(diffs)}
+    bases = [n for n, (method, _) in groups.items() if method == "deterministic"]
+    if len(bases) == 1:
+        by_seed = {r.seed: r for r in groups[bases[0]][1] if r.seed is not None}
+        for name, (_, runs) in groups.items():
+            if name != bases[0] and runs and all(r.seed in by_seed for r in runs):
+                diffs = [paired.mean_difference(r.nll, by_seed[r.seed].nll, count) for r in runs]
+                out[name]["nll_vs_baseline"] = {
+                    "baseline": bases[0],
+                    "seeds": [r.seed for r in runs],
+                    "per_seed": [d.delta for d in diffs],
+                    **paired.pooled(diffs),
+                }
+    return dict(out)
+
+
+def comparisons_markdown(comps: dict[str, dict[str, Any]]) -> str:
+    """The comparisons as a table: mean difference over seeds and its 95 % interval."""
+    lines = ["| model | difference (mean over seeds) | seeds | difference | 95 % CI |", "|---|---|---|---|---|"]
+    for name, c in comps.items():
+        if "confidnet_vs_mcp" in c:
+            d = c["confidnet_vs_mcp"]
+            lines.append(
+                f"| {name} | AUPR-Error %, ConfidNet − MCP | {len(d['seeds'])} | {d['delta']:+.2f} | {d['ci95_low']:+.2f} to {d['ci95_high']:+.2f} |"
+            )
+        if "nll_vs_baseline" in c:
+            d = c["nll_vs_baseline"]
+            lines.append(
+                f"| {name} | NLL − {d['baseline']}'s | {len(d['seeds'])} | {d['delta']:+.4f} | {d['ci95_low']:+.4f} to {d['ci95_high']:+.4f} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -145,17 +214,21 @@ def check_seeds(paths: list[Path], seeds: int) -> None:
 def run(args: argparse.Namespace) -> int:
     test = load_mnist(Path(args.data_dir), train=False, download=args.download).head(args.limit)
     by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    per_image: dict[str, list[PerImage]] = defaultdict(list)
     paths = bundle_folders(args.bundles)
     if args.seeds:
         check_seeds(paths, args.seeds)
     for path in paths:
-        result = evaluate_bundle(load_bundle(path), test)
+        result, values = evaluate_bundle(load_bundle(path), test)
         by_name[result["name"]].append(result)
+        per_image[result["name"]].append(values)
     groups = {name: (runs[0]["method"], len(runs), aggregate(runs)) for name, runs in by_name.items()}
-    table = markdown(groups)
+    comps = comparisons({name: (runs[0]["method"], per_image[name]) for name, runs in by_name.items()}, args.resamples)
+    table = markdown(groups) + ("\n" + comparisons_markdown(comps) if comps else "")
     print(table)
     if args.out:
-        Path(args.out).write_text(json.dumps({"runs": by_name, "aggregate": {k: g[2] for k, g in groups.items()}}, indent=2))
+        out = {"runs": by_name, "aggregate": {k: g[2] for k, g in groups.items()}, "comparisons": comps}
+        Path(args.out).write_text(json.dumps(out, indent=2))
     if args.markdown:
         Path(args.markdown).write_text(table)
     return 0
@@ -174,4 +247,5 @@ def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
     p.add_argument("--out", default=None, help="write all numbers as JSON")
     p.add_argument("--markdown", default=None, help="write the tables as markdown")
     p.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images (tests)")
+    p.add_argument("--resamples", type=int, default=paired.RESAMPLES, help="bootstrap replicates of each comparison's interval")
     p.set_defaults(func=run)

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from training.evaluate import comparisons_markdown
 from training.evaluate import markdown as zoo_markdown
 from training.ood_report import markdown as ood_markdown
 from training.ood_report import msp_gains
@@ -34,7 +35,19 @@ def _beats(scorer: dict[str, float], msp: dict[str, float]) -> tuple[bool, bool]
     return scorer["auroc"] > msp["auroc"], scorer["fpr95"] < msp["fpr95"]
 
 
-def zoo_targets(agg: dict[str, Any]) -> list[str]:
+def _interval(comp: dict[str, Any] | None, digits: int) -> tuple[str, str]:
+    """(" (difference d, 95 % CI lo to hi)", " (within noise: ...)" or "") of a paired comparison, if measured."""
+    if not comp:
+        return "", ""
+    f = f"+.{digits}f"
+    ci = f" (difference {comp['delta']:{f}}, 95 % CI {comp['ci95_low']:{f}} to {comp['ci95_high']:{f}})"
+    # An interval that spans 0: the test set cannot tell the two apart, whichever way the means fell.
+    return ci, " (within noise: the interval spans 0)" if comp["ci95_low"] <= 0 <= comp["ci95_high"] else ""
+
+
+def zoo_targets(agg: dict[str, Any], comps: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """The issue's targets with verdicts; `comps`: `vigil evaluate`'s paired comparisons, for their intervals."""
+    comps = comps or {}
     names = sorted(agg)
     lines = ["| target | measured (mean over seeds) | verdict |", "|---|---|---|"]
     for n in names:
@@ -45,7 +58,8 @@ def zoo_targets(agg: dict[str, Any]) -> list[str]:
         if not math.isnan(cn_aupr):  # the bundle serves ConfidNet
             mcp_aupr = _m(agg, n, "failure_detection.mcp.aupr_error")
             cn_fpr = _m(agg, n, "failure_detection.confidnet.fpr95")
-            lines.append(f"| {n}: ConfidNet AUPR-Error > MCP's | {cn_aupr:.2f} vs {mcp_aupr:.2f} | {_ok(cn_aupr > mcp_aupr)} |")
+            ci, noise = _interval(comps.get(n, {}).get("confidnet_vs_mcp"), 2)
+            lines.append(f"| {n}: ConfidNet AUPR-Error > MCP's | {cn_aupr:.2f} vs {mcp_aupr:.2f}{ci} | {_ok(cn_aupr > mcp_aupr)}{noise} |")
             lines.append(f"| {n}: ConfidNet AUPR-Error ≥ 45.89 (paper) | {cn_aupr:.2f} | {_ok(cn_aupr >= 45.89)} |")
             lines.append(f"| {n}: ConfidNet FPR95 ≤ 3.33 (paper) | {cn_fpr:.2f} | {_ok(cn_fpr <= 3.33)} |")
     # Judged by method, not by name: a renamed bundle keeps its method.
@@ -54,7 +68,9 @@ def zoo_targets(agg: dict[str, Any]) -> list[str]:
         for n in names:
             if agg[n].get("method") in ("ensemble", "mc_dropout"):
                 a, b = _m(agg, n, "after_temperature.nll"), _m(agg, base, "after_temperature.nll")
-                lines.append(f"| {n}: NLL below {base}'s | {a:.4f} vs {b:.4f} | {_ok(a < b)} |")
+                comp = comps.get(n, {}).get("nll_vs_baseline")
+                ci, noise = _interval(comp if comp and comp["baseline"] == base else None, 4)
+                lines.append(f"| {n}: NLL below {base}'s | {a:.4f} vs {b:.4f}{ci} | {_ok(a < b)}{noise} |")
     return lines
 
 
@@ -185,9 +201,18 @@ def document(
         "",
         "### Targets",
         "",
-        *zoo_targets({**agg, **{n: {**agg[n], "method": g[0]} for n, g in groups.items()}}),
+        *zoo_targets({**agg, **{n: {**agg[n], "method": g[0]} for n, g in groups.items()}}, zoo.get("comparisons")),
         "",
     ]
+    if zoo.get("comparisons"):
+        out += [
+            "Each difference above, with its interval: both sides measured on the same test images,",
+            "1,000 paired bootstrap resamples of them, the seeds' differences averaged resample by",
+            "resample (`training/paired.py`). The interval is the test set's sampling noise for these",
+            "trained networks; the ± in the tables above is the spread over training seeds.",
+            "",
+            comparisons_markdown(zoo["comparisons"]),
+        ]
     if minutes:
         out += [
             "### Training time on this 2-core CPU (from the manifests; the fastest seed, as the runs shared the",

@@ -40,6 +40,40 @@ def test_verdicts_follow_the_numbers() -> None:
     assert "| mnist-ensemble: NLL below mnist-deterministic's | 0.0180 vs 0.0200 | met |" in lines
 
 
+def _comp(delta: float, low: float, high: float, **extra: object) -> dict:
+    return {"delta": delta, "ci95_low": low, "ci95_high": high, "seeds": [0, 1], "per_seed": [delta, delta], **extra}
+
+
+def test_verdicts_carry_the_paired_interval_and_say_when_it_spans_zero() -> None:
+    agg = {
+        "mnist-deterministic": {**_agg(99.3, 0.4, 0.020, cn=39.0, mcp=44.0), "method": "deterministic"},
+        "mnist-ensemble": {**_agg(99.5, 0.2, 0.015, cn=33.0, mcp=40.0), "method": "ensemble"},
+        "mnist-mc-dropout": {**_agg(99.4, 0.2, 0.021), "method": "mc_dropout"},
+    }
+    comps = {
+        "mnist-deterministic": {"confidnet_vs_mcp": _comp(-5.0, -9.5, 1.25)},
+        "mnist-ensemble": {"confidnet_vs_mcp": _comp(-7.0, -11.0, -2.5), "nll_vs_baseline": _comp(-0.005, -0.006, -0.004, baseline="mnist-deterministic")},
+        # Measured against another baseline: no interval may be borrowed for this row.
+        "mnist-mc-dropout": {"nll_vs_baseline": _comp(0.001, 0.0005, 0.0015, baseline="elsewhere")},
+    }
+    lines = "\n".join(zoo_targets(agg, comps))
+    assert (
+        "| mnist-deterministic: ConfidNet AUPR-Error > MCP's | 39.00 vs 44.00 (difference -5.00, 95 % CI -9.50 to +1.25) "
+        "| **missed** (within noise: the interval spans 0) |"
+    ) in lines
+    assert "| mnist-ensemble: ConfidNet AUPR-Error > MCP's | 33.00 vs 40.00 (difference -7.00, 95 % CI -11.00 to -2.50) | **missed** |" in lines
+    assert (
+        "| mnist-ensemble: NLL below mnist-deterministic's | 0.0150 vs 0.0200 (difference -0.0050, 95 % CI -0.0060 to -0.0040) | met |"
+    ) in lines
+    assert "| mnist-mc-dropout: NLL below mnist-deterministic's | 0.0210 vs 0.0200 | **missed** |" in lines
+    # Without comparisons (an older evaluate JSON) the rows are as before.
+    assert "(difference" not in "\n".join(zoo_targets(agg))
+    zoo = {"aggregate": agg, "runs": {n: [{"method": a["method"]}] for n, a in agg.items()}, "comparisons": comps}
+    page = document(zoo, None, {})
+    assert "| mnist-ensemble | AUPR-Error %, ConfidNet − MCP | 2 | -7.00 | -11.00 to -2.50 |" in page
+    assert "| mnist-ensemble | NLL − mnist-deterministic's | 2 | -0.0050 | -0.0060 to -0.0040 |" in page
+
+
 def test_ood_verdicts_follow_the_numbers() -> None:
     def m(auroc: float, fpr: float) -> dict:
         return {"auroc": auroc, "fpr95": fpr}

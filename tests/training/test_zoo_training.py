@@ -65,8 +65,17 @@ def test_confidnet_is_the_served_failure_score(zoo: dict[str, Path]) -> None:
 def test_evaluate_reports_every_score(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
     bundles = [str(zoo["ensemble"]), str(zoo["deterministic"])]
-    assert vigil(["evaluate", *bundles, "--data-dir", str(data_dir), "--limit", "500", "--out", str(out)]) == 0
+    assert vigil(["evaluate", *bundles, "--data-dir", str(data_dir), "--limit", "500", "--out", str(out), "--resamples", "50"]) == 0
     result = json.loads(out.read_text())
+    # The paired comparisons measure what the tables measure: their point differences are
+    # the tables' own numbers subtracted (both bundles trained with seed 0, so they pair).
+    agg, comps = result["aggregate"], result["comparisons"]["mnist-ensemble"]
+    cn, mcp = (agg["mnist-ensemble"][f"failure_detection.{s}.aupr_error"]["mean"] for s in ("confidnet", "mcp"))
+    assert comps["confidnet_vs_mcp"]["delta"] == pytest.approx(cn - mcp)
+    ens_nll, det_nll = (agg[n]["after_temperature.nll"]["mean"] for n in ("mnist-ensemble", "mnist-deterministic"))
+    assert comps["nll_vs_baseline"]["baseline"] == "mnist-deterministic"
+    assert comps["nll_vs_baseline"]["delta"] == pytest.approx(ens_nll - det_nll, rel=1e-5)
+    assert comps["nll_vs_baseline"]["ci95_low"] <= comps["nll_vs_baseline"]["ci95_high"]
     ens = result["runs"]["mnist-ensemble"][0]
     assert set(ens["failure_detection"]) == {"mcp", "entropy", "mutual_information", "confidnet"}
     assert "mutual_information" not in result["runs"]["mnist-deterministic"][0]["failure_detection"]
