@@ -63,7 +63,7 @@ def evaluate_bundle(bundle: Bundle, test: Split) -> tuple[dict[str, Any], PerIma
     per_image = PerImage(
         seed=bundle.manifest.metrics.get("training", {}).get("seed"),
         correct=correct.numpy(),
-        nll=-torch.log(cal.gather(-1, test.y[:, None]).squeeze(-1).clamp_min(1e-12)).double().numpy(),
+        nll=metrics.log_losses(cal, test.y).double().numpy(),
         failure={name: score.double().numpy() for name, score in scores.items()},
     )
     result = {
@@ -116,7 +116,7 @@ def comparisons(groups: dict[str, tuple[str, list[PerImage]]], count: int = pair
 
 def comparisons_markdown(comps: dict[str, dict[str, Any]]) -> str:
     """The comparisons as a table: mean difference over seeds and its 95 % interval."""
-    lines = ["| model | difference (mean over seeds) | seeds | difference | 95 % CI |", "|---|---|---|---|---|"]
+    lines = ["| model | comparison | seeds | difference (mean over seeds) | 95 % CI |", "|---|---|---|---|---|"]
     for name, c in comps.items():
         if "confidnet_vs_mcp" in c:
             d = c["confidnet_vs_mcp"]

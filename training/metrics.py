@@ -21,8 +21,13 @@ def accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
     return float((probs.argmax(-1) == labels).float().mean())
 
 
+def log_losses(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each image's negative log-likelihood ``[N]`` of its true label, under ``probs [N, K]``."""
+    return -torch.log(probs.gather(1, labels[:, None]).squeeze(1).clamp_min(1e-12))
+
+
 def nll(probs: torch.Tensor, labels: torch.Tensor) -> float:
-    return float(-torch.log(probs.gather(1, labels[:, None]).clamp_min(1e-12)).mean())
+    return float(log_losses(probs, labels).mean())
 
 
 def brier(probs: torch.Tensor, labels: torch.Tensor) -> float:
