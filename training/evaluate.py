@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from models.bundle import MANIFEST, Bundle, load_bundle, read_manifest
+from models.manifest import Manifest
 from models.scorers.base import ScoreInput
 from models.scorers.entropy import MutualInformation, PredictiveEntropy
 from models.scorers.msp import MaxSoftmax
@@ -43,6 +44,11 @@ class PerImage:
     failure: dict[str, np.ndarray]
 
 
+def training_seed(manifest: Manifest) -> int | None:
+    """The seed the bundle was trained with (`vigil train` records it), or None."""
+    return manifest.metrics.get("training", {}).get("seed")
+
+
 def evaluate_bundle(bundle: Bundle, test: Split) -> tuple[dict[str, Any], PerImage]:
     """All metrics of one bundle on `test` (numbers in %, NLL/Brier raw, AURC x1000), and its per-image values."""
     feats, logits = features_and_logits(bundle.model, test.x)
@@ -61,7 +67,7 @@ def evaluate_bundle(bundle: Bundle, test: Split) -> tuple[dict[str, Any], PerIma
     served = bundle.failure_scorer.score(inp)
     accepted = served <= bundle.manifest.failure.threshold
     per_image = PerImage(
-        seed=bundle.manifest.metrics.get("training", {}).get("seed"),
+        seed=training_seed(bundle.manifest),
         correct=correct.numpy(),
         nll=metrics.log_losses(cal, test.y).double().numpy(),
         failure={name: score.double().numpy() for name, score in scores.items()},
@@ -205,7 +211,7 @@ def check_seeds(paths: list[Path], seeds: int) -> None:
     by_name: dict[str, list[int | None]] = defaultdict(list)
     for path in paths:
         m = read_manifest(path)
-        by_name[m.name].append(m.metrics.get("training", {}).get("seed"))
+        by_name[m.name].append(training_seed(m))
     for name, got in by_name.items():
         if len(got) != seeds or len(set(got)) != len(got):
             raise SystemExit(f"--seeds {seeds}: model {name!r} has {len(got)} bundle(s) with training seeds {got}")

@@ -35,12 +35,16 @@ def _beats(scorer: dict[str, float], msp: dict[str, float]) -> tuple[bool, bool]
     return scorer["auroc"] > msp["auroc"], scorer["fpr95"] < msp["fpr95"]
 
 
-def _interval(comp: dict[str, Any] | None, digits: int) -> tuple[str, str]:
-    """(" (difference d, 95 % CI lo to hi)", " (within noise: ...)" or "") of a paired comparison, if measured."""
+def _interval(comp: dict[str, Any] | None, digits: int, word: str = "difference", key: str = "delta") -> tuple[str, str]:
+    """(" (difference d, 95 % CI lo to hi)", " (within noise: ...)" or "") of a paired comparison, if measured.
+
+    `word` / `key`: how the point difference is named on the page and in `comp`
+    (`vigil evaluate`'s comparisons: delta; `vigil evaluate-ood`'s AUROC gains: delta_auroc).
+    """
     if not comp:
         return "", ""
     f = f"+.{digits}f"
-    ci = f" (difference {comp['delta']:{f}}, 95 % CI {comp['ci95_low']:{f}} to {comp['ci95_high']:{f}})"
+    ci = f" ({word} {comp[key]:{f}}, 95 % CI {comp['ci95_low']:{f}} to {comp['ci95_high']:{f}})"
     # An interval that spans 0: the test set cannot tell the two apart, whichever way the means fell.
     return ci, " (within noise: the interval spans 0)" if comp["ci95_low"] <= 0 <= comp["ci95_high"] else ""
 
@@ -83,10 +87,7 @@ def ood_targets(ood: dict[str, Any]) -> list[str]:
         if name in fm:
             a, f = fm[name], fm["msp"]
             auroc_ok, fpr_ok = _beats(a, f)
-            gain = msp_gains(ood).get(name)
-            ci = f" (gain {gain['delta_auroc']:+.2f}, 95 % CI {gain['ci95_low']:+.2f} to {gain['ci95_high']:+.2f})" if gain else ""
-            # An interval that spans 0 means the run cannot tell the two apart, whichever way it fell.
-            noise = " (within noise: the interval spans 0)" if gain and gain["ci95_low"] <= 0 <= gain["ci95_high"] else ""
+            ci, noise = _interval(msp_gains(ood).get(name), 2, "gain", "delta_auroc")
             lines.append(f"| {name} beats msp in AUROC vs Fashion-MNIST | {a['auroc']:.2f} vs {f['auroc']:.2f}{ci} | {_ok(auroc_ok)}{noise} |")
             lines.append(f"| {name} beats msp in FPR95 vs Fashion-MNIST | {a['fpr95']:.2f} vs {f['fpr95']:.2f} | {_ok(fpr_ok)} |")
     best = max(fm, key=lambda k: fm[k]["auroc"])
