@@ -46,6 +46,15 @@ images as they are, 35.7 / 29.7 with three shifted passes, 29.8 / 35.5 with the 
 networks' dropout on, against 41.3 / 37.1 for the recipe above and 43.7 / 37.5 for MCP:
 the fold networks' own mistakes are largely not the served network's, so the targets
 mostly teach noise (and the recipe would double the training time).
+Nor, on the zoo's ensembles (2026-11-29, same features and epoch choice on validation),
+did a head trained longer or one head per member. The ensemble's head kept its last epoch
+on seeds 0 and 1 (validation AUPR-Error still rising at epoch 15), but at 45 epochs test
+AUPR-Error went from 35.8 to 39.5 on seed 0 (MCP 47.8) and from 30.2 to 25.8 on seed 1
+(MCP 28.5; validation peaked at epoch 14 in that run): the climb is noise, not
+under-training. Five heads, each learning its own member's TCP from 40,000 of the 200,000
+rows per epoch and averaged, reached 38.6 on seed 0 (FPR95 3.8, against 1.9 for the
+45-epoch shared head): one head per member wins nothing back from the shared head's mix
+of the members' unaligned feature spaces.
 """
 
 from __future__ import annotations

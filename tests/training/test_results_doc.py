@@ -9,6 +9,7 @@ import pytest
 
 from training.results_doc import (
     OOD_STAMP,
+    budget_target,
     document,
     finished_at,
     ood_section,
@@ -72,6 +73,18 @@ def test_verdicts_carry_the_paired_interval_and_say_when_it_spans_zero() -> None
     page = document(zoo, None, {})
     assert "| mnist-ensemble | AUPR-Error %, ConfidNet − MCP | 2 | -7.00 | -11.00 to -2.50 |" in page
     assert "| mnist-ensemble | NLL − mnist-deterministic's | 2 | -0.0050 | -0.0060 to -0.0040 |" in page
+
+
+def test_the_training_budget_is_judged_on_the_sum_of_the_models() -> None:
+    # Each model alone is under the budget; together they are over it.
+    assert budget_target({"a": 14.4, "b": 14.6, "c": 3.3}) == "| all methods: training ≤ 30 min on this 2-core CPU | 32.3 min | **missed** |"
+    assert budget_target({"a": 10.0, "b": 20.0}).endswith("| 30.0 min | met |")
+    agg = {"mnist-deterministic": {**_agg(99.3, 0.4, 0.020), "method": "deterministic"}}
+    zoo = {"aggregate": agg, "runs": {n: [{"method": a["method"]}] for n, a in agg.items()}}
+    page = document(zoo, None, {"mnist-deterministic": 31.0})
+    targets = page.split("### Targets")[1].split("###")[0]
+    assert "| all methods: training ≤ 30 min on this 2-core CPU | 31.0 min | **missed** |" in targets
+    assert "training ≤" not in document(zoo, None, {})
 
 
 def test_ood_verdicts_follow_the_numbers() -> None:
