@@ -55,6 +55,10 @@ under-training. Five heads, each learning its own member's TCP from 40,000 of th
 rows per epoch and averaged, reached 38.6 on seed 0 (FPR95 3.8, against 1.9 for the
 45-epoch shared head): one head per member wins nothing back from the shared head's mix
 of the members' unaligned feature spaces.
+Two passes instead of four (`none` and `shift`, 15 epochs) would cut the ensemble head's
+5.5 minutes by 2.4, which issue 3's 30-minute budget could use, but its test / cal
+AUPR-Error went from 35.8 / 33.1 to 35.5 / 36.2 on seed 0 and from 30.2 / 36.3 to
+26.1 / 29.6 on seed 1 (MCP 28.5 / 34.2): not kept without a 3-seed run.
 """
 
 from __future__ import annotations
