@@ -54,7 +54,7 @@ default-model: setup
 #   a slower one:    deterministic 7.3 and ensemble 24.7 alone, which puts 3 seeds near 3 hours.
 # Whole 3-seed runs took 79 min (10:47), 57 min plus seed 0's 32 (15:23, with RESUME=1) and 94 min (17:30, beside experiments);
 # 135 min (20:26), every seed beside experiments or test runs; its page's 32.3 min (fastest seeds) is what this
-# machine type takes idle too: on the next session's machine (also "AMD EPYC", 2026-11-29 21:00-22:40) the idle
+# machine type takes idle too: on another "AMD EPYC" machine, idle (2026-11-29 21:00-22:40), the
 # seeds took deterministic 3.3-3.5 (its ConfidNet head 1.4), ensemble 14.6-16.9 (head 5.5), variational 14.4,
 # Laplace 0.2: 32.5 min, over issue 3's 30. (The 1.75 min once quoted for the deterministic network left out its head.)
 # Variational gets 20 epochs:
