@@ -50,8 +50,8 @@ def _train(args: argparse.Namespace) -> int:
         confidnet_finetune_epochs=args.confidnet_finetune_epochs,
         confidnet_passes=args.confidnet_passes or "shift",
     )
-    if args.base_bundle and args.method not in ("mc_dropout", "laplace", "confidnet"):
-        raise SystemExit(f"--base-bundle applies to mc_dropout, laplace and confidnet, not {args.method}")
+    if args.base_bundle and args.method not in ("mc_dropout", "laplace", "confidnet", "variational"):
+        raise SystemExit(f"--base-bundle applies to mc_dropout, laplace, confidnet and variational, not {args.method}")
     model, spec = TRAINERS[args.method](splits, cfg, opts)
     # Enough to rebuild the same splits later (`vigil refit`).
     spec.extra_metrics["training"] = {"seed": args.seed, "val_size": args.val_size, "train_size": args.train_size, "epochs": args.epochs}
@@ -89,7 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-risk", type=float, default=0.005, help="max error rate among accepted validation predictions")
     p.add_argument("--ood-pass-rate", type=float, default=0.99, help="share of in-distribution validation inputs the OOD gate passes")
     p.add_argument("--alpha", type=float, default=0.01, help="conformal miscoverage")
-    p.add_argument("--base-bundle", default=None, help="mc_dropout / laplace / confidnet: reuse this deterministic bundle's network (same --seed and sizes)")
+    p.add_argument("--base-bundle", default=None, help="mc_dropout / laplace / confidnet: reuse this deterministic bundle's network; variational: start its posterior means there (same --seed and sizes)")
     p.add_argument(
         "--confidnet-finetune-epochs",
         type=int,

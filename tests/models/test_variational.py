@@ -10,6 +10,7 @@ import torch
 from torch.distributions import Normal
 from torch.distributions import kl_divergence as torch_kl
 
+from models.architectures import SmallCNN
 from models.variational import (
     Conv2dVariational,
     GaussianPrior,
@@ -23,6 +24,7 @@ from models.variational_cnn import (
     VariationalCNN,
     build_variational,
     elbo_loss,
+    init_from_network,
     variational_cnn,
 )
 from tests.models.zoo_helpers import TINY_ARCH, randomise_batchnorm, round_trip
@@ -129,6 +131,24 @@ def test_samples_have_the_right_shape_differ_and_are_seedable() -> None:
     assert not torch.allclose(out[0], out[1])
     assert torch.equal(b.sample_logits(x), _model(seed=4).sample_logits(x))
     assert a.sample_logits(x, num_samples=1).shape == (1, 3, 5)
+
+
+@torch.no_grad()
+def test_posterior_means_start_at_a_trained_network() -> None:
+    torch.manual_seed(3)
+    net = SmallCNN(**TINY_ARCH).eval()
+    randomise_batchnorm(net, seed=5)
+    model = init_from_network(_model(num_samples=3), net)
+    x = torch.randn(7, 1, 8, 8)
+    assert not torch.allclose(model.sample_logits(x).mean(0), net(x), atol=1e-2)  # sigma's noise is still there
+    for layer in (*(block[0] for block in model.conv), model.fc1, model.fc2):
+        layer.weight_rho.fill_(-30.0)  # sigma ~ 1e-13: every sample is the mean network
+        if layer.bias_rho is not None:
+            layer.bias_rho.fill_(-30.0)
+    # Every conv, BatchNorm (affine and running statistics) and linear layer was copied.
+    assert torch.allclose(model.sample_logits(x), net(x).expand(3, -1, -1), atol=1e-5)
+    with pytest.raises(RuntimeError):  # another shape of network cannot be copied in
+        init_from_network(_model(), SmallCNN(**{**TINY_ARCH, "hidden": 12}))
 
 
 def test_elbo_loss_scales_kl_by_the_data_set_size() -> None:

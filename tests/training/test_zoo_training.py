@@ -11,7 +11,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from models.bundle import load_bundle
+from models.bundle import load_bundle, save_bundle
 from models.pipeline import Pipeline
 from service.app import create_app
 from service.cli import main as vigil
@@ -164,6 +164,28 @@ def test_base_bundle_reuses_the_deterministic_network(zoo: dict[str, Path], meth
     # Another seed means other validation images, some of which trained the base net.
     with pytest.raises(ValueError, match="other data splits"):
         vigil(["train", "--method", method, "--out", str(tmp_path / "x"), "--seed", "1", "--base-bundle", str(zoo["deterministic"]), *common])
+
+
+def test_variational_posterior_means_start_at_the_base_network(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
+    # A base network no initialisation would produce: fc1 drawn at ten times its usual scale.
+    base = load_bundle(zoo["deterministic"])
+    with torch.no_grad():
+        base.model.net.fc1.weight.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(1))
+    fields = base.manifest.model_dump(exclude={"weights_sha256"})
+    marked = save_bundle(tmp_path / "base", fields, base.model, base.failure_scorer, base.ood_scorer)
+    out = tmp_path / "variational"
+    common = ["--data-dir", str(data_dir), "--train-size", "300", "--val-size", "600", "--skip-test", "--quiet", "--samples", "4", "--epochs", "1"]
+    assert vigil(["train", "--method", "variational", "--out", str(out), "--base-bundle", str(tmp_path / "base"), *common]) == 0
+    built = load_bundle(out)
+    m = built.manifest
+    assert (m.method, m.metrics["base_bundle"]["weights_sha256"]) == ("variational", marked.weights_sha256)
+    assert m.training_seconds >= marked.training_seconds  # the base network's training is part of its cost
+    # Three small ELBO steps leave the means near the base weights; a variational network
+    # trained from its own initialisation is nowhere near them.
+    w = base.model.net.fc1.weight
+    near = float((built.model.fc1.weight_mu - w).norm() / w.norm())
+    far = float((load_bundle(zoo["variational"]).model.fc1.weight_mu - w).norm() / w.norm())
+    assert near < 0.1 and far > 0.9, (near, far)
 
 
 def test_confidnet_fine_tuning_serves_its_own_encoder_beside_the_untouched_network(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
