@@ -123,13 +123,14 @@ def init_from_network(model: VariationalCNN, net: nn.Module) -> VariationalCNN:
     the ELBO, not the copy, decides how uncertain each weight is. `net` must have the
     same widths and hidden size (the layers' shapes are checked by `copy_`).
     """
-    pairs = [(v[0], d[0]) for v, d in zip(model.conv, net.conv, strict=True)] + [(model.fc1, net.fc1), (model.fc2, net.fc2)]
+    pairs = [(model.fc1, net.fc1), (model.fc2, net.fc2)]
+    for v, d in zip(model.conv, net.conv, strict=True):  # blocks: conv, BatchNorm, ReLU, pool
+        pairs.append((v[0], d[0]))
+        v[1].load_state_dict(d[1].state_dict())
     for var, det in pairs:
         var.weight_mu.copy_(det.weight)
         if var.bias_mu is not None:
             var.bias_mu.copy_(det.bias)
-    for v, d in zip(model.conv, net.conv, strict=True):
-        v[1].load_state_dict(d[1].state_dict())
     return model
 
 
