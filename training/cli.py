@@ -17,7 +17,7 @@ from training.data import load_mnist, make_splits
 from training.finalize import finalize
 from training.loop import TrainConfig
 from training.methods import TRAINERS
-from training.options import MethodOptions, check_confidnet_options
+from training.options import MethodOptions, check_confidnet_options, default_epochs
 from training.settings import TrainingSettings
 
 
@@ -35,7 +35,8 @@ def _train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     data_dir = Path(args.data_dir)
     splits = make_splits(data_dir, val_size=args.val_size, seed=args.seed, train_size=args.train_size, download=args.download)
-    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+    epochs = args.epochs if args.epochs is not None else default_epochs(args.method, args.base_bundle)
+    cfg = TrainConfig(epochs=epochs, seed=args.seed, progress=not args.quiet)
     opts = MethodOptions(
         name=args.name or f"mnist-{args.method.replace('_', '-')}",
         version=args.version,
@@ -50,11 +51,11 @@ def _train(args: argparse.Namespace) -> int:
         confidnet_finetune_epochs=args.confidnet_finetune_epochs,
         confidnet_passes=args.confidnet_passes or "shift",
     )
-    if args.base_bundle and args.method not in ("mc_dropout", "laplace", "confidnet", "variational"):
-        raise SystemExit(f"--base-bundle applies to mc_dropout, laplace, confidnet and variational, not {args.method}")
+    if args.base_bundle and args.method not in ("mc_dropout", "laplace", "confidnet", "variational", "ensemble"):
+        raise SystemExit(f"--base-bundle applies to mc_dropout, laplace, confidnet, variational and ensemble, not {args.method}")
     model, spec = TRAINERS[args.method](splits, cfg, opts)
     # Enough to rebuild the same splits later (`vigil refit`).
-    spec.extra_metrics["training"] = {"seed": args.seed, "val_size": args.val_size, "train_size": args.train_size, "epochs": args.epochs}
+    spec.extra_metrics["training"] = {"seed": args.seed, "val_size": args.val_size, "train_size": args.train_size, "epochs": epochs}
     test = None if args.skip_test else load_mnist(data_dir, train=False, download=args.download)
     manifest = finalize(model, spec, splits, Path(args.out), test=test)
     print(json.dumps({"bundle": str(args.out), "temperature": manifest.temperature, "metrics": manifest.metrics.get("test", manifest.metrics["validation"])}, indent=2))
@@ -71,7 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--name", default=None)
     p.add_argument("--version", default="1")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument(
+        "--epochs", type=int, default=None, help="training epochs (default: 6; variational 20, or 4 from a --base-bundle's weights)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, default=1, help="train N seeds (seed, seed+1, ...) into OUT/seed<k>")
     p.add_argument("--train-size", type=int, default=None, help="cap on training images (tests)")
@@ -89,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-risk", type=float, default=0.005, help="max error rate among accepted validation predictions")
     p.add_argument("--ood-pass-rate", type=float, default=0.99, help="share of in-distribution validation inputs the OOD gate passes")
     p.add_argument("--alpha", type=float, default=0.01, help="conformal miscoverage")
-    p.add_argument("--base-bundle", default=None, help="mc_dropout / laplace / confidnet: reuse this deterministic bundle's network; variational: start its posterior means there (same --seed and sizes)")
+    p.add_argument("--base-bundle", default=None, help="mc_dropout / laplace / confidnet: reuse this deterministic bundle's network; ensemble: it is member 0; variational: start its posterior means there (same --seed and sizes)")
     p.add_argument(
         "--confidnet-finetune-epochs",
         type=int,

@@ -44,6 +44,10 @@ class PerImage:
     failure: dict[str, np.ndarray]
 
 
+#: A served failure scorer's row in the tables, where the names differ.
+SERVED_ROW = {"msp": "mcp"}
+
+
 def training_seed(manifest: Manifest) -> int | None:
     """The seed the bundle was trained with (`vigil train` records it), or None."""
     return manifest.metrics.get("training", {}).get("seed")
@@ -60,11 +64,13 @@ def evaluate_bundle(bundle: Bundle, test: Split) -> tuple[dict[str, Any], PerIma
     scorers = {"mcp": MaxSoftmax(), "entropy": PredictiveEntropy()}
     if logits.shape[0] > 1:
         scorers["mutual_information"] = MutualInformation()
-    if bundle.manifest.failure.name not in ("msp", "entropy", "mutual_information"):
-        scorers[bundle.manifest.failure.name] = bundle.failure_scorer
+    # The served scorer takes its own row (MCP's is named msp in manifests), so it is scored
+    # once, for both its row and the served threshold below.
+    served_row = SERVED_ROW.get(bundle.manifest.failure.name, bundle.manifest.failure.name)
+    scorers[served_row] = bundle.failure_scorer
     scores = {name: s.score(inp) for name, s in scorers.items()}
     failure = {name: metrics.misclassification(score, correct) for name, score in scores.items()}
-    served = bundle.failure_scorer.score(inp)
+    served = scores[served_row]
     accepted = served <= bundle.manifest.failure.threshold
     per_image = PerImage(
         seed=training_seed(bundle.manifest),

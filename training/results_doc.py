@@ -227,8 +227,8 @@ def document(
         out += [
             "### Training time on this 2-core CPU (from the manifests; the fastest seed, since other work",
             "on the machine only adds time; scorer fitting and, for ConfidNet, the head's training included;",
-            "MC dropout and Laplace are built on the deterministic network and the variational one starts from its",
-            "weights; that network's training counts in its row only)",
+            "MC dropout and Laplace are built on the deterministic network, the ensemble takes it as member 0 and",
+            "the variational network starts from its weights; that network's training counts in its row only)",
             "",
             "| model | minutes |",
             "|---|---|",

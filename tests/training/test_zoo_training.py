@@ -11,13 +11,15 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from models.bundle import load_bundle, save_bundle
+from models.bundle import Bundle, load_bundle, save_bundle
+from models.manifest import Manifest
 from models.pipeline import Pipeline
 from service.app import create_app
 from service.cli import main as vigil
 from service.settings import Settings
 from tests.images import digit_png
 from training.data import load_mnist
+from training.loop import normalise
 
 METHODS = ["deterministic", "mc_dropout", "ensemble", "variational", "laplace"]
 SAMPLES = {"deterministic": 1, "mc_dropout": 4, "ensemble": 3, "variational": 4, "laplace": 4}
@@ -166,13 +168,45 @@ def test_base_bundle_reuses_the_deterministic_network(zoo: dict[str, Path], meth
         vigil(["train", "--method", method, "--out", str(tmp_path / "x"), "--seed", "1", "--base-bundle", str(zoo["deterministic"]), *common])
 
 
+def _marked_base(source: Path, layer: str, out: Path) -> tuple[Bundle, Manifest]:
+    """`source`'s deterministic bundle with `layer`'s weights redrawn at std 0.3 (about ten times
+    an initialisation's), saved to `out`: a network that no training run would produce."""
+    base = load_bundle(source)
+    with torch.no_grad():
+        getattr(base.model.net, layer).weight.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(1))
+    fields = base.manifest.model_dump(exclude={"weights_sha256"})
+    return base, save_bundle(out, fields, base.model, base.failure_scorer, base.ood_scorer)
+
+
+def test_ensemble_base_bundle_is_member_zero_and_the_other_members_are_unchanged(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
+    # A base network no training run would produce, so that member 0 can only match it by being it.
+    base, marked = _marked_base(zoo["deterministic"], "fc2", tmp_path / "base")
+    out = tmp_path / "ensemble"
+    # The zoo fixture's own options, so that members 1 and 2 are trained exactly as there.
+    args = ["train", "--method", "ensemble", "--data-dir", str(data_dir), "--out", str(out), "--train-size", "300"]
+    args += ["--val-size", "600", "--epochs", "1", "--skip-test", "--quiet", "--members", "3", "--samples", "4", "--failure-scorer", "msp"]
+    assert vigil([*args, "--base-bundle", str(tmp_path / "base")]) == 0
+    built = load_bundle(out)
+    x = normalise(load_mnist(data_dir, train=False).x[:64])
+    with torch.no_grad():
+        got = built.model.sample_logits(x)  # [3, B, K], one row per member
+        alone = load_bundle(zoo["ensemble"]).model.sample_logits(x)
+        want0 = base.model.sample_logits(x)[0]
+    assert got.shape == alone.shape == (3, 64, 10)
+    # Member 0 is the base network itself, not the fresh ensemble's member 0; members 1 and 2
+    # are the ones the ensemble trains without a base (same seeds, same data).
+    torch.testing.assert_close(got[0], want0, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(alone[0], want0, atol=1e-2)
+    torch.testing.assert_close(got[1:], alone[1:], rtol=1e-4, atol=1e-4)
+    m = built.manifest
+    assert (m.method, m.method_params["members"]) == ("ensemble", 3)
+    assert m.metrics["base_bundle"]["weights_sha256"] == marked.weights_sha256
+    assert m.training_seconds >= marked.training_seconds  # the base network's training is part of its cost
+
+
 def test_variational_posterior_means_start_at_the_base_network(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
     # A base network no initialisation would produce: fc1 drawn at ten times its usual scale.
-    base = load_bundle(zoo["deterministic"])
-    with torch.no_grad():
-        base.model.net.fc1.weight.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(1))
-    fields = base.manifest.model_dump(exclude={"weights_sha256"})
-    marked = save_bundle(tmp_path / "base", fields, base.model, base.failure_scorer, base.ood_scorer)
+    base, marked = _marked_base(zoo["deterministic"], "fc1", tmp_path / "base")
     out = tmp_path / "variational"
     common = ["--data-dir", str(data_dir), "--train-size", "300", "--val-size", "600", "--skip-test", "--quiet", "--samples", "4", "--epochs", "1"]
     assert vigil(["train", "--method", "variational", "--out", str(out), "--base-bundle", str(tmp_path / "base"), *common]) == 0
@@ -370,3 +404,14 @@ def test_refit_auto_with_a_recipe_trains_a_new_head_instead_of_the_stored_one(
     m = load_bundle(out).manifest
     assert m.metrics["confidnet_fit"]["passes"] == "distort"
     assert "confidnet_finetune" not in m.metrics
+
+
+@pytest.mark.parametrize(("method", "from_base", "epochs"), [("deterministic", False, 6), ("variational", False, 20), ("variational", True, 4)])
+def test_epochs_default_to_what_the_method_needs(zoo: dict[str, Path], data_dir: Path, tmp_path: Path, method: str, from_base: bool, epochs: int) -> None:
+    # Without --epochs a variational network from a random start gets the 20 epochs it needs to
+    # pass 99.2 % (not the 6 of a plain network), and 4 from a trained network's weights.
+    out = tmp_path / method
+    args = ["train", "--method", method, "--data-dir", str(data_dir), "--out", str(out), "--train-size", "300"]
+    args += ["--val-size", "600", "--skip-test", "--quiet", "--samples", "2", "--ood-scorer", "msp", "--failure-scorer", "msp"]  # the zoo's splits
+    assert vigil([*args, *(["--base-bundle", str(zoo["deterministic"])] if from_base else [])]) == 0
+    assert load_bundle(out).manifest.metrics["training"]["epochs"] == epochs
