@@ -59,6 +59,12 @@ Two passes instead of four (`none` and `shift`, 15 epochs) would cut the ensembl
 5.5 minutes by 2.4, which issue 3's 30-minute budget could use, but its test / cal
 AUPR-Error went from 35.8 / 33.1 to 35.5 / 36.2 on seed 0 and from 30.2 / 36.3 to
 26.1 / 29.6 on seed 1 (MCP 28.5 / 34.2): not kept without a 3-seed run.
+Nor did adversarial passes (2026-11-30, the zoo's deterministic networks of 03:31 UTC): each
+digit moved by one FGSM step of its own random size up to eps against its label, so that its
+TCP drops the way a digit near the decision boundary does. Test AUPR-Error, seeds 0 / 1 / 2:
+passes none, shift, FGSM with dropout, FGSM without, eps 0.1: 45.5 / 33.8 / 37.5 (38.9);
+eps 0.2: 44.6 / 34.5 / 36.1 (38.4); four FGSM passes at eps 0.2: 36.4 / 21.2 / 31.1 (29.6);
+against the `shift` recipe's 43.7 / 31.8 / 42.8 (39.4) and MCP's 55.6 / 30.4 / 47.3 (44.4).
 """
 
 from __future__ import annotations
