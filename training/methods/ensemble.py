@@ -9,8 +9,10 @@ also the faster route on the CPU: grouped-convolution backward passes measured a
 With `--base-bundle DET` the deterministic network of the same seed is member 0 instead
 of a fresh one: it is itself an ordinary SmallCNN trained from its own random
 initialisation, so the ensemble stays a deep ensemble, one member's training cheaper
-(about a fifth of the ensemble's time; issue 3's 30-minute budget for the whole zoo).
-Members 1..M-1 keep their seeds, so they are the networks a run without a base trains.
+(1.0-1.3 of about 9 minutes per seed in `make results` of 2026-11-30, ConfidNet head
+included; issue 3's 30-minute budget is for the whole zoo). Members 1..M-1 keep their
+seeds, so they are the networks a run without a base trains; give the ensemble the
+base's `--epochs` (`make results` does), or member 0 follows another schedule.
 """
 
 from __future__ import annotations
