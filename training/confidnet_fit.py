@@ -65,6 +65,9 @@ TCP drops the way a digit near the decision boundary does. Test AUPR-Error, seed
 passes none, shift, FGSM with dropout, FGSM without, eps 0.1: 45.5 / 33.8 / 37.5 (38.9);
 eps 0.2: 44.6 / 34.5 / 36.1 (38.4); four FGSM passes at eps 0.2: 36.4 / 21.2 / 31.1 (29.6);
 against the `shift` recipe's 43.7 / 31.8 / 42.8 (39.4) and MCP's 55.6 / 30.4 / 47.3 (44.4).
+The epoch choice is not what loses: on the same three networks, the `shift` head's best epoch
+picked on test itself (an oracle no recipe may use) reaches 43.8 / 33.0 / 44.2 (40.3), still
+under MCP's 44.4; validation AUPR-Error picked epochs worth 39.4.
 """
 
 from __future__ import annotations
