@@ -84,10 +84,9 @@ results: setup
 	for s in $(SEEDS); do for m in $(METHODS); do \
 	  if [ "$(RESUME)" = 1 ] && [ -f $(ZOO)/$$m-seed$$s/manifest.json ]; then echo "RESUME=1: kept $(ZOO)/$$m-seed$$s"; continue; fi; \
 	  fs=msp; case $$m in deterministic|ensemble) fs=confidnet;; esac; \
-	  extra="--epochs 6"; case $$m in variational) extra="--epochs $(VARIATIONAL_EPOCHS) --base-bundle $(ZOO)/deterministic-seed$$s";; \
-	    mc_dropout|laplace) extra="--base-bundle $(ZOO)/deterministic-seed$$s";; \
-	    ensemble) extra="--epochs 6 --base-bundle $(ZOO)/deterministic-seed$$s";; esac; \
-	  $(BIN)/vigil train --method $$m --seed $$s --data-dir $(DATA_DIR) --out $(ZOO)/$$m-seed$$s $$extra \
+	  base="--base-bundle $(ZOO)/deterministic-seed$$s"; epochs=6; \
+	  case $$m in deterministic) base="";; variational) epochs=$(VARIATIONAL_EPOCHS);; esac; \
+	  $(BIN)/vigil train --method $$m --seed $$s --data-dir $(DATA_DIR) --out $(ZOO)/$$m-seed$$s --epochs $$epochs $$base \
 	    --failure-scorer $$fs --ood-scorer msp --skip-test --quiet || exit 1; done; done
 	$(BIN)/vigil evaluate $(ZOO)/*-seed*/ --seeds $(words $(SEEDS)) --data-dir $(DATA_DIR) --out $(ZOO)/evaluate.json --markdown $(ZOO)/evaluate.md
 	$(BIN)/vigil evaluate-ood models/bundles/default --data-dir $(DATA_DIR) --out $(ZOO)/ood.json --markdown $(ZOO)/ood.md

@@ -51,8 +51,8 @@ def _train(args: argparse.Namespace) -> int:
         confidnet_finetune_epochs=args.confidnet_finetune_epochs,
         confidnet_passes=args.confidnet_passes or "shift",
     )
-    if args.base_bundle and args.method not in ("mc_dropout", "laplace", "confidnet", "variational", "ensemble"):
-        raise SystemExit(f"--base-bundle applies to mc_dropout, laplace, confidnet, variational and ensemble, not {args.method}")
+    if args.base_bundle and args.method == "deterministic":
+        raise SystemExit("--base-bundle builds another method on a deterministic network; --method deterministic would only copy it")
     model, spec = TRAINERS[args.method](splits, cfg, opts)
     # Enough to rebuild the same splits later (`vigil refit`).
     spec.extra_metrics["training"] = {"seed": args.seed, "val_size": args.val_size, "train_size": args.train_size, "epochs": epochs}

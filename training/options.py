@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from training.confidnet_fit import PASSES
+from training.loop import TrainConfig
 
 
 def check_fitting_options(target_risk: float, ood_pass_rate: float, alpha: float) -> None:
@@ -44,7 +45,6 @@ def check_confidnet_options(method: str, failure_scorer: str | None, passes: str
 #: test accuracy. A variational network from a random start needs 20 (14.4 min on seed 0,
 #: where 12 stopped at 99.18 %); from a trained network's weights (`--base-bundle`) 4 reach
 #: 99.37 % (the Makefile's `results` notes).
-DEFAULT_EPOCHS = 6
 VARIATIONAL_EPOCHS = {"from_scratch": 20, "from_base": 4}
 
 
@@ -52,7 +52,7 @@ def default_epochs(method: str, base_bundle: str | None) -> int:
     """Training epochs for `method` when none are asked for."""
     if method == "variational":
         return VARIATIONAL_EPOCHS["from_base" if base_bundle else "from_scratch"]
-    return DEFAULT_EPOCHS
+    return TrainConfig.epochs
 
 
 @dataclass
@@ -69,7 +69,8 @@ class MethodOptions:
     target_risk: float = 0.005
     ood_pass_rate: float = 0.99
     alpha: float = 0.01
-    #: A deterministic bundle whose network MC dropout, Laplace, ConfidNet and the ensemble (as member 0) reuse instead of training one.
+    #: A deterministic bundle whose network the other methods build on (training/base_net.py):
+    #: MC dropout, Laplace and ConfidNet use it as is, the ensemble as member 0, variational as its start.
     base_bundle: str | None = None
     #: ConfidNet's second phase (training/confidnet_finetune.py); 0 = the head on frozen features only.
     confidnet_finetune_epochs: int = 0

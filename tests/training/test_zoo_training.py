@@ -181,6 +181,8 @@ def _marked_base(source: Path, layer: str, out: Path) -> tuple[Bundle, Manifest]
 def test_ensemble_base_bundle_is_member_zero_and_the_other_members_are_unchanged(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
     # A base network no training run would produce, so that member 0 can only match it by being it.
     base, marked = _marked_base(zoo["deterministic"], "fc2", tmp_path / "base")
+    with pytest.raises(SystemExit, match="only copy it"):  # the one method that builds on nothing
+        vigil(["train", "--method", "deterministic", "--data-dir", str(data_dir), "--out", str(tmp_path / "x"), "--base-bundle", str(tmp_path / "base")])
     out = tmp_path / "ensemble"
     # The zoo fixture's own options, so that members 1 and 2 are trained exactly as there.
     args = ["train", "--method", "ensemble", "--data-dir", str(data_dir), "--out", str(out), "--train-size", "300"]
@@ -410,8 +412,12 @@ def test_refit_auto_with_a_recipe_trains_a_new_head_instead_of_the_stored_one(
 def test_epochs_default_to_what_the_method_needs(zoo: dict[str, Path], data_dir: Path, tmp_path: Path, method: str, from_base: bool, epochs: int) -> None:
     # Without --epochs a variational network from a random start gets the 20 epochs it needs to
     # pass 99.2 % (not the 6 of a plain network), and 4 from a trained network's weights.
-    out = tmp_path / method
-    args = ["train", "--method", method, "--data-dir", str(data_dir), "--out", str(out), "--train-size", "300"]
-    args += ["--val-size", "600", "--skip-test", "--quiet", "--samples", "2", "--ood-scorer", "msp", "--failure-scorer", "msp"]  # the zoo's splits
-    assert vigil([*args, *(["--base-bundle", str(zoo["deterministic"])] if from_base else [])]) == 0
-    assert load_bundle(out).manifest.metrics["training"]["epochs"] == epochs
+    args = ["train", "--method", method, "--data-dir", str(data_dir), "--train-size", "300", "--val-size", "600"]  # the zoo's splits
+    args += ["--skip-test", "--quiet", "--samples", "2", "--ood-scorer", "msp", "--failure-scorer", "msp"]
+    args += ["--base-bundle", str(zoo["deterministic"])] if from_base else []
+    assert vigil([*args, "--out", str(tmp_path / "default")]) == 0
+    assert vigil([*args, "--out", str(tmp_path / "explicit"), "--epochs", str(epochs)]) == 0
+    default, explicit = (load_bundle(tmp_path / d).manifest for d in ("default", "explicit"))
+    # Trained, not only recorded, with that many epochs: the same seed gives the same weights.
+    assert default.metrics["training"]["epochs"] == epochs
+    assert default.weights_sha256 == explicit.weights_sha256

@@ -19,32 +19,33 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 
 import torch
 
 from models.architectures import SmallCNN
 from models.ensemble import PackedEnsemble, pack_ensemble
-from training.base_net import BaseNet, load_base_net
+from training.base_net import BaseNet
 from training.data import Splits
 from training.finalize import BundleSpec
 from training.loop import TrainConfig
 from training.methods.common import bundle_spec
-from training.methods.deterministic import record_base, train_net
+from training.methods.deterministic import base_or_train, record_base, train_net
 from training.options import MethodOptions
 
 
 def train_ensemble(splits: Splits, cfg: TrainConfig, opts: MethodOptions) -> tuple[PackedEnsemble, BundleSpec]:
     start = time.perf_counter()
-    base: BaseNet | None = None
     members: list[SmallCNN] = []
-    if opts.base_bundle:
-        base = load_base_net(Path(opts.base_bundle), splits, opts.arch_params)
-        members.append(base.net)
-    for i in range(len(members), opts.members):
+    base: BaseNet | None = None
+    for i in range(opts.members):
         member_cfg = dataclasses.replace(cfg, seed=cfg.seed * 1000 + i)
         torch.manual_seed(member_cfg.seed)
-        members.append(train_net(splits, member_cfg, opts, f"ensemble member {i + 1}/{opts.members}"))
+        desc = f"ensemble member {i + 1}/{opts.members}"
+        if i == 0:
+            net, base = base_or_train(splits, member_cfg, opts, desc)
+        else:
+            net = train_net(splits, member_cfg, opts, desc)
+        members.append(net)
     model = pack_ensemble(members)
     model.eval()
     return model, record_base(bundle_spec(model, "ensemble", model.method_params(), splits, cfg, opts, start), base)
