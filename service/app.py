@@ -17,7 +17,7 @@ from service.db.engine import make_engine
 from service.db.migrate import is_at_head, upgrade
 from service.db.writer import build_writer
 from service.docs import install_openapi
-from service.errors import install_error_handlers
+from service.errors import UnexpectedErrorMiddleware, install_error_handlers
 from service.hardening import install_security
 from service.metrics import Metrics  # issue 7: demo, v2, metrics
 from service.middleware import RequestIdMiddleware
@@ -85,6 +85,7 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
             engine.dispose()
 
     app = FastAPI(title="Vigil", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    app.add_middleware(UnexpectedErrorMiddleware)  # innermost: a 500 still passes every layer below
     install_security(app, settings)  # issue 8; before RequestIdMiddleware, which must stay outermost
     # Issue 7: a per-app Prometheus registry; the lambda finds the context once the lifespan built it.
     app.state.metrics = Metrics(lambda: getattr(app.state, "ctx", None))

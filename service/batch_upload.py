@@ -1,26 +1,21 @@
 """Getting many images out of one request: multipart/form-data with repeated `images` fields.
 
-The whole body is bounded while it streams (`read_limited`), each part by the
-single-image limit, and the number of files by the batch limit: the parser stops at
-the first file over it, so a request with too many images costs no more than the limit.
+The whole body is bounded while it streams (`read_limited`) and the number of files by
+the batch limit: the parser stops at the first file over it, so a request with too many
+images costs no more than the limit. An image over the single-image limit is refused in
+its own slot by the route (the parser's `max_part_size` bounds text fields only).
 """
 
 from __future__ import annotations
-
-from collections.abc import AsyncGenerator
 
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from service.errors import ApiError
-from service.upload import read_limited
+from service.upload import once, read_limited, require_closed
 
 FIELD = "images"
-
-
-async def _once(data: bytes) -> AsyncGenerator[bytes, None]:
-    yield data
 
 
 async def batch_images(request: Request, body_limit: int, part_limit: int, max_images: int) -> list[bytes]:
@@ -31,7 +26,8 @@ async def batch_images(request: Request, body_limit: int, part_limit: int, max_i
     body = await read_limited(request, body_limit)
     if not body:
         raise ApiError(400, "empty_body", "the request carries no images")
-    parser = MultiPartParser(request.headers, _once(body), max_files=max_images, max_fields=10, max_part_size=part_limit)
+    require_closed(request, body)
+    parser = MultiPartParser(request.headers, once(body), max_files=max_images, max_fields=10, max_part_size=part_limit)
     try:
         form = await parser.parse()
     except MultiPartException as e:
@@ -39,9 +35,12 @@ async def batch_images(request: Request, body_limit: int, part_limit: int, max_i
             raise ApiError(413, "too_many_images", f"a batch may carry at most {max_images} images") from e
         raise ApiError(400, "malformed_multipart", f"the multipart body could not be parsed: {e.message}") from e
     try:
-        uploads = [u for u in form.getlist(FIELD) if isinstance(u, UploadFile)]
-        if not uploads:
+        parts = form.getlist(FIELD)
+        if not parts:
             raise ApiError(422, "missing_image_field", f"the multipart body has no file fields named '{FIELD}'")
-        return [await u.read() for u in uploads]
+        texts = [i for i, u in enumerate(parts) if not isinstance(u, UploadFile)]
+        if texts:  # skipping them would shift every later result off its part
+            raise ApiError(422, "not_a_file", f"'{FIELD}' part {texts[0]} is a text field; send each image as a file part")
+        return [await u.read() for u in parts if isinstance(u, UploadFile)]
     finally:
         await form.close()

@@ -17,6 +17,14 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body exceeds the limit of {limit} bytes")
 
 
+def byte_count(value: str | None) -> int | None:
+    """A header's byte count, or None unless it is plain ASCII digits: `str.isdigit` also
+    accepts "²" and other Unicode digits, on which `int()` then raises."""
+    if value is None or not (value.isascii() and value.isdigit()):
+        return None
+    return int(value)
+
+
 def _is_json(ctype: bytes) -> bool:
     main = ctype.split(b";")[0].strip().lower()
     return main == b"application/json" or main.endswith(b"+json")

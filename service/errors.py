@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.rejections import log_rejection
 
@@ -33,6 +34,43 @@ def error_body(code: str, message: str, request_id: str | None) -> dict[str, dic
 
 def _rid(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
+
+
+class UnexpectedErrorMiddleware:
+    """An exception no handler took becomes the 500 error shape *inside* the middleware stack.
+
+    Starlette answers such exceptions from its outermost layer, outside every middleware:
+    the answer lacked `X-Request-ID`, the security headers and, on /v2, the OIP error shape,
+    and the request log never heard of the request. Added first, so it runs innermost, this
+    answers the 500 itself and logs a prediction request like any refusal.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:  # half an answer is out: nothing sensible can follow it
+                raise
+            request = Request(scope)
+            log.exception("unhandled error", extra={"request_id": _rid(request)})
+            try:
+                log_rejection(request, 500, "internal_error", "unhandled error (see the service log)")
+            except Exception:  # the client still gets its answer
+                log.exception("could not log the failed request")
+            await JSONResponse(error_body("internal_error", "internal error; quote the request id", _rid(request)), 500)(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -66,6 +104,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Only for errors in the middleware layers outside UnexpectedErrorMiddleware.
         # Loud, never silent: the traceback goes to the log, the client gets the request id.
         log.exception("unhandled error", extra={"request_id": _rid(request)})
         return JSONResponse(error_body("internal_error", "internal error; quote the request id", _rid(request)), 500)

@@ -7,20 +7,17 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from service.params import DbText, in_utc
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-UtcDatetime = Annotated[dt.datetime, AfterValidator(_utc)]
+#: SQLite hands back naive datetimes; every stored time is UTC.
+UtcDatetime = Annotated[dt.datetime, AfterValidator(in_utc)]
 
 
 class FeedbackCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"label": 7, "note": "checked by hand"}})
 
-    label: int = Field(ge=0, description="The true class index (see the model card's class_names).")
-    note: str | None = Field(None, max_length=2000, description="Free text kept with the label, e.g. who checked it.")
+    label: int = Field(ge=0, strict=True, description="The true class index (see the model card's class_names).")
+    note: DbText | None = Field(None, max_length=2000, description="Free text kept with the label, e.g. who checked it.")
 
 
 class FeedbackPublic(BaseModel):

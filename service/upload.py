@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
+from service.body_limit import byte_count
 from service.errors import ApiError
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = byte_count(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise ApiError(413, "payload_too_large", f"the body is {declared} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
@@ -29,8 +31,23 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _once(data: bytes) -> AsyncGenerator[bytes, None]:
+async def once(data: bytes) -> AsyncGenerator[bytes, None]:
+    """A body already read whole, as the stream `MultiPartParser` takes."""
     yield data
+
+
+def require_closed(request: Request, body: bytes) -> None:
+    """400 unless the multipart body ends with its close delimiter (RFC 2046, Sec. 5.1.1).
+
+    Starlette's parser accepts a body cut off mid-part and returns the parts it completed,
+    so a truncated upload would silently lose its last images (or answer "no field named
+    'image'", which misleads). A body without a boundary parameter is left to the parser,
+    which refuses it by name.
+    """
+    _, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if boundary and not (body.startswith(b"--" + boundary + b"--") or b"\r\n--" + boundary + b"--" in body):
+        raise ApiError(400, "malformed_multipart", "the multipart body ends before its closing boundary (truncated upload?)")
 
 
 async def image_bytes(request: Request, limit: int) -> bytes:
@@ -45,8 +62,9 @@ async def image_bytes(request: Request, limit: int) -> bytes:
         return body
     if not body:
         raise ApiError(400, "empty_body", "the request carries no image bytes")
+    require_closed(request, body)
     try:
-        form = await MultiPartParser(request.headers, _once(body), max_files=1, max_fields=10, max_part_size=limit).parse()
+        form = await MultiPartParser(request.headers, once(body), max_files=1, max_fields=10, max_part_size=limit).parse()
     except MultiPartException as e:
         raise ApiError(400, "malformed_multipart", f"the multipart body could not be parsed: {e.message}") from e
     try:

@@ -33,6 +33,13 @@ class QueueFull(Exception):
     """The log queue is full: the caller must refuse the request, not drop its record."""
 
 
+def storable(value: Any) -> Any:
+    """`value`, with any NUL character in text replaced by U+FFFD: PostgreSQL refuses NUL in
+    text columns, and a refusal's message or path may quote a client's NUL. Replaced here,
+    before the row is hashed, so the chain covers exactly what is stored."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
 class LogWriter:
     def __init__(
         self,
@@ -67,7 +74,7 @@ class LogWriter:
         self._thread.start()
 
     def submit(self, record: dict[str, Any]) -> None:
-        row = {c: record.get(c) for c in COLUMNS}
+        row = {c: storable(record.get(c)) for c in COLUMNS}
         self._inflight.add(row["request_id"])
         if self._stopped:  # a straggler after shutdown still reaches durable storage
             self._spool_now([row])

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from service.body_limit import byte_count
 from service.errors import ApiError
 
 HEADER = "Inference-Header-Content-Length"
@@ -25,13 +26,13 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     """(JSON part, binary part) of a request body."""
     if header_length is None:
         return body, b""
-    if not header_length.isdigit() or int(header_length) > len(body):
+    n = byte_count(header_length)
+    if n is None or n > len(body):
         raise ApiError(
             400,
             "invalid_binary_header",
             f"{HEADER} must be a byte count within the body (got {header_length!r})",
         )
-    n = int(header_length)
     return body[:n], body[n:]
 
 

@@ -46,9 +46,17 @@ OUTPUTS: dict[str, tuple[str, bool, str]] = {
 }
 
 
+def _flag(params: dict[str, Any] | None, key: str, default: bool, where: str) -> bool:
+    # A real JSON boolean only: bool("false") is True, so a string would silently flip it.
+    value = (params or {}).get(key, default)
+    if not isinstance(value, bool):
+        raise ApiError(400, "invalid_parameter", f"{where}.{key} must be true or false, got {value!r}")
+    return value
+
+
 def selected(req: InferRequest) -> list[tuple[str, bool]]:
     """(output name, as binary) for each requested output; checked before any inference."""
-    default_binary = bool((req.parameters or {}).get("binary_data_output", False))
+    default_binary = _flag(req.parameters, "binary_data_output", False, "parameters")
     if not req.outputs:
         return [(name, default_binary) for name in OUTPUTS]
     picks = []
@@ -59,9 +67,7 @@ def selected(req: InferRequest) -> list[tuple[str, bool]]:
                 "unknown_output",
                 f"no output named {o.name!r}; outputs: {', '.join(OUTPUTS)}",
             )
-        picks.append(
-            (o.name, bool((o.parameters or {}).get("binary_data", default_binary)))
-        )
+        picks.append((o.name, _flag(o.parameters, "binary_data", default_binary, f"outputs[{o.name!r}].parameters")))
     return picks
 
 

@@ -76,7 +76,7 @@ def to_pixels(
         raise ApiError(
             422,
             "unsupported_datatype",
-            f"input {t.name!r} must be FP32 (pixels in [0, 1]), got {t.datatype}",
+            f"input {t.name!r} must be FP32 (pixels in [0, 1]), got {t.datatype!r}",
         )
     shapes = accepted_shapes(spec)
     if not any(

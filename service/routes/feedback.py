@@ -13,6 +13,7 @@ from service.access import ACCESS_ERRORS, ClientDep
 from service.context import CtxDep
 from service.db.feedback import UnknownRequest, add_feedback
 from service.errors import ApiError
+from service.params import DbText
 from service.records import client_id
 from service.schemas import ErrorResponse
 from service.schemas_log import FeedbackCreate, FeedbackPublic, FeedbackReceipt
@@ -31,7 +32,7 @@ router = APIRouter(tags=["request log"])
     },
     summary="Attach the true label to a logged prediction",
 )
-async def post_feedback(request_id: str, body: FeedbackCreate, request: Request, ctx: CtxDep, _client: ClientDep) -> FeedbackReceipt:
+async def post_feedback(request_id: DbText, body: FeedbackCreate, request: Request, ctx: CtxDep, _client: ClientDep) -> FeedbackReceipt:
     """`label` is the true class index. Posting again replaces the label; history is kept."""
     classes = ctx.bundle.manifest.class_names
     if body.label >= len(classes):

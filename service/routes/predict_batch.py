@@ -67,8 +67,11 @@ Decoded = tuple[torch.Tensor, dict[str, Any]] | ApiError
 
 def _decode_all(ctx: AppContext, parts: list[bytes]) -> list[Decoded]:
     out: list[Decoded] = []
+    limit = ctx.settings.max_upload_bytes  # what /v1/predict takes for one image
     for data in parts:
         try:
+            if len(data) > limit:
+                raise ApiError(413, "payload_too_large", f"the image is {len(data)} bytes; the limit per image is {limit}")
             out.append(_decode(ctx, data))
         except ApiError as e:
             out.append(e)

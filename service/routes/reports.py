@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from service.analysis.summary import summarise
 from service.auth import AdminDep
 from service.context import CtxDep
-from service.db.queries import as_utc
 from service.errors import ApiError
+from service.params import DbText, UtcTime
 from service.routes.requests import ADMIN_ERRORS
 from service.schemas_report import SummaryPublic
 
@@ -23,14 +23,14 @@ router = APIRouter(tags=["request log"])
 async def summary(
     ctx: CtxDep,
     _admin: AdminDep,
-    since: Annotated[dt.datetime | None, Query(description="Window start (ISO 8601, naive means UTC); default 24 h ago.")] = None,
-    until: Annotated[dt.datetime | None, Query(description="Window end; default now.")] = None,
-    model: Annotated[str | None, Query(max_length=100, description="Only this model name.")] = None,
+    since: Annotated[UtcTime | None, Query(description="Window start (ISO 8601, naive means UTC); default 24 h ago.")] = None,
+    until: Annotated[UtcTime | None, Query(description="Window end; default now.")] = None,
+    model: Annotated[DbText | None, Query(max_length=100, description="Only this model name.")] = None,
 ) -> SummaryPublic:
     """Accuracy, ECE and selective risk use requests with feedback; drift compares recent
     confidence and OOD scores of the served model with its validation reference."""
-    end = as_utc(until) or dt.datetime.now(dt.UTC)
-    start = as_utc(since) or end - dt.timedelta(hours=24)
+    end = until or dt.datetime.now(dt.UTC)
+    start = since or end - dt.timedelta(hours=24)
     if start >= end:
         raise ApiError(422, "invalid_window", "since must be before until")
     return await run_in_threadpool(summarise, ctx.engine, ctx.bundle.manifest, start, end, model)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -12,12 +11,12 @@ from service.context import CtxDep
 from service.db.queries import (
     BadCursor,
     RequestFilter,
-    as_utc,
     feedback_for,
     get_request,
     list_requests,
 )
 from service.errors import ApiError
+from service.params import DbText, UtcTime
 from service.schemas import ErrorResponse
 from service.schemas_log import LoggedRequest, LoggedRequestDetail, RequestPage, logged
 
@@ -38,16 +37,16 @@ ADMIN_ERRORS: dict[int | str, dict[str, object]] = {
 def list_logged(
     ctx: CtxDep,
     _admin: AdminDep,
-    since: Annotated[dt.datetime | None, Query(description="Received at or after (ISO 8601; naive means UTC).")] = None,
-    until: Annotated[dt.datetime | None, Query(description="Received before.")] = None,
-    model: Annotated[str | None, Query(max_length=100)] = None,
+    since: Annotated[UtcTime | None, Query(description="Received at or after (ISO 8601; naive means UTC).")] = None,
+    until: Annotated[UtcTime | None, Query(description="Received before.")] = None,
+    model: Annotated[DbText | None, Query(max_length=100)] = None,
     decision: Literal["accept", "abstain", "reject_ood"] | None = None,
     flagged: Annotated[bool | None, Query(description="Failure or OOD flag up (true) or neither (false).")] = None,
     has_feedback: Annotated[bool | None, Query(description="Has a current ground-truth label.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=100, description="next_cursor of the previous page.")] = None,
 ) -> RequestPage:
-    f = RequestFilter(as_utc(since), as_utc(until), model, decision, flagged, has_feedback)
+    f = RequestFilter(since, until, model, decision, flagged, has_feedback)
     with ctx.engine.connect() as conn:
         try:
             rows, next_cursor = list_requests(conn, f, limit, cursor)
@@ -63,7 +62,7 @@ def list_logged(
     responses={**ADMIN_ERRORS, 404: {"model": ErrorResponse, "description": "Not logged (yet)."}},
     summary="One logged request with its feedback history (admin)",
 )
-def get_logged(request_id: str, ctx: CtxDep, _admin: AdminDep) -> LoggedRequest:
+def get_logged(request_id: DbText, ctx: CtxDep, _admin: AdminDep) -> LoggedRequest:
     with ctx.engine.connect() as conn:
         row = get_request(conn, request_id)
         if row is None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from service.db.engine import make_engine
 from service.db.tables import RequestRecord
 
 
@@ -41,3 +43,18 @@ def stored_ids(engine: Engine) -> list[str]:
 def count(engine: Engine) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(RequestRecord)).scalar_one()
+
+
+def logged(url: str, request_id: str) -> RequestRecord:
+    """The request's log row; the writer flushes every 100 ms, so wait a little."""
+    engine = make_engine(url)
+    try:
+        for _ in range(100):
+            with engine.connect() as conn:
+                row = conn.execute(select(RequestRecord).where(RequestRecord.request_id == request_id)).first()
+            if row is not None:
+                return row
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+    raise AssertionError(f"request {request_id} was not logged")

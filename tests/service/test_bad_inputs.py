@@ -6,20 +6,19 @@ One app for the module (its lifespan costs seconds); rows are found by request i
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from service.app import create_app
-from service.db.engine import make_engine
-from service.db.tables import RequestRecord
+from service.errors import ApiError
+from service.oip.binary import split_body
 from service.settings import Settings
 from tests.service import hostile as h
+from tests.service.logrows import logged
 
 LIMIT = 64 * 1024
 
@@ -32,21 +31,6 @@ def app_url(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield client, url
 
 
-def logged(url: str, request_id: str) -> RequestRecord:
-    """The request's log row; the writer flushes every 100 ms, so wait a little."""
-    engine = make_engine(url)
-    try:
-        for _ in range(100):
-            with engine.connect() as conn:
-                row = conn.execute(select(RequestRecord).where(RequestRecord.request_id == request_id)).first()
-            if row is not None:
-                return row
-            time.sleep(0.05)
-    finally:
-        engine.dispose()
-    raise AssertionError(f"request {request_id} was not logged")
-
-
 def v2(data: Any, shape: list[int] | None = None, **extra: Any) -> dict[str, Any]:
     return {"json": {"inputs": [{"name": "input", "shape": shape or [1, 1, 28, 28], "datatype": "FP32", "data": data}], **extra}}
 
@@ -55,6 +39,8 @@ PIXELS = [0.0] * 784
 TRUNCATED_PNG = h.encode(h.digit(), "PNG")[:-30]
 TRUNCATED_JPEG = h.encode(h.digit("RGB", 64), "JPEG")[:300]
 RAW = "/v1/predict"
+#: A whole `image` part, then the body ends without its close delimiter (`--xx--`).
+UNCLOSED = b'--xx\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n' + h.encode(h.digit(), "PNG") + b"\r\n"
 IMG = {"content-type": "image/png"}
 
 # (id, method, path, request kwargs, status, code): the README's table, row by row.
@@ -88,6 +74,8 @@ ROWS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("huge-json", "POST", "/v2/models/tiny/infer", {"content": b'{"inputs": [' + b"0," * LIMIT + b"0]}", "headers": {"content-type": "application/json"}}, 413, "payload_too_large"),
     ("batch-over-limit", "POST", "/v1/predict/batch", {"files": [("images", (f"{i}.png", TRUNCATED_PNG, "image/png")) for i in range(5)]}, 413, "too_many_images"),
     ("unknown-path", "POST", "/v1/predict/nothing", {"content": b"x", "headers": IMG}, 404, "not_found"),
+    ("unclosed-multipart", "POST", RAW, {"content": UNCLOSED, "headers": {"content-type": "multipart/form-data; boundary=xx"}}, 400, "malformed_multipart"),
+    ("v2-string-flag", "POST", "/v2/models/tiny/infer", v2(PIXELS, parameters={"binary_data_output": "false"}), 400, "invalid_parameter"),
 ]
 
 
@@ -128,3 +116,34 @@ def test_wrong_method_and_unknown_model_card_are_4xx_not_logged(app_url: tuple[T
     client, _ = app_url
     assert client.get("/v1/predict").json()["error"]["code"] == "method_not_allowed"
     assert client.get("/v1/models/nope").json()["error"]["code"] == "unknown_model"
+
+
+def test_an_unexpected_error_is_a_logged_500_through_every_layer(app_url: tuple[TestClient, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in a route (here: forced) still answers the one error shape with the request id,
+    the security headers and, on /v2, the OIP shape, and leaves its request-log row."""
+    client, url = app_url
+
+    def boom(*_: Any, **__: Any) -> None:
+        raise RuntimeError("forced")
+
+    monkeypatch.setattr("service.routes.predict.decodes_quickly", boom)
+    monkeypatch.setattr("service.oip.tensors.to_pixels", boom)
+    for path, kw in ((RAW, {"content": h.encode(h.digit(), "PNG"), "headers": IMG}), ("/v2/models/tiny/infer", v2(PIXELS))):
+        r = client.post(path, **kw)
+        assert r.status_code == 500, r.text
+        err = error_of(r.json(), path)
+        assert err["code"] == "internal_error" and err["request_id"] == r.headers["x-request-id"]
+        assert r.headers["x-content-type-options"] == "nosniff"
+        row = logged(url, err["request_id"])
+        assert (row.http_status, row.error_code) == (500, "internal_error")
+
+
+@pytest.mark.parametrize("value", ["\xb2", "1\xb2", "\u0663", "-1", "99999", ""])
+def test_binary_header_length_must_be_ascii_digits_within_the_body(value: str) -> None:
+    """`str.isdigit` is true for "²" (latin-1 byte 0xb2, as Starlette decodes a raw header)
+    and Arabic-Indic digits, on which `int()` raised: a 500. (The test client re-encodes
+    header bytes as UTF-8, so this calls the parser directly.)"""
+    with pytest.raises(ApiError) as e:
+        split_body(b'{"inputs": []}', value)
+    assert (e.value.status, e.value.code) == (400, "invalid_binary_header")
+    assert split_body(b'{"a": 1}xyz', "8") == (b'{"a": 1}', b"xyz")

@@ -62,3 +62,38 @@ def test_batch_over_the_limit_is_413(settings: Settings) -> None:
     assert err["code"] == "too_many_images" and "4" in err["message"] and err["request_id"] == r.headers["x-request-id"]
     (row,) = logged(settings.database_url)
     assert (row.request_id, row.http_status, row.error_code) == (err["request_id"], 413, "too_many_images")
+
+
+def test_an_image_over_the_single_image_limit_is_refused_in_its_slot(settings: Settings) -> None:
+    settings = settings.model_copy(update={"max_upload_bytes": 4096})
+    big = noise_png(7, 100)  # ~10 kB of noise: over the 4 kB single-image limit, under the batch's
+    assert len(big) > 4096
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/v1/predict/batch", files=[("images", ("a.png", noise_png(1), "image/png")), ("images", ("b.png", big, "image/png"))])
+    assert r.status_code == 200, r.text
+    first, second = r.json()["results"]
+    assert "probabilities" in first
+    assert second["status"] == 413 and second["error"]["code"] == "payload_too_large" and "4096" in second["error"]["message"]
+    rows = logged(settings.database_url)
+    assert [(x.http_status, x.error_code) for x in rows] == [(200, None), (413, "payload_too_large")]
+
+
+def test_a_batch_cut_off_before_its_closing_boundary_loses_no_image_silently(settings: Settings) -> None:
+    part = b'--xx\r\nContent-Disposition: form-data; name="images"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n%s\r\n'
+    whole = b"".join(part % noise_png(i) for i in range(3))
+    ctype = {"content-type": "multipart/form-data; boundary=xx"}
+    with TestClient(create_app(settings)) as client:
+        ok = client.post("/v1/predict/batch", content=whole + b"--xx--\r\n", headers=ctype)
+        cut = client.post("/v1/predict/batch", content=whole[:-200], headers=ctype)  # the third part cut short
+        unclosed = client.post("/v1/predict/batch", content=whole, headers=ctype)  # every part whole, no close delimiter
+    assert ok.status_code == 200 and len(ok.json()["results"]) == 3, ok.text
+    for r in (cut, unclosed):
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "malformed_multipart" and "closing boundary" in r.json()["error"]["message"]
+
+
+def test_a_text_part_among_the_images_is_refused_not_skipped(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/v1/predict/batch", files=[("images", ("a.png", noise_png(1), "image/png"))], data={"images": "hello"})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "not_a_file"
