@@ -18,6 +18,10 @@ class UnknownRequest(LookupError):
     pass
 
 
+class NoPrediction(ValueError):
+    """The request was refused (a 4xx or 5xx row): there is no prediction to label."""
+
+
 def add_feedback(
     engine: Engine, request_id: str, label: int, note: str | None, client_id: str | None, pending: Callable[[str], bool]
 ) -> tuple[Row[Any], bool]:
@@ -31,9 +35,11 @@ def add_feedback(
         if conn.dialect.name == "postgresql":
             # Serialise feedback per request so two concurrent posts cannot both stay current.
             conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(request_id, 0))))
-        known = conn.execute(select(T.c.id).where(T.c.request_id == request_id)).first() is not None
-        if not known and not pending(request_id):
+        logged = conn.execute(select(T.c.http_status).where(T.c.request_id == request_id)).first()
+        if logged is None and not pending(request_id):
             raise UnknownRequest(request_id)
+        if logged is not None and logged.http_status != 200:  # a row still queued is taken on trust
+            raise NoPrediction(request_id)
         current = F.c.request_id == request_id, F.c.replaced_at.is_(None)
         replaced = conn.execute(update(F).where(*current).values(replaced_at=now)).rowcount > 0
         values = {"request_id": request_id, "true_label": label, "note": note, "client_id": client_id, "created_at": now}

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.access import ACCESS_ERRORS, ClientDep
 from service.context import CtxDep
-from service.db.feedback import UnknownRequest, add_feedback
+from service.db.feedback import NoPrediction, UnknownRequest, add_feedback
 from service.errors import ApiError
 from service.params import DbText
 from service.records import client_id
@@ -27,6 +27,7 @@ router = APIRouter(tags=["request log"])
     response_model=FeedbackReceipt,
     responses={
         404: {"model": ErrorResponse, "description": "No request with this id was logged."},
+        409: {"model": ErrorResponse, "description": "The request was refused (`no_prediction`): there is nothing to label."},
         422: {"model": ErrorResponse, "description": "Label outside the served model's classes, or a malformed body."},
         **ACCESS_ERRORS,
     },
@@ -44,4 +45,6 @@ async def post_feedback(request_id: DbText, body: FeedbackCreate, request: Reque
         )
     except UnknownRequest as e:
         raise ApiError(404, "unknown_request", f"no logged request with id {request_id!r}") from e
+    except NoPrediction as e:
+        raise ApiError(409, "no_prediction", f"request {request_id!r} was refused, so it has no prediction to label") from e
     return FeedbackReceipt(feedback=FeedbackPublic.model_validate(row), replaced=replaced)

@@ -58,6 +58,8 @@ def test_feedback_listing_and_summary(tiny_bundle: Path, db_url: str, data_dir: 
         assert detail["has_input"] and detail["row_hash"] and detail["seq"] >= 1
         assert detail["received_at"].endswith(("Z", "+00:00"))
         wait_logged(client, bad.json()["error"]["request_id"])
+        refused = client.post(f"/v1/requests/{bad.json()['error']['request_id']}/feedback", json={"label": 1})
+        assert (refused.status_code, refused.json()["error"]["code"]) == (409, "no_prediction"), refused.text
 
         assert client.get("/v1/requests").status_code == 401
         pages, cursor = [], None
