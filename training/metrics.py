@@ -31,19 +31,29 @@ def nll(probs: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def brier(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Brier's multi-class score: squared error to the one-hot label summed over classes
+    (0 to 2), averaged over inputs; not divided by the number of classes."""
     onehot = torch.nn.functional.one_hot(labels, probs.shape[-1]).to(probs.dtype)
     return float(((probs - onehot) ** 2).sum(-1).mean())
 
 
 def ece(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> float:
-    """Expected calibration error, equal-width bins on max probability (Guo et al.)."""
+    """Expected calibration error, equal-width bins on max probability (Guo et al.).
+
+    torchmetrics' bins are [lo, hi) with a confidence of exactly 1 in a bin of its own,
+    where Guo et al.'s are (lo, hi]: on the shipped model 0.1994 % against 0.2006 %.
+    """
     return float(multiclass_calibration_error(probs, labels, num_classes=probs.shape[-1], n_bins=bins, norm="l1"))
 
 
 def fpr_at_tpr(pos_scores: np.ndarray, neg_scores: np.ndarray, tpr: float = 0.95) -> float:
-    """FPR at the first threshold reaching `tpr`; scores: higher = more positive."""
+    """FPR at the first threshold reaching `tpr`; scores: higher = more positive.
+
+    Every threshold is kept (`drop_intermediate=False`): with tied scores the curve steps
+    diagonally, and the point that first reaches `tpr` may be one sklearn drops as collinear.
+    """
     y = np.r_[np.ones(len(pos_scores)), np.zeros(len(neg_scores))]
-    fpr, tprs, _ = roc_curve(y, np.r_[pos_scores, neg_scores])
+    fpr, tprs, _ = roc_curve(y, np.r_[pos_scores, neg_scores], drop_intermediate=False)
     return float(fpr[np.searchsorted(tprs, tpr, side="left")])
 
 

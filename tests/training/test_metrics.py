@@ -78,6 +78,15 @@ def test_fpr_at_tpr_is_not_the_tpr_at_fpr() -> None:
     assert metrics.fpr_at_tpr(pos, neg) == pytest.approx(0.5)
 
 
+def test_fpr_at_tpr_keeps_the_thresholds_sklearn_drops_as_collinear() -> None:
+    # Tied scores: at threshold 1, 20 of 21 positives (95.2 %) and 5 of 6 negatives pass.
+    # sklearn's default drop_intermediate removes that point (it lies on a straight segment),
+    # and the next one, threshold 0, has FPR 1.
+    pos = np.array([5, 3, 6, 4, 2, 3, 3, 0, 4, 2, 5, 1, 3, 4, 2, 2, 5, 3, 5, 2, 6], dtype=float)
+    neg = np.array([2, 1, 3, 3, 2, 0], dtype=float)
+    assert metrics.fpr_at_tpr(pos, neg) == pytest.approx(5 / 6)
+
+
 @pytest.mark.parametrize(
     ("ood", "failure", "expected"),
     [(True, True, "reject_ood"), (True, False, "reject_ood"), (False, True, "abstain"), (False, False, "accept")],
