@@ -17,6 +17,7 @@ from service.db.engine import make_engine
 from service.db.migrate import is_at_head, upgrade
 from service.db.writer import build_writer
 from service.docs import install_openapi
+from service.docs_pages import install_docs_pages
 from service.errors import UnexpectedErrorMiddleware, install_error_handlers
 from service.hardening import install_security
 from service.metrics import Metrics  # issue 7: demo, v2, metrics
@@ -84,7 +85,7 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
             writer.stop()
             engine.dispose()
 
-    app = FastAPI(title="Vigil", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="Vigil", version="1.0.0", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(UnexpectedErrorMiddleware)  # innermost: a 500 still passes every layer below
     install_security(app, settings)  # issue 8; before RequestIdMiddleware, which must stay outermost
     # Issue 7: a per-app Prometheus registry; the lambda finds the context once the lifespan built it.
@@ -101,4 +102,5 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
         app.include_router(monitor.router)
         install_pages(app)
     install_openapi(app)  # issue 7: real error shapes and examples in /docs
+    install_docs_pages(app)  # Swagger UI and ReDoc from local files: /docs works offline
     return app

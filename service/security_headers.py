@@ -2,8 +2,9 @@
 
 Pages get a Content-Security-Policy that allows scripts, styles and connections from
 this origin only (no inline scripts), may not be framed, and send no referrer. The
-OpenAPI pages (/docs, /redoc) are FastAPI's own: they need its CDN and one inline
-bootstrap script, so they get a policy that allows exactly that and nothing else.
+OpenAPI page (/docs) is FastAPI's own page builder on a local copy of Swagger UI
+(service/docs_pages.py): it needs one inline bootstrap script and inline styles, so it
+gets a policy that allows exactly that and nothing from elsewhere.
 A route that sets a header itself keeps its own value.
 """
 
@@ -18,11 +19,10 @@ CSP = (
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
-DOCS_PATHS = ("/docs", "/redoc")
+DOCS_PATHS = ("/docs",)  # and its assets under /docs-assets
 
 HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-content-type-options", b"nosniff"),

@@ -146,3 +146,12 @@ def test_pages_fit_a_phone_screen(page: Page, path: str, artifacts: Path) -> Non
     page.screenshot(
         path=str(artifacts / f"phone-{path.strip('/') or 'demo'}.png"), full_page=True
     )
+
+
+def test_api_docs_render_offline(page: Page, artifacts: Path) -> None:
+    """Swagger UI comes from the server itself: the `page` fixture fails on any off-origin
+    request, and the operations must render (a CDN-loaded page was blank offline)."""
+    page.goto("/docs")
+    expect(page.locator(".swagger-ui .opblock-summary-path", has_text="/v1/predict/batch")).to_be_visible(timeout=15_000)
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Vigil")
+    page.screenshot(path=str(artifacts / "docs-offline.png"))
