@@ -125,7 +125,7 @@ def main() -> None:
                 ),
                 "group": "not_a_digit",
                 "label": None,
-                "caption": f"A {FASHION[cls]} (clothing, not a digit)",
+                "caption": f"A {FASHION[cls]} (Fashion-MNIST, not a digit)",
                 "source": f"Fashion-MNIST test image {i}",
             }
         )

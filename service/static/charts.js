@@ -43,8 +43,10 @@ export function scoreGauge(host, name, score, threshold, flagged) {
   const svg = frame(host, W, H, label, `gauge-${name}`);
   el("rect", { x: pad, y: 18, width: W - 2 * pad, height: 16, fill: "#e8ebf0", rx: 3 }, svg);
   el("rect", { x: pad, y: 18, width: Math.max(x(score) - pad, 2), height: 16, rx: 3, class: flagged ? "bar flagged" : "bar ok" }, svg);
-  el("line", { x1: x(threshold), x2: x(threshold), y1: 10, y2: 42, class: "threshold" }, svg);
-  el("text", { x: x(threshold), y: 54, "text-anchor": "middle" }, svg, `threshold ${fmt(threshold)}`);
+  el("line", { x1: x(threshold), x2: x(threshold), y1: 15, y2: 42, class: "threshold" }, svg); // below the score text
+  // Near an edge the label grows inwards instead of being cut off by it.
+  const anchor = x(threshold) < W / 4 ? "start" : x(threshold) > (3 * W) / 4 ? "end" : "middle";
+  el("text", { x: x(threshold), y: 54, "text-anchor": anchor }, svg, `threshold ${fmt(threshold)}`);
   el("text", { x: pad, y: 12 }, svg, `score ${fmt(score)}`);
 }
 
@@ -53,7 +55,9 @@ export function sampleRanges(host, spread, mean, names) {
   const W = 420, H = 170, pad = 24, bw = (W - 2 * pad) / mean.length, base = H - 22;
   const y = (v) => base - v * (base - 10);
   const widest = mean.map((_, i) => [spread.max[i] - spread.min[i], i]).sort((a, b) => b[0] - a[0])[0];
-  const label = `${spread.count} samples; widest disagreement on class ${names[widest[1]]}: ${pct(spread.min[widest[1]])} to ${pct(spread.max[widest[1]])}`;
+  const label = widest[0] < 0.005
+    ? `${spread.count} samples, all agreeing: no class's probability varies by half a point`
+    : `${spread.count} samples; widest disagreement on class ${names[widest[1]]}: ${pct(spread.min[widest[1]])} to ${pct(spread.max[widest[1]])}`;
   const svg = frame(host, W, H, label, "samples");
   el("line", { x1: pad, x2: W - pad, y1: base, y2: base, class: "axis" }, svg);
   mean.forEach((m, i) => {

@@ -6,6 +6,9 @@ import { showError, showPending, showPrediction } from "./result.js";
 const $ = (id) => document.getElementById(id);
 let card = null;
 let current = null;
+// Each classify() call takes a number; only the newest call may show its answer, so a slow
+// answer to an earlier image never lands next to a later one (and feedback never goes astray).
+let latest = 0;
 
 // On a phone the result is below the inputs: bring it into view (not while drawing, though).
 function reveal() {
@@ -15,6 +18,8 @@ function reveal() {
 }
 
 async function classify(blob, filename) {
+  const mine = ++latest;
+  current = null;
   showPending();
   const preview = $("preview");
   if (preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
@@ -22,11 +27,12 @@ async function classify(blob, filename) {
   preview.alt = "The image that was sent";
   preview.hidden = false;
   try {
-    current = await predict(blob, filename);
+    const answer = await predict(blob, filename);
+    if (mine !== latest) return;
+    current = answer;
     showPrediction(current, card);
   } catch (err) {
-    current = null;
-    showError(err);
+    if (mine === latest) showError(err);
   }
 }
 
@@ -41,7 +47,11 @@ function setUpDrawing() {
 
 function setUpUpload() {
   const file = $("file"), drop = $("drop");
-  file.addEventListener("change", () => file.files[0] && classify(file.files[0], file.files[0].name).then(reveal));
+  file.addEventListener("change", () => {
+    const f = file.files[0];
+    file.value = ""; // so that choosing the same file again fires "change" again
+    if (f) classify(f, f.name).then(reveal);
+  });
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => {

@@ -30,9 +30,12 @@ async function tick() {
   const status = $("status");
   try {
     render(await getJson("/v1/monitor"));
+    // Read aloud only a change of state (a failure, a recovery), not every new timestamp.
+    status.setAttribute("aria-live", status.classList.contains("bad") ? "polite" : "off");
     status.classList.remove("bad");
-    status.textContent = `Updated ${new Date().toLocaleTimeString()}; refreshes every ${EVERY_MS / 1000} s.`;
+    status.textContent = `Updated ${new Date().toLocaleTimeString()}; ` + (paused ? "paused." : `refreshes every ${EVERY_MS / 1000} s.`);
   } catch (err) {
+    status.setAttribute("aria-live", status.classList.contains("bad") ? "off" : "polite");
     status.classList.add("bad");
     status.textContent = `Could not update: ${err.message}. Retrying.`;
   }
@@ -43,8 +46,9 @@ $("pause").addEventListener("click", () => {
   paused = !paused;
   $("pause").setAttribute("aria-pressed", String(paused));
   $("pause").textContent = paused ? "Resume updates" : "Pause updates";
-  if (!paused) tick();
-  else clearTimeout(timer);
+  if (!paused) return tick();
+  clearTimeout(timer);
+  $("status").textContent = $("status").textContent.replace(/refreshes every .*$/, "paused.");
 });
 document.addEventListener("visibilitychange", () => { if (!document.hidden && !paused) tick(); });
 tick();

@@ -15,9 +15,22 @@ export function showError(err) {
 }
 
 export function showPending() {
+  // Nothing of the previous answer may stay beside the new image while it is on its way.
   const badge = $("badge");
   badge.dataset.decision = "none";
   badge.textContent = "Thinking…";
+  $("pred-label").textContent = "–";
+  $("confidence").textContent = "";
+  $("meaning").textContent = "Waiting for the server's answer…";
+  $("details").hidden = true;
+}
+
+// Split conformal coverage is marginal, over inputs like the calibration digits: it promises
+// nothing for one out-of-distribution input, so the caption says so instead.
+function setHint(alpha, decision) {
+  if (alpha === null) return "";
+  if (decision === "reject_ood") return "No guarantee for this input: the sets' coverage holds only for digits like the training data, and this input is not one.";
+  return `Over digits like the training data, sets built this way contain the true class at least ${(100 * (1 - alpha)).toFixed(0)}% of the time.`;
 }
 
 export function showPrediction(r, card) {
@@ -38,12 +51,16 @@ export function showPrediction(r, card) {
   scoreGauge($("chart-ood"), "ood", r.ood.score, r.ood.threshold, r.ood.flagged);
 
   const alpha = card ? card.conformal.alpha : null;
-  $("set-hint").textContent = alpha === null ? "" : `Contains the true class with probability at least ${(100 * (1 - alpha)).toFixed(0)}%.`;
+  $("set-hint").textContent = setHint(alpha, r.decision);
   $("pred-set").replaceChildren(...r.prediction_set.map((i) => Object.assign(document.createElement("li"), { textContent: names[i] })));
 
   const host = $("chart-samples");
   if (r.samples) {
     sampleRanges(host, r.samples, r.probabilities, names);
+    host.appendChild(Object.assign(document.createElement("p"), {
+      className: "hint",
+      textContent: `Per class, the line spans the lowest to the highest probability the ${r.samples.count} samples gave it; the dot is their average.`,
+    }));
   } else {
     host.replaceChildren(Object.assign(document.createElement("p"), {
       className: "hint",

@@ -32,6 +32,14 @@ def decided(page: Page, decision: str) -> None:
     )
 
 
+#: Text of the score gauges that runs past their drawing's edges (the view box), by content.
+GAUGE_TEXT_OUTSIDE = """() => [...document.querySelectorAll('svg[data-chart^="gauge-"]')].flatMap((svg) => {
+  const width = svg.viewBox.baseVal.width;
+  return [...svg.querySelectorAll("text")].filter((t) => { const b = t.getBBox(); return b.x < 0 || b.x + b.width > width; })
+    .map((t) => t.textContent);
+})"""
+
+
 def test_uploaded_digit_is_accepted_with_the_right_class(
     page: Page, data_dir: Path, tmp_path: Path, artifacts: Path
 ) -> None:
@@ -48,6 +56,8 @@ def test_uploaded_digit_is_accepted_with_the_right_class(
     for chart in ("probabilities", "gauge-failure", "gauge-ood"):
         expect(page.locator(f'svg[data-chart="{chart}"]')).to_be_visible()
     expect(page.locator("#pred-set li")).to_have_count(1)
+    expect(page.locator("#set-hint")).to_contain_text("Over digits like the training data")
+    assert page.eval_on_selector("#file", "f => f.value") == ""  # the same file can be chosen again
     expect(page.locator("#request-id")).to_have_text(re.compile(r"^[0-9a-f]{32}$"))
     page.screenshot(path=str(artifacts / "demo-upload-accept.png"), full_page=True)
 
@@ -79,6 +89,8 @@ def test_noise_upload_is_rejected_as_out_of_distribution(
     decided(page, "reject_ood")
     expect(page.locator("#badge")).to_contain_text("out of distribution")
     expect(page.locator("#meaning")).to_contain_text("do not use")
+    expect(page.locator("#set-hint")).to_contain_text("No guarantee for this input")
+    assert page.evaluate(GAUGE_TEXT_OUTSIDE) == []  # the threshold label is not cut off
     page.screenshot(path=str(artifacts / "demo-noise-reject.png"), full_page=True)
 
 
@@ -134,6 +146,10 @@ def test_monitor_page_renders_its_charts_and_refreshes(
     expect(page.locator("#status")).not_to_have_text(
         first, timeout=5_000
     )  # it refreshed by itself
+    assert page.locator("#status").get_attribute("aria-live") == "off"  # timestamps are not read aloud
+    page.click("#pause")
+    expect(page.locator("#status")).to_contain_text("paused")
+    expect(page.locator("#status")).not_to_contain_text("refreshes every")
     page.screenshot(path=str(artifacts / "monitor.png"), full_page=True)
 
 
@@ -155,3 +171,37 @@ def test_api_docs_render_offline(page: Page, artifacts: Path) -> None:
     expect(page.locator(".swagger-ui .opblock-summary-path", has_text="/v1/predict/batch")).to_be_visible(timeout=15_000)
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("Vigil")
     page.screenshot(path=str(artifacts / "docs-offline.png"))
+
+
+#: Delays the answer to the next /v1/predict call by 2.5 s when `window.delayNext` is set.
+SLOW_NEXT_ANSWER = """
+const realFetch = window.fetch;
+window.fetch = async (...args) => {
+  const slow = window.delayNext && String(args[0]).endsWith("/v1/predict");
+  if (slow) window.delayNext = false;
+  const answer = await realFetch(...args);
+  if (slow) await new Promise((done) => setTimeout(done, 2500));
+  return answer;
+};
+"""
+
+
+def test_a_late_answer_never_replaces_a_newer_one(page: Page) -> None:
+    page.add_init_script(SLOW_NEXT_ANSWER)
+    page.goto("/")
+    page.click('#gallery button[data-file="clear-7.png"]')
+    decided(page, "accept")
+    page.evaluate("window.delayNext = true")
+    page.click('#gallery button[data-file="fashion-trouser.png"]')
+    # While the trouser's answer is on its way, nothing of the 7's verdict stays on screen.
+    expect(page.locator("#badge")).to_have_text("Thinking…")
+    expect(page.locator("#pred-label")).to_have_text("–")
+    expect(page.locator("#details")).to_be_hidden()
+    page.click('#gallery button[data-file="clear-2.png"]')
+    decided(page, "accept")
+    expect(page.locator("#pred-label")).to_have_text("2")
+    shown = page.locator("#request-id").inner_text()
+    page.wait_for_timeout(3000)  # the trouser's answer arrives now, late
+    expect(page.locator("#badge")).to_have_attribute("data-decision", "accept")
+    expect(page.locator("#pred-label")).to_have_text("2")
+    assert page.locator("#request-id").inner_text() == shown
