@@ -14,7 +14,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 class BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body exceeds the limit of {limit} bytes")
+        super().__init__(413, too_large("the request body", None, limit))
+
+
+def human_bytes(n: int) -> str:
+    """``5 MiB``, ``25.8 MiB``, ``900 bytes``: sizes as a person reads them in an error message."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def too_large(what: str, size: int | None, limit: int) -> str:
+    """The one wording of a size refusal: the size when known, the limit also in bytes."""
+    measured = f"is {human_bytes(size)}" if size is not None else "exceeds the limit"
+    return f"{what} {measured}; the limit is {human_bytes(limit)} ({limit} bytes)"
 
 
 def byte_count(value: str | None) -> int | None:

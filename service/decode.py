@@ -19,6 +19,7 @@ from models.preprocess import UPLOAD_FORMATS, WORK_SIDE, load_working_copy
 from service.errors import ApiError
 
 ALLOWED_FORMATS = set(UPLOAD_FORMATS)
+ACCEPTED = ", ".join(sorted(ALLOWED_FORMATS))  # as a person reads it in an error message
 #: Pixel modes models/preprocess.py converts (issue 8: tested with random images of each);
 #: anything else (LAB, HSV, 32-bit integer...) is refused before decoding.
 ALLOWED_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -102,7 +103,7 @@ def decode_image(data: bytes, max_pixels: int, max_side: int) -> DecodedImage:
             img = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
             fmt = img.format or "unknown"
             if fmt not in ALLOWED_FORMATS:
-                raise ApiError(415, "unsupported_format", f"image format {fmt} is not accepted; use one of {sorted(ALLOWED_FORMATS)}")
+                raise ApiError(415, "unsupported_format", f"image format {fmt} is not accepted; use one of {ACCEPTED}")
             w, h = img.size
             if w < 1 or h < 1 or w > max_side or h > max_side or w * h > max_pixels:
                 raise ApiError(413, "image_too_large", f"{w}x{h} pixels exceeds the limit ({max_side} per side, {max_pixels} in all)")
@@ -120,8 +121,8 @@ def decode_image(data: bytes, max_pixels: int, max_side: int) -> DecodedImage:
     except UnidentifiedImageError as e:
         fmt = _sniff_format(data)
         if fmt is not None:
-            raise ApiError(415, "unsupported_format", f"image format {fmt} is not accepted; use one of {sorted(ALLOWED_FORMATS)}") from e
-        raise ApiError(415, "not_an_image", f"the body is not a recognised image; accepted formats: {sorted(ALLOWED_FORMATS)}") from e
+            raise ApiError(415, "unsupported_format", f"image format {fmt} is not accepted; use one of {ACCEPTED}") from e
+        raise ApiError(415, "not_an_image", f"the body is not a recognised image; accepted formats: {ACCEPTED}") from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ApiError(413, "image_too_large", "the image is too large to decode") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:

@@ -2,7 +2,8 @@
 
 FastAPI documents 422s with its own `HTTPValidationError`, but Vigil's handlers answer
 with `ErrorResponse` (and `OipError` on /v2): the schema is rewritten to what clients
-really get. Schemas without an example get one from service/docs_examples.py.
+really get. Schemas without an example get one from service/docs_examples.py, and each
+documented error status its own example from service/docs_errors.py.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from service.docs_errors import error_example
 from service.docs_examples import EXAMPLES
 from service.oip.schemas import OipError
 from service.schemas import ErrorResponse
@@ -32,8 +34,9 @@ def _fix_errors(spec: dict[str, Any]) -> None:
                 if schema.get("$ref") == FASTAPI_422:
                     schema["$ref"] = f"#/components/schemas/{model.__name__}"
                     resp["description"] = "Invalid parameters, in Vigil's error shape."
-            # Every JSON body can be malformed: the handler answers 400 `invalid_json` for it.
-            if "application/json" in op.get("requestBody", {}).get("content", {}):
+            # Every /v2 JSON body can be malformed: the handler answers 400 `invalid_json` for
+            # it (on /v1 it is a 422 `invalid_json`, which the 422 already documents).
+            if path.startswith("/v2") and "application/json" in op.get("requestBody", {}).get("content", {}):
                 op["responses"].setdefault(
                     "400",
                     {
@@ -64,6 +67,19 @@ def _add_examples(spec: dict[str, Any]) -> None:
             target["example"] = example
 
 
+def _error_examples(spec: dict[str, Any]) -> None:
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            for status, resp in op.get("responses", {}).items():
+                media = resp.get("content", {}).get("application/json")
+                ref = (media or {}).get("schema", {}).get("$ref", "")
+                if not status.isdigit() or not ref.endswith(("/ErrorResponse", "/OipError")) or "example" in media:
+                    continue
+                example = error_example(method, path, int(status))
+                if example is not None:
+                    media["example"] = example
+
+
 def install_openapi(app: FastAPI) -> None:
     generate: Callable[[], dict[str, Any]] = app.openapi
 
@@ -72,6 +88,7 @@ def install_openapi(app: FastAPI) -> None:
             spec = generate()
             _fix_errors(spec)
             _add_examples(spec)
+            _error_examples(spec)
             app.openapi_schema = spec
         return app.openapi_schema
 

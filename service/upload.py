@@ -13,20 +13,20 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from service.body_limit import byte_count
+from service.body_limit import byte_count, too_large
 from service.errors import ApiError
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
     declared = byte_count(request.headers.get("content-length"))
     if declared is not None and declared > limit:
-        raise ApiError(413, "payload_too_large", f"the body is {declared} bytes; the limit is {limit}")
+        raise ApiError(413, "payload_too_large", too_large("the request body", declared, limit))
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "payload_too_large", f"the body exceeds the limit of {limit} bytes")
+            raise ApiError(413, "payload_too_large", too_large("the request body", None, limit))
         chunks.append(chunk)
     return b"".join(chunks)
 

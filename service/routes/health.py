@@ -14,11 +14,14 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process is up")
 def healthz() -> Health:
+    """200 while the process answers at all: for a liveness probe (restart when it fails)."""
     return Health(status="ok")
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}}, summary="Readiness: model loaded, database reachable")
 def readyz(ctx: CtxDep) -> JSONResponse:
+    """200 when the model is warmed up and the database answers, else 503 with the failed
+    check: for a readiness probe (send no traffic while it fails)."""
     checks = {"model": ctx.runtime.ready, "database": False}
     try:
         with ctx.engine.connect() as conn:

@@ -69,11 +69,15 @@ def _card(ctx: CtxDep) -> ModelCard:
 
 @router.get("/v1/models", response_model=list[ModelCard], summary="The served models")
 def list_models(ctx: CtxDep) -> list[ModelCard]:
+    """The model this process serves, as a one-item list of model cards (see `/v1/models/{name}`)."""
     return [_card(ctx)]
 
 
 @router.get("/v1/models/{name}", response_model=ModelCard, responses={404: {"model": ErrorResponse}}, summary="One model's card")
 def get_model(name: str, ctx: CtxDep) -> ModelCard:
+    """What the model is and how far to trust it: method, classes, temperature, the failure and
+    OOD scorers with their thresholds and how they were chosen, the conformal quantile, the
+    validation and test metrics, and what each decision means."""
     if name != ctx.bundle.manifest.name:
         raise ApiError(404, "unknown_model", f"no model named {name!r}; served: {ctx.bundle.manifest.name!r}")
     return _card(ctx)

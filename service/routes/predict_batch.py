@@ -20,6 +20,7 @@ from models.pipeline import PipelineOutput
 from service.access import ACCESS_ERRORS, ClientDep
 from service.batch_schemas import BatchItemError, BatchPredictionPublic
 from service.batch_upload import FIELD, batch_images
+from service.body_limit import too_large
 from service.context import AppContext, CtxDep
 from service.errors import ApiError
 from service.records import base_record, input_fields
@@ -71,7 +72,7 @@ def _decode_all(ctx: AppContext, parts: list[bytes]) -> list[Decoded]:
     for data in parts:
         try:
             if len(data) > limit:
-                raise ApiError(413, "payload_too_large", f"the image is {len(data)} bytes; the limit per image is {limit}")
+                raise ApiError(413, "payload_too_large", too_large("the image", len(data), limit))
             out.append(_decode(ctx, data))
         except ApiError as e:
             out.append(e)

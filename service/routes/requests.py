@@ -46,6 +46,8 @@ def list_logged(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=100, description="next_cursor of the previous page.")] = None,
 ) -> RequestPage:
+    """Logged requests, newest first, each with its current feedback label. Pass `next_cursor`
+    back as `cursor` for the next page; pages stay stable while new requests are logged."""
     f = RequestFilter(since, until, model, decision, flagged, has_feedback)
     with ctx.engine.connect() as conn:
         try:
@@ -63,6 +65,8 @@ def list_logged(
     summary="One logged request with its feedback history (admin)",
 )
 def get_logged(request_id: DbText, ctx: CtxDep, _admin: AdminDep) -> LoggedRequest:
+    """One logged request (answered or refused) with its hash-chain fields and the whole
+    feedback history. 404 while its row is still queued: retry shortly."""
     with ctx.engine.connect() as conn:
         row = get_request(conn, request_id)
         if row is None:

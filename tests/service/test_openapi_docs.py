@@ -10,7 +10,10 @@ from pydantic import BaseModel
 from service.app import create_app
 from service.docs_examples import EXAMPLES
 from service.policy import MEANINGS
+from service.routes.pages import STATIC_DIR
 from service.settings import Settings
+
+SERVICE = STATIC_DIR.parent
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +83,8 @@ def test_every_endpoint_has_a_summary_examples_and_vigils_error_shapes(
             where = f"{method.upper()} {path}"
             if not op.get("summary"):
                 missing.append(f"{where}: summary")
+            if not op.get("description"):
+                missing.append(f"{where}: description")
             for status, resp in op["responses"].items():
                 for ctype, content in resp.get("content", {}).items():
                     schema = content.get("schema", {})
@@ -118,3 +123,25 @@ def test_field_meanings_use_the_model_cards_words(spec: dict[str, Any]) -> None:
         ]
         == "FP32"
     )
+
+
+def test_each_error_status_has_its_own_real_example(spec: dict[str, Any]) -> None:
+    """Not one shared `not_an_image` example for every 4xx and 5xx: each status shows a code
+    the service really raises, in the path's error shape, and the codes differ by status."""
+    sources = "\n".join(p.read_text() for p in SERVICE.rglob("*.py") if p.name != "docs_errors.py")
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            codes = {}
+            for status, resp in op["responses"].items():
+                content = resp.get("content", {}).get("application/json", {})
+                if not status.startswith(("4", "5")) or not content.get("schema", {}).get("$ref", "").endswith(("ErrorResponse", "OipError")):
+                    continue
+                example = content.get("example")
+                assert example is not None, f"{method} {path} {status}"
+                code = example["code"] if path.startswith("/v2") else example["error"]["code"]
+                assert f'"{code}"' in sources, f"{method} {path} {status}: {code} is raised nowhere"
+                codes[status] = code
+            assert len(set(codes.values())) == len(codes), f"{method} {path}: {codes}"
+    predict = spec["paths"]["/v1/predict"]["post"]["responses"]
+    assert predict["401"]["content"]["application/json"]["example"]["error"]["code"] == "unauthorized"
+    assert predict["503"]["content"]["application/json"]["example"]["error"]["code"] != "not_an_image"
