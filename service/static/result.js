@@ -9,6 +9,7 @@ export function showError(err) {
   badge.dataset.decision = "error";
   badge.textContent = "Error";
   $("pred-label").textContent = "–";
+  $("pred-label").classList.remove("void");
   $("confidence").textContent = "";
   $("meaning").textContent = `${err.message}` + (err.code ? ` (${err.code})` : "") + (err.requestId ? ` — request ${err.requestId}` : "");
   $("details").hidden = true;
@@ -20,6 +21,7 @@ export function showPending() {
   badge.dataset.decision = "none";
   badge.textContent = "Thinking…";
   $("pred-label").textContent = "–";
+  $("pred-label").classList.remove("void");
   $("confidence").textContent = "";
   $("meaning").textContent = "Waiting for the server's answer…";
   $("details").hidden = true;
@@ -40,6 +42,7 @@ export function showPrediction(r, card) {
   badge.textContent = TITLES[r.decision];
   $("pred-label").textContent = r.prediction.class_name;
   $("pred-label").dataset.label = String(r.prediction.label);
+  $("pred-label").classList.toggle("void", r.decision === "reject_ood");
   $("confidence").textContent = `${(100 * r.confidence).toFixed(1)}% calibrated confidence` + (r.decision === "reject_ood" ? " — not to be used" : "");
   $("meaning").textContent = (card && card.decisions[r.decision]) || "";
   $("details").hidden = false;

@@ -90,6 +90,7 @@ def test_noise_upload_is_rejected_as_out_of_distribution(
     expect(page.locator("#badge")).to_contain_text("out of distribution")
     expect(page.locator("#meaning")).to_contain_text("do not use")
     expect(page.locator("#set-hint")).to_contain_text("No guarantee for this input")
+    expect(page.locator("#pred-label")).to_have_class(re.compile(r"\bvoid\b"))  # shown, but struck through
     assert page.evaluate(GAUGE_TEXT_OUTSIDE) == []  # the threshold label is not cut off
     page.screenshot(path=str(artifacts / "demo-noise-reject.png"), full_page=True)
 
@@ -159,6 +160,11 @@ def test_pages_fit_a_phone_screen(page: Page, path: str, artifacts: Path) -> Non
     page.goto(path)
     page.wait_for_load_state("networkidle")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    if path == "/monitor":  # the timeline is drawn 920 units wide; its labels must stay legible
+        expect(page.locator('svg[data-chart="timeline"]')).to_be_visible(timeout=15_000)
+        heights = page.evaluate("""[...document.querySelectorAll('svg[data-chart="timeline"] text')]
+            .map((t) => t.getBoundingClientRect().height)""")
+        assert heights and min(heights) >= 9, heights
     page.screenshot(
         path=str(artifacts / f"phone-{path.strip('/') or 'demo'}.png"), full_page=True
     )
