@@ -58,12 +58,21 @@ def save_bundle(path: Path, manifest_fields: dict, model: UncertaintyModel, fail
     return manifest
 
 
+def validation_summary(e: ValidationError, most: int = 3) -> str:
+    """pydantic's errors on one line (`field: message; ...`), without its links and inputs."""
+    parts = [f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in e.errors()[:most]]
+    more = e.error_count() - most
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
 def read_manifest(path: Path) -> Manifest:
     try:
         return Manifest.model_validate(json.loads((path / MANIFEST).read_text()))
     except FileNotFoundError as e:
         raise BundleError(f"{path}: no {MANIFEST}") from e
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValidationError) as e:
+    except ValidationError as e:
+        raise BundleError(f"{path / MANIFEST}: invalid manifest: {validation_summary(e)}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise BundleError(f"{path / MANIFEST}: invalid manifest: {e}") from e
 
 

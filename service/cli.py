@@ -7,6 +7,7 @@ entry-point group (see pyproject.toml), so this module never imports `training`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -42,13 +43,23 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+
     from service.db.migrate import upgrade
     from service.settings import Settings
 
     url = args.url or Settings().database_url
     upgrade(url)
-    print(f"database at {url} upgraded to head")
+    print(f"database at {make_url(url)!r} upgraded to head")  # repr masks the password
     return 0
+
+
+def port(text: str) -> int:
+    """A TCP port: uvicorn would take 99999 and listen on 99999 mod 65536 without a word."""
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (1-65535)")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the HTTP service")
     p.add_argument("--model", default=None, help="bundle folder (default: the shipped bundle, or VIGIL_MODEL_DIR)")
     p.add_argument("--host", default=None)
-    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--port", type=port, default=None)
     p.add_argument("--migrate", action="store_true", help="apply database migrations at start")
     p.set_defaults(func=_serve)
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
@@ -72,7 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as e:
+        # Imported only on the way out, so that `vigil --help` stays fast.
+        from service.cli_errors import user_error
+
+        message = user_error(e)
+        if message is None or os.environ.get("VIGIL_DEBUG"):
+            raise
+        print(f"vigil {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

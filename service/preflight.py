@@ -8,7 +8,7 @@ otherwise the bundle it loaded is the one the app serves, so start-up loads it o
 
 from __future__ import annotations
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from models.bundle import Bundle, BundleError, load_bundle
 from service.db.engine import make_engine
@@ -26,7 +26,10 @@ def preflight(settings: Settings) -> Bundle:
         bundle = load_bundle(settings.model_dir)
     except (BundleError, OSError) as e:
         raise StartupProblem(f"cannot load the model bundle: {e}") from e  # the error names the path
-    engine = make_engine(settings.database_url)
+    try:
+        engine = make_engine(settings.database_url)
+    except (ArgumentError, ImportError) as e:  # not a URL, or a dialect or driver not installed
+        raise StartupProblem(f"bad database URL: {str(e).splitlines()[0]}") from e
     try:
         with engine.connect():
             pass

@@ -17,7 +17,15 @@ from training.data import load_mnist, make_splits
 from training.finalize import finalize
 from training.loop import TrainConfig
 from training.methods import TRAINERS
-from training.options import MethodOptions, check_confidnet_options, default_epochs
+from training.options import (
+    MethodOptions,
+    check_confidnet_options,
+    check_scorer_names,
+    check_writable,
+    default_epochs,
+    nonnegative_int,
+    positive_int,
+)
 from training.settings import TrainingSettings
 
 
@@ -29,6 +37,8 @@ def _train(args: argparse.Namespace) -> int:
             _train(one)
         return 0
     failure_scorer = args.failure_scorer or ("confidnet" if args.method == "confidnet" else "msp")
+    check_scorer_names(failure_scorer, args.ood_scorer)
+    check_writable(Path(args.out), "dir")
     check_confidnet_options(args.method, failure_scorer, args.confidnet_passes, args.confidnet_finetune_epochs)
     torch.manual_seed(args.seed)
     if args.threads:
@@ -73,14 +83,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None)
     p.add_argument("--version", default="1")
     p.add_argument(
-        "--epochs", type=int, default=None, help="training epochs (default: 6; variational 20, or 4 from a --base-bundle's weights)"
+        "--epochs", type=positive_int, default=None, help="training epochs (default: 6; variational 20, or 4 from a --base-bundle's weights)"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seeds", type=int, default=1, help="train N seeds (seed, seed+1, ...) into OUT/seed<k>")
-    p.add_argument("--train-size", type=int, default=None, help="cap on training images (tests)")
-    p.add_argument("--val-size", type=int, default=10_000, help="validation + conformal calibration images")
-    p.add_argument("--members", type=int, default=5)
-    p.add_argument("--samples", type=int, default=20)
+    p.add_argument("--seeds", type=positive_int, default=1, help="train N seeds (seed, seed+1, ...) into OUT/seed<k>")
+    p.add_argument("--train-size", type=positive_int, default=None, help="cap on training images (tests)")
+    p.add_argument("--val-size", type=positive_int, default=10_000, help="validation + conformal calibration images")
+    p.add_argument("--members", type=positive_int, default=5)
+    p.add_argument("--samples", type=positive_int, default=20)
     p.add_argument(
         "--failure-scorer",
         default=None,
@@ -95,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-bundle", default=None, help="mc_dropout / laplace / confidnet: reuse this deterministic bundle's network; ensemble: it is member 0; variational: start its posterior means there (same --seed and sizes)")
     p.add_argument(
         "--confidnet-finetune-epochs",
-        type=int,
+        type=nonnegative_int,
         default=0,
         help="ConfidNet's second phase: fine-tune a copy of the encoder with the head for N epochs (deterministic / confidnet only; "
         "0, the default, keeps the head on the frozen classifier's features)",
@@ -106,7 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="how ConfidNet's training passes perturb the digits: shift (the default) or distort (a random affine map per digit; "
         "+2.4 AUPR-Error points on average over 5 single networks, none on an ensemble; training/confidnet_fit.py)",
     )
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    p.add_argument("--threads", type=nonnegative_int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--skip-test", action="store_true", help="do not measure on MNIST test")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)

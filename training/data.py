@@ -41,12 +41,24 @@ def _to_split(ds: datasets.MNIST) -> Split:
     return Split(ds.data.unsqueeze(1).float().div_(255.0), ds.targets.long())
 
 
+def _dataset(kind: type[datasets.MNIST], root: Path, train: bool, download: bool) -> Split:
+    try:
+        return _to_split(kind(root=str(root), train=train, download=download))
+    except RuntimeError as e:  # torchvision's "Dataset not found or corrupted"
+        if download or "not found" not in str(e):
+            raise
+        raise FileNotFoundError(
+            f"no {kind.__name__} under {root} (torchvision's layout: {root}/{kind.__name__}/raw): "
+            "pass --data-dir or set VIGIL_DATA_DIR, or add --download"
+        ) from e
+
+
 def load_mnist(root: Path, train: bool, download: bool = False) -> Split:
-    return _to_split(datasets.MNIST(root=str(root), train=train, download=download))
+    return _dataset(datasets.MNIST, root, train, download)
 
 
 def load_fashion_mnist(root: Path, train: bool = False, download: bool = False) -> Split:
-    return _to_split(datasets.FashionMNIST(root=str(root), train=train, download=download))
+    return _dataset(datasets.FashionMNIST, root, train, download)
 
 
 def make_splits(
@@ -60,7 +72,11 @@ def make_splits(
 
     `train_size` caps the training part (tests use a few hundred images).
     """
+    if val_size < 2:
+        raise ValueError(f"the validation size must be at least 2 (halves for validation and calibration), got {val_size}")
     full = load_mnist(root, train=True, download=download)
+    if val_size >= len(full):
+        raise ValueError(f"the validation size {val_size} leaves no training images (MNIST train has {len(full)})")
     perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
     half = val_size // 2
     val_idx, cal_idx, train_idx = perm[:half], perm[half:val_size], perm[val_size:]

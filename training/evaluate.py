@@ -30,6 +30,7 @@ from models.scorers.msp import MaxSoftmax
 from training import metrics, paired
 from training.data import Split, load_mnist
 from training.loop import features_and_logits, normalise
+from training.options import check_writable, positive_int
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,9 @@ def check_seeds(paths: list[Path], seeds: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for out in (args.out, args.markdown):
+        if out:
+            check_writable(Path(out), "file")  # before the evaluation, not after it
     test = load_mnist(Path(args.data_dir), train=False, download=args.download).head(args.limit)
     by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
     per_image: dict[str, list[PerImage]] = defaultdict(list)
@@ -258,6 +262,6 @@ def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
     p.add_argument("--download", action="store_true")
     p.add_argument("--out", default=None, help="write all numbers as JSON")
     p.add_argument("--markdown", default=None, help="write the tables as markdown")
-    p.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images (tests)")
-    p.add_argument("--resamples", type=int, default=paired.RESAMPLES, help="bootstrap replicates of each comparison's interval")
+    p.add_argument("--limit", type=positive_int, default=None, help="evaluate on the first N test images (tests)")
+    p.add_argument("--resamples", type=positive_int, default=paired.RESAMPLES, help="bootstrap replicates of each comparison's interval")
     p.set_defaults(func=run)

@@ -31,6 +31,7 @@ from training.metrics import auroc_gain, ood_detection
 from training.ood_report import markdown
 from training.ood_select import batch_scores
 from training.ood_sets import fashion_mnist, generated_sets, load_folder
+from training.options import check_writable, positive_int
 from training.scorer_fit import SAMPLED_CANDIDATES, fit_named
 
 SCORERS = ("msp", "odin", "energy", "mahalanobis", "mahalanobis_layers")
@@ -130,6 +131,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    for out in (args.out, args.markdown):
+        if out:
+            check_writable(Path(out), "file")  # before the evaluation, not after it
     res = evaluate(args)
     table = markdown(res)
     print(table)
@@ -149,8 +153,8 @@ def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
     p.add_argument("--out", default=None, help="write all numbers as JSON")
     p.add_argument("--markdown", default=None, help="write the tables as markdown")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated sets (and of the fitting splits if the bundle has no record)")
-    p.add_argument("--val-size", type=int, default=None, help="ID validation images for fitting (default: the bundle's)")
-    p.add_argument("--train-size", type=int, default=None, help="cap on ID training images for fitting (default: the bundle's)")
-    p.add_argument("--limit", type=int, default=None, help="first N images of each set (tests)")
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the AUROC gain over MSP")
+    p.add_argument("--val-size", type=positive_int, default=None, help="ID validation images for fitting (default: the bundle's)")
+    p.add_argument("--train-size", type=positive_int, default=None, help="cap on ID training images for fitting (default: the bundle's)")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N images of each set (tests)")
+    p.add_argument("--resamples", type=positive_int, default=1000, help="bootstrap resamples of the AUROC gain over MSP")
     p.set_defaults(func=run)

@@ -2,11 +2,51 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from models.scorers.registry import SCORERS
 from training.confidnet_fit import PASSES
 from training.loop import TrainConfig
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a negative `--train-size` sliced from the end and
+    trained on 49,995 images; `--epochs 0` failed deep in the scheduler)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def check_scorer_names(failure_scorer: str | None, ood_scorer: str | None) -> None:
+    """Refuse an unknown scorer name before any training (it was refused after it all)."""
+    known = sorted({*SCORERS, "auto"})
+    for flag, name in (("--failure-scorer", failure_scorer), ("--ood-scorer", ood_scorer)):
+        if name is not None and name not in known:
+            raise ValueError(f"{flag}: unknown scorer {name!r}; known: {', '.join(known)}")
+
+
+def check_writable(path: Path, kind: str) -> None:
+    """Refuse, before any work, an output (`kind` "dir" or "file") that cannot be written."""
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise ValueError(f"{path} exists and is not a directory")
+    parent = path if kind == "dir" else path.parent
+    while not parent.exists():  # the nearest existing ancestor is where the folders get created
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ValueError(f"cannot write {path}: {parent} is not a writable directory")
 
 
 def check_fitting_options(target_risk: float, ood_pass_rate: float, alpha: float) -> None:

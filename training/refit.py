@@ -22,7 +22,12 @@ from training.data import load_mnist, make_splits
 from training.failure_select import choose_failure_scorer
 from training.finalize import BundleSpec, finalize
 from training.loop import TrainConfig
-from training.options import check_confidnet_options, check_fitting_options
+from training.options import (
+    check_confidnet_options,
+    check_fitting_options,
+    check_scorer_names,
+    check_writable,
+)
 from training.scorer_fit import fit_ood_scorer
 
 #: The manifest reports `fit_confidnet` writes about the head it trains.
@@ -31,6 +36,8 @@ HEAD_REPORTS = ("confidnet_fit", "confidnet_finetune")
 
 def run(args: argparse.Namespace) -> int:
     check_fitting_options(args.target_risk, args.ood_pass_rate, args.alpha)
+    check_scorer_names(args.failure_scorer, args.ood_scorer)
+    check_writable(Path(args.out), "dir")
     bundle = load_bundle(Path(args.bundle))
     m = bundle.manifest
     check_confidnet_options(m.method, args.failure_scorer, args.confidnet_passes, args.confidnet_finetune_epochs)

@@ -30,10 +30,22 @@ def when(text: str) -> dt.datetime:
 
 
 def _engine(args: argparse.Namespace) -> Engine:
+    from sqlalchemy.engine import make_url
+
     from service.db.engine import make_engine
     from service.settings import Settings
 
-    return make_engine(args.url or Settings().database_url)
+    url = args.url or Settings().database_url
+    parsed = make_url(url)
+    # These commands only read: connecting to a missing SQLite file would create an empty one.
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") and not Path(parsed.database).exists():
+        raise FileNotFoundError(f"no SQLite database at {parsed.database}")
+    return make_engine(url)
+
+
+def _window(args: argparse.Namespace) -> None:
+    if args.since and args.until and args.since >= args.until:
+        raise ValueError("--since must be before --until")
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -60,6 +72,7 @@ def _report(args: argparse.Namespace) -> int:
     from service.report.html import render
     from service.settings import Settings
 
+    _window(args)
     until = args.until or dt.datetime.now(dt.UTC)
     since = args.since or until - dt.timedelta(hours=24)
     manifest = read_manifest(Path(args.bundle) if args.bundle else Settings().model_dir)
@@ -75,10 +88,18 @@ def _export(args: argparse.Namespace) -> int:
     from service.db.queries import RequestFilter
     from service.exporting import to_csv, to_parquet
 
+    _window(args)
     out = Path(args.out or f"vigil-requests.{args.format}")
     engine = _engine(args)
-    n = (to_csv if args.format == "csv" else to_parquet)(engine, RequestFilter(args.since, args.until, args.model), out)
-    engine.dispose()
+    # Written beside the target and renamed at the end: a failed export leaves no file that
+    # looks like a complete (or empty) log.
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        n = (to_csv if args.format == "csv" else to_parquet)(engine, RequestFilter(args.since, args.until, args.model), partial)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+        engine.dispose()
     print(f"exported {n} requests to {out}")
     return 0
 

@@ -61,3 +61,34 @@ def test_audit_report_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert f"request_id={victim} writer=proc-b seq=51" in out and "altered" in out
     engine.dispose()
+
+
+def test_log_commands_refuse_mistakes_in_one_line_and_leave_no_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.db"
+    assert vigil(["audit", "verify", "--url", f"sqlite:///{missing}"]) == 2
+    assert f"no SQLite database at {missing}" in capsys.readouterr().err
+    assert not missing.exists()  # a read-only command created nothing
+
+    empty = tmp_path / "empty.db"
+    make_engine(f"sqlite:///{empty}").connect().close()  # a database file without the schema
+    for fmt in ("csv", "parquet"):
+        out = tmp_path / f"log.{fmt}"
+        assert vigil(["export", "--url", f"sqlite:///{empty}", "--format", fmt, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "not migrated" in err and "vigil db upgrade" in err and "Traceback" not in err
+        assert list(tmp_path.glob("*log*")) == []  # neither a file that looks like an empty log nor a partial one
+
+    assert vigil(["export", "--url", f"sqlite:///{empty}", "--since", "2h", "--until", "3h"]) == 2
+    assert "--since must be before --until" in capsys.readouterr().err
+    assert vigil(["db", "upgrade", "--url", "notaurl"]) == 2
+    assert "bad database URL" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+def test_db_upgrade_does_not_print_the_password(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from sqlalchemy.engine import make_url
+
+    with_password = make_url(pg_url).set(password="hunter2").render_as_string(hide_password=False)  # trust auth ignores it
+    assert vigil(["db", "upgrade", "--url", with_password]) == 0
+    out = capsys.readouterr().out
+    assert "upgraded to head" in out and "hunter2" not in out and "***" in out

@@ -63,3 +63,48 @@ def test_an_unreachable_database_is_refused_without_showing_its_password(
     assert "cannot reach the database" in err and "127.0.0.1:1" in err
     assert "s3cret" not in err
     assert started == []
+
+
+@pytest.mark.parametrize(
+    ("env", "argv", "words"),
+    [
+        ({"VIGIL_DATABASE_URL": "notaurl"}, [], "bad database URL"),
+        ({"VIGIL_DATABASE_URL": "mysql://u:secret@127.0.0.1/x"}, [], "bad database URL"),
+        ({"VIGIL_MAX_UPLOAD_BYTES": "abc"}, [], "max_upload_bytes"),
+    ],
+    ids=["not-a-url", "driver-missing", "bad-setting"],
+)
+def test_bad_settings_are_one_line_not_a_traceback(
+    env: dict[str, str], argv: list[str], words: str, tiny_bundle: Path, tmp_path: Path,
+    started: list[object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setenv("VIGIL_DATABASE_URL", f"sqlite:///{tmp_path / 'log.db'}")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert vigil(["serve", "--model", str(tiny_bundle), "--migrate", *argv]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1 and "secret" not in err, err
+    assert started == []
+
+
+def test_a_port_out_of_range_is_refused(started: list[object], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        vigil(["serve", "--port", "99999"])  # uvicorn would listen on 99999 mod 65536
+    assert e.value.code == 2 and "not a port" in capsys.readouterr().err
+    assert started == []
+
+
+def test_a_manifest_that_breaks_its_schema_is_one_line(
+    tiny_bundle: Path, tmp_path: Path, started: list[object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import shutil
+
+    broken = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest.update(temperature="hot", bogus=1)
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    assert serve(f"sqlite:///{tmp_path / 'log.db'}", broken, monkeypatch, "--migrate") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "temperature" in err and "bogus" in err and "pydantic.dev" not in err, err

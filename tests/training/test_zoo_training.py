@@ -148,7 +148,9 @@ def test_seeds_train_one_bundle_per_seed(data_dir: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("method", ["mc_dropout", "laplace", "confidnet"])
-def test_base_bundle_reuses_the_deterministic_network(zoo: dict[str, Path], method: str, data_dir: Path, tmp_path: Path) -> None:
+def test_base_bundle_reuses_the_deterministic_network(
+    zoo: dict[str, Path], method: str, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     base = load_bundle(zoo["deterministic"])
     common = ["--data-dir", str(data_dir), "--train-size", "300", "--val-size", "600", "--skip-test", "--quiet", "--samples", "4"]
     out = tmp_path / method
@@ -164,8 +166,18 @@ def test_base_bundle_reuses_the_deterministic_network(zoo: dict[str, Path], meth
         assert (m.method, m.failure.name) == ("deterministic", "confidnet")
         assert m.metrics["confidnet_fit"]["best_epoch"] >= 1
     # Another seed means other validation images, some of which trained the base net.
-    with pytest.raises(ValueError, match="other data splits"):
-        vigil(["train", "--method", method, "--out", str(tmp_path / "x"), "--seed", "1", "--base-bundle", str(zoo["deterministic"]), *common])
+    err = refused(capsys, ["train", "--method", method, "--out", str(tmp_path / "x"), "--seed", "1", "--base-bundle", str(zoo["deterministic"]), *common])
+    assert "other data splits" in err
+
+
+def refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """`vigil argv` refused as a user's mistake: exit status 2 (ours or argparse's); its stderr."""
+    try:
+        code = vigil(argv)
+    except SystemExit as e:  # argparse's own refusal of an option's value
+        code = e.code
+    assert code == 2
+    return capsys.readouterr().err
 
 
 def _marked_base(source: Path, layer: str, out: Path) -> tuple[Bundle, Manifest]:
@@ -334,21 +346,40 @@ def test_train_auto_trains_a_head_and_serves_the_winner(data_dir: Path, tmp_path
         (["--confidnet-finetune-epochs", "1"], "--confidnet-finetune-epochs shapes a ConfidNet head: --failure-scorer must be"),
         (["--confidnet-passes", "distort"], "--confidnet-passes shapes a ConfidNet head: --failure-scorer must be confidnet or auto, not msp"),
         (["--method", "ensemble", "--failure-scorer", "confidnet", "--confidnet-finetune-epochs", "1"], "needs a single network"),
-        (["--failure-scorer", "confidnet", "--confidnet-finetune-epochs", "-1"], "must be >= 0"),
+        (["--failure-scorer", "confidnet", "--confidnet-finetune-epochs", "-1"], "-1 is negative"),
         (["--failure-scorer", "confidnet", "--confidnet-passes", "rotate"], "unknown ConfidNet passes"),
+        (["--failure-scorer", "bogus"], "--failure-scorer: unknown scorer 'bogus'"),
+        (["--ood-scorer", "odn"], "--ood-scorer: unknown scorer 'odn'"),
+        (["--epochs", "0"], "0 is not a positive integer"),
+        (["--train-size", "-5"], "-5 is not a positive integer"),
+        (["--val-size", "1"], "at least 2"),
+        (["--seeds", "0"], "0 is not a positive integer"),
     ],
 )
 def test_bad_training_options_are_refused_before_training(
-    extra: list[str], message: str, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    extra: list[str], message: str, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def no_training(*a: object, **k: object) -> None:
         raise AssertionError("trained before refusing the options")
 
     monkeypatch.setattr("training.methods.deterministic.train_net", no_training)
     args = ["train", "--data-dir", str(data_dir), "--out", str(tmp_path / "b"), "--train-size", "100", "--val-size", "200"]
-    with pytest.raises(ValueError, match=message):
-        vigil([*args, "--epochs", "1", "--skip-test", "--quiet", *extra])
+    err = refused(capsys, [*args, "--epochs", "1", "--skip-test", "--quiet", *extra])
+    assert message in err and "Traceback" not in err, err
     assert not (tmp_path / "b").exists()
+
+
+def test_an_unwritable_out_or_a_missing_data_dir_is_refused_before_training(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("training.methods.deterministic.train_net", lambda *a, **k: pytest.fail("trained before refusing"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    small = ["--train-size", "100", "--val-size", "200", "--epochs", "1", "--skip-test", "--quiet"]
+    err = refused(capsys, ["train", "--data-dir", str(data_dir), "--out", str(blocker / "bundle"), *small])
+    assert "is not a writable directory" in err
+    err = refused(capsys, ["train", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b"), *small])
+    assert f"no MNIST under {tmp_path / 'nowhere'}" in err and "--data-dir" in err
 
 
 @pytest.mark.parametrize(
@@ -359,16 +390,24 @@ def test_bad_training_options_are_refused_before_training(
         ("deterministic", ["--failure-scorer", "msp", "--confidnet-finetune-epochs", "1"], "must be confidnet or auto, not msp"),
         ("deterministic", ["--failure-scorer", "confidnet", "--confidnet-passes", "rotate"], "unknown ConfidNet passes"),
         ("ensemble", ["--failure-scorer", "auto", "--confidnet-finetune-epochs", "1"], "needs a single network"),
+        ("deterministic", ["--ood-scorer", "bogus"], "--ood-scorer: unknown scorer 'bogus'"),
     ],
 )
 def test_refit_refuses_bad_options_before_fitting(
-    method: str, extra: list[str], message: str, zoo: dict[str, Path], data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    method: str,
+    extra: list[str],
+    message: str,
+    zoo: dict[str, Path],
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import training.refit as refit_mod
 
     monkeypatch.setattr(refit_mod, "make_splits", lambda *a, **k: pytest.fail("fitted before refusing the options"))
-    with pytest.raises(ValueError, match=message):
-        vigil(["refit", str(zoo[method]), "--out", str(tmp_path / "r"), "--data-dir", str(data_dir), *extra])
+    err = refused(capsys, ["refit", str(zoo[method]), "--out", str(tmp_path / "r"), "--data-dir", str(data_dir), *extra])
+    assert message in err, err
     assert not (tmp_path / "r").exists()
 
 
@@ -421,3 +460,15 @@ def test_epochs_default_to_what_the_method_needs(zoo: dict[str, Path], data_dir:
     # Trained, not only recorded, with that many epochs: the same seed gives the same weights.
     assert default.metrics["training"]["epochs"] == epochs
     assert default.weights_sha256 == explicit.weights_sha256
+
+
+def test_evaluate_refuses_an_unwritable_output_before_evaluating(
+    tiny_bundle: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import training.evaluate as evaluate_mod
+
+    monkeypatch.setattr(evaluate_mod, "evaluate_bundle", lambda *a, **k: pytest.fail("evaluated before refusing"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    err = refused(capsys, ["evaluate", str(tiny_bundle), "--data-dir", str(data_dir), "--limit", "20", "--markdown", str(blocker / "t.md")])
+    assert "is not a writable directory" in err
