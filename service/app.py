@@ -102,5 +102,5 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
         app.include_router(monitor.router)
         install_pages(app)
     install_openapi(app)  # issue 7: real error shapes and examples in /docs
-    install_docs_pages(app)  # Swagger UI and ReDoc from local files: /docs works offline
+    install_docs_pages(app)  # Swagger UI from local files: /docs works offline
     return app

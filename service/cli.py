@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         from service.cli_errors import user_error
 
         message = user_error(e)
-        if message is None or os.environ.get("VIGIL_DEBUG"):
+        if message is None or os.environ.get("VIGIL_DEBUG", "").lower() not in ("", "0", "false", "no"):
             raise
         print(f"vigil {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -2,8 +2,11 @@
 
 Bad paths, corrupt bundles, unreachable or unmigrated databases, bad settings and
 out-of-range options used to end in a Python traceback. They are mistakes to fix, not
-bugs to report, so `vigil` prints one sentence and exits with status 2. Anything else is
-a bug and keeps its traceback; `VIGIL_DEBUG=1` shows the traceback for these too.
+bugs to report, so `vigil` prints one sentence and exits with status 2. Only exceptions
+that mean such a mistake are shortened: the option checks' `UsageError`, `BundleError`,
+a missing or unwritable path, a settings or database error. A plain `ValueError` or
+`KeyError` from inside a computation is a bug and keeps its traceback; `VIGIL_DEBUG=1`
+shows the traceback for the shortened ones too.
 """
 
 from __future__ import annotations
@@ -12,9 +15,16 @@ from pydantic import ValidationError
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
 from models.bundle import BundleError, validation_summary
+from models.usage import UsageError
 
-#: Wording of "the table is missing" by SQLite and PostgreSQL.
-_NOT_MIGRATED = ("no such table", "does not exist")
+#: Path problems a user fixes (a bare OSError may be a bug: it keeps its traceback).
+_PATH_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def _not_migrated(reason: str) -> bool:
+    # SQLite: "no such table: x"; PostgreSQL: 'relation "x" does not exist' (but a missing
+    # database or role, 'database "x" does not exist', is a connection problem).
+    return "no such table" in reason or ("relation" in reason and "does not exist" in reason)
 
 
 def _first_line(value: object) -> str:
@@ -30,13 +40,11 @@ def user_error(e: BaseException) -> str | None:
         return f"bad database URL: {_first_line(e)}"
     if isinstance(e, OperationalError | ProgrammingError):
         reason = _first_line(e.orig if e.orig is not None else e)
-        if any(words in reason for words in _NOT_MIGRATED):
+        if _not_migrated(reason):
             return f"the database is not migrated ({reason}): run `vigil db upgrade`"
         return f"database error: {reason}"
     if isinstance(e, ModuleNotFoundError):
         return f"a driver or module is not installed: {_first_line(e)}"
-    if isinstance(e, KeyError):
-        return _first_line(e.args[0] if e.args else e)
-    if isinstance(e, BundleError | ValueError | OSError):
+    if isinstance(e, (UsageError, BundleError, *_PATH_ERRORS)):
         return _first_line(e)
     return None

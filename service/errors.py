@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.rejections import log_rejection
@@ -61,6 +62,16 @@ class UnexpectedErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            # The client went away mid-upload: not the service's error. Its request is
+            # logged (499, as nginx names it); the answer goes nowhere.
+            if not started:
+                request = Request(scope)
+                message = "the client closed the connection before the request was read"
+                log_rejection(request, 499, "client_disconnected", message)
+                # An answer keeps the ASGI contract; the server drops it for a closed connection.
+                await JSONResponse(error_body("client_disconnected", message, _rid(request)), 499)(scope, receive, send)
+            return
         except Exception:
             if started:  # half an answer is out: nothing sensible can follow it
                 raise

@@ -15,6 +15,7 @@ from typing import Any
 from models.architectures import SmallCNN
 from models.bundle import load_bundle
 from models.deterministic import Deterministic
+from models.usage import UsageError
 from training.data import Splits
 
 
@@ -31,12 +32,12 @@ def load_base_net(path: Path, splits: Splits, arch_params: dict[str, Any]) -> Ba
     bundle = load_bundle(path)  # SHA-256-checked safetensors, never a pickle
     m = bundle.manifest
     if m.method != "deterministic" or not isinstance(bundle.model, Deterministic):
-        raise ValueError(f"{path}: base bundle must be a deterministic one, not {m.method!r}")
+        raise UsageError(f"{path}: base bundle must be a deterministic one, not {m.method!r}")
     if m.data_fingerprint != splits.fingerprint:
         # Another seed or split size: its validation images were training images here.
-        raise ValueError(f"{path}: trained on other data splits ({m.data_fingerprint[:12]} != {splits.fingerprint[:12]}); use the same --seed and sizes")
+        raise UsageError(f"{path}: trained on other data splits ({m.data_fingerprint[:12]} != {splits.fingerprint[:12]}); use the same --seed and sizes")
     if m.arch_params != arch_params:
-        raise ValueError(f"{path}: architecture {m.arch_params} differs from {arch_params}")
+        raise UsageError(f"{path}: architecture {m.arch_params} differs from {arch_params}")
     net = bundle.model.net
     net.requires_grad_(True)
     net.eval()

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torchvision import datasets
 
+from models.usage import UsageError
+
 
 @dataclass(frozen=True)
 class Split:
@@ -73,10 +75,10 @@ def make_splits(
     `train_size` caps the training part (tests use a few hundred images).
     """
     if val_size < 2:
-        raise ValueError(f"the validation size must be at least 2 (halves for validation and calibration), got {val_size}")
+        raise UsageError(f"the validation size must be at least 2 (halves for validation and calibration), got {val_size}")
     full = load_mnist(root, train=True, download=download)
     if val_size >= len(full):
-        raise ValueError(f"the validation size {val_size} leaves no training images (MNIST train has {len(full)})")
+        raise UsageError(f"the validation size {val_size} leaves no training images (MNIST train has {len(full)})")
     perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
     half = val_size // 2
     val_idx, cal_idx, train_idx = perm[:half], perm[half:val_size], perm[val_size:]

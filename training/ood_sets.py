@@ -24,6 +24,7 @@ from PIL import Image
 
 from models.manifest import InputSpec
 from models.preprocess import UPLOAD_FORMATS, load_working_copy, to_model_input
+from models.usage import UsageError
 from training.data import load_fashion_mnist
 
 BLUR_SIGMA = 3.0
@@ -71,5 +72,5 @@ def load_folder(folder: Path, spec: InputSpec) -> tuple[torch.Tensor, list[str]]
         except (Image.DecompressionBombError, OSError, ValueError, SyntaxError, EOFError):  # OSError: unidentified too
             skipped.append(str(path))  # a damaged, foreign or oversized file does not stop the evaluation
     if not pixels:
-        raise ValueError(f"no readable images under {folder} ({len(skipped)} unreadable)")
+        raise UsageError(f"no readable images under {folder} ({len(skipped)} unreadable)")
     return torch.stack(pixels), skipped

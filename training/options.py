@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from models.scorers.registry import SCORERS
+from models.usage import UsageError
 from training.confidnet_fit import PASSES
 from training.loop import TrainConfig
 
@@ -35,29 +36,31 @@ def check_scorer_names(failure_scorer: str | None, ood_scorer: str | None) -> No
     known = sorted({*SCORERS, "auto"})
     for flag, name in (("--failure-scorer", failure_scorer), ("--ood-scorer", ood_scorer)):
         if name is not None and name not in known:
-            raise ValueError(f"{flag}: unknown scorer {name!r}; known: {', '.join(known)}")
+            raise UsageError(f"{flag}: unknown scorer {name!r}; known: {', '.join(known)}")
 
 
 def check_writable(path: Path, kind: str) -> None:
     """Refuse, before any work, an output (`kind` "dir" or "file") that cannot be written."""
     if kind == "dir" and path.exists() and not path.is_dir():
-        raise ValueError(f"{path} exists and is not a directory")
+        raise UsageError(f"{path} exists and is not a directory")
+    if kind == "file" and path.is_dir():
+        raise UsageError(f"{path} is a directory, not a file to write")
     parent = path if kind == "dir" else path.parent
     while not parent.exists():  # the nearest existing ancestor is where the folders get created
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ValueError(f"cannot write {path}: {parent} is not a writable directory")
+        raise UsageError(f"cannot write {path}: {parent} is not a writable directory")
 
 
 def check_fitting_options(target_risk: float, ood_pass_rate: float, alpha: float) -> None:
     """Refuse out-of-range threshold options up front: the bundle's schema would refuse them
     only when it is written, after all the training (`vigil train`) or fitting (`vigil refit`)."""
     if not 0.0 <= target_risk < 1.0:
-        raise ValueError(f"target risk must be in [0, 1), got {target_risk}")
+        raise UsageError(f"target risk must be in [0, 1), got {target_risk}")
     if not 0.0 < ood_pass_rate <= 1.0:
-        raise ValueError(f"OOD pass rate must be in (0, 1], got {ood_pass_rate}")
+        raise UsageError(f"OOD pass rate must be in (0, 1], got {ood_pass_rate}")
     if not 0.0 < alpha < 1.0:
-        raise ValueError(f"conformal alpha must be in (0, 1), got {alpha}")
+        raise UsageError(f"conformal alpha must be in (0, 1), got {alpha}")
 
 
 def check_confidnet_options(method: str, failure_scorer: str | None, passes: str | None, finetune_epochs: int) -> None:
@@ -68,17 +71,17 @@ def check_confidnet_options(method: str, failure_scorer: str | None, passes: str
     otherwise be ignored without a word.
     """
     if passes is not None and passes not in PASSES:
-        raise ValueError(f"unknown ConfidNet passes {passes!r}; known: {sorted(PASSES)}")
+        raise UsageError(f"unknown ConfidNet passes {passes!r}; known: {sorted(PASSES)}")
     if finetune_epochs < 0:
-        raise ValueError(f"ConfidNet fine-tuning epochs must be >= 0, got {finetune_epochs}")
+        raise UsageError(f"ConfidNet fine-tuning epochs must be >= 0, got {finetune_epochs}")
     asked = [flag for flag, on in (("--confidnet-passes", passes is not None), ("--confidnet-finetune-epochs", finetune_epochs > 0)) if on]
     if asked and failure_scorer not in ("confidnet", "auto"):
         verb = "shapes" if len(asked) == 1 else "shape"
         given = f"not {failure_scorer}" if failure_scorer else "and it was not given"
-        raise ValueError(f"{' and '.join(asked)} {verb} a ConfidNet head: --failure-scorer must be confidnet or auto, {given}")
+        raise UsageError(f"{' and '.join(asked)} {verb} a ConfidNet head: --failure-scorer must be confidnet or auto, {given}")
     if finetune_epochs and method not in ("deterministic", "confidnet"):
         # An ensemble would need one encoder copy per member; sampled models have no single encoder.
-        raise ValueError(f"--confidnet-finetune-epochs needs a single network (method deterministic or confidnet), not {method}")
+        raise UsageError(f"--confidnet-finetune-epochs needs a single network (method deterministic or confidnet), not {method}")
 
 
 #: Epochs when `vigil train` is given none: enough for every method to pass issue 3's 99.2 %
@@ -120,6 +123,6 @@ class MethodOptions:
     def __post_init__(self) -> None:
         check_fitting_options(self.target_risk, self.ood_pass_rate, self.alpha)
         if self.confidnet_finetune_epochs < 0:
-            raise ValueError(f"ConfidNet fine-tuning epochs must be >= 0, got {self.confidnet_finetune_epochs}")
+            raise UsageError(f"ConfidNet fine-tuning epochs must be >= 0, got {self.confidnet_finetune_epochs}")
         if self.confidnet_passes not in PASSES:
-            raise ValueError(f"unknown ConfidNet passes {self.confidnet_passes!r}; known: {sorted(PASSES)}")
+            raise UsageError(f"unknown ConfidNet passes {self.confidnet_passes!r}; known: {sorted(PASSES)}")

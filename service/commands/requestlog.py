@@ -44,8 +44,10 @@ def _engine(args: argparse.Namespace) -> Engine:
 
 
 def _window(args: argparse.Namespace) -> None:
+    from models.usage import UsageError
+
     if args.since and args.until and args.since >= args.until:
-        raise ValueError("--since must be before --until")
+        raise UsageError("--since must be before --until")
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from service.db.writer import QueueFull
 from service.decode import decode_image, decodes_quickly
 from service.errors import ApiError
 from service.records import base_record, input_fields, pixel_fields
+from service.rejections import mark_logged
 from service.respond import build_prediction, log_fields
 from service.schemas import PredictionPublic, error_responses
 from service.upload import image_bytes
@@ -106,6 +107,7 @@ async def predict(request: Request, ctx: CtxDep, _client: ClientDep) -> Response
         response = build_prediction(out, manifest, request.state.request_id, latency)
         record.update(log_fields(response), http_status=200)
         submit(ctx, record)
+        mark_logged(request)  # a bug from here on must not log this request id a second time
         return json_response(response)
     except ApiError as e:
         if e.code != "log_backpressure":
@@ -115,4 +117,5 @@ async def predict(request: Request, ctx: CtxDep, _client: ClientDep) -> Response
             record.update(http_status=e.status, error_code=e.code, error_message=e.message[:500])
             record["latency_ms"] = round((time.perf_counter() - start) * 1000, 3)
             submit(ctx, record)
+            mark_logged(request)
         raise

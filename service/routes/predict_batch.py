@@ -24,6 +24,7 @@ from service.body_limit import too_large
 from service.context import AppContext, CtxDep
 from service.errors import ApiError
 from service.records import base_record, input_fields
+from service.rejections import mark_logged
 from service.respond import build_prediction, log_fields
 from service.routes.predict import _decode, submit
 from service.schemas import (
@@ -120,6 +121,7 @@ async def predict_batch(request: Request, ctx: CtxDep, _client: ClientDep) -> Ba
     except ApiError as e:
         if e.code != "log_backpressure":
             _log_error(ctx, base_record(request, ctx.bundle.manifest, s.client_id_salt, ENDPOINT) | input_fields(b""), e, start)
+            mark_logged(request)
         raise
     decoded = await run_in_threadpool(_decode_all, ctx, parts)
     good = [i for i, d in enumerate(decoded) if not isinstance(d, ApiError)]

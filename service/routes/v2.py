@@ -32,6 +32,7 @@ from service.oip.schemas import (
     TensorMetadata,
 )
 from service.records import base_record
+from service.rejections import mark_logged
 from service.respond import build_prediction
 from service.upload import read_limited
 
@@ -188,6 +189,7 @@ async def infer(
         content, header_length = outputs.response(req, picks, preds, manifest)
     except ApiError as e:
         log_error(ctx, record, body, e, start)
+        mark_logged(request)
         raise
     if header_length is None:
         return JSONResponse(content)

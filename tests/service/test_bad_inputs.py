@@ -6,14 +6,19 @@ One app for the module (its lifespan costs seconds); rows are found by request i
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from service.app import create_app
+from service.db.audit import verify
+from service.db.engine import make_engine
+from service.db.tables import RequestRecord
 from service.errors import ApiError
 from service.oip.binary import split_body
 from service.settings import Settings
@@ -147,3 +152,54 @@ def test_binary_header_length_must_be_ascii_digits_within_the_body(value: str) -
         split_body(b'{"inputs": []}', value)
     assert (e.value.status, e.value.code) == (400, "invalid_binary_header")
     assert split_body(b'{"a": 1}xyz', "8") == (b'{"a": 1}', b"xyz")
+
+
+def test_a_bug_after_the_row_is_logged_does_not_log_it_twice(app_url: tuple[TestClient, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prediction's row is submitted, then serialising the answer fails: the 500 must not
+    add a second row with the same id (the batch insert failed, the spool replay dropped the
+    row, and the hash chain showed a gap)."""
+    client, url = app_url
+
+    def boom(*_: Any, **__: Any) -> None:
+        raise RuntimeError("forced")
+
+    monkeypatch.setattr("service.routes.predict.json_response", boom)
+    r = client.post(RAW, content=h.encode(h.digit(), "PNG"), headers=IMG)
+    assert r.status_code == 500
+    rid = r.json()["error"]["request_id"]
+    assert logged(url, rid).http_status == 200  # the prediction was made and logged before the failure
+    monkeypatch.undo()
+    later = [client.post(RAW, content=h.encode(h.digit(), "PNG"), headers=IMG) for _ in range(3)]
+    logged(url, later[-1].json()["request_id"])  # rows after it are in: a dropped one would leave a gap in the chain
+    time.sleep(0.5)  # and a failed batch has had time to go through the spool
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            count = conn.execute(select(func.count()).select_from(RequestRecord).where(RequestRecord.request_id == rid)).scalar_one()
+        assert count == 1
+        assert verify(engine).ok
+    finally:
+        engine.dispose()
+
+
+def test_a_client_that_hangs_up_mid_upload_is_logged_as_such_not_as_a_server_error(app_url: tuple[TestClient, str]) -> None:
+    client, url = app_url
+    messages = [{"type": "http.request", "body": b"--xx\r\nContent-Disposition: form-data", "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": RAW, "raw_path": RAW.encode(), "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5555),
+        "server": ("testserver", 80), "headers": [(b"content-type", b"multipart/form-data; boundary=xx"), (b"content-length", b"50000")],
+    }  # fmt: skip
+    assert client.portal is not None
+    client.portal.call(client.app, scope, receive, send)  # the app's own event loop, as the server would
+    rid = next(v.decode() for m in sent if m["type"] == "http.response.start" for k, v in m["headers"] if k == b"x-request-id")
+    row = logged(url, rid)
+    assert (row.http_status, row.error_code) == (499, "client_disconnected")

@@ -92,3 +92,15 @@ def test_db_upgrade_does_not_print_the_password(pg_url: str, capsys: pytest.Capt
     assert vigil(["db", "upgrade", "--url", with_password]) == 0
     out = capsys.readouterr().out
     assert "upgraded to head" in out and "hunter2" not in out and "***" in out
+
+
+@pytest.mark.postgres
+def test_a_missing_postgres_database_is_not_called_unmigrated(capsys: pytest.CaptureFixture[str]) -> None:
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import POSTGRES_ADMIN_URL
+
+    url = make_url(POSTGRES_ADMIN_URL).set(database="vigil_no_such_database").render_as_string(hide_password=False)
+    assert vigil(["audit", "verify", "--url", url]) == 2
+    err = capsys.readouterr().err
+    assert 'database "vigil_no_such_database" does not exist' in err and "not migrated" not in err, err

@@ -472,3 +472,16 @@ def test_evaluate_refuses_an_unwritable_output_before_evaluating(
     blocker.write_text("")
     err = refused(capsys, ["evaluate", str(tiny_bundle), "--data-dir", str(data_dir), "--limit", "20", "--markdown", str(blocker / "t.md")])
     assert "is not a writable directory" in err
+    err = refused(capsys, ["evaluate", str(tiny_bundle), "--data-dir", str(data_dir), "--limit", "20", "--out", str(tmp_path)])
+    assert "is a directory" in err
+
+
+def test_a_bug_inside_a_command_keeps_its_traceback(tiny_bundle: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a user's mistakes are shortened to one line: a ValueError from a computation is a bug."""
+
+    def broken_ece(*a: object, **k: object) -> float:
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr("training.metrics.ece", broken_ece)
+    with pytest.raises(ValueError, match="broadcast"):
+        vigil(["evaluate", str(tiny_bundle), "--data-dir", str(data_dir), "--limit", "20"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 from models.deterministic import Deterministic
+from models.usage import UsageError
 from training.data import Splits
 from training.finalize import BundleSpec
 from training.loop import TrainConfig
@@ -24,7 +25,7 @@ from training.options import MethodOptions
 def train_confidnet_method(splits: Splits, cfg: TrainConfig, opts: MethodOptions) -> tuple[Deterministic, BundleSpec]:
     if opts.failure_scorer not in ("confidnet", "auto"):
         # Before any training: another failure score would make this plain `deterministic`.
-        raise ValueError(f"--method confidnet trains a ConfidNet head: --failure-scorer must be confidnet or auto, not {opts.failure_scorer}")
+        raise UsageError(f"--method confidnet trains a ConfidNet head: --failure-scorer must be confidnet or auto, not {opts.failure_scorer}")
     start = time.perf_counter()
     net, base = base_or_train(splits, cfg, opts, "confidnet")
     model = Deterministic(net)
