@@ -37,7 +37,14 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format)  # JSON lines by default (issue 7)
     # No access log by default: a line per request costs throughput, and the request log has every request.
     uvicorn.run(
-        create_app(settings, bundle), host=args.host or settings.host, port=args.port or settings.port, log_config=None, access_log=settings.access_log
+        create_app(settings, bundle),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_config=None,
+        access_log=settings.access_log,
+        # A stalled upload must not hold the process past the orchestrator's SIGKILL, which
+        # would skip the request log's final drain.
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
     return 0
 

@@ -54,4 +54,9 @@ def log_rejection(request: Request, status: int, code: str, message: str) -> Non
         ctx.writer.submit(record)
     except QueueFull:  # say so loudly; the client still gets its 4xx
         log.error("request log saturated: rejected request %s (%s) not logged", record["request_id"], code)
+    else:
+        if ctx.metrics is not None:  # vigil_predictions_total counts every logged input
+            # The route's template as the label, never the raw path: one series per unknown
+            # path a client invents would grow without bound.
+            ctx.metrics.observe_record({**record, "endpoint": getattr(route, "path", None) or "unmatched"})
     mark_logged(request)

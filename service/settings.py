@@ -21,12 +21,22 @@ DEFAULT_MODEL_DIR = Path(models.__file__).resolve().parent / "bundles" / "defaul
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="ignore")
 
+    #: "production" refuses to start with the development defaults of the client-id salt and
+    #: the API-key pepper (set both); docker-compose.yml sets it.
     environment: Literal["development", "production"] = "development"
+    #: Where `vigil serve` listens (the image: 0.0.0.0:8000). On Kubernetes a Service named
+    #: `vigil` injects VIGIL_PORT=tcp://...: set VIGIL_PORT explicitly or enableServiceLinks: false.
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    #: The bundle to serve (default: the shipped one).
     model_dir: Path = DEFAULT_MODEL_DIR
+    #: SQLAlchemy URL of the request log: sqlite:///path or postgresql+psycopg://user:pw@host/db.
     database_url: str = "sqlite:///./vigil.db"
+    #: Apply Alembic migrations at start (`vigil serve --migrate`); off, an unmigrated database stops it.
     migrate_on_start: bool = False
+    #: Seconds `vigil serve` waits on SIGTERM for in-flight requests before closing them; the
+    #: request log then drains. Keep it under the orchestrator's grace period.
+    shutdown_timeout_s: float = Field(20.0, gt=0)
 
     #: Upload limits: bytes are refused while streaming; pixels before decoding.
     max_upload_bytes: int = Field(5 * 1024 * 1024, ge=1024)

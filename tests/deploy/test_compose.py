@@ -39,7 +39,23 @@ def test_compose_topology(compose: dict[str, dict[str, dict[str, object]]]) -> N
 def test_proxy_balances_over_the_api_service() -> None:
     conf = (REPO / "deploy" / "nginx.conf").read_text()
     assert re.search(r"upstream vigil_api \{[^}]*server api:8000 resolve", conf)
-    assert "proxy_pass http://vigil_api;" in conf and "X-Forwarded-For" in conf
+    assert "proxy_pass http://vigil_api;" in conf
+    # The replicas trust this header (FORWARDED_ALLOW_IPS): nginx must set it, not append to the
+    # client's own, or a client picks its client id and steps around the rate limit.
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf and "$proxy_add_x_forwarded_for" not in conf
+
+
+def test_every_vigil_variable_in_compose_is_a_setting_and_access_control_reaches_the_api(
+    compose: dict[str, dict[str, dict[str, object]]],
+) -> None:
+    from service.settings import Settings
+
+    env = compose["services"]["api"]["environment"]
+    names = {k for k in env if k.startswith("VIGIL_")}  # type: ignore[union-attr]
+    assert {k.removeprefix("VIGIL_").lower() for k in names} <= set(Settings.model_fields), names
+    assert {"VIGIL_REQUIRE_API_KEY", "VIGIL_API_KEYS", "VIGIL_RATE_LIMIT_PER_S", "VIGIL_RATE_LIMIT_BURST"} <= names
+    grace = str(compose["services"]["api"]["stop_grace_period"])
+    assert grace.endswith("s") and float(grace[:-1]) > Settings().shutdown_timeout_s
 
 
 def test_dockerfile_cpu_torch_non_root_healthcheck() -> None:
@@ -48,6 +64,7 @@ def test_dockerfile_cpu_torch_non_root_healthcheck() -> None:
     users = re.findall(r"^USER (\S+)", text, re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
     assert re.search(r"^HEALTHCHECK .*\n?.*readyz", text, re.MULTILINE)
+    assert "VIGIL_PORT" in text.split("HEALTHCHECK", 1)[1].split("\n\n", 1)[0]  # probes the port it serves on
     assert 'CMD ["vigil", "serve"]' in text
     for path in re.findall(r"^COPY (\S+) ", text, re.MULTILINE):
         assert (REPO / path).exists(), path

@@ -201,3 +201,25 @@ def test_json_formatter_keeps_exceptions_and_extras() -> None:
         "vigil.x",
     )
     assert "ValueError: boom" in out["exception"]
+
+
+def test_refusals_before_the_route_are_counted_without_a_label_per_path(tmp_path: Path) -> None:
+    """Every logged input counts in vigil_predictions_total, those refused before a route ran
+    too (they were missing), under a bounded label: never the path a client made up."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True, log_flush_ms=5)
+    png = {"content-type": "image/png"}
+    with TestClient(create_app(settings)) as client:
+        for path in ("/v1/predict/xyz", "/v1/predict/abc"):
+            assert client.post(path, content=b"x", headers=png).status_code == 404
+        assert client.post("/v1/predict", content=(GALLERY / "clear-7.png").read_bytes(), headers=png).status_code == 200
+        s = samples(client.get("/metrics").text)
+        written = value(s, "vigil_log_records_written_total")
+        for _ in range(100):  # the writer flushes every few ms
+            if written >= 3:
+                break
+            s = samples(client.get("/metrics").text)
+            written = value(s, "vigil_log_records_written_total")
+    counted = {labels: v for (n, labels), v in s.items() if n == "vigil_predictions_total"}
+    assert value(s, "vigil_predictions_total", endpoint="unmatched", status="404", decision="none") == 2
+    assert not any(dict(labels)["endpoint"] in ("/v1/predict/xyz", "/v1/predict/abc") for labels in counted)
+    assert sum(counted.values()) == written == 3

@@ -108,3 +108,12 @@ def test_a_manifest_that_breaks_its_schema_is_one_line(
     assert serve(f"sqlite:///{tmp_path / 'log.db'}", broken, monkeypatch, "--migrate") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "temperature" in err and "bogus" in err and "pydantic.dev" not in err, err
+
+
+def test_serve_bounds_the_graceful_shutdown(tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stalled upload must not hold the process past the orchestrator's SIGKILL."""
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: calls.append(kw))
+    monkeypatch.setenv("VIGIL_SHUTDOWN_TIMEOUT_S", "7")
+    assert serve(f"sqlite:///{tmp_path / 'log.db'}", tiny_bundle, monkeypatch, "--migrate") == 0
+    assert calls[0]["timeout_graceful_shutdown"] == 7.0
