@@ -12,6 +12,7 @@ shows the traceback for the shortened ones too.
 from __future__ import annotations
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
 from models.bundle import BundleError, validation_summary
@@ -36,6 +37,8 @@ def user_error(e: BaseException) -> str | None:
     """One line describing a user-caused failure, or None for a bug (keep the traceback)."""
     if isinstance(e, ValidationError):
         return f"invalid {e.title}: {validation_summary(e)}"
+    if isinstance(e, SettingsError):  # e.g. a list setting that is not JSON: VIGIL_API_KEYS=key
+        return f"{_first_line(e)}: list settings take JSON, e.g. '[\"key\"]'"
     if isinstance(e, ArgumentError):  # NoSuchModuleError too: an unknown dialect
         return f"bad database URL: {_first_line(e)}"
     if isinstance(e, OperationalError | ProgrammingError):

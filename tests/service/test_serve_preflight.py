@@ -71,8 +71,9 @@ def test_an_unreachable_database_is_refused_without_showing_its_password(
         ({"VIGIL_DATABASE_URL": "notaurl"}, [], "bad database URL"),
         ({"VIGIL_DATABASE_URL": "mysql://u:secret@127.0.0.1/x"}, [], "bad database URL"),
         ({"VIGIL_MAX_UPLOAD_BYTES": "abc"}, [], "max_upload_bytes"),
+        ({"VIGIL_API_KEYS": "plainkey"}, [], "list settings take JSON"),
     ],
-    ids=["not-a-url", "driver-missing", "bad-setting"],
+    ids=["not-a-url", "driver-missing", "bad-setting", "list-not-json"],
 )
 def test_bad_settings_are_one_line_not_a_traceback(
     env: dict[str, str], argv: list[str], words: str, tiny_bundle: Path, tmp_path: Path,
