@@ -11,6 +11,8 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.rejections import PREDICT_PATH
+
 
 class BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
@@ -46,6 +48,10 @@ def _is_json(ctype: bytes) -> bool:
 
 
 class BodyLimitMiddleware:
+    """JSON bodies, and every body outside the upload paths, get the tight JSON limit; only the
+    prediction paths (images, tensors) get the loose one. A feedback post reads its body before
+    its key is checked, so a 30 MB non-JSON body there cost memory before the 401."""
+
     def __init__(self, app: ASGIApp, json_limit: int, other_limit: int) -> None:
         self.app = app
         self.json_limit = json_limit
@@ -56,7 +62,8 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        limit = self.json_limit if _is_json(headers.get(b"content-type", b"")) else self.other_limit
+        upload = PREDICT_PATH.match(scope["path"]) is not None
+        limit = self.other_limit if upload and not _is_json(headers.get(b"content-type", b"")) else self.json_limit
         declared = headers.get(b"content-length", b"")
         too_long = declared.isdigit() and int(declared) > limit
         received = 0

@@ -52,6 +52,7 @@ FEEDBACK = {
     "note": "checked by hand",
     "created_at": "2026-11-28T10:49:50.325076Z",
     "replaced_at": None,
+    "labelled_by": "key:9d670250a2b0",
 }
 ROW: dict[str, Any] = {
     "id": 1,

@@ -28,6 +28,12 @@ class FeedbackPublic(BaseModel):
     note: str | None
     created_at: UtcDatetime
     replaced_at: UtcDatetime | None = Field(description="Null for the current label; set when a newer one replaced it.")
+    #: Any client may label any request whose id it holds (an annotator labels others' traffic);
+    #: the history says who did, so a label from an unexpected client can be spotted.
+    labelled_by: str | None = Field(
+        validation_alias="client_id",
+        description="Who posted this label: `key:<key id>` or `ip:<salted hash>`, like the request log's client_id.",
+    )
 
 
 class FeedbackReceipt(BaseModel):

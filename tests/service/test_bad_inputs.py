@@ -115,6 +115,10 @@ def test_feedback_json_errors_are_named(app_url: tuple[TestClient, str]) -> None
     for body, status, code in cases:
         r = client.post(url, content=body, headers=ctype)
         assert (r.status_code, r.json()["error"]["code"]) == (status, code), body[:40]
+    # Not JSON, but not an upload path either: the JSON cap, not the upload one (the body is
+    # read before the key check, so a big one cost memory before its 401).
+    r = client.post(url, content=b"x" * (LIMIT + 1), headers={"content-type": "text/plain"})
+    assert (r.status_code, r.json()["error"]["code"]) == (413, "payload_too_large")
 
 
 def test_wrong_method_and_unknown_model_card_are_4xx_not_logged(app_url: tuple[TestClient, str]) -> None:

@@ -223,3 +223,17 @@ def test_refusals_before_the_route_are_counted_without_a_label_per_path(tmp_path
     assert value(s, "vigil_predictions_total", endpoint="unmatched", status="404", decision="none") == 2
     assert not any(dict(labels)["endpoint"] in ("/v1/predict/xyz", "/v1/predict/abc") for labels in counted)
     assert sum(counted.values()) == written == 3
+
+
+def test_text_logs_escape_line_breaks_in_messages_but_keep_tracebacks() -> None:
+    """A path a client sent must not start a forged line in the text log."""
+    from service.logs import TextFormatter
+
+    fmt = TextFormatter("%(levelname)s %(name)s: %(message)s")
+    forged = logging.LogRecord("vigil.access", logging.INFO, __file__, 1, "GET %s", ("/x\n2026-11-30 INFO vigil.auth: admin",), None)
+    assert fmt.format(forged) == "INFO vigil.access: GET /x\\n2026-11-30 INFO vigil.auth: admin"
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        failed = logging.LogRecord("vigil", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    assert fmt.format(failed).count("\n") >= 2  # the traceback keeps its lines

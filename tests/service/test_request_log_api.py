@@ -55,6 +55,7 @@ def test_feedback_listing_and_summary(tiny_bundle: Path, db_url: str, data_dir: 
         detail = wait_logged(client, ids[0])
         assert [f["label"] for f in detail["feedback_history"]] == [3, int(test.y[0])]
         assert detail["feedback_history"][0]["replaced_at"] is not None and detail["feedback"]["label"] == int(test.y[0])
+        assert detail["feedback_history"][0]["labelled_by"].startswith("ip:")  # who labelled it, never a raw address
         assert detail["has_input"] and detail["row_hash"] and detail["seq"] >= 1
         assert detail["received_at"].endswith(("Z", "+00:00"))
         wait_logged(client, bad.json()["error"]["request_id"])
