@@ -6,6 +6,7 @@ log shipper can index them without parsing messages.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
@@ -46,6 +47,10 @@ class TextFormatter(logging.Formatter):
     """Plain text for a terminal, with line breaks in a message escaped: a path a client sent
     (`/x%0a2026-... INFO vigil.auth: ...`) must not start a forged line. Tracebacks, appended
     after the message, keep their lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        # A copy: other handlers (and pytest's caplog) keep the message as it was.
+        return super().format(copy.copy(record))
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = record.message.replace("\r", "\\r").replace("\n", "\\n")

@@ -10,10 +10,12 @@ and error_code.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 
 from starlette.requests import Request
+from starlette.routing import compile_path
 
 from service.db.writer import QueueFull
 from service.records import base_record
@@ -35,6 +37,26 @@ def mark_logged(request: Request) -> None:
     request.state.logged = True
 
 
+def route_template(request: Request) -> str | None:
+    """The path template of the route this request is for, or None for an unknown path.
+
+    Refusals made before routing (load shedding) have no `scope["route"]` yet: the app's
+    routes are matched here, so they are credited to `/v1/predict`, not to "unmatched".
+    """
+    route = request.scope.get("route")
+    if route is not None:
+        return str(route.path)
+    # The OpenAPI paths are the public list of route templates (the router's own matching is
+    # FastAPI-internal); the schema is built once per app and cached.
+    path = request.url.path
+    return next((t for t in request.app.openapi()["paths"] if _pattern(t).match(path)), None)
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(template: str) -> re.Pattern[str]:
+    return compile_path(template)[0]
+
+
 def log_rejection(request: Request, status: int, code: str, message: str) -> None:
     """Write a rejected-request row for a prediction request not already logged."""
     if status < 400 or code in _UNLOGGABLE or not is_predict_request(request):
@@ -44,8 +66,8 @@ def log_rejection(request: Request, status: int, code: str, message: str) -> Non
     ctx = getattr(request.app.state, "ctx", None)
     if ctx is None:  # the lifespan has not built the service (yet)
         return
-    route = request.scope.get("route")
-    endpoint = getattr(route, "path", None) or request.url.path
+    template = route_template(request)
+    endpoint = template or request.url.path
     record = base_record(request, ctx.bundle.manifest, ctx.settings.client_id_salt, endpoint[:64])
     if status == 404:  # the request named something that is not served: do not credit the served model
         record.update(model_name=None, model_version=None)
@@ -58,5 +80,5 @@ def log_rejection(request: Request, status: int, code: str, message: str) -> Non
         if ctx.metrics is not None:  # vigil_predictions_total counts every logged input
             # The route's template as the label, never the raw path: one series per unknown
             # path a client invents would grow without bound.
-            ctx.metrics.observe_record({**record, "endpoint": getattr(route, "path", None) or "unmatched"})
+            ctx.metrics.observe_record({**record, "endpoint": template or "unmatched"})
     mark_logged(request)

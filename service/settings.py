@@ -110,8 +110,9 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(20, ge=1)
     #: Buckets kept at most (least recently used dropped), so spoofed clients cannot grow memory.
     rate_limit_max_clients: int = Field(10_000, ge=1)
-    #: JSON bodies over this are refused (413) while streaming; other bodies over
-    #: max_upload_bytes + 64 KiB (multipart overhead) likewise.
+    #: JSON bodies, and every body outside the prediction paths, over this are refused (413)
+    #: while streaming; image and tensor uploads to the prediction paths over the larger of
+    #: max_upload_bytes and max_batch_upload_bytes, plus 64 KiB of multipart overhead, likewise.
     max_json_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     #: Predict requests in flight at once; beyond it the answer is 503 + Retry-After
     #: instead of an unbounded pile of waiting requests (memory stays bounded).

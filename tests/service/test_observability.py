@@ -232,8 +232,26 @@ def test_text_logs_escape_line_breaks_in_messages_but_keep_tracebacks() -> None:
     fmt = TextFormatter("%(levelname)s %(name)s: %(message)s")
     forged = logging.LogRecord("vigil.access", logging.INFO, __file__, 1, "GET %s", ("/x\n2026-11-30 INFO vigil.auth: admin",), None)
     assert fmt.format(forged) == "INFO vigil.access: GET /x\\n2026-11-30 INFO vigil.auth: admin"
+    assert "\\n" not in getattr(forged, "message", "")  # other handlers see the record unchanged
     try:
         raise RuntimeError("boom")
     except RuntimeError:
         failed = logging.LogRecord("vigil", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
     assert fmt.format(failed).count("\n") >= 2  # the traceback keeps its lines
+
+
+@pytest.mark.parametrize(
+    ("path", "template"),
+    [("/v1/predict", "/v1/predict"), ("/v1/predict/batch", "/v1/predict/batch"),
+     ("/v2/models/mnist-default/infer", "/v2/models/{name}/infer"), ("/v1/predict/xyz", None)],
+)  # fmt: skip
+def test_refusals_before_routing_are_credited_to_their_route(path: str, template: str | None) -> None:
+    """Load shedding refuses before the router runs: its refusals must count under the route
+    they were for (an alert on /v1/predict 503s would otherwise never see them)."""
+    from starlette.requests import Request
+
+    from service.rejections import route_template
+
+    app = create_app(Settings())
+    scope = {"type": "http", "method": "POST", "path": path, "root_path": "", "query_string": b"", "headers": [], "app": app}
+    assert route_template(Request(scope)) == template
