@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import FastAPI, Request
@@ -62,6 +63,12 @@ class UnexpectedErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            # The server's shutdown timeout cancelled a request still in progress (a stalled
+            # upload): it gets its row before the request log drains, then the cancel goes on.
+            if not started:
+                log_rejection(Request(scope), 503, "shutting_down", "the server shut down before the request was answered")
+            raise
         except ClientDisconnect:
             # The client went away mid-upload: not the service's error. Its request is
             # logged (499, as nginx names it); the answer goes nowhere.

@@ -5,6 +5,7 @@ One app for the module (its lifespan costs seconds); rows are found by request i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -207,3 +208,36 @@ def test_a_client_that_hangs_up_mid_upload_is_logged_as_such_not_as_a_server_err
     rid = next(v.decode() for m in sent if m["type"] == "http.response.start" for k, v in m["headers"] if k == b"x-request-id")
     row = logged(url, rid)
     assert (row.http_status, row.error_code) == (499, "client_disconnected")
+
+
+def test_a_request_cancelled_by_the_shutdown_timeout_keeps_its_row(app_url: tuple[TestClient, str]) -> None:
+    """uvicorn cancels requests still running when VIGIL_SHUTDOWN_TIMEOUT_S is up (a stalled
+    upload): each is logged before the request log drains, not lost."""
+    client, url = app_url
+
+    async def receive() -> dict[str, Any]:
+        raise asyncio.CancelledError  # where a stalled upload waits when the server cancels it
+
+    async def send(message: dict[str, Any]) -> None:
+        raise AssertionError(f"nothing may be answered: {message}")
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": RAW, "raw_path": RAW.encode(), "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5556),
+        "server": ("testserver", 80), "headers": [(b"content-type", b"image/png"), (b"content-length", b"50000")],
+    }  # fmt: skip
+    assert client.portal is not None
+    with pytest.raises(BaseException) as raised:  # the cancellation goes on after the row is written
+        client.portal.call(client.app, scope, receive, send)
+    assert "Cancelled" in type(raised.value).__name__
+    engine = make_engine(url)
+    try:
+        for _ in range(100):
+            with engine.connect() as conn:
+                rows = conn.execute(select(RequestRecord.http_status).where(RequestRecord.error_code == "shutting_down")).all()
+            if rows:
+                break
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in rows] == [(503,)]
