@@ -9,11 +9,10 @@ its own slot by the route (the parser's `max_part_size` bounds text fields only)
 from __future__ import annotations
 
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from service.errors import ApiError
-from service.upload import once, read_limited, require_closed
+from service.upload import parse_form, read_limited
 
 FIELD = "images"
 
@@ -26,14 +25,8 @@ async def batch_images(request: Request, body_limit: int, part_limit: int, max_i
     body = await read_limited(request, body_limit)
     if not body:
         raise ApiError(400, "empty_body", "the request carries no images")
-    require_closed(request, body)
-    parser = MultiPartParser(request.headers, once(body), max_files=max_images, max_fields=10, max_part_size=part_limit)
-    try:
-        form = await parser.parse()
-    except MultiPartException as e:
-        if e.message.startswith("Too many files"):
-            raise ApiError(413, "too_many_images", f"a batch may carry at most {max_images} images") from e
-        raise ApiError(400, "malformed_multipart", f"the multipart body could not be parsed: {e.message}") from e
+    too_many = ApiError(413, "too_many_images", f"a batch may carry at most {max_images} images")
+    form = await parse_form(request, body, max_images, part_limit, too_many)
     try:
         parts = form.getlist(FIELD)
         if not parts:

@@ -12,6 +12,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from models.usage import int_in
 from service import keys_cli
 
 
@@ -61,21 +62,13 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def port(text: str) -> int:
-    """A TCP port: uvicorn would take 99999 and listen on 99999 mod 65536 without a word."""
-    value = int(text)
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a port (1-65535)")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vigil", description="Uncertainty-aware image classification service")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the HTTP service")
     p.add_argument("--model", default=None, help="bundle folder (default: the shipped bundle, or VIGIL_MODEL_DIR)")
     p.add_argument("--host", default=None)
-    p.add_argument("--port", type=port, default=None)
+    p.add_argument("--port", type=int_in(1, 65535, "port"), default=None)
     p.add_argument("--migrate", action="store_true", help="apply database migrations at start")
     p.set_defaults(func=_serve)
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)

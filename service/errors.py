@@ -38,6 +38,11 @@ def _rid(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
+def internal_error(request: Request) -> JSONResponse:
+    """The answer to a bug: no detail, but the request id to quote."""
+    return JSONResponse(error_body("internal_error", "internal error; quote the request id", _rid(request)), 500)
+
+
 class UnexpectedErrorMiddleware:
     """An exception no handler took becomes the 500 error shape *inside* the middleware stack.
 
@@ -88,7 +93,7 @@ class UnexpectedErrorMiddleware:
                 log_rejection(request, 500, "internal_error", "unhandled error (see the service log)")
             except Exception:  # the client still gets its answer
                 log.exception("could not log the failed request")
-            await JSONResponse(error_body("internal_error", "internal error; quote the request id", _rid(request)), 500)(scope, receive, send)
+            await internal_error(request)(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -125,4 +130,4 @@ def install_error_handlers(app: FastAPI) -> None:
         # Only for errors in the middleware layers outside UnexpectedErrorMiddleware.
         # Loud, never silent: the traceback goes to the log, the client gets the request id.
         log.exception("unhandled error", extra={"request_id": _rid(request)})
-        return JSONResponse(error_body("internal_error", "internal error; quote the request id", _rid(request)), 500)
+        return internal_error(request)

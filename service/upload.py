@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 from python_multipart.multipart import parse_options_header
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
@@ -31,12 +31,11 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def once(data: bytes) -> AsyncGenerator[bytes, None]:
-    """A body already read whole, as the stream `MultiPartParser` takes."""
+async def _once(data: bytes) -> AsyncGenerator[bytes, None]:
     yield data
 
 
-def require_closed(request: Request, body: bytes) -> None:
+def _require_closed(request: Request, body: bytes) -> None:
     """400 unless the multipart body ends with its close delimiter (RFC 2046, Sec. 5.1.1).
 
     Starlette's parser accepts a body cut off mid-part and returns the parts it completed,
@@ -48,6 +47,19 @@ def require_closed(request: Request, body: bytes) -> None:
     boundary = params.get(b"boundary")
     if boundary and not (body.startswith(b"--" + boundary + b"--") or b"\r\n--" + boundary + b"--" in body):
         raise ApiError(400, "malformed_multipart", "the multipart body ends before its closing boundary (truncated upload?)")
+
+
+async def parse_form(request: Request, body: bytes, max_files: int, part_limit: int, too_many: ApiError | None = None) -> FormData:
+    """A multipart body read whole, parsed; 400 `malformed_multipart` when it is not one, or
+    `too_many` (if given) when it carries more than `max_files` files. The caller closes it."""
+    _require_closed(request, body)
+    parser = MultiPartParser(request.headers, _once(body), max_files=max_files, max_fields=10, max_part_size=part_limit)
+    try:
+        return await parser.parse()
+    except MultiPartException as e:
+        if too_many is not None and e.message.startswith("Too many files"):
+            raise too_many from e
+        raise ApiError(400, "malformed_multipart", f"the multipart body could not be parsed: {e.message}") from e
 
 
 async def image_bytes(request: Request, limit: int) -> bytes:
@@ -62,11 +74,7 @@ async def image_bytes(request: Request, limit: int) -> bytes:
         return body
     if not body:
         raise ApiError(400, "empty_body", "the request carries no image bytes")
-    require_closed(request, body)
-    try:
-        form = await MultiPartParser(request.headers, once(body), max_files=1, max_fields=10, max_part_size=limit).parse()
-    except MultiPartException as e:
-        raise ApiError(400, "malformed_multipart", f"the multipart body could not be parsed: {e.message}") from e
+    form = await parse_form(request, body, max_files=1, part_limit=limit)
     try:
         upload = form.get("image")
         if not isinstance(upload, UploadFile):

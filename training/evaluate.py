@@ -30,7 +30,7 @@ from models.scorers.msp import MaxSoftmax
 from training import metrics, paired
 from training.data import Split, load_mnist
 from training.loop import features_and_logits, normalise
-from training.options import check_writable, positive_int
+from training.options import check_output_files, positive_int
 
 
 @dataclass(frozen=True)
@@ -225,9 +225,7 @@ def check_seeds(paths: list[Path], seeds: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for out in (args.out, args.markdown):
-        if out:
-            check_writable(Path(out), "file")  # before the evaluation, not after it
+    check_output_files(args.out, args.markdown)
     test = load_mnist(Path(args.data_dir), train=False, download=args.download).head(args.limit)
     by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
     per_image: dict[str, list[PerImage]] = defaultdict(list)

@@ -31,7 +31,7 @@ from training.metrics import auroc_gain, ood_detection
 from training.ood_report import markdown
 from training.ood_select import batch_scores
 from training.ood_sets import fashion_mnist, generated_sets, load_folder
-from training.options import check_writable, positive_int
+from training.options import check_output_files, positive_int
 from training.scorer_fit import SAMPLED_CANDIDATES, fit_named
 
 SCORERS = ("msp", "odin", "energy", "mahalanobis", "mahalanobis_layers")
@@ -131,9 +131,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    for out in (args.out, args.markdown):
-        if out:
-            check_writable(Path(out), "file")  # before the evaluation, not after it
+    check_output_files(args.out, args.markdown)
     res = evaluate(args)
     table = markdown(res)
     print(table)

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from models.scorers.registry import SCORERS
-from models.usage import UsageError
+from models.usage import UsageError, int_in
 from training.confidnet_fit import PASSES
 from training.loop import TrainConfig
 
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (a negative `--train-size` sliced from the end and
-    trained on 49,995 images; `--epochs 0` failed deep in the scheduler)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
+#: argparse types of `vigil train`, `evaluate`, `evaluate-ood` and `refit`.
+positive_int = int_in(1, None, "positive integer")
+nonnegative_int = int_in(0, None, "non-negative integer")
 
 
 def check_scorer_names(failure_scorer: str | None, ood_scorer: str | None) -> None:
@@ -52,6 +38,13 @@ def check_writable(path: Path, kind: str) -> None:
         raise UsageError(f"cannot write {path}: {parent} is not a writable directory")
 
 
+def check_output_files(*paths: str | None) -> None:
+    """Refuse, before an evaluation, a given output file (`--out`, `--markdown`) that cannot be written."""
+    for path in paths:
+        if path:
+            check_writable(Path(path), "file")
+
+
 def check_fitting_options(target_risk: float, ood_pass_rate: float, alpha: float) -> None:
     """Refuse out-of-range threshold options up front: the bundle's schema would refuse them
     only when it is written, after all the training (`vigil train`) or fitting (`vigil refit`)."""
@@ -72,8 +65,7 @@ def check_confidnet_options(method: str, failure_scorer: str | None, passes: str
     """
     if passes is not None and passes not in PASSES:
         raise UsageError(f"unknown ConfidNet passes {passes!r}; known: {sorted(PASSES)}")
-    if finetune_epochs < 0:
-        raise UsageError(f"ConfidNet fine-tuning epochs must be >= 0, got {finetune_epochs}")
+    # A negative epoch count is refused by argparse (`nonnegative_int`) and by MethodOptions.
     asked = [flag for flag, on in (("--confidnet-passes", passes is not None), ("--confidnet-finetune-epochs", finetune_epochs > 0)) if on]
     if asked and failure_scorer not in ("confidnet", "auto"):
         verb = "shapes" if len(asked) == 1 else "shape"

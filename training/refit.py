@@ -27,6 +27,7 @@ from training.options import (
     check_fitting_options,
     check_scorer_names,
     check_writable,
+    nonnegative_int,
 )
 from training.scorer_fit import fit_ood_scorer
 
@@ -120,7 +121,7 @@ def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
     )
     p.add_argument(
         "--confidnet-finetune-epochs",
-        type=int,
+        type=nonnegative_int,
         default=0,
         help="with --failure-scorer confidnet or auto, on a single network: fine-tune a copy of the encoder with the new head for N epochs",
     )

@@ -187,6 +187,16 @@ def test_a_bug_after_the_row_is_logged_does_not_log_it_twice(app_url: tuple[Test
         engine.dispose()
 
 
+def predict_scope(content_type: bytes) -> dict[str, Any]:
+    """The ASGI scope of a POST /v1/predict declaring a 50 kB body, for calling the app directly
+    (a test client cannot hang up or be cancelled mid-upload)."""
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": RAW, "raw_path": RAW.encode(), "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5555),
+        "server": ("testserver", 80), "headers": [(b"content-type", content_type), (b"content-length", b"50000")],
+    }  # fmt: skip
+
+
 def test_a_client_that_hangs_up_mid_upload_is_logged_as_such_not_as_a_server_error(app_url: tuple[TestClient, str]) -> None:
     client, url = app_url
     messages = [{"type": "http.request", "body": b"--xx\r\nContent-Disposition: form-data", "more_body": True}, {"type": "http.disconnect"}]
@@ -198,11 +208,7 @@ def test_a_client_that_hangs_up_mid_upload_is_logged_as_such_not_as_a_server_err
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": RAW, "raw_path": RAW.encode(), "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5555),
-        "server": ("testserver", 80), "headers": [(b"content-type", b"multipart/form-data; boundary=xx"), (b"content-length", b"50000")],
-    }  # fmt: skip
+    scope = predict_scope(b"multipart/form-data; boundary=xx")
     assert client.portal is not None
     client.portal.call(client.app, scope, receive, send)  # the app's own event loop, as the server would
     rid = next(v.decode() for m in sent if m["type"] == "http.response.start" for k, v in m["headers"] if k == b"x-request-id")
@@ -221,11 +227,7 @@ def test_a_request_cancelled_by_the_shutdown_timeout_keeps_its_row(app_url: tupl
     async def send(message: dict[str, Any]) -> None:
         raise AssertionError(f"nothing may be answered: {message}")
 
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": RAW, "raw_path": RAW.encode(), "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5556),
-        "server": ("testserver", 80), "headers": [(b"content-type", b"image/png"), (b"content-length", b"50000")],
-    }  # fmt: skip
+    scope = predict_scope(b"image/png")
     assert client.portal is not None
     with pytest.raises(BaseException) as raised:  # the cancellation goes on after the row is written
         client.portal.call(client.app, scope, receive, send)

@@ -346,7 +346,7 @@ def test_train_auto_trains_a_head_and_serves_the_winner(data_dir: Path, tmp_path
         (["--confidnet-finetune-epochs", "1"], "--confidnet-finetune-epochs shapes a ConfidNet head: --failure-scorer must be"),
         (["--confidnet-passes", "distort"], "--confidnet-passes shapes a ConfidNet head: --failure-scorer must be confidnet or auto, not msp"),
         (["--method", "ensemble", "--failure-scorer", "confidnet", "--confidnet-finetune-epochs", "1"], "needs a single network"),
-        (["--failure-scorer", "confidnet", "--confidnet-finetune-epochs", "-1"], "-1 is negative"),
+        (["--failure-scorer", "confidnet", "--confidnet-finetune-epochs", "-1"], "-1 is not a non-negative integer"),
         (["--failure-scorer", "confidnet", "--confidnet-passes", "rotate"], "unknown ConfidNet passes"),
         (["--failure-scorer", "bogus"], "--failure-scorer: unknown scorer 'bogus'"),
         (["--ood-scorer", "odn"], "--ood-scorer: unknown scorer 'odn'"),
