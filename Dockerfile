@@ -30,9 +30,10 @@ WORKDIR /data
 ENV VIGIL_HOST=0.0.0.0 VIGIL_PORT=8000
 EXPOSE 8000
 
-# Ready = model warmed up and database reachable (/readyz), not just "process up".
+# Ready = model warmed up and database reachable (/readyz), not just "process up"; probed
+# where VIGIL_HOST and VIGIL_PORT say the server listens (service/healthprobe.py).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-  CMD ["python", "-c", "import os, sys, urllib.request as u; port = os.environ.get('VIGIL_PORT', '8000'); sys.exit(0 if u.urlopen(f'http://127.0.0.1:{port}/readyz', timeout=2).status == 200 else 1)"]
+  CMD ["python", "-m", "service.healthprobe"]
 
 # Migrations are a separate one-shot step (`vigil db upgrade`), never run by the API.
 CMD ["vigil", "serve"]

@@ -82,7 +82,7 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
         finally:
             # Order: stop taking work, finish inference, then drain every log record.
             await runtime.aclose()
-            writer.stop()
+            writer.stop(settings.log_drain_timeout_s)
             engine.dispose()
 
     app = FastAPI(title="Vigil", version="1.0.0", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None)

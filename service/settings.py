@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     log_queue_size: int = Field(10_000, ge=1)
     log_batch_size: int = Field(500, ge=1)
     log_flush_ms: int = Field(100, ge=1)
+    #: Seconds the shutdown waits for the queue to reach the database; rows still queued then
+    #: (a database that hangs) go to the spool instead. The shutdown timeout plus this must stay
+    #: under the orchestrator's grace period (compose: 20 + 5 < 30 s), or a kill loses them.
+    log_drain_timeout_s: float = Field(5.0, gt=0)
 
     # Request log (issue 5)
     #: Where rows wait while the database is away (JSON lines); default next to the SQLite

@@ -5,15 +5,18 @@ process. Replay inserts with ``ON CONFLICT DO NOTHING`` and empties the file onl
 every row is committed: a replay cut short is simply done again, and no row is stored
 twice. A row the database refuses for its content (not for being away) goes to
 ``<spool>.rejected`` with a loud error, so one bad row cannot hold back the rest. An exclusive ``flock`` on a side file serialises appends and replays across
-threads and processes that share a spool path.
+threads and processes that share a spool path. At a shutdown that cannot wait for the lock
+(see `rescue`), rows go to a side file that the next replay folds in.
 """
 
 from __future__ import annotations
 
 import fcntl
+import glob
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +28,31 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from service.db.rows import from_json, insert_ignoring_duplicates, to_json
 
 log = logging.getLogger("vigil.spool")
+
+
+def _acquire(fd: int, wait_s: float | None) -> bool:
+    """An exclusive flock; with `wait_s`, polled, and False once that long has passed."""
+    if wait_s is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Append rows as JSON lines, flushed and fsync'ed: a spooled row survives a crash."""
+    data = "".join(to_json(r) + "\n" for r in rows)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def default_spool_path(database_url: str) -> Path:
@@ -44,32 +72,65 @@ class Spool:
         self.rejected_path = path.with_name(path.name + ".rejected")
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, wait_s: float | None = None) -> Iterator[bool]:
+        """Holds the lock; with `wait_s`, yields False instead once that long has passed."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self._lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not _acquire(lock.fileno(), wait_s):
+                yield False
+                return
             try:
-                yield
+                yield True
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def append(self, rows: list[dict[str, Any]]) -> None:
-        data = "".join(to_json(r) + "\n" for r in rows)
-        with self._locked(), open(self.path, "a", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        with self._locked():
+            _write_rows(self.path, rows)
+
+    def rescue(self, rows: list[dict[str, Any]], wait_s: float = 2.0) -> Path:
+        """Append at shutdown without waiting for ever on the lock's holder, which may be this
+        process's own replay, stuck in a database that hangs: after `wait_s` the rows go to a
+        side file `<spool>.rescue-<pid>-<ns>` that the next replay folds in. Returns the file."""
+        with self._locked(wait_s) as held:
+            if held:
+                _write_rows(self.path, rows)
+                return self.path
+        side = self.path.with_name(f"{self.path.name}.rescue-{os.getpid()}-{time.time_ns()}")
+        _write_rows(side, rows)
+        return side
+
+    def _rescued(self) -> list[Path]:
+        return sorted(self.path.parent.glob(glob.escape(self.path.name) + ".rescue-*"))
+
+    def _files(self) -> list[Path]:
+        return [p for p in (self.path, *self._rescued()) if p.exists() and p.stat().st_size > 0]
 
     def has_rows(self) -> bool:
-        return self.path.exists() and self.path.stat().st_size > 0
+        return bool(self._files())
 
     def contains(self, request_id: str) -> bool:
         """A linear scan: only asked when a request id is not yet in the database."""
         if not self.has_rows():
             return False
         needle = f'"request_id":"{request_id}"'
-        with self._locked(), open(self.path, encoding="utf-8") as f:
-            return any(needle in line for line in f)
+        with self._locked():
+            for path in self._files():
+                with open(path, encoding="utf-8") as f:
+                    if any(needle in line for line in f):
+                        return True
+        return False
+
+    def _adopt_rescued(self) -> None:
+        """Fold side files into the spool (under the lock). A crash between the append and the
+        unlink only repeats rows, which the replay's ON CONFLICT DO NOTHING absorbs."""
+        for side in self._rescued():
+            data = side.read_text(encoding="utf-8")
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            side.unlink()
 
     def _reject(self, lines: list[str], why: str) -> None:
         """Keep what the database will never take (or cannot be parsed) beside the spool, loudly."""
@@ -121,6 +182,7 @@ class Spool:
         with self._locked():
             if not self.has_rows():
                 return 0
+            self._adopt_rescued()
             for rows in self._chunks(chunk):
                 self._insert(engine, rows)
                 count += len(rows)

@@ -68,6 +68,8 @@ class LogWriter:
         #: Set when a full batch waits, so the writer need not wake for every record.
         self._full = threading.Event()
         self._stopped = False
+        #: The batch being inserted, for `stop()` to rescue if the insert hangs.
+        self._writing: list[dict[str, Any]] = []
         self._thread = threading.Thread(target=self._run, name="vigil-log-writer", daemon=True)
 
     def start(self) -> None:
@@ -105,7 +107,9 @@ class LogWriter:
         return request_id in self._inflight or self.fallback.spool.contains(request_id)
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Drain the queue to the database or the spool, try one last replay, end the thread."""
+        """Drain the queue to the database or the spool, try one last replay, end the thread.
+        Past `timeout` (a database that hangs rather than refuses) the rows still queued, and
+        the batch being inserted, go to the spool: the orchestrator's kill would lose them."""
         if self._stopped:
             return
         self._stopped = True  # from now on submit() spools directly
@@ -113,7 +117,7 @@ class LogWriter:
         self._full.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
-            log.error("request-log writer did not finish within %.0fs; %d rows still queued", timeout, self.depth())
+            self._rescue(timeout)
         elif late := drain(self.queue):  # submitted while STOP was being queued
             self.chain.link(late)
             self._write(late)
@@ -122,6 +126,15 @@ class LogWriter:
         c = self.chain
         log.info("request-log chain %s ends at seq %d, hash %s", c.writer_id, c.seq, c.head)
 
+    def _rescue(self, timeout: float) -> None:
+        """The writer thread is stuck (in an insert or a replay): spool what it holds and what
+        is queued. The batch it is inserting may also commit; replay skips rows already stored."""
+        queued = drain(self.queue)
+        self.chain.link(queued)  # safe: the writer thread is blocked, not linking
+        rows = self._writing + queued
+        where = self.fallback.spool.rescue(rows)
+        log.error("request-log writer did not finish within %.0fs; %d rows spooled to %s, replayed at the next start", timeout, len(rows), where)
+
     def _run(self) -> None:
         stopping = False
         while not stopping:
@@ -129,7 +142,9 @@ class LogWriter:
             batch, stopping = collect(self.queue, self.batch_size, self.flush_s, idle, self._full)
             if batch:
                 self.chain.link(batch)
+                self._writing = batch
                 self._write(batch)
+                self._writing = []
             if self.fallback.due(now=stopping) and self.fallback.replay(self.engine):
                 self._db_down = False
 

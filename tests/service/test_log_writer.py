@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -124,3 +126,58 @@ def test_a_row_the_database_refuses_is_set_aside_not_blocking(engine: Engine, tm
     assert recs[7]["request_id"] in line and not spool.has_rows()
     (gap,) = verify(engine).breaks  # honest: the chain shows one row missing from the database
     assert gap.seq == 9 and "missing" in gap.reason
+
+
+def spooled_ids(spool: Spool) -> set[str]:
+    return {from_json(line)["request_id"] for line in spool.path.read_text(encoding="utf-8").splitlines()}
+
+
+def test_a_database_that_hangs_at_shutdown_loses_no_row(tmp_path: Path) -> None:
+    """SQLite locked by another connection: the writer's insert waits (busy timeout 30 s).
+    stop() gives up after its timeout and spools the batch being inserted and the queue."""
+    url = f"sqlite:///{tmp_path / 'hung.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    spool = Spool(tmp_path / "spool.jsonl")
+    w = writer(engine, spool, replay_s=60)
+    blocker = sqlite3.connect(tmp_path / "hung.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        w.start()
+        in_flight = [record(i) for i in range(30)]
+        for r in in_flight:
+            w.submit(r)
+        wait_for(lambda: w.depth() == 0 and len(w._writing) == 30)  # taken, blocked in the insert
+        queued = [record(i) for i in range(20)]
+        for r in queued:
+            w.submit(r)
+        started = time.monotonic()
+        w.stop(0.5)
+        assert time.monotonic() - started < 5  # not the 30 s busy timeout
+        everything = {r["request_id"] for r in in_flight + queued}
+        assert spooled_ids(spool) == everything  # before the insert could finish
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    Spool(spool.path).replay(engine)  # the next start; the stuck insert may also have committed
+    assert sorted(stored_ids(engine)) == sorted(everything)
+    assert verify(engine).ok and verify(engine).rows == 50
+    engine.dispose()
+
+
+def test_a_rescue_the_spool_lock_holds_up_goes_to_a_side_file_the_replay_folds_in(engine: Engine, tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.jsonl")
+    spool.append([record(0)])
+    recs = [record(i) for i in range(5)]
+    with open(spool.path.with_name("spool.jsonl.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a replay stuck in a hung database holds it
+        started = time.monotonic()
+        side = spool.rescue(recs, wait_s=0.2)
+        assert time.monotonic() - started < 2
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    assert side != spool.path and side.exists()
+    assert spool.contains(recs[4]["request_id"])
+    later = Spool(spool.path)  # the next start
+    assert later.replay(engine) == 6
+    assert not side.exists() and not later.has_rows()
+    assert {r["request_id"] for r in recs} <= set(stored_ids(engine)) and count(engine) == 6
