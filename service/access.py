@@ -48,10 +48,17 @@ async def require_client(request: Request) -> str | None:
 ClientDep = Annotated[str | None, Depends(require_client)]
 
 def require_admin_for_metrics(request: Request) -> None:
-    """GET /metrics is open unless VIGIL_METRICS_ADMIN_ONLY is set; then it is an admin endpoint."""
+    """GET /metrics and the monitor's aggregate feed are open unless VIGIL_METRICS_ADMIN_ONLY
+    is set; then they are admin endpoints."""
     if request.app.state.ctx.settings.metrics_admin_only:
         require_admin(request)
 
+
+#: OpenAPI entries for an admin endpoint's refusals.
+ADMIN_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorResponse, "description": "No valid admin API key."},
+    403: {"model": ErrorResponse, "description": "No admin keys are configured."},
+}
 
 #: OpenAPI entries for the refusals above, merged into each predict route's `responses`.
 ACCESS_ERRORS: dict[int | str, dict[str, object]] = {

@@ -123,7 +123,8 @@ class Settings(BaseSettings):
     max_inflight: int = Field(64, ge=1)
     #: Browser origins allowed to call the API (CORS); empty keeps CORS closed.
     cors_origins: list[str] = []
-    #: Put GET /metrics behind the admin key (it shows traffic volumes and error rates).
+    #: Put GET /metrics and the monitor feed (/v1/monitor) behind the admin key (they show
+    #: traffic volumes and error rates); the monitor page then asks for the key.
     metrics_admin_only: bool = False
 
     # Demo, v2, metrics (issue 7)

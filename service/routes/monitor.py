@@ -1,18 +1,20 @@
 """GET /v1/monitor: the aggregate feed behind the `/monitor` page (issue 7).
 
-Public on purpose: it returns only counts, rates and histograms over a recent window
-(service/monitor.py), never a request, an input or a client. Per-request data stays
-behind the admin key (`/v1/requests`, `/v1/reports/summary`).
+It returns only counts, rates and histograms over a recent window (service/monitor.py),
+never a request, an input or a client: public, like /metrics, unless
+VIGIL_METRICS_ADMIN_ONLY puts both behind the admin key (they show the same traffic volumes
+and error rates). Per-request data always needs it (`/v1/requests`, `/v1/reports/summary`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from service import monitor
+from service.access import ADMIN_ERRORS, require_admin_for_metrics
 from service.context import CtxDep
 
 router = APIRouter(tags=["monitor"])
@@ -95,6 +97,8 @@ class MonitorSummary(BaseModel):
     "/v1/monitor",
     response_model=MonitorSummary,
     summary="Aggregate view of recent requests (for the monitor page)",
+    dependencies=[Depends(require_admin_for_metrics)],  # admin-only with VIGIL_METRICS_ADMIN_ONLY
+    responses=ADMIN_ERRORS,
 )
 def monitor_summary(ctx: CtxDep) -> dict[str, Any]:
     """Counts, rates and histograms over the last `VIGIL_MONITOR_WINDOW_MINUTES` (at most

@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
+from service.access import ADMIN_ERRORS
 from service.analysis.summary import summarise
 from service.auth import AdminDep
 from service.context import CtxDep
 from service.errors import ApiError
 from service.params import DbText, UtcTime
-from service.routes.requests import ADMIN_ERRORS
 from service.schemas_report import SummaryPublic
 
 router = APIRouter(tags=["request log"])

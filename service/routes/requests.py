@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from service.access import ADMIN_ERRORS
 from service.auth import AdminDep
 from service.context import CtxDep
 from service.db.queries import (
@@ -21,12 +22,6 @@ from service.schemas import ErrorResponse
 from service.schemas_log import LoggedRequest, LoggedRequestDetail, RequestPage, logged
 
 router = APIRouter(tags=["request log"])
-
-ADMIN_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"model": ErrorResponse, "description": "No valid admin API key."},
-    403: {"model": ErrorResponse, "description": "No admin keys are configured."},
-}
-
 
 @router.get(
     "/v1/requests",

@@ -1,5 +1,5 @@
 // The monitor page: polls the aggregate feed (/v1/monitor) and redraws, pausing while hidden.
-import { getJson } from "./api.js";
+import { getJson, setApiKey } from "./api.js";
 import { pairedHistogram, reliabilityDiagram, stackedTimeline } from "./charts.js";
 
 const $ = (id) => document.getElementById(id);
@@ -34,9 +34,17 @@ async function tick() {
     status.setAttribute("aria-live", status.classList.contains("bad") ? "polite" : "off");
     status.classList.remove("bad");
     status.textContent = `Updated ${new Date().toLocaleTimeString()}; ` + (paused ? "paused." : `refreshes every ${EVERY_MS / 1000} s.`);
+    $("key-form").hidden = true;
   } catch (err) {
     status.setAttribute("aria-live", status.classList.contains("bad") ? "off" : "polite");
     status.classList.add("bad");
+    if (err.status === 401 || err.status === 403) {
+      // VIGIL_METRICS_ADMIN_ONLY: retrying cannot help; a key (401) can, unless none exists (403).
+      status.textContent = `This monitor is for admins: ${err.message}.`;
+      $("key-form").hidden = err.status === 403;
+      if (err.status === 401) $("api-key").focus();
+      return;
+    }
     status.textContent = `Could not update: ${err.message}. Retrying.`;
   }
   if (!paused) timer = setTimeout(tick, EVERY_MS);
@@ -49,6 +57,11 @@ $("pause").addEventListener("click", () => {
   if (!paused) return tick();
   clearTimeout(timer);
   $("status").textContent = $("status").textContent.replace(/refreshes every .*$/, "paused.");
+});
+$("key-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  setApiKey($("api-key").value.trim());
+  tick();
 });
 document.addEventListener("visibilitychange", () => { if (!document.hidden && !paused) tick(); });
 tick();

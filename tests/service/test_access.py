@@ -51,6 +51,7 @@ def test_open_by_default_but_admin_always_needs_a_key(open_app: TestClient) -> N
     assert post(open_app)[0] == 200
     assert open_app.get("/v1/requests").status_code == 403  # no admin keys configured: admin is off
     assert open_app.get("/metrics").status_code == 200  # metrics are public unless configured
+    assert open_app.get("/v1/monitor").status_code == 200  # and so is the monitor's feed
 
 
 def test_keys_required(locked: tuple[TestClient, str]) -> None:
@@ -81,11 +82,12 @@ def test_every_prediction_route_is_guarded(locked: tuple[TestClient, str]) -> No
 
 def test_admin_endpoints_need_the_admin_key(locked: tuple[TestClient, str], caplog: pytest.LogCaptureFixture) -> None:
     c, _ = locked
-    for path in ("/v1/requests", "/v1/reports/summary", "/metrics"):
+    for path in ("/v1/requests", "/v1/reports/summary", "/metrics", "/v1/monitor"):
         assert c.get(path).status_code == 401, path
         assert c.get(path, headers={"authorization": f"Bearer {CLIENT}"}).status_code == 401, path
     with caplog.at_level(logging.INFO, logger="vigil.auth"):
         assert c.get("/v1/requests", headers={"x-api-key": ADMIN}).status_code == 200
+        assert c.get("/v1/monitor", headers={"x-api-key": ADMIN}).json()["requests"] >= 0
     assert key_id(key_digest(ADMIN, PEPPER)) in caplog.text and ADMIN not in caplog.text
 
 

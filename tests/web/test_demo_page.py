@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 from sqlalchemy import select
 
 from service.db.engine import make_engine
@@ -152,6 +152,35 @@ def test_monitor_page_renders_its_charts_and_refreshes(
     expect(page.locator("#status")).to_contain_text("paused")
     expect(page.locator("#status")).not_to_contain_text("refreshes every")
     page.screenshot(path=str(artifacts / "monitor.png"), full_page=True)
+
+
+def test_an_admin_only_monitor_asks_for_the_key_and_sends_it(browser: Browser, web_server: LiveServer) -> None:
+    """VIGIL_METRICS_ADMIN_ONLY, staged in the browser: the feed refuses requests without the
+    key (this server's own answer otherwise). Its own context: the refusals are console errors."""
+    context = browser.new_context(base_url=web_server.base)
+    page = context.new_page()
+    sent: list[str | None] = []
+
+    def admin_only(route: Route) -> None:
+        sent.append(route.request.headers.get("x-api-key"))
+        if sent[-1] == "admin-secret":
+            route.continue_()
+        else:
+            body = {"error": {"code": "unauthorized", "message": "a valid admin API key is required", "request_id": "r"}}
+            route.fulfill(status=401, json=body)
+
+    page.route("**/v1/monitor", admin_only)
+    page.goto("/monitor?every=1")
+    expect(page.locator("#status")).to_contain_text("for admins: a valid admin API key is required")
+    expect(page.locator("#key-form")).to_be_visible()
+    page.wait_for_timeout(2500)
+    assert sent == [None]  # no pointless retries every second while refused
+    page.fill("#api-key", "admin-secret")
+    page.click("#key-form button")
+    expect(page.locator('svg[data-chart="timeline"]')).to_be_visible(timeout=15_000)
+    expect(page.locator("#key-form")).to_be_hidden()
+    expect(page.locator("#status")).to_contain_text("refreshes every")
+    context.close()
 
 
 @pytest.mark.parametrize("path", ["/", "/monitor"])
