@@ -36,16 +36,34 @@ async def require_client(request: Request) -> str | None:
     limiter: TokenBuckets | None = request.app.state.rate_limiter
     if limiter is not None:
         who = kid or client_id(request, request.app.state.ctx.settings.client_id_salt) or "anonymous"
-        wait = limiter.take(who)
-        if wait > 0:
-            retry = str(max(1, math.ceil(wait)))
-            msg = f"too many requests for this client; retry in {retry} s"
-            log_rejection(request, 429, "rate_limited", msg)
-            raise ApiError(429, "rate_limited", msg, {"Retry-After": retry})
+        request.state.rate_client = who  # for charge_images
+        if (refusal := _throttle(limiter.take(who), "too many requests for this client")) is not None:
+            log_rejection(request, 429, refusal.code, refusal.message)
+            raise refusal
     return kid
 
 
 ClientDep = Annotated[str | None, Depends(require_client)]
+
+
+def _throttle(wait: float, why: str) -> ApiError | None:
+    if wait <= 0:
+        return None
+    retry = str(max(1, math.ceil(wait)))
+    return ApiError(429, "rate_limited", f"{why}; retry in {retry} s", {"Retry-After": retry})
+
+
+def charge_images(request: Request, images: int) -> None:
+    """A request of several images costs one token each: `require_client` took the first
+    (before the body was read), this takes the rest or raises 429 (the caller logs it)."""
+    limiter: TokenBuckets | None = request.app.state.rate_limiter
+    who: str | None = getattr(request.state, "rate_client", None)
+    if limiter is None or who is None or images <= 1:
+        return
+    # A refusal gives the first token back: the request as a whole was not served.
+    wait = limiter.take(who, images, prepaid=1)
+    if (refusal := _throttle(wait, f"too many images for this client ({images} in this request, one token each)")) is not None:
+        raise refusal
 
 def require_admin_for_metrics(request: Request) -> None:
     """GET /metrics and the monitor's aggregate feed are open unless VIGIL_METRICS_ADMIN_ONLY

@@ -1,7 +1,9 @@
 """Per-client token buckets, in memory: `rate` tokens per second, at most `burst` saved up.
 
-A request costs one token; without one the caller learns how long until it has one
-(the Retry-After of a 429). Buckets are kept in least-recently-used order and capped,
+An image costs one token (a batch of N, N tokens); without enough the caller learns how
+long until it has them (the Retry-After of a 429). A cost above the burst is granted on a
+full bucket and leaves it in debt, so a large batch waits for a full bucket, not for ever,
+and a client's long-run rate stays `rate` images per second whatever its batch size. Buckets are kept in least-recently-used order and capped,
 so a flood of distinct clients costs bounded memory (an evicted client starts afresh
 with a full bucket, which only ever errs towards letting a request through).
 """
@@ -23,17 +25,19 @@ class TokenBuckets:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, last refill)
         self._lock = threading.Lock()  # dependencies may run in the threadpool
 
-    def take(self, client: str, cost: float = 1.0) -> float:
-        """Take `cost` tokens: 0.0 when granted, else the seconds to wait before retrying."""
+    def take(self, client: str, cost: float = 1.0, prepaid: float = 0.0) -> float:
+        """Take `cost` tokens, of which `prepaid` were taken earlier for the same request (and
+        are given back on refusal): 0.0 when granted, else the seconds to wait before retrying."""
         with self._lock:
             now = self._clock()
             tokens, last = self._buckets.pop(client, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            tokens = min(self.burst, tokens + (now - last) * self.rate) + prepaid
+            need = min(cost, self.burst)
             wait = 0.0
-            if tokens >= cost:
-                tokens -= cost
+            if tokens >= need:
+                tokens -= cost  # negative past the burst: the debt is paid back before the next request
             else:
-                wait = (min(cost, self.burst) - tokens) / self.rate
+                wait = (need - tokens) / self.rate
             self._buckets[client] = (tokens, now)
             while len(self._buckets) > self.max_clients:
                 self._buckets.popitem(last=False)

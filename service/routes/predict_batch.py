@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from models.pipeline import PipelineOutput
-from service.access import ACCESS_ERRORS, ClientDep
+from service.access import ACCESS_ERRORS, ClientDep, charge_images
 from service.batch_schemas import BatchItemError, BatchPredictionPublic
 from service.batch_upload import FIELD, batch_images
 from service.body_limit import too_large
@@ -117,6 +117,7 @@ async def predict_batch(request: Request, ctx: CtxDep, _client: ClientDep) -> Ba
     s = ctx.settings
     try:
         parts = await batch_images(request, s.max_batch_upload_bytes, s.max_upload_bytes, s.max_batch_images)
+        charge_images(request, len(parts))
         _ensure_log_room(ctx, len(parts))
     except ApiError as e:
         if e.code != "log_backpressure":

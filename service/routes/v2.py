@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.access import ClientDep
+from service.access import ClientDep, charge_images
 from service.context import AppContext, CtxDep
 from service.errors import ApiError
 from service.oip import outputs, tensors
@@ -175,6 +175,7 @@ async def infer(
             manifest.input,
             ctx.settings.max_batch_images,
         )
+        charge_images(request, len(pixels))
         out = await ctx.runtime.run(torch.from_numpy(pixels))
         latency = (time.perf_counter() - start) * 1000
         rid = request.state.request_id

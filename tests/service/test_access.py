@@ -17,6 +17,7 @@ from tests.service import hostile as h
 from tests.service.test_bad_inputs import logged
 
 CLIENT, OTHER, LIMITED, STORED, ADMIN = "client-key-1", "client-key-2", "client-key-rl", "client-key-stored", "admin-key-1"
+BATCHER, V2, GREEDY = "client-key-batch", "client-key-v2", "client-key-greedy"
 PEPPER = "test-pepper"
 PNG = h.encode(h.digit(), "PNG")
 
@@ -25,7 +26,7 @@ PNG = h.encode(h.digit(), "PNG")
 def locked(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
     """Keys required, a stored digest among them, a slow rate limit, one CORS origin."""
     url = f"sqlite:///{tmp_path_factory.mktemp('locked') / 'log.db'}"
-    keys = [CLIENT, OTHER, LIMITED, "hmac-sha256:" + key_digest(STORED, PEPPER)]
+    keys = [CLIENT, OTHER, LIMITED, BATCHER, V2, GREEDY, "hmac-sha256:" + key_digest(STORED, PEPPER)]
     s = Settings(model_dir=tiny_bundle, database_url=url, migrate_on_start=True, require_api_key=True, api_keys=keys, admin_api_keys=[ADMIN],
                  api_key_pepper=PEPPER, rate_limit_per_s=0.2, rate_limit_burst=3, cors_origins=["https://ok.example"], metrics_admin_only=True)  # fmt: skip
     with TestClient(create_app(s)) as c:
@@ -99,6 +100,22 @@ def test_rate_limit_per_key(locked: tuple[TestClient, str]) -> None:
     assert int(body["_headers"]["retry-after"]) >= 1
     assert logged(url, body["error"]["request_id"]).error_code == "rate_limited"
     assert post(c, OTHER)[0] == 200  # another key has its own bucket
+
+
+def test_a_request_of_n_images_costs_n_tokens(locked: tuple[TestClient, str]) -> None:
+    c, url = locked
+    batch = {"files": [("images", (f"{i}.png", PNG, "image/png")) for i in range(3)]}
+    assert c.post("/v1/predict/batch", headers={"x-api-key": BATCHER}, **batch).status_code == 200  # the whole burst
+    assert post(c, BATCHER)[0] == 429
+    pixels = {"name": "input", "shape": [4, 1, 28, 28], "datatype": "FP32", "data": [0.0] * (4 * 784)}
+    r = c.post("/v2/models/tiny/infer", json={"inputs": [pixels]}, headers={"x-api-key": V2})
+    assert r.status_code == 200  # 4 > the burst of 3: granted on a full bucket, leaving a debt
+    status, body = post(c, V2)
+    assert status == 429 and int(body["_headers"]["retry-after"]) >= 10  # (1 + the debt of 1) at 0.2/s
+    assert post(c, GREEDY)[0] == 200
+    r = c.post("/v1/predict/batch", headers={"x-api-key": GREEDY}, **batch)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited" and "3 in this request" in r.json()["error"]["message"]
+    assert logged(url, r.json()["error"]["request_id"]).error_code == "rate_limited"
 
 
 def test_security_headers(open_app: TestClient) -> None:

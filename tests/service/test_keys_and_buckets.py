@@ -47,6 +47,18 @@ def test_token_bucket_refills_and_says_how_long_to_wait() -> None:
     assert [b.take("a") for _ in range(3)] == [0.0, 0.0, 0.0] and b.take("a") > 0  # refills to the burst, no more
 
 
+def test_a_batch_costs_a_token_per_image_and_may_leave_a_debt() -> None:
+    now = [0.0]
+    b = TokenBuckets(rate=2.0, burst=3, max_clients=10, clock=lambda: now[0])
+    assert b.take("a", 10) == 0.0  # a full bucket grants a batch larger than the burst...
+    assert b.take("a") == pytest.approx((1 - (3 - 10)) / 2)  # ...and its debt is paid back first: 4 s
+    assert b.take("b") == 0.0 and b.take("b", 3, prepaid=1) == 0.0  # 2 left + the one already taken
+    assert b.take("b") == pytest.approx(0.5)
+    assert b.take("c", 2) == 0.0
+    assert b.take("c", 3, prepaid=1) == pytest.approx(0.5)  # 1 + 1 < 3: refused...
+    assert b.take("c", 2) == 0.0  # ...and the prepaid token came back
+
+
 def test_token_buckets_are_bounded() -> None:
     b = TokenBuckets(rate=1.0, burst=1, max_clients=100)
     for i in range(10_000):
