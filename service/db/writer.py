@@ -132,7 +132,11 @@ class LogWriter:
         queued = drain(self.queue)
         self.chain.link(queued)  # safe: the writer thread is blocked, not linking
         rows = self._writing + queued
-        where = self.fallback.spool.rescue(rows)
+        try:
+            where = self.fallback.spool.rescue(rows)
+        except OSError:  # the disk refuses too: say which records are lost, the one thing left
+            log.exception("request-log writer stuck and the spool unwritable: %d rows lost: %s", len(rows), [r["request_id"] for r in rows])
+            return
         log.error("request-log writer did not finish within %.0fs; %d rows spooled to %s, replayed at the next start", timeout, len(rows), where)
 
     def _run(self) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -132,13 +134,13 @@ def spooled_ids(spool: Spool) -> set[str]:
     return {from_json(line)["request_id"] for line in spool.path.read_text(encoding="utf-8").splitlines()}
 
 
-def test_a_database_that_hangs_at_shutdown_loses_no_row(tmp_path: Path) -> None:
+@contextmanager
+def hung_at_shutdown(tmp_path: Path, spool: Spool) -> Iterator[tuple[Engine, set[str]]]:
     """SQLite locked by another connection: the writer's insert waits (busy timeout 30 s).
-    stop() gives up after its timeout and spools the batch being inserted and the queue."""
+    Yields after stop(0.5) returned, with the ids of the batch in flight and the queue."""
     url = f"sqlite:///{tmp_path / 'hung.db'}"
     upgrade(url)
     engine = make_engine(url)
-    spool = Spool(tmp_path / "spool.jsonl")
     w = writer(engine, spool, replay_s=60)
     blocker = sqlite3.connect(tmp_path / "hung.db", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
@@ -154,15 +156,27 @@ def test_a_database_that_hangs_at_shutdown_loses_no_row(tmp_path: Path) -> None:
         started = time.monotonic()
         w.stop(0.5)
         assert time.monotonic() - started < 5  # not the 30 s busy timeout
-        everything = {r["request_id"] for r in in_flight + queued}
-        assert spooled_ids(spool) == everything  # before the insert could finish
+        yield engine, {r["request_id"] for r in in_flight + queued}
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
+
+
+def test_a_database_that_hangs_at_shutdown_loses_no_row(tmp_path: Path) -> None:
+    """stop() gives up after its timeout and spools the batch being inserted and the queue."""
+    spool = Spool(tmp_path / "spool.jsonl")
+    with hung_at_shutdown(tmp_path, spool) as (engine, everything):
+        assert spooled_ids(spool) == everything  # before the insert could finish
     Spool(spool.path).replay(engine)  # the next start; the stuck insert may also have committed
     assert sorted(stored_ids(engine)) == sorted(everything)
     assert verify(engine).ok and verify(engine).rows == 50
     engine.dispose()
+
+
+def test_a_rescue_the_disk_refuses_names_every_lost_row(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "a-file").write_text("")
+    with caplog.at_level(logging.ERROR, logger="vigil.writer"), hung_at_shutdown(tmp_path, Spool(tmp_path / "a-file" / "spool.jsonl")) as (_, lost):
+        assert "50 rows lost" in caplog.text and all(i in caplog.text for i in lost)  # and stop() did not raise
 
 
 def test_a_rescue_the_spool_lock_holds_up_goes_to_a_side_file_the_replay_folds_in(engine: Engine, tmp_path: Path) -> None:
