@@ -46,7 +46,7 @@ def test_a_server_bound_to_one_address_is_probed_there(server_on_127_0_0_2: int)
 
 
 def test_wildcards_are_probed_on_loopback_and_ipv6_is_bracketed() -> None:
-    assert probe_url("0.0.0.0", "8000") == "http://127.0.0.1:8000/readyz"
-    assert probe_url("::", "9000") == "http://[::1]:9000/readyz"
-    assert probe_url("fd00::5", "80") == "http://[fd00::5]:80/readyz"
-    assert probe_url("10.1.2.3", "8000") == "http://10.1.2.3:8000/readyz"
+    assert probe_url("0.0.0.0", 8000) == "http://127.0.0.1:8000/readyz"
+    assert probe_url("::", 9000) == "http://[::1]:9000/readyz"
+    assert probe_url("fd00::5", 80) == "http://[fd00::5]:80/readyz"
+    assert probe_url("10.1.2.3", 8000) == "http://10.1.2.3:8000/readyz"
