@@ -55,12 +55,12 @@ def _throttle(wait: float, why: str) -> ApiError | None:
 
 def charge_images(request: Request, images: int) -> None:
     """A request of several images costs one token each: `require_client` took the first
-    (before the body was read), this takes the rest or raises 429 (the caller logs it)."""
+    (before the body was read, and kept on refusal), this takes the rest or raises 429 (the
+    caller logs it)."""
     limiter: TokenBuckets | None = request.app.state.rate_limiter
     who: str | None = getattr(request.state, "rate_client", None)
     if limiter is None or who is None or images <= 1:
         return
-    # A refusal gives the first token back: the request as a whole was not served.
     wait = limiter.take(who, images, prepaid=1)
     if (refusal := _throttle(wait, f"too many images for this client ({images} in this request, one token each)")) is not None:
         raise refusal

@@ -26,18 +26,19 @@ class TokenBuckets:
         self._lock = threading.Lock()  # dependencies may run in the threadpool
 
     def take(self, client: str, cost: float = 1.0, prepaid: float = 0.0) -> float:
-        """Take `cost` tokens, of which `prepaid` were taken earlier for the same request (and
-        are given back on refusal): 0.0 when granted, else the seconds to wait before retrying."""
+        """Take `cost` tokens, of which `prepaid` were taken earlier for the same request: 0.0
+        when granted, else the seconds until a retry of the whole request would be granted.
+        A refusal keeps what was prepaid (the body was read), so hammering costs a token a try."""
         with self._lock:
             now = self._clock()
             tokens, last = self._buckets.pop(client, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate) + prepaid
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
             need = min(cost, self.burst)
             wait = 0.0
-            if tokens >= need:
-                tokens -= cost  # negative past the burst: the debt is paid back before the next request
+            if tokens + prepaid >= need:
+                tokens -= cost - prepaid  # negative past the burst: the debt is paid back first
             else:
-                wait = (need - tokens) / self.rate
+                wait = (need - tokens) / self.rate  # a retry's own first token comes out of it again
             self._buckets[client] = (tokens, now)
             while len(self._buckets) > self.max_clients:
                 self._buckets.popitem(last=False)

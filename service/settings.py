@@ -109,7 +109,8 @@ class Settings(BaseSettings):
     #: Secret mixed into every key digest (HMAC-SHA256): a leaked digest is useless without it.
     api_key_pepper: str = "vigil-dev-pepper"
     #: Per-client token bucket on predict endpoints (client = key id, else hashed address):
-    #: sustained requests per second (0 turns it off) and burst size; 429 + Retry-After beyond.
+    #: sustained images per second (a batch of N costs N; 0 turns it off) and burst size;
+    #: 429 + Retry-After beyond.
     rate_limit_per_s: float = Field(0.0, ge=0)
     rate_limit_burst: int = Field(20, ge=1)
     #: Buckets kept at most (least recently used dropped), so spoofed clients cannot grow memory.

@@ -46,6 +46,14 @@ def _acquire(fd: int, wait_s: float | None) -> bool:
             time.sleep(0.05)
 
 
+def _size(path: Path) -> int:
+    """0 for a missing file (a replay in another thread may unlink a rescue file meanwhile)."""
+    try:
+        return path.stat().st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+
+
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """Append rows as JSON lines, flushed and fsync'ed: a spooled row survives a crash."""
     data = "".join(to_json(r) + "\n" for r in rows)
@@ -97,14 +105,16 @@ class Spool:
                 _write_rows(self.path, rows)
                 return self.path
         side = self.path.with_name(f"{self.path.name}.rescue-{os.getpid()}-{time.time_ns()}")
-        _write_rows(side, rows)
+        partial = side.with_name("partial-" + side.name)  # a replay never reads a half-written file
+        _write_rows(partial, rows)
+        os.replace(partial, side)
         return side
 
     def _rescued(self) -> list[Path]:
         return sorted(self.path.parent.glob(glob.escape(self.path.name) + ".rescue-*"))
 
     def _files(self) -> list[Path]:
-        return [p for p in (self.path, *self._rescued()) if p.exists() and p.stat().st_size > 0]
+        return [p for p in (self.path, *self._rescued()) if _size(p) > 0]
 
     def has_rows(self) -> bool:
         return bool(self._files())
@@ -126,6 +136,8 @@ class Spool:
         unlink only repeats rows, which the replay's ON CONFLICT DO NOTHING absorbs."""
         for side in self._rescued():
             data = side.read_text(encoding="utf-8")
+            if data and not data.endswith("\n"):  # torn by a crash: keep its tail off the next row
+                data += "\n"
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(data)
                 f.flush()

@@ -68,8 +68,11 @@ class LogWriter:
         #: Set when a full batch waits, so the writer need not wake for every record.
         self._full = threading.Event()
         self._stopped = False
-        #: The batch being inserted, for `stop()` to rescue if the insert hangs.
+        #: The batch being inserted, for `stop()` to rescue if the insert hangs. Taking a batch
+        #: off the queue and publishing it here happen under `_handoff`, so a rescue never
+        #: catches a batch in between (in neither the queue nor `_writing`).
         self._writing: list[dict[str, Any]] = []
+        self._handoff = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="vigil-log-writer", daemon=True)
 
     def start(self) -> None:
@@ -129,26 +132,28 @@ class LogWriter:
     def _rescue(self, timeout: float) -> None:
         """The writer thread is stuck (in an insert or a replay): spool what it holds and what
         is queued. The batch it is inserting may also commit; replay skips rows already stored."""
-        queued = drain(self.queue)
-        self.chain.link(queued)  # safe: the writer thread is blocked, not linking
-        rows = self._writing + queued
+        with self._handoff:  # held by the writer thread only while it takes a batch (ms: STOP is queued)
+            queued = drain(self.queue)
+            self.chain.link(queued)  # the writer thread is outside the lock, so not linking
+            rows = self._writing + queued
         try:
             where = self.fallback.spool.rescue(rows)
         except OSError:  # the disk refuses too: say which records are lost, the one thing left
             log.exception("request-log writer stuck and the spool unwritable: %d rows lost: %s", len(rows), [r["request_id"] for r in rows])
             return
-        log.error("request-log writer did not finish within %.0fs; %d rows spooled to %s, replayed at the next start", timeout, len(rows), where)
+        log.error("request-log writer did not finish within %.1f s; %d rows spooled to %s, replayed at the next start", timeout, len(rows), where)
 
     def _run(self) -> None:
         stopping = False
         while not stopping:
             idle = self.fallback.interval_s if self.fallback.pending else None
-            batch, stopping = collect(self.queue, self.batch_size, self.flush_s, idle, self._full)
-            if batch:
+            with self._handoff:
+                batch, stopping = collect(self.queue, self.batch_size, self.flush_s, idle, self._full)
                 self.chain.link(batch)
                 self._writing = batch
+            if batch:
                 self._write(batch)
-                self._writing = []
+            self._writing = []
             if self.fallback.due(now=stopping) and self.fallback.replay(self.engine):
                 self._db_down = False
 

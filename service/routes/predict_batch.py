@@ -117,8 +117,8 @@ async def predict_batch(request: Request, ctx: CtxDep, _client: ClientDep) -> Ba
     s = ctx.settings
     try:
         parts = await batch_images(request, s.max_batch_upload_bytes, s.max_upload_bytes, s.max_batch_images)
+        _ensure_log_room(ctx, len(parts))  # first: a batch refused for the server's state costs no more tokens
         charge_images(request, len(parts))
-        _ensure_log_room(ctx, len(parts))
     except ApiError as e:
         if e.code != "log_backpressure":
             _log_error(ctx, base_record(request, ctx.bundle.manifest, s.client_id_salt, ENDPOINT) | input_fields(b""), e, start)

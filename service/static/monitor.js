@@ -7,6 +7,7 @@ const $ = (id) => document.getElementById(id);
 const EVERY_MS = Math.max(1, Number(new URLSearchParams(location.search).get("every")) || 5) * 1000;
 let paused = false;
 let timer = null;
+let submitted = false; // the next answer is the verdict on a key just entered
 
 const rate = (v) => (v === null ? "–" : `${(100 * v).toFixed(1)}%`);
 
@@ -40,9 +41,13 @@ async function tick() {
     status.classList.add("bad");
     if (err.status === 401 || err.status === 403) {
       // VIGIL_METRICS_ADMIN_ONLY: retrying cannot help; a key (401) can, unless none exists (403).
-      status.textContent = `This monitor is for admins: ${err.message}.`;
-      $("key-form").hidden = err.status === 403;
-      if (err.status === 401) $("api-key").focus();
+      const form = $("key-form");
+      const appeared = form.hidden && err.status === 401;
+      status.setAttribute("aria-live", "polite"); // a refused key is news, every time
+      status.textContent = submitted ? `That key was refused: ${err.message}.` : `This monitor is for admins: ${err.message}.`;
+      form.hidden = err.status === 403;
+      if (appeared || submitted) $("api-key").select();
+      submitted = false;
       return;
     }
     status.textContent = `Could not update: ${err.message}. Retrying.`;
@@ -61,6 +66,7 @@ $("pause").addEventListener("click", () => {
 $("key-form").addEventListener("submit", (e) => {
   e.preventDefault();
   setApiKey($("api-key").value.trim());
+  submitted = true;
   tick();
 });
 document.addEventListener("visibilitychange", () => { if (!document.hidden && !paused) tick(); });

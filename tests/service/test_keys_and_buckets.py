@@ -54,9 +54,15 @@ def test_a_batch_costs_a_token_per_image_and_may_leave_a_debt() -> None:
     assert b.take("a") == pytest.approx((1 - (3 - 10)) / 2)  # ...and its debt is paid back first: 4 s
     assert b.take("b") == 0.0 and b.take("b", 3, prepaid=1) == 0.0  # 2 left + the one already taken
     assert b.take("b") == pytest.approx(0.5)
-    assert b.take("c", 2) == 0.0
-    assert b.take("c", 3, prepaid=1) == pytest.approx(0.5)  # 1 + 1 < 3: refused...
-    assert b.take("c", 2) == 0.0  # ...and the prepaid token came back
+    # Batches of 3 as the service takes them: one token before the body is read, the rest after.
+    for client in ("c", "d"):
+        assert b.take(client, 2) == 0.0 and b.take(client) == 0.0  # 0 left
+        assert b.take(client, 3, prepaid=1) == pytest.approx(1.5)  # refused; that first token stays spent
+    now[0] += 0.75  # "d" retries halfway: refused, and a token spent...
+    assert b.take("d") == 0.0 and b.take("d", 3, prepaid=1) > 0
+    now[0] += 0.75
+    assert b.take("c") == 0.0 and b.take("c", 3, prepaid=1) == 0.0  # a retry after exactly its wait is granted
+    assert b.take("d") == 0.0 and b.take("d", 3, prepaid=1) > 0  # ...so "d" still waits
 
 
 def test_token_buckets_are_bounded() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -195,3 +196,58 @@ def test_a_rescue_the_spool_lock_holds_up_goes_to_a_side_file_the_replay_folds_i
     assert later.replay(engine) == 6
     assert not side.exists() and not later.has_rows()
     assert {r["request_id"] for r in recs} <= set(stored_ids(engine)) and count(engine) == 6
+
+
+class StuckReplay(Spool):
+    """A replay that holds the spool's lock and hangs, as in a database that stopped answering."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def replay(self, engine: Engine, chunk: int = 500) -> int:
+        with self._locked():
+            self.entered.set()
+            self.release.wait(30)
+        return 0
+
+
+def test_a_writer_stuck_in_its_replay_rescues_to_a_side_file(engine: Engine, tmp_path: Path) -> None:
+    spool = StuckReplay(tmp_path / "spool.jsonl")
+    spool.append([record(0)])  # left from an outage: the writer replays it first
+    w = writer(engine, spool, replay_s=0.01)
+    w.start()
+    assert spool.entered.wait(10)
+    queued = [record(i) for i in range(20)]
+    for r in queued:
+        w.submit(r)
+    started = time.monotonic()
+    w.stop(0.3)
+    assert time.monotonic() - started < 5  # the lock was not waited for
+    sides = list(tmp_path.glob("spool.jsonl.rescue-*"))
+    assert len(sides) == 1
+    assert {from_json(line)["request_id"] for line in sides[0].read_text().splitlines()} == {r["request_id"] for r in queued}
+    spool.release.set()
+    assert Spool(spool.path).replay(engine) == 21 and count(engine) == 21 and not sides[0].exists()
+
+
+def test_a_rescue_waits_for_a_batch_being_taken_off_the_queue(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer thread between taking a batch and publishing it (here: slow to link it)
+    holds it in neither the queue nor `_writing`; the rescue must wait for it."""
+    spool = Spool(tmp_path / "spool.jsonl")
+    w = writer(engine, spool)
+    link = w.chain.link
+
+    def slow_link(rows: list[dict[str, object]]) -> None:
+        if rows and threading.current_thread().name == "vigil-log-writer":
+            time.sleep(1.0)
+        link(rows)
+
+    monkeypatch.setattr(w.chain, "link", slow_link)
+    w.start()
+    recs = [record(i) for i in range(25)]
+    for r in recs:
+        w.submit(r)
+    wait_for(lambda: w.depth() == 0)  # taken; the writer thread sleeps in link
+    w.stop(0.2)
+    assert spooled_ids(spool) == {r["request_id"] for r in recs}

@@ -175,6 +175,10 @@ def test_an_admin_only_monitor_asks_for_the_key_and_sends_it(browser: Browser, w
     expect(page.locator("#key-form")).to_be_visible()
     page.wait_for_timeout(2500)
     assert sent == [None]  # no pointless retries every second while refused
+    page.fill("#api-key", "a-wrong-key")
+    page.click("#key-form button")
+    expect(page.locator("#status")).to_contain_text("That key was refused")
+    assert page.locator("#status").get_attribute("aria-live") == "polite"
     page.fill("#api-key", "admin-secret")
     page.click("#key-form button")
     expect(page.locator('svg[data-chart="timeline"]')).to_be_visible(timeout=15_000)
