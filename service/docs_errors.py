@@ -39,6 +39,8 @@ BY_OPERATION: dict[tuple[str, str, int], tuple[str, str]] = {
     ("get", "/v1/requests", 401): ("unauthorized", "a valid admin API key is required"),
     ("get", "/v1/requests/{request_id}", 401): ("unauthorized", "a valid admin API key is required"),
     ("get", "/v1/reports/summary", 401): ("unauthorized", "a valid admin API key is required"),
+    ("get", "/v1/monitor", 401): ("unauthorized", "a valid admin API key is required"),
+    ("get", "/metrics", 401): ("unauthorized", "a valid admin API key is required"),
     ("get", "/v1/reports/summary", 422): ("invalid_window", "since must be before until"),
     ("post", "/v1/requests/{request_id}/feedback", 422): ("invalid_label", "label must be a class index below 10"),
     ("get", "/v2/models/{name}", 404): ("unknown_model", "no model named 'nope'; served: 'mnist-default'"),
@@ -46,6 +48,7 @@ BY_OPERATION: dict[tuple[str, str, int], tuple[str, str]] = {
     ("post", "/v2/models/{name}/infer", 400): ("invalid_json", "the request header is not JSON: Expecting value: line 1 column 1 (char 0)"),
     ("post", "/v2/models/{name}/infer", 404): ("unknown_model", "no model named 'nope'; served: 'mnist-default'"),
     ("post", "/v2/models/{name}/infer", 415): ("unsupported_encoding", "compressed request bodies are not accepted"),
+    ("post", "/v2/models/{name}/infer", 500): ("inference_error", "inference failed for the batch this input was in; quote the request id"),
     ("post", "/v2/models/{name}/infer", 422): ("wrong_shape", "input shape [1, 3, 28, 28] does not match [-1, 1, 28, 28] or [-1, 28, 28] (-1: batch)"),
 }
 

@@ -75,6 +75,7 @@ INFER_ERRORS: dict[int | str, dict[str, Any]] = {200: BINARY_OK} | {
         415: "Compressed body (Content-Encoding) is not accepted.",
         422: "Wrong input count, datatype (must be FP32), shape, or batch size (over VIGIL_MAX_BATCH_IMAGES); non-numeric, NaN/Inf or out-of-[0,1] values.",
         429: str(ACCESS_ERRORS[429]["description"]),
+        500: "Inference failed (`inference_error`) or the server erred (`internal_error`); the request is logged: quote its id.",
         503: "The request log or the inference queue is full; retry after the Retry-After header.",
     }.items()
 }

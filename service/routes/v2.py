@@ -150,7 +150,8 @@ async def infer(
     The outputs are the v1 figures as named tensors: `probabilities`, `confidence`,
     `predictive_entropy`, `mutual_information`, `failure_score`/`failure_flagged`,
     `ood_score`/`ood_flagged`, `prediction_set` (a BOOL class mask), `decision` (BYTES)
-    and `request_id` (BYTES, one per input: `<X-Request-ID>-<i>`, for the feedback endpoint). Thresholds are in
+    and `request_id` (BYTES, one per input: `<request id>-<i>` with the server's request id,
+    which keys the request log, for the feedback endpoint). Thresholds are in
     the response `parameters`. Triton's binary tensor extension is supported both ways.
     """
     start = time.perf_counter()

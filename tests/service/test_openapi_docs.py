@@ -145,3 +145,12 @@ def test_each_error_status_has_its_own_real_example(spec: dict[str, Any]) -> Non
     predict = spec["paths"]["/v1/predict"]["post"]["responses"]
     assert predict["401"]["content"]["application/json"]["example"]["error"]["code"] == "unauthorized"
     assert predict["503"]["content"]["application/json"]["example"]["error"]["code"] != "not_an_image"
+
+
+def test_statuses_a_route_can_answer_are_declared(spec: dict[str, Any]) -> None:
+    """With VIGIL_METRICS_ADMIN_ONLY the metrics and the monitor feed answer 401/403 (seen
+    in test_access.py); v2's infer answers 500 like v1 when inference fails."""
+    paths = spec["paths"]
+    for path in ("/metrics", "/v1/monitor"):
+        assert {"401", "403"} <= set(paths[path]["get"]["responses"]), path
+    assert {"429", "500", "503"} <= set(paths["/v2/models/{name}/infer"]["post"]["responses"])
