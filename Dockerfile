@@ -7,16 +7,20 @@ WORKDIR /app
 
 # Dependencies first (cached while only code changes). torch/torchvision come from PyTorch's
 # CPU index at the versions the project pins; the lock's CUDA builds and GPU libraries are
-# dropped, which keeps the image around 1 GB instead of several.
-COPY requirements.lock ./
+# dropped, which keeps the image around 1 GB instead of several. Only the runtime
+# dependencies (pyproject's `dependencies`, not the `test` extra: no pytest, Playwright,
+# fuzzers) are installed, at the lock's versions (the lock as constraints).
+COPY requirements.lock pyproject.toml ./
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1 \
- && grep -v -E '^(torch|torchvision|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)==' requirements.lock > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
+ && grep -v -E '^(torch|torchvision|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)==' requirements.lock > /tmp/constraints.txt \
+ && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+    | grep -v -E '^(torch|torchvision)==' > /tmp/runtime.txt \
+ && pip install -r /tmp/runtime.txt -c /tmp/constraints.txt \
+ && rm /tmp/constraints.txt /tmp/runtime.txt
 
 # The code, installed in place: migrations/, the shipped bundle and the static pages are
 # found next to the packages, as in a checkout.
-COPY pyproject.toml README.md ./
+COPY README.md ./
 COPY service ./service
 COPY models ./models
 COPY training ./training

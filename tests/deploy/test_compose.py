@@ -7,6 +7,9 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 import yaml
@@ -83,3 +86,25 @@ def test_docker_compose_config_validates() -> None:
     out = subprocess.run(["docker", "compose", "config", "--format", "json"], cwd=REPO, env=env, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert '"replicas": 3' in out.stdout
+
+
+def test_the_image_installs_the_runtime_dependencies_only(tmp_path: Path) -> None:
+    """The Dockerfile's own commands, run here: what its `pip install` is given holds every
+    runtime dependency but torch (from the CPU index), none of the test extra, at the lock's pins."""
+    text = (REPO / "Dockerfile").read_text()
+    run = re.search(r"^RUN pip install --index-url .*?(?=\n\n)", text, re.MULTILINE | re.DOTALL)
+    assert run is not None
+    steps = [s.strip() for s in run.group(0).replace("\\\n", " ").removeprefix("RUN ").split("&&")]
+    shutil.copy(REPO / "requirements.lock", tmp_path)
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    for step in steps:
+        if "pip install" not in step and not step.startswith("rm "):
+            line = step.replace("/tmp/", f"{tmp_path}/").replace("python -c", f"{sys.executable} -c")
+            subprocess.run(line, shell=True, check=True, cwd=tmp_path)  # the Dockerfile's own line
+    assert "pip install -r /tmp/runtime.txt -c /tmp/constraints.txt" in steps
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    runtime = (tmp_path / "runtime.txt").read_text().split()
+    assert set(runtime) == {d for d in project["dependencies"] if not d.startswith(("torch==", "torchvision=="))}
+    assert not set(runtime) & set(project["optional-dependencies"]["test"])
+    pins = (tmp_path / "constraints.txt").read_text()
+    assert re.search(r"^fastapi==", pins, re.MULTILINE) and not re.search(r"^(torch|nvidia-\S+)==", pins, re.MULTILINE)
