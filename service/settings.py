@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     log_flush_ms: int = Field(100, ge=1)
     #: Seconds the shutdown waits for the queue to reach the database; rows still queued then
     #: (a database that hangs) go to the spool instead. The shutdown timeout plus this must stay
-    #: under the orchestrator's grace period (compose: 20 + 5 < 30 s), or a kill loses them.
+    #: under the orchestrator's grace period with 2 s to spare for a rescue that waits on the
+    #: spool's lock (compose: 20 + 5 + 2 < 30 s), or a kill loses them.
     log_drain_timeout_s: float = Field(5.0, gt=0)
 
     # Request log (issue 5)

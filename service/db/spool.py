@@ -29,6 +29,9 @@ from service.db.rows import from_json, insert_ignoring_duplicates, to_json
 
 log = logging.getLogger("vigil.spool")
 
+#: How long a shutdown rescue waits for the spool's lock before writing a side file.
+RESCUE_WAIT_S = 2.0
+
 
 def _acquire(fd: int, wait_s: float | None) -> bool:
     """An exclusive flock; with `wait_s`, polled, and False once that long has passed."""
@@ -96,7 +99,7 @@ class Spool:
         with self._locked():
             _write_rows(self.path, rows)
 
-    def rescue(self, rows: list[dict[str, Any]], wait_s: float = 2.0) -> Path:
+    def rescue(self, rows: list[dict[str, Any]], wait_s: float = RESCUE_WAIT_S) -> Path:
         """Append at shutdown without waiting for ever on the lock's holder, which may be this
         process's own replay, stuck in a database that hangs: after `wait_s` the rows go to a
         side file `<spool>.rescue-<pid>-<ns>` that the next replay folds in. Returns the file."""

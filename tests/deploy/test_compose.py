@@ -51,6 +51,7 @@ def test_proxy_balances_over_the_api_service() -> None:
 def test_every_vigil_variable_in_compose_is_a_setting_and_access_control_reaches_the_api(
     compose: dict[str, dict[str, dict[str, object]]],
 ) -> None:
+    from service.db.spool import RESCUE_WAIT_S
     from service.settings import Settings
 
     env = compose["services"]["api"]["environment"]
@@ -59,7 +60,9 @@ def test_every_vigil_variable_in_compose_is_a_setting_and_access_control_reaches
     assert {"VIGIL_REQUIRE_API_KEY", "VIGIL_API_KEYS", "VIGIL_RATE_LIMIT_PER_S", "VIGIL_RATE_LIMIT_BURST"} <= names
     grace = str(compose["services"]["api"]["stop_grace_period"])
     settings = Settings()
-    assert grace.endswith("s") and float(grace[:-1]) > settings.shutdown_timeout_s + settings.log_drain_timeout_s
+    budget = settings.shutdown_timeout_s + settings.log_drain_timeout_s + RESCUE_WAIT_S
+    assert grace.endswith("s") and float(grace[:-1]) > budget
+    assert "spool:/data" in compose["services"]["api"]["volumes"]  # type: ignore[operator]  # the spool outlives the container
 
 
 def test_dockerfile_cpu_torch_non_root_healthcheck() -> None:
