@@ -67,6 +67,8 @@ default-model: setup
 # fewer to train. The 3-seed run of 2026-11-30 02:39-03:31 (52 min, an idle and faster machine)
 # took, fastest seeds, deterministic 1.9, ensemble 7.7, variational 1.7, Laplace 0.2: 11.5 min;
 # the member it no longer trains cost 1.0-1.3 min there (the deterministic network without its head).
+# The run of 2026-11-30 07:05-08:29 (84 min, beside tests and reviews) reproduced every figure of
+# that run bit for bit on another machine; only the times moved (fastest seeds: 13.0 min).
 # --skip-test: `vigil evaluate` below measures every bundle on MNIST test; doing it in
 # `vigil train` as well cost 2 of the variational network's 14 minutes.
 SEEDS ?= 0 1 2
