@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from models.usage import UsageError
 from training import evaluate, evaluate_ood, refit
 from training.data import load_mnist, make_splits
 from training.finalize import finalize
@@ -40,6 +41,8 @@ def _train(args: argparse.Namespace) -> int:
     check_scorer_names(failure_scorer, args.ood_scorer)
     check_writable(Path(args.out), "dir")
     check_confidnet_options(args.method, failure_scorer, args.confidnet_passes, args.confidnet_finetune_epochs)
+    if args.base_bundle and args.method == "deterministic":  # before the data are read
+        raise UsageError("--base-bundle builds another method on a deterministic network; --method deterministic would only copy it")
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -61,8 +64,6 @@ def _train(args: argparse.Namespace) -> int:
         confidnet_finetune_epochs=args.confidnet_finetune_epochs,
         confidnet_passes=args.confidnet_passes or "shift",
     )
-    if args.base_bundle and args.method == "deterministic":
-        raise SystemExit("--base-bundle builds another method on a deterministic network; --method deterministic would only copy it")
     model, spec = TRAINERS[args.method](splits, cfg, opts)
     # Enough to rebuild the same splits later (`vigil refit`).
     spec.extra_metrics["training"] = {"seed": args.seed, "val_size": args.val_size, "train_size": args.train_size, "epochs": epochs}
@@ -80,17 +81,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=str(settings.data_dir), help="torchvision root holding MNIST/raw (VIGIL_DATA_DIR)")
     p.add_argument("--download", action="store_true", help="let torchvision download MNIST (needs internet)")
     p.add_argument("--out", required=True, help="bundle folder to write")
-    p.add_argument("--name", default=None)
-    p.add_argument("--version", default="1")
+    p.add_argument("--name", default=None, help="the model's name in the manifest and the API (default: mnist-<method>)")
+    p.add_argument("--version", default="1", help="the model's version in the manifest and the API (default: 1)")
     p.add_argument(
         "--epochs", type=positive_int, default=None, help="training epochs (default: 6; variational 20, or 4 from a --base-bundle's weights)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="training seed: initialisation, data split, sampling (default: 0)")
     p.add_argument("--seeds", type=positive_int, default=1, help="train N seeds (seed, seed+1, ...) into OUT/seed<k>")
     p.add_argument("--train-size", type=positive_int, default=None, help="cap on training images (tests)")
-    p.add_argument("--val-size", type=positive_int, default=10_000, help="validation + conformal calibration images")
-    p.add_argument("--members", type=positive_int, default=5)
-    p.add_argument("--samples", type=positive_int, default=20)
+    p.add_argument("--val-size", type=positive_int, default=10_000, help="validation + conformal calibration images (default: 10000)")
+    p.add_argument("--members", type=positive_int, default=5, help="ensemble members (ensemble only; default: 5)")
+    p.add_argument(
+        "--samples",
+        type=positive_int,
+        default=None,
+        help="samples per input at inference (mc_dropout, laplace, variational; default: 20, variational 10, each of whose samples runs the whole network)",
+    )
     p.add_argument(
         "--failure-scorer",
         default=None,
@@ -98,10 +104,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ConfidNet head), or auto: a ConfidNet head is trained and the best of it, MCP and the others on held-out data "
         "is served (training/failure_select.py)",
     )
-    p.add_argument("--ood-scorer", default="auto", help="OOD scorer, or auto: the best by an ID-only criterion (training/scorer_fit.py)")
-    p.add_argument("--target-risk", type=float, default=0.005, help="max error rate among accepted validation predictions")
-    p.add_argument("--ood-pass-rate", type=float, default=0.99, help="share of in-distribution validation inputs the OOD gate passes")
-    p.add_argument("--alpha", type=float, default=0.01, help="conformal miscoverage")
+    p.add_argument("--ood-scorer", default="auto", help="OOD scorer, or auto (the default): the best by an ID-only criterion (training/scorer_fit.py)")
+    p.add_argument("--target-risk", type=float, default=0.005, help="max error rate among accepted validation predictions (default: 0.005)")
+    p.add_argument("--ood-pass-rate", type=float, default=0.99, help="share of in-distribution validation inputs the OOD gate passes (default: 0.99)")
+    p.add_argument("--alpha", type=float, default=0.01, help="conformal miscoverage (default: 0.01)")
     p.add_argument("--base-bundle", default=None, help="mc_dropout / laplace / confidnet: reuse this deterministic bundle's network; ensemble: it is member 0; variational: start its posterior means there (same --seed and sizes)")
     p.add_argument(
         "--confidnet-finetune-epochs",

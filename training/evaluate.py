@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from models.manifest import Manifest
 from models.scorers.base import ScoreInput
 from models.scorers.entropy import MutualInformation, PredictiveEntropy
 from models.scorers.msp import MaxSoftmax
+from models.usage import UsageError
 from training import metrics, paired
 from training.data import Split, load_mnist
 from training.loop import features_and_logits, normalise
@@ -82,6 +84,7 @@ def evaluate_bundle(bundle: Bundle, test: Split) -> tuple[dict[str, Any], PerIma
     result = {
         "name": bundle.manifest.name,
         "method": bundle.manifest.method,
+        "seed": per_image.seed,
         "before_temperature": metrics.classification(raw, test.y),
         "after_temperature": metrics.classification(cal, test.y),
         "failure_detection": failure,
@@ -99,12 +102,26 @@ def evaluate_bundle(bundle: Bundle, test: Split) -> tuple[dict[str, Any], PerIma
     return result, per_image
 
 
-def comparisons(groups: dict[str, tuple[str, list[PerImage]]], count: int = paired.RESAMPLES) -> dict[str, dict[str, Any]]:
+def baseline_of(groups: dict[str, tuple[str, list[PerImage]]], asked: str | None) -> str | None:
+    """The model NLL comparisons are measured against: `asked` (`--baseline`), else the one
+    deterministic model; None, said on stderr, when several are (a `--method confidnet`
+    bundle is a deterministic network too) or none is."""
+    if asked is not None:
+        if asked not in groups:
+            raise UsageError(f"--baseline {asked!r} is none of the models evaluated: {', '.join(sorted(groups))}")
+        return asked
+    bases = sorted(n for n, (method, _) in groups.items() if method == "deterministic")
+    if len(bases) > 1:
+        print(f"NLL comparisons skipped: {len(bases)} deterministic models ({', '.join(bases)}); name one with --baseline", file=sys.stderr)
+    return bases[0] if len(bases) == 1 else None
+
+
+def comparisons(groups: dict[str, tuple[str, list[PerImage]]], count: int = paired.RESAMPLES, baseline: str | None = None) -> dict[str, dict[str, Any]]:
     """The targets' comparisons with paired intervals, by model name (`training.paired`).
 
     - ``confidnet_vs_mcp``: a ConfidNet head's AUPR-Error minus MCP's, on the same network;
-    - ``nll_vs_baseline``: the model's NLL minus that of the one deterministic model, seed
-      by seed (only when every seed has a deterministic counterpart).
+    - ``nll_vs_baseline``: the model's NLL minus the baseline's (`baseline_of`), seed by
+      seed (only when every seed has a counterpart among the baseline's).
     `groups`: model name -> (method, its seeds' per-image values).
     """
     out: dict[str, dict[str, Any]] = defaultdict(dict)
@@ -112,14 +129,14 @@ def comparisons(groups: dict[str, tuple[str, list[PerImage]]], count: int = pair
         if all("confidnet" in r.failure for r in runs):
             diffs = [paired.aupr_error_gain(r.failure["confidnet"], r.failure["mcp"], r.correct, count) for r in runs]
             out[name]["confidnet_vs_mcp"] = {"seeds": [r.seed for r in runs], "per_seed": [d.delta for d in diffs], **paired.pooled(diffs)}
-    bases = [n for n, (method, _) in groups.items() if method == "deterministic"]
-    if len(bases) == 1:
-        by_seed = {r.seed: r for r in groups[bases[0]][1] if r.seed is not None}
+    base = baseline_of(groups, baseline)
+    if base is not None:
+        by_seed = {r.seed: r for r in groups[base][1] if r.seed is not None}
         for name, (_, runs) in groups.items():
-            if name != bases[0] and runs and all(r.seed in by_seed for r in runs):
+            if name != base and runs and all(r.seed in by_seed for r in runs):
                 diffs = [paired.mean_difference(r.nll, by_seed[r.seed].nll, count) for r in runs]
                 out[name]["nll_vs_baseline"] = {
-                    "baseline": bases[0],
+                    "baseline": base,
                     "seeds": [r.seed for r in runs],
                     "per_seed": [d.delta for d in diffs],
                     **paired.pooled(diffs),
@@ -156,7 +173,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean and std (0 for one run) of every numeric metric over seeds."""
-    flat = [_flatten(r) for r in runs]
+    flat = [_flatten({k: v for k, v in r.items() if k != "seed"}) for r in runs]  # a seed is no metric
     shared = set.intersection(*(set(f) for f in flat))
     return {
         k: {"mean": statistics.fmean(f[k] for f in flat), "std": statistics.stdev([f[k] for f in flat]) if len(flat) > 1 else 0.0}
@@ -206,7 +223,7 @@ def bundle_folders(paths: list[str]) -> list[Path]:
         else:
             found = sorted(d for d in p.iterdir() if (d / MANIFEST).is_file()) if p.is_dir() else []
         if not found:
-            raise SystemExit(f"{p} is neither a bundle nor a folder of bundles")
+            raise UsageError(f"{p} is neither a bundle nor a folder of bundles")
         out += found
     # A bundle named twice (say DIR and DIR/seed0) counts once, not as two seeds.
     return list({p.resolve(): p for p in out}.values())
@@ -221,7 +238,7 @@ def check_seeds(paths: list[Path], seeds: int) -> None:
         by_name[m.name].append(training_seed(m))
     for name, got in by_name.items():
         if len(got) != seeds or len(set(got)) != len(got):
-            raise SystemExit(f"--seeds {seeds}: model {name!r} has {len(got)} bundle(s) with training seeds {got}")
+            raise UsageError(f"--seeds {seeds}: model {name!r} has {len(got)} bundle(s) with training seeds {got}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -234,10 +251,11 @@ def run(args: argparse.Namespace) -> int:
         check_seeds(paths, args.seeds)
     for path in paths:
         result, values = evaluate_bundle(load_bundle(path), test)
+        result["bundle"] = str(path)
         by_name[result["name"]].append(result)
         per_image[result["name"]].append(values)
     groups = {name: (runs[0]["method"], len(runs), aggregate(runs)) for name, runs in by_name.items()}
-    comps = comparisons({name: (runs[0]["method"], per_image[name]) for name, runs in by_name.items()}, args.resamples)
+    comps = comparisons({name: (runs[0]["method"], per_image[name]) for name, runs in by_name.items()}, args.resamples, args.baseline)
     table = markdown(groups) + ("\n" + comparisons_markdown(comps) if comps else "")
     print(table)
     if args.out:
@@ -254,10 +272,13 @@ def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
         "bundles", nargs="+", help="bundle folders, or folders of them (vigil train --seeds N's OUT); bundles sharing a manifest name are seeds of one model"
     )
     p.add_argument(
-        "--seeds", type=int, default=0, help="expect N training seeds of every model (mean ± std over them); refuses fewer, more or repeated seeds"
+        "--seeds", type=positive_int, default=None, help="expect N training seeds of every model (mean ± std over them); refuses fewer, more or repeated seeds"
     )
-    p.add_argument("--data-dir", default=data_dir)
-    p.add_argument("--download", action="store_true")
+    p.add_argument(
+        "--baseline", default=None, help="model name the NLL comparisons are measured against (default: the one deterministic model)"
+    )
+    p.add_argument("--data-dir", default=data_dir, help="torchvision root holding MNIST/raw (VIGIL_DATA_DIR)")
+    p.add_argument("--download", action="store_true", help="let torchvision download MNIST (needs internet)")
     p.add_argument("--out", default=None, help="write all numbers as JSON")
     p.add_argument("--markdown", default=None, help="write the tables as markdown")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate on the first N test images (tests)")

@@ -90,14 +90,22 @@ def default_epochs(method: str, base_bundle: str | None) -> int:
     return TrainConfig.epochs
 
 
+#: Samples per input where a method's default is not 20: every variational sample runs the
+#: whole network (each layer's weights are sampled), where MC dropout's and Laplace's only
+#: rerun the last layers, so 10 keep its answer within the latency budget.
+DEFAULT_SAMPLES = {"variational": 10}
+
+
 @dataclass
 class MethodOptions:
     name: str = "mnist-deterministic"
     version: str = "1"
     arch_params: dict[str, Any] = field(default_factory=lambda: {"widths": [16, 32, 64], "hidden": 128, "dropout": 0.25})
-    #: Ensemble members, MC / variational / Laplace samples.
+    #: Ensemble members.
     members: int = 5
-    num_samples: int = 20
+    #: MC dropout / Laplace / variational samples per input at inference; None: the method's
+    #: default (`DEFAULT_SAMPLES`).
+    num_samples: int | None = None
     failure_scorer: str = "msp"
     #: As `vigil train`: the OOD scorer that wins the ID-only criterion (training/scorer_fit.py).
     ood_scorer: str = "auto"
@@ -111,6 +119,10 @@ class MethodOptions:
     confidnet_finetune_epochs: int = 0
     #: How ConfidNet's training passes perturb the digits (training/confidnet_fit.py: shift or distort).
     confidnet_passes: str = "shift"
+
+    def samples(self, method: str) -> int:
+        """Samples per input at inference for `method`: as asked, else its default."""
+        return self.num_samples if self.num_samples is not None else DEFAULT_SAMPLES.get(method, 20)
 
     def __post_init__(self) -> None:
         check_fitting_options(self.target_risk, self.ood_pass_rate, self.alpha)

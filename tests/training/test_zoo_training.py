@@ -88,6 +88,47 @@ def test_evaluate_reports_every_score(zoo: dict[str, Path], data_dir: Path, tmp_
     assert agg == {"mean": ens["after_temperature"]["accuracy"], "std": 0.0}
 
 
+def test_nll_comparisons_name_their_baseline_when_two_models_are_deterministic(
+    zoo: dict[str, Path], data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A `--method confidnet` bundle is a deterministic network too: with two, the comparison
+    used to vanish without a word; it says so, and --baseline picks one."""
+    other = tmp_path / "other"
+    shutil.copytree(zoo["deterministic"], other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    (other / "manifest.json").write_text(json.dumps({**manifest, "name": "mnist-other"}))
+    bundles = [str(zoo["deterministic"]), str(other), str(zoo["mc_dropout"])]
+    common = ["--data-dir", str(data_dir), "--limit", "200", "--resamples", "20"]
+    out = tmp_path / "e.json"
+    assert vigil(["evaluate", *bundles, *common, "--out", str(out)]) == 0
+    assert "NLL comparisons skipped: 2 deterministic models (mnist-deterministic, mnist-other); name one with --baseline" in capsys.readouterr().err
+    assert not any("nll_vs_baseline" in c for c in json.loads(out.read_text())["comparisons"].values())
+    assert vigil(["evaluate", *bundles, *common, "--out", str(out), "--baseline", "mnist-other"]) == 0
+    comps = json.loads(out.read_text())["comparisons"]
+    assert comps["mnist-mc-dropout"]["nll_vs_baseline"]["baseline"] == "mnist-other" and "mnist-other" not in comps
+    assert "--baseline 'nope' is none of the models evaluated" in refused(capsys, ["evaluate", *bundles, *common, "--baseline", "nope"])
+
+
+def test_variational_keeps_the_samples_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--samples was capped at 10 for variational without a word; now 10 is only its default."""
+    from training.loop import TrainConfig
+    from training.methods.variational import train_variational
+    from training.options import MethodOptions
+
+    asked: list[int] = []
+
+    def stop(**kwargs: object) -> None:
+        asked.append(int(kwargs["num_samples"]))  # type: ignore[call-overload]
+        raise InterruptedError
+
+    monkeypatch.setattr("training.methods.variational.variational_cnn", stop)
+    for opts in (MethodOptions(num_samples=30), MethodOptions()):
+        with pytest.raises(InterruptedError):
+            train_variational(None, TrainConfig(epochs=1), opts)  # type: ignore[arg-type]
+    assert asked == [30, 10]
+    assert (MethodOptions().samples("mc_dropout"), MethodOptions().samples("laplace"), MethodOptions(num_samples=3).samples("laplace")) == (20, 20, 3)
+
+
 def test_evaluate_reports_the_served_thresholds_risk_and_coverage_on_test(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
     assert vigil(["evaluate", str(zoo["deterministic"]), "--data-dir", str(data_dir), "--limit", "500", "--out", str(out)]) == 0
@@ -119,7 +160,7 @@ def test_the_training_options_are_stored_in_the_bundle(data_dir: Path, tmp_path:
     assert val["selective_risk"] <= 0.03 and val["ood_pass_rate"] >= 0.995
 
 
-def test_seeds_train_one_bundle_per_seed(data_dir: Path, tmp_path: Path) -> None:
+def test_seeds_train_one_bundle_per_seed(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "seeds"
     args = ["train", "--method", "deterministic", "--data-dir", str(data_dir), "--out", str(out), "--seeds", "2", "--seed", "3"]
     args += ["--train-size", "200", "--val-size", "400", "--epochs", "1", "--skip-test", "--quiet", "--ood-scorer", "msp"]
@@ -134,17 +175,22 @@ def test_seeds_train_one_bundle_per_seed(data_dir: Path, tmp_path: Path) -> None
     assert vigil(["evaluate", str(out), "--seeds", "2", "--data-dir", str(data_dir), "--limit", "200", "--out", str(report)]) == 0
     result = json.loads(report.read_text())
     runs = result["runs"]["mnist-deterministic"]
+    assert sorted((r["seed"], r["bundle"]) for r in runs) == [(3, str(out / "seed3")), (4, str(out / "seed4"))]  # which run is which
     acc = [r["after_temperature"]["accuracy"] for r in runs]
     assert len(runs) == 2 and acc[0] != acc[1]  # both seeds, not one twice
     assert result["aggregate"]["mnist-deterministic"]["after_temperature.accuracy"]["mean"] == pytest.approx(sum(acc) / 2)
     # Asked for 3 seeds, or given one seed in two folders: refused, not averaged over what is there.
     shutil.copytree(out / "seed3", tmp_path / "seed3-copy")
     for bundles, n, got in (([str(out)], "3", "[3, 4]"), ([str(out / "seed3"), str(tmp_path / "seed3-copy")], "2", "[3, 3]")):
-        with pytest.raises(SystemExit, match=rf"training seeds \{got}"):
-            vigil(["evaluate", *bundles, "--seeds", n, "--data-dir", str(data_dir), "--limit", "50"])
+        err = refused(capsys, ["evaluate", *bundles, "--seeds", n, "--data-dir", str(data_dir), "--limit", "50"])
+        assert f"vigil evaluate: error: --seeds {n}: model 'mnist-deterministic'" in err and f"training seeds {got}" in err, err
     # The same folder named twice is one bundle, not two seeds.
-    with pytest.raises(SystemExit, match=r"1 bundle\(s\) with training seeds \[3\]"):
-        vigil(["evaluate", str(out / "seed3"), str(out / "seed3"), "--seeds", "2", "--data-dir", str(data_dir), "--limit", "50"])
+    err = refused(capsys, ["evaluate", str(out / "seed3"), str(out / "seed3"), "--seeds", "2", "--data-dir", str(data_dir), "--limit", "50"])
+    assert "1 bundle(s) with training seeds [3]" in err
+    for seeds in ("0", "-1"):
+        assert "is not a positive integer" in refused(capsys, ["evaluate", str(out), "--seeds", seeds, "--data-dir", str(data_dir)])
+    err = refused(capsys, ["evaluate", str(report), "--data-dir", str(data_dir)])
+    assert f"vigil evaluate: error: {report} is neither a bundle nor a folder of bundles" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("method", ["mc_dropout", "laplace", "confidnet"])
@@ -190,11 +236,15 @@ def _marked_base(source: Path, layer: str, out: Path) -> tuple[Bundle, Manifest]
     return base, save_bundle(out, fields, base.model, base.failure_scorer, base.ood_scorer)
 
 
-def test_ensemble_base_bundle_is_member_zero_and_the_other_members_are_unchanged(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
+def test_ensemble_base_bundle_is_member_zero_and_the_other_members_are_unchanged(
+    zoo: dict[str, Path], data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A base network no training run would produce, so that member 0 can only match it by being it.
     base, marked = _marked_base(zoo["deterministic"], "fc2", tmp_path / "base")
-    with pytest.raises(SystemExit, match="only copy it"):  # the one method that builds on nothing
-        vigil(["train", "--method", "deterministic", "--data-dir", str(data_dir), "--out", str(tmp_path / "x"), "--base-bundle", str(tmp_path / "base")])
+    with monkeypatch.context() as m:  # the one method that builds on nothing: refused before the data are read
+        m.setattr("training.cli.make_splits", lambda *a, **k: pytest.fail("read the data before refusing"))
+        err = refused(capsys, ["train", "--method", "deterministic", "--data-dir", str(data_dir), "--out", str(tmp_path / "x"), "--base-bundle", str(tmp_path / "base")])
+    assert "vigil train: error: --base-bundle builds another method on a deterministic network" in err
     out = tmp_path / "ensemble"
     # The zoo fixture's own options, so that members 1 and 2 are trained exactly as there.
     args = ["train", "--method", "ensemble", "--data-dir", str(data_dir), "--out", str(out), "--train-size", "300"]
