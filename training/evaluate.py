@@ -190,17 +190,21 @@ def _fmt(a: dict[str, dict[str, float]], key: str, digits: int = 2) -> str:
 
 
 def markdown(groups: dict[str, tuple[str, int, dict[str, dict[str, float]]]]) -> str:
-    """Two tables: classification and calibration; misclassification detection per score."""
+    """Two tables: classification and calibration, before and after temperature scaling (the
+    served figures are after; test risk and coverage are the served threshold's);
+    misclassification detection per score."""
     lines = [
-        "| model | method | seeds | accuracy % | NLL | Brier | ECE % before T | ECE % after T | test risk % | coverage % |",
+        "| model | method | seeds | temperature | accuracy % | NLL | Brier | ECE % | test risk % | coverage % |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, (method, n, a) in groups.items():
-        lines.append(
-            f"| {name} | {method} | {n} | {_fmt(a, 'after_temperature.accuracy')} | {_fmt(a, 'after_temperature.nll', 4)} "
-            f"| {_fmt(a, 'after_temperature.brier', 4)} | {_fmt(a, 'before_temperature.ece')} | {_fmt(a, 'after_temperature.ece')} "
-            f"| {_fmt(a, 'selective.test_risk')} | {_fmt(a, 'selective.test_coverage')} |"
-        )
+        for when in ("before", "after"):
+            p = f"{when}_temperature."
+            served = f"{_fmt(a, 'selective.test_risk')} | {_fmt(a, 'selective.test_coverage')}" if when == "after" else "– | –"
+            lines.append(
+                f"| {name} | {method} | {n} | {when} | {_fmt(a, p + 'accuracy')} | {_fmt(a, p + 'nll', 4)} "
+                f"| {_fmt(a, p + 'brier', 4)} | {_fmt(a, p + 'ece')} | {served} |"
+            )
     lines += ["", "| model | score | FPR95 % ↓ | AUPR-Error % ↑ | AUPR-Success % ↑ | AUROC % ↑ | AURC ×1000 ↓ |", "|---|---|---|---|---|---|---|"]
     for name, (_, _, a) in groups.items():
         scores = sorted({k.split(".")[1] for k in a if k.startswith("failure_detection.")})
