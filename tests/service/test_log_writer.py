@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Engine, delete, update
 
 from service.db.audit import verify
+from service.db.batching import STOP
 from service.db.chain import HASHED_COLUMNS, UNHASHED_COLUMNS
 from service.db.engine import make_engine
 from service.db.migrate import upgrade
@@ -161,6 +162,15 @@ def hung_at_shutdown(tmp_path: Path, spool: Spool) -> Iterator[tuple[Engine, set
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
+        end_thread(w)
+
+
+def end_thread(w: LogWriter) -> None:
+    """A rescue leaves the writer thread behind (the process would exit); a test ends it."""
+    w.queue.put(STOP)
+    w._full.set()
+    w._thread.join(35)
+    assert not w._thread.is_alive()
 
 
 def test_a_database_that_hangs_at_shutdown_loses_no_row(tmp_path: Path) -> None:
@@ -228,6 +238,7 @@ def test_a_writer_stuck_in_its_replay_rescues_to_a_side_file(engine: Engine, tmp
     assert len(sides) == 1
     assert {from_json(line)["request_id"] for line in sides[0].read_text().splitlines()} == {r["request_id"] for r in queued}
     spool.release.set()
+    end_thread(w)
     assert Spool(spool.path).replay(engine) == 21 and count(engine) == 21 and not sides[0].exists()
 
 
@@ -251,3 +262,4 @@ def test_a_rescue_waits_for_a_batch_being_taken_off_the_queue(engine: Engine, tm
     wait_for(lambda: w.depth() == 0)  # taken; the writer thread sleeps in link
     w.stop(0.2)
     assert spooled_ids(spool) == {r["request_id"] for r in recs}
+    end_thread(w)
