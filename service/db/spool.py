@@ -57,13 +57,16 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Append rows as JSON lines, flushed and fsync'ed: a spooled row survives a crash."""
-    data = "".join(to_json(r) + "\n" for r in rows)
+def _append(path: Path, lines: list[str]) -> None:
+    """Append lines (each newline-terminated here), flushed and fsync'ed: they survive a crash."""
     with open(path, "a", encoding="utf-8") as f:
-        f.write(data)
+        f.write("".join(line if line.endswith("\n") else line + "\n" for line in lines))
         f.flush()
         os.fsync(f.fileno())
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    _append(path, [to_json(r) for r in rows])
 
 
 def default_spool_path(database_url: str) -> Path:
@@ -138,21 +141,13 @@ class Spool:
         """Fold side files into the spool (under the lock). A crash between the append and the
         unlink only repeats rows, which the replay's ON CONFLICT DO NOTHING absorbs."""
         for side in self._rescued():
-            data = side.read_text(encoding="utf-8")
-            if data and not data.endswith("\n"):  # torn by a crash: keep its tail off the next row
-                data += "\n"
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            # Line by line, each terminated: a tail torn by a crash cannot swallow the next row.
+            _append(self.path, side.read_text(encoding="utf-8").splitlines())
             side.unlink()
 
     def _reject(self, lines: list[str], why: str) -> None:
         """Keep what the database will never take (or cannot be parsed) beside the spool, loudly."""
-        with open(self.rejected_path, "a", encoding="utf-8") as f:
-            f.writelines(line if line.endswith("\n") else line + "\n" for line in lines)
-            f.flush()
-            os.fsync(f.fileno())
+        _append(self.rejected_path, lines)
         log.error("spool %s: %d row(s) moved to %s: %s", self.path, len(lines), self.rejected_path, why)
 
     def _chunks(self, size: int) -> Iterator[list[dict[str, Any]]]:

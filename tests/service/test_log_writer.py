@@ -19,7 +19,7 @@ from service.db.batching import STOP
 from service.db.chain import HASHED_COLUMNS, UNHASHED_COLUMNS
 from service.db.engine import make_engine
 from service.db.migrate import upgrade
-from service.db.rows import from_json, insert_ignoring_duplicates
+from service.db.rows import from_json, insert_ignoring_duplicates, to_json
 from service.db.spool import Spool
 from service.db.tables import RequestRecord
 from service.db.writer import LogWriter, QueueFull
@@ -263,3 +263,14 @@ def test_a_rescue_waits_for_a_batch_being_taken_off_the_queue(engine: Engine, tm
     w.stop(0.2)
     assert spooled_ids(spool) == {r["request_id"] for r in recs}
     end_thread(w)
+
+
+def test_a_torn_rescue_file_costs_only_its_torn_row(engine: Engine, tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.jsonl")
+    first, second = [record(i) for i in range(2)], [record(i) for i in range(3)]
+    torn = spool.path.with_name("spool.jsonl.rescue-1-1")
+    torn.write_text(to_json(first[0]) + "\n" + to_json(first[1])[:40])  # cut off by a crash
+    spool.path.with_name("spool.jsonl.rescue-1-2").write_text("".join(to_json(r) + "\n" for r in second))
+    assert spool.replay(engine) == 4
+    assert set(stored_ids(engine)) == {first[0]["request_id"]} | {r["request_id"] for r in second}
+    assert len(spool.rejected_path.read_text().splitlines()) == 1
