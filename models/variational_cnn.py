@@ -137,7 +137,9 @@ def init_from_network(model: VariationalCNN, net: nn.Module) -> VariationalCNN:
 def variational_cnn(
     prior: dict[str, Any] | None = None, num_samples: int = 10, seed: int | None = None, **arch_params: Any
 ) -> VariationalCNN:
-    """Build the (training-time and serving) variational CNN; `prior` is `build_prior`'s JSON form."""
+    """Build the (training-time and serving) variational CNN; `prior` is `build_prior`'s JSON form.
+    10 samples by default, not MC dropout's 20: each of its samples runs the whole network
+    (every layer's weights are sampled), so 10 keep an answer within the latency budget."""
     return VariationalCNN(**arch_params, prior=build_prior(prior), num_samples=num_samples, seed=seed)
 
 

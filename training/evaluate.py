@@ -84,7 +84,6 @@ def evaluate_bundle(bundle: Bundle, test: Split) -> tuple[dict[str, Any], PerIma
     result = {
         "name": bundle.manifest.name,
         "method": bundle.manifest.method,
-        "seed": per_image.seed,
         "before_temperature": metrics.classification(raw, test.y),
         "after_temperature": metrics.classification(cal, test.y),
         "failure_detection": failure,
@@ -103,12 +102,10 @@ def evaluate_bundle(bundle: Bundle, test: Split) -> tuple[dict[str, Any], PerIma
 
 
 def baseline_of(groups: dict[str, tuple[str, list[PerImage]]], asked: str | None) -> str | None:
-    """The model NLL comparisons are measured against: `asked` (`--baseline`), else the one
-    deterministic model; None, said on stderr, when several are (a `--method confidnet`
-    bundle is a deterministic network too) or none is."""
+    """The model NLL comparisons are measured against: `asked` (`--baseline`, checked by
+    `check_names` before any work), else the one deterministic model; None, said on stderr,
+    when several are (a `--method confidnet` bundle is a deterministic network too) or none is."""
     if asked is not None:
-        if asked not in groups:
-            raise UsageError(f"--baseline {asked!r} is none of the models evaluated: {', '.join(sorted(groups))}")
         return asked
     bases = sorted(n for n, (method, _) in groups.items() if method == "deterministic")
     if len(bases) > 1:
@@ -233,29 +230,29 @@ def bundle_folders(paths: list[str]) -> list[Path]:
     return list({p.resolve(): p for p in out}.values())
 
 
-def check_seeds(paths: list[Path], seeds: int) -> None:
-    """`--seeds N`: every model (manifest name) must come with N bundles of N different
-    training seeds. Read from the manifests alone, before any bundle is evaluated."""
+def check_names(manifests: list[Manifest], seeds: int | None, baseline: str | None) -> None:
+    """From the manifests alone, before any bundle is evaluated: `--seeds N` needs every model
+    (manifest name) with N bundles of N different training seeds; `--baseline` a model's name."""
     by_name: dict[str, list[int | None]] = defaultdict(list)
-    for path in paths:
-        m = read_manifest(path)
+    for m in manifests:
         by_name[m.name].append(training_seed(m))
+    if baseline is not None and baseline not in by_name:
+        raise UsageError(f"--baseline {baseline!r} is none of the models evaluated: {', '.join(sorted(by_name))}")
     for name, got in by_name.items():
-        if len(got) != seeds or len(set(got)) != len(got):
+        if seeds and (len(got) != seeds or len(set(got)) != len(got)):
             raise UsageError(f"--seeds {seeds}: model {name!r} has {len(got)} bundle(s) with training seeds {got}")
 
 
 def run(args: argparse.Namespace) -> int:
     check_output_files(args.out, args.markdown)
+    paths = bundle_folders(args.bundles)
+    check_names([read_manifest(p) for p in paths], args.seeds, args.baseline)
     test = load_mnist(Path(args.data_dir), train=False, download=args.download).head(args.limit)
     by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
     per_image: dict[str, list[PerImage]] = defaultdict(list)
-    paths = bundle_folders(args.bundles)
-    if args.seeds:
-        check_seeds(paths, args.seeds)
     for path in paths:
         result, values = evaluate_bundle(load_bundle(path), test)
-        result["bundle"] = str(path)
+        result.update(seed=values.seed, bundle=str(path))  # which run is which, in the JSON
         by_name[result["name"]].append(result)
         per_image[result["name"]].append(values)
     groups = {name: (runs[0]["method"], len(runs), aggregate(runs)) for name, runs in by_name.items()}

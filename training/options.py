@@ -90,12 +90,6 @@ def default_epochs(method: str, base_bundle: str | None) -> int:
     return TrainConfig.epochs
 
 
-#: Samples per input where a method's default is not 20: every variational sample runs the
-#: whole network (each layer's weights are sampled), where MC dropout's and Laplace's only
-#: rerun the last layers, so 10 keep its answer within the latency budget.
-DEFAULT_SAMPLES = {"variational": 10}
-
-
 @dataclass
 class MethodOptions:
     name: str = "mnist-deterministic"
@@ -103,8 +97,8 @@ class MethodOptions:
     arch_params: dict[str, Any] = field(default_factory=lambda: {"widths": [16, 32, 64], "hidden": 128, "dropout": 0.25})
     #: Ensemble members.
     members: int = 5
-    #: MC dropout / Laplace / variational samples per input at inference; None: the method's
-    #: default (`DEFAULT_SAMPLES`).
+    #: MC dropout / Laplace / variational samples per input at inference; None: the model
+    #: factory's own default (models/: 20, variational 10).
     num_samples: int | None = None
     failure_scorer: str = "msp"
     #: As `vigil train`: the OOD scorer that wins the ID-only criterion (training/scorer_fit.py).
@@ -120,9 +114,10 @@ class MethodOptions:
     #: How ConfidNet's training passes perturb the digits (training/confidnet_fit.py: shift or distort).
     confidnet_passes: str = "shift"
 
-    def samples(self, method: str) -> int:
-        """Samples per input at inference for `method`: as asked, else its default."""
-        return self.num_samples if self.num_samples is not None else DEFAULT_SAMPLES.get(method, 20)
+    def samples(self) -> dict[str, int]:
+        """Keyword arguments for a sampling model's factory: the count asked for, else none
+        (the factory's default applies; the defaults live there only)."""
+        return {} if self.num_samples is None else {"num_samples": self.num_samples}
 
     def __post_init__(self) -> None:
         check_fitting_options(self.target_risk, self.ood_pass_rate, self.alpha)

@@ -106,27 +106,26 @@ def test_nll_comparisons_name_their_baseline_when_two_models_are_deterministic(
     assert vigil(["evaluate", *bundles, *common, "--out", str(out), "--baseline", "mnist-other"]) == 0
     comps = json.loads(out.read_text())["comparisons"]
     assert comps["mnist-mc-dropout"]["nll_vs_baseline"]["baseline"] == "mnist-other" and "mnist-other" not in comps
-    assert "--baseline 'nope' is none of the models evaluated" in refused(capsys, ["evaluate", *bundles, *common, "--baseline", "nope"])
 
 
 def test_variational_keeps_the_samples_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--samples was capped at 10 for variational without a word; now 10 is only its default."""
+    """--samples was capped at 10 for variational without a word; now it reaches the factory,
+    and without it the factory's own default applies."""
     from training.loop import TrainConfig
     from training.methods.variational import train_variational
     from training.options import MethodOptions
 
-    asked: list[int] = []
+    asked: list[object] = []
 
     def stop(**kwargs: object) -> None:
-        asked.append(int(kwargs["num_samples"]))  # type: ignore[call-overload]
+        asked.append(kwargs.get("num_samples"))
         raise InterruptedError
 
     monkeypatch.setattr("training.methods.variational.variational_cnn", stop)
     for opts in (MethodOptions(num_samples=30), MethodOptions()):
         with pytest.raises(InterruptedError):
             train_variational(None, TrainConfig(epochs=1), opts)  # type: ignore[arg-type]
-    assert asked == [30, 10]
-    assert (MethodOptions().samples("mc_dropout"), MethodOptions().samples("laplace"), MethodOptions(num_samples=3).samples("laplace")) == (20, 20, 3)
+    assert asked == [30, None]
 
 
 def test_evaluate_reports_the_served_thresholds_risk_and_coverage_on_test(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
@@ -524,6 +523,11 @@ def test_evaluate_refuses_an_unwritable_output_before_evaluating(
     assert "is not a writable directory" in err
     err = refused(capsys, ["evaluate", str(tiny_bundle), "--data-dir", str(data_dir), "--limit", "20", "--out", str(tmp_path)])
     assert "is a directory" in err
+    monkeypatch.setattr(evaluate_mod, "load_mnist", lambda *a, **k: pytest.fail("read the test set before refusing"))
+    err = refused(capsys, ["evaluate", str(tiny_bundle), "--data-dir", str(data_dir), "--baseline", "nope"])
+    assert "--baseline 'nope' is none of the models evaluated" in err
+    err = refused(capsys, ["evaluate", str(tiny_bundle), str(tiny_bundle.parent / "missing"), "--data-dir", str(data_dir)])
+    assert "is neither a bundle nor a folder of bundles" in err
 
 
 def test_a_bug_inside_a_command_keeps_its_traceback(tiny_bundle: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,7 @@ from training.options import MethodOptions
 def train_laplace(splits: Splits, cfg: TrainConfig, opts: MethodOptions) -> tuple[LastLayerLaplace, BundleSpec]:
     start = time.perf_counter()
     net, base = base_or_train(splits, cfg, opts, "laplace (MAP)")
-    model = fit_last_layer_laplace(net, (normalise(splits.train.x), splits.train.y), num_samples=opts.samples("laplace"), seed=cfg.seed)
+    model = fit_last_layer_laplace(net, (normalise(splits.train.x), splits.train.y), **opts.samples(), seed=cfg.seed)
     spec = bundle_spec(model, "laplace", model.method_params(), splits, cfg, opts, start)
     spec.extra_metrics["laplace_prior_precision"] = model.fit_report["chosen"]
     return model, record_base(spec, base)

@@ -16,5 +16,5 @@ from training.options import MethodOptions
 def train_mc_dropout(splits: Splits, cfg: TrainConfig, opts: MethodOptions) -> tuple[MCDropout, BundleSpec]:
     start = time.perf_counter()
     net, base = base_or_train(splits, cfg, opts, "mc_dropout")
-    model = mc_dropout(net, num_samples=opts.samples("mc_dropout"), seed=cfg.seed)
+    model = mc_dropout(net, **opts.samples(), seed=cfg.seed)
     return model, record_base(bundle_spec(model, "mc_dropout", model.method_params(), splits, cfg, opts, start), base)

@@ -42,7 +42,7 @@ PRIOR = {"kind": "scale_mixture", "pi": 0.5, "sigma1": 1.0, "sigma2": 0.0025}
 
 def train_variational(splits: Splits, cfg: TrainConfig, opts: MethodOptions) -> tuple[VariationalCNN, BundleSpec]:
     start = time.perf_counter()
-    model = variational_cnn(prior=PRIOR, num_samples=opts.samples("variational"), seed=cfg.seed, **opts.arch_params)
+    model = variational_cnn(prior=PRIOR, **opts.samples(), seed=cfg.seed, **opts.arch_params)
     base = load_base_net(Path(opts.base_bundle), splits, opts.arch_params) if opts.base_bundle else None
     if base is not None:  # MOPED: the posterior means start at the deterministic network's weights
         init_from_network(model, base.net)
