@@ -89,6 +89,10 @@ class Keyring:
         return match_key(presented, self.client + self.admin, self.pepper)
 
 
+#: The refusal of an admin endpoint without a valid admin key (also its example in /docs).
+ADMIN_KEY_REQUIRED = "a valid admin API key is required"
+
+
 def require_admin(request: Request) -> str:
     """Dependency for admin endpoints; returns the admin key id (also put on request.state)."""
     keyring: Keyring = request.app.state.keyring
@@ -97,7 +101,7 @@ def require_admin(request: Request) -> str:
     found = keyring.match_admin(presented_key(request))
     if found is None:
         log.warning("refused admin request to %s %s: no valid admin key", request.method, request.url.path)
-        raise ApiError(401, "unauthorized", "a valid admin API key is required", {"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, "unauthorized", ADMIN_KEY_REQUIRED, {"WWW-Authenticate": "Bearer"})
     kid = key_id(found)
     request.state.api_key_id = kid
     log.info("admin request %s %s by %s", request.method, request.url.path, kid)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.auth import ADMIN_KEY_REQUIRED
+
 RID = "9b2f0c1d7e6a4f5b8c3d2e1f0a9b8c7d"
 
 #: Per status, the most common answer (code, message).
@@ -27,6 +29,9 @@ BY_STATUS: dict[int, tuple[str, str]] = {
     503: ("inference_backpressure", "too many requests are waiting for inference; retry shortly"),
 }
 
+#: GET endpoints behind the admin key (the last two with VIGIL_METRICS_ADMIN_ONLY): their 401.
+ADMIN_PATHS = ("/v1/requests", "/v1/requests/{request_id}", "/v1/reports/summary", "/v1/monitor", "/metrics")
+
 #: Where an operation's answer for a status differs from `BY_STATUS`: (method, path, status).
 BY_OPERATION: dict[tuple[str, str, int], tuple[str, str]] = {
     ("post", "/v1/predict", 422): ("corrupt_image", "the image could not be decoded: image file is truncated"),
@@ -36,11 +41,7 @@ BY_OPERATION: dict[tuple[str, str, int], tuple[str, str]] = {
     ("post", "/v1/predict/batch", 400): ("malformed_multipart", "the multipart body ends before its closing boundary (truncated upload?)"),
     ("get", "/v1/models/{name}", 404): ("unknown_model", "no model named 'nope'; served: 'mnist-default'"),
     ("get", "/v1/requests", 400): ("invalid_cursor", "cursor is not one this service handed out"),
-    ("get", "/v1/requests", 401): ("unauthorized", "a valid admin API key is required"),
-    ("get", "/v1/requests/{request_id}", 401): ("unauthorized", "a valid admin API key is required"),
-    ("get", "/v1/reports/summary", 401): ("unauthorized", "a valid admin API key is required"),
-    ("get", "/v1/monitor", 401): ("unauthorized", "a valid admin API key is required"),
-    ("get", "/metrics", 401): ("unauthorized", "a valid admin API key is required"),
+    **{("get", path, 401): ("unauthorized", ADMIN_KEY_REQUIRED) for path in ADMIN_PATHS},
     ("get", "/v1/reports/summary", 422): ("invalid_window", "since must be before until"),
     ("post", "/v1/requests/{request_id}/feedback", 422): ("invalid_label", "label must be a class index below 10"),
     ("get", "/v2/models/{name}", 404): ("unknown_model", "no model named 'nope'; served: 'mnist-default'"),
