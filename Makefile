@@ -106,7 +106,7 @@ results-ood: setup
 	$(BIN)/python -m training.results_doc --ood $(ZOO)/ood.json --update-ood --out $(RESULTS_DOC)
 
 # Issue 6: throughput/latency benchmark (ceiling, service under load, naive baseline, ratios);
-# prints tables and writes benchmarks/results.json. About 5 minutes on 2 cores.
+# prints tables and writes benchmarks/results.json. About 5-8 minutes on 2 cores.
 .PHONY: bench
 bench: setup
 	$(BIN)/python -m benchmarks.run --out benchmarks/results.json

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from models.manifest import InputSpec
 
@@ -37,6 +37,17 @@ def load_working_copy(img: Image.Image) -> None:
     img.load()
     if max(img.size) > WORK_SIDE:
         img.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS)
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The image as viewers show it: phone cameras store the pixels as the sensor saw them
+    and an EXIF orientation tag that says how to turn them; the model must see what the
+    person who uploaded it saw, or a 7 on its side is read as something else."""
+    try:
+        orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+        return ImageOps.exif_transpose(img) if orientation in range(2, 9) else img
+    except Exception:  # noqa: BLE001 - unreadable EXIF: the pixels as stored, not a refusal
+        return img
 
 
 def _wide_to_gray(img: Image.Image) -> Image.Image:
@@ -93,6 +104,7 @@ def _reframe(arr: np.ndarray, side: int) -> np.ndarray:
 
 def to_model_input(img: Image.Image, spec: InputSpec) -> torch.Tensor:
     """Convert a decoded image to pixels in [0, 1], shape ``[C, H, W]`` (C = spec.channels)."""
+    img = upright(img)
     if spec.channels != 1:
         rgb = _flatten(img, "RGB").resize((spec.width, spec.height), Image.BILINEAR)
         return torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()

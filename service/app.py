@@ -85,7 +85,11 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
             writer.stop(settings.log_drain_timeout_s)
             engine.dispose()
 
-    app = FastAPI(title="Vigil", version="1.0.0", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    # redirect_slashes off: `/v1/predict/` is a 404 in the one error shape (and logged), not a
+    # bodiless 307 whose Location is built from the client's Host header.
+    app = FastAPI(
+        title="Vigil", version="1.0.0", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None, redirect_slashes=False
+    )
     app.add_middleware(UnexpectedErrorMiddleware)  # innermost: a 500 still passes every layer below
     install_security(app, settings)  # issue 8; before RequestIdMiddleware, which must stay outermost
     # Issue 7: a per-app Prometheus registry; the lambda finds the context once the lifespan built it.

@@ -31,6 +31,9 @@ async def batch_images(request: Request, body_limit: int, part_limit: int, max_i
         parts = form.getlist(FIELD)
         if not parts:
             raise ApiError(422, "missing_image_field", f"the multipart body has no file fields named '{FIELD}'")
+        stray = sorted({k for k, v in form.multi_items() if k != FIELD and isinstance(v, UploadFile)})
+        if stray:  # answering without them would look like an answer for every image sent
+            raise ApiError(422, "unexpected_file_field", f"file field {stray[0]!r} is not read; send every image in a '{FIELD}' field")
         texts = [i for i, u in enumerate(parts) if not isinstance(u, UploadFile)]
         if texts:  # skipping them would shift every later result off its part
             raise ApiError(422, "not_a_file", f"'{FIELD}' part {texts[0]} is a text field; send each image as a file part")

@@ -34,13 +34,15 @@ _LARGE_DECODES = threading.BoundedSemaphore(2)
 def _sniff_format(data: bytes) -> str | None:
     """Which format these bytes claim to be, from the plugins' magic-number checks only.
 
-    Only allow-listed plugins ever parse an upload (Image.open(formats=...)); this lets
-    the refusal of, say, an ICO or EPS name the format without parsing it.
+    Asked once Image.open found no allow-listed plugin that could read them. Only
+    allow-listed plugins ever parse an upload (Image.open(formats=...)); this lets the
+    refusal of, say, an ICO or EPS name the format without parsing it, and tells a damaged
+    PNG (magic bytes right, header broken) from bytes that are no image at all.
     """
     Image.init()
     prefix = data[:16]
     for fmt, (_, accept) in Image.OPEN.items():
-        if fmt in ALLOWED_FORMATS or accept is None:
+        if accept is None:
             continue
         try:
             if accept(prefix):
@@ -120,6 +122,8 @@ def decode_image(data: bytes, max_pixels: int, max_side: int) -> DecodedImage:
         raise
     except UnidentifiedImageError as e:
         fmt = _sniff_format(data)
+        if fmt in ALLOWED_FORMATS:
+            raise ApiError(422, "corrupt_image", f"the {fmt} image could not be decoded: its header is damaged") from e
         if fmt is not None:
             raise ApiError(415, "unsupported_format", f"image format {fmt} is not accepted; use one of {ACCEPTED}") from e
         raise ApiError(415, "not_an_image", f"the body is not a recognised image; accepted formats: {ACCEPTED}") from e

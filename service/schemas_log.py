@@ -16,7 +16,9 @@ UtcDatetime = Annotated[dt.datetime, AfterValidator(in_utc)]
 class FeedbackCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"label": 7, "note": "checked by hand"}})
 
-    label: int = Field(ge=0, strict=True, description="The true class index (see the model card's class_names).")
+    # The range (0 to classes - 1) is checked by the route, so that -1 and 10 get one error code;
+    # the schema still shows the lower bound.
+    label: int = Field(strict=True, json_schema_extra={"minimum": 0}, description="The true class index (see the model card's class_names).")
     note: DbText | None = Field(None, max_length=2000, description="Free text kept with the label, e.g. who checked it.")
 
 

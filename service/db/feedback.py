@@ -23,12 +23,13 @@ class NoPrediction(ValueError):
 
 
 def add_feedback(
-    engine: Engine, request_id: str, label: int, note: str | None, client_id: str | None, pending: Callable[[str], bool]
+    engine: Engine, request_id: str, label: int, note: str | None, client_id: str | None, pending: Callable[[str], int | None]
 ) -> tuple[Row[Any], bool]:
     """Store a label; returns the new entry and whether it replaced an earlier one.
 
-    `pending(request_id)` says whether the request's row is still on its way (writer queue
-    or spool): feedback posted right after a prediction must not be refused for that.
+    `pending(request_id)` is the HTTP status of the request's row while it is still on its
+    way (writer queue or spool), else None: feedback posted right after a prediction must
+    not be refused for that, nor accepted on a refused request whose row is not stored yet.
     """
     now = dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
@@ -36,9 +37,10 @@ def add_feedback(
             # Serialise feedback per request so two concurrent posts cannot both stay current.
             conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(request_id, 0))))
         logged = conn.execute(select(T.c.http_status).where(T.c.request_id == request_id)).first()
-        if logged is None and not pending(request_id):
+        status = logged.http_status if logged is not None else pending(request_id)
+        if status is None:
             raise UnknownRequest(request_id)
-        if logged is not None and logged.http_status != 200:  # a row still queued is taken on trust
+        if status != 200:
             raise NoPrediction(request_id)
         current = F.c.request_id == request_id, F.c.replaced_at.is_(None)
         replaced = conn.execute(update(F).where(*current).values(replaced_at=now)).rowcount > 0

@@ -125,17 +125,22 @@ class Spool:
     def has_rows(self) -> bool:
         return bool(self._files())
 
-    def contains(self, request_id: str) -> bool:
-        """A linear scan: only asked when a request id is not yet in the database."""
+    def status_of(self, request_id: str) -> int | None:
+        """The HTTP status of a spooled request's row, or None when it is not spooled. A linear
+        scan: only asked when a request id is not yet in the database."""
         if not self.has_rows():
-            return False
+            return None
         needle = f'"request_id":"{request_id}"'
         with self._locked():
             for path in self._files():
                 with open(path, encoding="utf-8") as f:
-                    if any(needle in line for line in f):
-                        return True
-        return False
+                    for line in f:
+                        if needle in line:
+                            try:
+                                return int(from_json(line)["http_status"])
+                            except (ValueError, TypeError):  # a torn row: the replay drops it too
+                                continue
+        return None
 
     def _adopt_rescued(self) -> None:
         """Fold side files into the spool (under the lock). A crash between the append and the

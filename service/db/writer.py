@@ -62,8 +62,9 @@ class LogWriter:
         self.overflow = overflow
         self.chain = Chain(writer_id or new_writer_id())
         self.written = self.failures = 0
-        #: Ids queued or being written: feedback may name a request not yet in the database.
-        self._inflight: set[str] = set()
+        #: Ids queued or being written, with their HTTP status: feedback may name a request
+        #: not yet in the database, and must still learn whether it was refused.
+        self._inflight: dict[str, int] = {}
         self._db_down = False
         #: Set when a full batch waits, so the writer need not wake for every record.
         self._full = threading.Event()
@@ -80,7 +81,7 @@ class LogWriter:
 
     def submit(self, record: dict[str, Any]) -> None:
         row = {c: storable(record.get(c)) for c in COLUMNS}
-        self._inflight.add(row["request_id"])
+        self._inflight[row["request_id"]] = row["http_status"]
         if self._stopped:  # a straggler after shutdown still reaches durable storage
             self._spool_now([row])
             return
@@ -90,7 +91,7 @@ class LogWriter:
                 self._full.set()
         except queue.Full as e:
             if self.overflow != "spool":
-                self._inflight.discard(row["request_id"])
+                self._inflight.pop(row["request_id"], None)
                 raise QueueFull from e
             self._spool_now([row])
 
@@ -105,9 +106,15 @@ class LogWriter:
     def depth(self) -> int:
         return self.queue.qsize()
 
+    def pending_status(self, request_id: str) -> int | None:
+        """The HTTP status of a request's row while it is queued, being written, or waiting in
+        the spool; None when it is none of those."""
+        status = self._inflight.get(request_id)
+        return status if status is not None else self.fallback.spool.status_of(request_id)
+
     def is_pending(self, request_id: str) -> bool:
         """True while a request's row is queued, being written, or waiting in the spool."""
-        return request_id in self._inflight or self.fallback.spool.contains(request_id)
+        return self.pending_status(request_id) is not None
 
     def stop(self, timeout: float = 60.0) -> None:
         """Drain the queue to the database or the spool, try one last replay, end the thread.
@@ -163,7 +170,7 @@ class LogWriter:
                 with self.engine.begin() as conn:
                     conn.execute(insert(T), batch)
                 self.written += len(batch)
-                self._inflight.difference_update(r["request_id"] for r in batch)
+                self._settled(batch)
                 return
             except Exception:  # any driver or server error: the rows go to the spool
                 self.failures += 1
@@ -177,7 +184,11 @@ class LogWriter:
 
     def _spool(self, rows: list[dict[str, Any]]) -> None:
         self.fallback.store(rows)
-        self._inflight.difference_update(r["request_id"] for r in rows)
+        self._settled(rows)
+
+    def _settled(self, rows: list[dict[str, Any]]) -> None:
+        for r in rows:  # in the database or the spool now, where the lookups find them
+            self._inflight.pop(r["request_id"], None)
 
 
 def build_writer(engine: Engine, settings: Settings) -> LogWriter:

@@ -68,12 +68,12 @@ BINARY_OK = {
 INFER_ERRORS: dict[int | str, dict[str, Any]] = {200: BINARY_OK} | {
     s: {"model": OipError, "description": d}
     for s, d in {
-        400: "Not JSON, bad binary sizes, or an unknown output name.",
+        400: "Not JSON, bad binary sizes, both `data` and `binary_data_size` on one input, or an unknown output name.",
         401: str(ACCESS_ERRORS[401]["description"]),
         404: "No such model (or version).",
         413: "Body over VIGIL_MAX_BATCH_UPLOAD_BYTES.",
         415: "Compressed body (Content-Encoding) is not accepted.",
-        422: "Wrong input count, datatype (must be FP32), shape, or batch size (over VIGIL_MAX_BATCH_IMAGES); non-numeric, NaN/Inf or out-of-[0,1] values.",
+        422: "Wrong input count, name (must be `input`), datatype (must be FP32), shape, or batch size (over VIGIL_MAX_BATCH_IMAGES); non-numeric, NaN/Inf or out-of-[0,1] values; text that is not valid Unicode.",
         429: str(ACCESS_ERRORS[429]["description"]),
         500: "Inference failed (`inference_error`) or the server erred (`internal_error`); the request is logged: quote its id.",
         503: "The request log or the inference queue is full; retry after the Retry-After header.",

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-Param = str | int | float | bool
+from service.params import Text
+
+#: Client strings are `Text`: the id is echoed and names appear in error messages.
+Param = Text | int | float | bool
 
 
 class _Open(BaseModel):
@@ -19,16 +22,16 @@ class _Open(BaseModel):
 
 
 class RequestInput(_Open):
-    name: str = Field(
+    name: Text = Field(
         description="Input tensor name; Vigil's model has one input, `input`."
     )
-    shape: list[int] = Field(
+    shape: list[StrictInt] = Field(
         description="[N, 1, 28, 28] or [N, 28, 28] for the shipped model (from the manifest's input spec)."
     )
-    datatype: str = Field(
+    datatype: Text = Field(
         description="Must be FP32: pixels in [0, 1], before normalisation."
     )
-    parameters: dict[str, Param] | None = Field(
+    parameters: dict[Text, Param] | None = Field(
         None,
         description="`binary_data_size` when the data follows the JSON (Triton binary extension).",
     )
@@ -39,17 +42,17 @@ class RequestInput(_Open):
 
 
 class RequestOutput(_Open):
-    name: str
-    parameters: dict[str, Param] | None = Field(
+    name: Text
+    parameters: dict[Text, Param] | None = Field(
         None, description="`binary_data: true` returns this output as binary."
     )
 
 
 class InferRequest(_Open):
-    id: str | None = Field(
+    id: Text | None = Field(
         None, description="Client's id for this request; echoed back."
     )
-    parameters: dict[str, Param] | None = Field(
+    parameters: dict[Text, Param] | None = Field(
         None, description="`binary_data_output: true` returns every output as binary."
     )
     inputs: list[RequestInput] = Field(min_length=1)
@@ -131,7 +134,7 @@ class InferResponse(BaseModel):
 class TensorMetadata(BaseModel):
     name: str
     datatype: str
-    shape: list[int] = Field(description="-1 marks a variable dimension (the batch).")
+    shape: list[StrictInt] = Field(description="-1 marks a variable dimension (the batch).")
 
 
 class ModelMetadata(BaseModel):

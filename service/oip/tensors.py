@@ -26,15 +26,15 @@ def parse_request(
     head, blob = split_body(body, header_length)
     try:
         # json.loads accepts NaN and Infinity tokens: they are refused below, with a clear code.
-        req = InferRequest.model_validate(json.loads(head))
-    except (
-        json.JSONDecodeError,
-        UnicodeDecodeError,
-        RecursionError,
-    ) as e:  # RecursionError: deeply nested arrays (issue 8)
+        doc = json.loads(head)
+    except (ValueError, RecursionError) as e:
+        # ValueError: JSONDecodeError, UnicodeDecodeError, and an integer of over 4,300 digits;
+        # RecursionError: deeply nested arrays (issue 8).
         raise ApiError(
             400, "invalid_json", f"the request header is not JSON: {e}"
         ) from e
+    try:
+        req = InferRequest.model_validate(doc)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -57,6 +57,10 @@ def _binary_size(t: RequestInput) -> int | None:
     return size
 
 
+#: The model's one input tensor, as the metadata endpoint names it.
+INPUT_NAME = "input"
+
+
 def accepted_shapes(spec: InputSpec) -> list[list[int]]:
     full = [-1, spec.channels, spec.height, spec.width]
     return [full, [-1, spec.height, spec.width]] if spec.channels == 1 else [full]
@@ -72,6 +76,18 @@ def to_pixels(
             f"the model takes exactly one input tensor, got {len(req.inputs)}",
         )
     t, chunk = req.inputs[0], chunks[0]
+    if t.name != INPUT_NAME:  # as Triton does: a misnamed tensor is a client's mix-up, not a pass
+        raise ApiError(
+            422,
+            "unknown_input",
+            f"the model's input is named {INPUT_NAME!r}, got {t.name!r}",
+        )
+    if chunk is not None and t.data is not None:
+        raise ApiError(
+            400,
+            "invalid_binary_data",
+            f"input {t.name!r} has both data and binary_data_size; send one",
+        )
     if t.datatype != "FP32":
         raise ApiError(
             422,

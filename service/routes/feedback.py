@@ -36,12 +36,12 @@ router = APIRouter(tags=["request log"])
 async def post_feedback(request_id: DbText, body: FeedbackCreate, request: Request, ctx: CtxDep, _client: ClientDep) -> FeedbackReceipt:
     """`label` is the true class index. Posting again replaces the label; history is kept."""
     classes = ctx.bundle.manifest.class_names
-    if body.label >= len(classes):
-        raise ApiError(422, "invalid_label", f"label must be a class index below {len(classes)}")
+    if not 0 <= body.label < len(classes):
+        raise ApiError(422, "invalid_label", f"label must be a class index from 0 to {len(classes) - 1}, got {body.label}")
     who = client_id(request, ctx.settings.client_id_salt)
     try:
         row, replaced = await run_in_threadpool(
-            add_feedback, ctx.engine, request_id, body.label, body.note, who, ctx.writer.is_pending
+            add_feedback, ctx.engine, request_id, body.label, body.note, who, ctx.writer.pending_status
         )
     except UnknownRequest as e:
         raise ApiError(404, "unknown_request", f"no logged request with id {request_id!r}") from e

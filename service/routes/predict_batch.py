@@ -41,7 +41,7 @@ ERRORS = error_responses(
         400: "Empty body or malformed multipart.",
         413: "More images than the batch limit (`too_many_images`), or a body or image over the size limit.",
         415: "Not multipart/form-data.",
-        422: "No file fields named 'images'.",
+        422: "No file fields named 'images' (`missing_image_field`), a file in a field of another name (`unexpected_file_field`), or a text part named 'images' (`not_a_file`).",
         500: "Inference failed for the batch (`inference_error`); every image is logged: quote the request id.",
         503: "Inference or the request log is saturated, inference timed out, or the inference process is being restarted; "
         "retry after Retry-After.",

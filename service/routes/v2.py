@@ -98,7 +98,7 @@ def model_metadata(name: str, ctx: CtxDep, version: str | None = None) -> ModelM
         platform="pytorch_vigil",
         inputs=[
             TensorMetadata(
-                name="input", datatype="FP32", shape=tensors.accepted_shapes(spec)[0]
+                name=tensors.INPUT_NAME, datatype="FP32", shape=tensors.accepted_shapes(spec)[0]
             )
         ],
         outputs=outputs.metadata(len(m.class_names)),

@@ -43,11 +43,23 @@ def v2(data: Any, shape: list[int] | None = None, **extra: Any) -> dict[str, Any
 
 PIXELS = [0.0] * 784
 TRUNCATED_PNG = h.encode(h.digit(), "PNG")[:-30]
+#: The IHDR chunk's CRC (bytes 29-32) broken: PNG's magic bytes, a header Pillow will not open.
+_PNG = h.encode(h.digit(), "PNG")
+BROKEN_HEADER_PNG = _PNG[:29] + bytes(b ^ 0xFF for b in _PNG[29:33]) + _PNG[33:]
 TRUNCATED_JPEG = h.encode(h.digit("RGB", 64), "JPEG")[:300]
 RAW = "/v1/predict"
 #: A whole `image` part, then the body ends without its close delimiter (`--xx--`).
 UNCLOSED = b'--xx\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n' + h.encode(h.digit(), "PNG") + b"\r\n"
 IMG = {"content-type": "image/png"}
+def v2_binary_and_data() -> dict[str, Any]:
+    """One input sent both ways: its binary chunk and its JSON `data`."""
+    both = v2(PIXELS)["json"]["inputs"][0] | {"parameters": {"binary_data_size": 4 * 784}}
+    head = json.dumps({"inputs": [both]}).encode()
+    return {"content": head + bytes(4 * 784), "headers": {"content-type": "application/octet-stream", "inference-header-content-length": str(len(head))}}
+
+
+#: Python's json refuses integers of over 4,300 digits with a plain ValueError.
+HUGE_INTEGER = b'{"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [1' + b"0" * 5000 + b"]}]}"
 
 # (id, method, path, request kwargs, status, code): the README's table, row by row.
 ROWS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
@@ -55,6 +67,7 @@ ROWS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("empty-multipart-field", "POST", RAW, {"files": {"image": ("a.png", b"", "image/png")}}, 400, "empty_body"),
     ("not-an-image", "POST", RAW, {"content": b"hello, I am text", "headers": IMG}, 415, "not_an_image"),
     ("truncated-png", "POST", RAW, {"content": TRUNCATED_PNG, "headers": IMG}, 422, "corrupt_image"),
+    ("broken-header-png", "POST", RAW, {"content": BROKEN_HEADER_PNG, "headers": IMG}, 422, "corrupt_image"),
     ("truncated-jpeg", "POST", RAW, {"content": TRUNCATED_JPEG, "headers": {"content-type": "image/jpeg"}}, 422, "corrupt_image"),
     ("bomb-20000px", "POST", RAW, {"content": h.bomb_png(), "headers": IMG}, 413, "image_too_large"),
     ("bomb-6000px", "POST", RAW, {"content": h.bomb_png(6000), "headers": IMG}, 413, "image_too_large"),
@@ -78,8 +91,14 @@ ROWS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("malformed-json", "POST", "/v2/models/tiny/infer", {"content": b'{"inputs": [', "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
     ("deep-json", "POST", "/v2/models/tiny/infer", {"content": b"[" * 50_000, "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
     ("huge-json", "POST", "/v2/models/tiny/infer", {"content": b'{"inputs": [' + b"0," * LIMIT + b"0]}", "headers": {"content-type": "application/json"}}, 413, "payload_too_large"),
+    ("batch-stray-file-field", "POST", "/v1/predict/batch", {"files": [("image", ("a.png", TRUNCATED_PNG, "image/png")), ("images", ("b.png", TRUNCATED_PNG, "image/png"))]}, 422, "unexpected_file_field"),
     ("batch-over-limit", "POST", "/v1/predict/batch", {"files": [("images", (f"{i}.png", TRUNCATED_PNG, "image/png")) for i in range(5)]}, 413, "too_many_images"),
     ("unknown-path", "POST", "/v1/predict/nothing", {"content": b"x", "headers": IMG}, 404, "not_found"),
+    ("trailing-slash", "POST", "/v1/predict/", {"content": b"x", "headers": {**IMG, "host": "evil.example"}}, 404, "not_found"),
+    ("v2-wrong-input-name", "POST", "/v2/models/tiny/infer", {"json": {"inputs": [v2(PIXELS)["json"]["inputs"][0] | {"name": "pixels"}]}}, 422, "unknown_input"),
+    ("v2-string-shape", "POST", "/v2/models/tiny/infer", v2(PIXELS, ["1", 1, 28, 28]), 422, "invalid_request"),
+    ("v2-binary-and-data", "POST", "/v2/models/tiny/infer", v2_binary_and_data(), 400, "invalid_binary_data"),
+    ("v2-huge-integer", "POST", "/v2/models/tiny/infer", {"content": HUGE_INTEGER, "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
     ("unclosed-multipart", "POST", RAW, {"content": UNCLOSED, "headers": {"content-type": "multipart/form-data; boundary=xx"}}, 400, "malformed_multipart"),
     ("v2-string-flag", "POST", "/v2/models/tiny/infer", v2(PIXELS, parameters={"binary_data_output": "false"}), 400, "invalid_parameter"),
 ]

@@ -8,6 +8,7 @@ either backend.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,35 @@ def test_unstorable_text_and_times_are_422(tiny_bundle: Path, db_url: str, tmp_p
         err = r.json()["error"]
         assert err["code"] == "invalid_request" and ("NUL" in err["message"] or "UTC" in err["message"]), err
         assert client.get("/v1/requests", headers=ADMIN).status_code == 200  # the service (and its pool) is fine
+
+
+def _post_json(client: TestClient, url: str, body: dict[str, Any]) -> Any:
+    # json.dumps writes a lone surrogate as the escape `\ud800`, which is what a client sends.
+    return client.post(url, content=json.dumps(body), headers={"content-type": "application/json"})
+
+
+def _code(body: dict[str, Any]) -> str:
+    return body["code"] if isinstance(body["error"], str) else body["error"]["code"]  # OIP's flat shape, or v1's
+
+
+def test_lone_surrogates_are_422_and_logged_not_500(tiny_bundle: Path, db_url: str, tmp_path: Path) -> None:
+    """JSON's `"\\ud800"` decodes to text no UTF-8 encoder takes (the database's, or the
+    response's that echoes it): refused as the fields are parsed. The note and the v2 id were
+    500s, the id's after the prediction had run and been logged as answered."""
+    pixels = {"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [0.0] * 784}
+    with _app(tiny_bundle, db_url, tmp_path) as client:
+        rid = client.post("/v1/predict", content=noise_png(), headers={"content-type": "image/png"}).json()["request_id"]
+        note = _post_json(client, f"/v1/requests/{rid}/feedback", {"label": 1, "note": "a\ud800b"})
+        v2_id = _post_json(client, V2, {"id": "\ud800", "inputs": [pixels]})
+        v2_param = _post_json(client, V2, {"parameters": {"tag": "\ud800"}, "inputs": [pixels]})
+        answers = [(r.status_code, _code(r.json())) for r in (note, v2_id, v2_param)]
+        assert answers == [(422, "invalid_request")] * 3, answers
+        assert "surrogate" in note.json()["error"]["message"] and "surrogate" in v2_id.json()["error"]
+        rows = [logged(db_url, r.json()["request_id"]) for r in (v2_id, v2_param)]
+    assert [(row.http_status, row.decision) for row in rows] == [(422, None), (422, None)]
+    engine = make_engine(db_url)
+    try:
+        audit = verify(engine)
+    finally:
+        engine.dispose()
+    assert audit.ok and audit.rows == 3, audit.breaks  # the prediction and the two v2 refusals, nothing else

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
-from PIL import ImageFile
+from PIL import ExifTags, Image, ImageFile
 
 from service.app import create_app
 from service.decode import decode_image
@@ -146,3 +147,29 @@ def test_large_image_is_converted_from_a_reduced_copy() -> None:
     assert (img.width, img.height) == (5000, 5000) and max(img.image.size) <= 1024
     assert tuple(x.shape) == (1, 28, 28) and float(x.max()) > 0.2
     assert _rss_mb("VmHWM:") - before < 150
+
+
+#: How the pixels are stored for each EXIF orientation, given the upright picture: the
+#: inverse of the turn a viewer applies (ImageOps.exif_transpose).
+STORED_AS = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270, 5: Image.Transpose.TRANSPOSE}
+
+
+@pytest.mark.parametrize("orientation", sorted(STORED_AS))
+def test_an_exif_rotated_photo_is_read_upright(orientation: int) -> None:
+    """A phone stores a 7 on its side plus an orientation tag; every viewer shows it upright,
+    and so must the model see it (it read such a 7 as a 4, accepted)."""
+    from models.manifest import InputSpec
+    from models.preprocess import to_model_input
+
+    upright = Image.open(Path(__file__).parents[2] / "service/static/gallery/clear-7.png")
+    stored = upright.transpose(STORED_AS[orientation])
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    tagged, untagged = h.encode(stored, "PNG", exif=exif), h.encode(stored, "PNG")  # lossless: exact pixels
+
+    def model_input(data: bytes) -> torch.Tensor:
+        return to_model_input(decode_image(data, max_pixels=25_000_000, max_side=10_000).image, InputSpec())
+
+    want = model_input(h.encode(upright, "PNG"))
+    assert torch.equal(model_input(tagged), want)
+    assert not torch.equal(model_input(untagged), want)  # the test image is not symmetric under the turn

@@ -32,7 +32,7 @@ def test_audit_report_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[s
             w.submit(r)
         w.stop()
     for r in recs[:30]:
-        add_feedback(engine, r["request_id"], r["predicted_label"] if r["confidence"] > 0.6 else 0, None, None, lambda _: False)
+        add_feedback(engine, r["request_id"], r["predicted_label"] if r["confidence"] > 0.6 else 0, None, None, lambda _: None)
 
     assert vigil(["audit", "verify", "--url", url]) == 0
     assert "OK: 200 rows in 2 chain(s)" in capsys.readouterr().out

@@ -30,7 +30,7 @@ def test_concurrent_feedback_keeps_one_current_label(db_url: str) -> None:
 
     def post(label: int) -> None:
         try:
-            add_feedback(engine, "req-1", label, None, None, lambda _: True)
+            add_feedback(engine, "req-1", label, None, None, lambda _: 200)
         except Exception as e:  # noqa: BLE001 - collected: an error in a thread would vanish
             errors.append(e)
 

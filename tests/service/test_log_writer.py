@@ -18,6 +18,7 @@ from service.db.audit import verify
 from service.db.batching import STOP
 from service.db.chain import HASHED_COLUMNS, UNHASHED_COLUMNS
 from service.db.engine import make_engine
+from service.db.feedback import NoPrediction, UnknownRequest, add_feedback
 from service.db.migrate import upgrade
 from service.db.rows import from_json, insert_ignoring_duplicates, to_json
 from service.db.spool import Spool
@@ -201,7 +202,7 @@ def test_a_rescue_the_spool_lock_holds_up_goes_to_a_side_file_the_replay_folds_i
         assert time.monotonic() - started < 2
         fcntl.flock(lock, fcntl.LOCK_UN)
     assert side != spool.path and side.exists()
-    assert spool.contains(recs[4]["request_id"])
+    assert spool.status_of(recs[4]["request_id"]) == recs[4]["http_status"]
     later = Spool(spool.path)  # the next start
     assert later.replay(engine) == 6
     assert not side.exists() and not later.has_rows()
@@ -274,3 +275,28 @@ def test_a_torn_rescue_file_costs_only_its_torn_row(engine: Engine, tmp_path: Pa
     assert spool.replay(engine) == 4
     assert set(stored_ids(engine)) == {first[0]["request_id"]} | {r["request_id"] for r in second}
     assert len(spool.rejected_path.read_text().splitlines()) == 1
+
+
+def test_feedback_on_a_row_not_yet_stored_follows_its_status(engine: Engine, tmp_path: Path) -> None:
+    # The thread is not started: two rows stay queued and two go to the spool, one of each
+    # refused. Feedback must be refused for the refused ones before they reach the database
+    # (it was taken on trust while queued), accepted for the answered ones.
+    w = LogWriter(engine, 2, 50, 20, spool=Spool(tmp_path / "s.jsonl"), overflow="spool")
+    queued_ok, queued_refused = record(0), record(1, http_status=415, decision=None)
+    spooled_ok, spooled_refused = record(2), record(3, http_status=429, decision=None)
+    for r in (queued_ok, queued_refused, spooled_ok, spooled_refused):
+        w.submit(r)
+    assert w.spooled == 2
+    assert [w.pending_status(r["request_id"]) for r in (queued_ok, queued_refused, spooled_ok, spooled_refused)] == [200, 415, 200, 429]
+    assert w.pending_status("never-seen") is None
+    for r in (queued_refused, spooled_refused):
+        with pytest.raises(NoPrediction):
+            add_feedback(engine, r["request_id"], 1, None, None, w.pending_status)
+    for r in (queued_ok, spooled_ok):
+        row, replaced = add_feedback(engine, r["request_id"], 1, None, None, w.pending_status)
+        assert (row.request_id, row.true_label, replaced) == (r["request_id"], 1, False)
+    with pytest.raises(UnknownRequest):
+        add_feedback(engine, "never-seen", 1, None, None, w.pending_status)
+    w.start()
+    w.stop()
+    assert w.pending_status(queued_refused["request_id"]) is None  # stored now: the database answers

@@ -50,7 +50,9 @@ def test_feedback_listing_and_summary(tiny_bundle: Path, db_url: str, data_dir: 
             r = client.post(f"/v1/requests/{ids[i]}/feedback", json={"label": int(test.y[i])})
             assert r.status_code == 201 and r.json()["replaced"] is (i == 0)
         assert client.post("/v1/requests/nope/feedback", json={"label": 1}).json()["error"]["code"] == "unknown_request"
-        assert client.post(f"/v1/requests/{ids[1]}/feedback", json={"label": 10}).status_code == 422
+        for label in (10, -1):  # one code on either side of the class range
+            r = client.post(f"/v1/requests/{ids[1]}/feedback", json={"label": label})
+            assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_label"), r.text
 
         detail = wait_logged(client, ids[0])
         assert [f["label"] for f in detail["feedback_history"]] == [3, int(test.y[0])]

@@ -1,0 +1,39 @@
+"""docs/settings.md is the generator's output for the code as it is: no setting undocumented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from service.settings import Settings
+from service.settings_doc import page, rows
+from tests.conftest import POSTGRES_ADMIN_URL, REPO
+from training.settings import TrainingSettings
+
+
+def test_the_committed_page_is_the_generated_one() -> None:
+    committed = (REPO / "docs" / "settings.md").read_text()
+    assert committed == page(), "regenerate: python -m service.settings_doc > docs/settings.md"
+
+
+def test_every_setting_has_a_row_with_a_meaning_and_its_real_default() -> None:
+    table = {v: (t, d, m) for v, t, d, m in rows()}
+    for cls in (Settings, TrainingSettings):
+        for field, info in cls.model_fields.items():
+            _, default, meaning = table[f"VIGIL_{field.upper()}"]
+            assert meaning, f"{field} has no #: comment in {cls.__name__}"
+            if isinstance(info.default, (int, float, str)) and not isinstance(info.default, bool):
+                assert default == f"`{info.default}`", (field, default)
+    assert table["VIGIL_SHUTDOWN_TIMEOUT_S"][0] == "float (> 0)" and table["VIGIL_PORT"][0] == "int (≥ 0, ≤ 65535)"
+    # Fields under one comment share it; the comment right above a field is its own.
+    upload = table["VIGIL_MAX_UPLOAD_BYTES"][2]
+    assert upload.startswith("Upload limits") and table["VIGIL_MAX_IMAGE_SIDE"][2] == upload
+    assert table["VIGIL_TORCH_THREADS"][2].startswith("Torch intra-op threads")
+
+
+def test_variables_read_outside_the_settings_classes_are_the_ones_the_code_reads() -> None:
+    table = {v: d for v, _, d, _ in rows()}
+    code = "\n".join(p.read_text() for p in Path(REPO, "service").glob("*.py"))
+    assert re.search(r'environ\.get\("VIGIL_DEBUG"', code)
+    if POSTGRES_ADMIN_URL.endswith("127.0.0.1:5432/test"):  # the default, unless the environment overrides it
+        assert table["VIGIL_TEST_POSTGRES_URL"] == f"`{POSTGRES_ADMIN_URL}`"
