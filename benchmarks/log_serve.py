@@ -38,6 +38,9 @@ class NullWriter:
     def is_pending(self, request_id: str) -> bool:
         return False
 
+    def pending_status(self, request_id: str) -> int | None:
+        return None
+
 
 def serve(port: int, log_on: bool, tid_file: Path) -> None:
     app = create_app(Settings(migrate_on_start=True))  # model and database from VIGIL_ variables

@@ -123,7 +123,7 @@ def decode_image(data: bytes, max_pixels: int, max_side: int) -> DecodedImage:
     except UnidentifiedImageError as e:
         fmt = _sniff_format(data)
         if fmt in ALLOWED_FORMATS:
-            raise ApiError(422, "corrupt_image", f"the {fmt} image could not be decoded: its header is damaged") from e
+            raise ApiError(422, "corrupt_image", f"the {fmt} image could not be read: damaged, or a variant of {fmt} that is not supported") from e
         if fmt is not None:
             raise ApiError(415, "unsupported_format", f"image format {fmt} is not accepted; use one of {ACCEPTED}") from e
         raise ApiError(415, "not_an_image", f"the body is not a recognised image; accepted formats: {ACCEPTED}") from e

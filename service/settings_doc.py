@@ -1,8 +1,8 @@
 """docs/settings.md, generated from the settings classes: every `VIGIL_` variable, its type,
 default and meaning, so the reference cannot drift from the code.
 
-The meaning is the field's `#:` comment in the source; fields listed under one comment
-(the upload limits, the batch limits) share it. `python -m service.settings_doc` prints the
+The meaning is the field's `#:` comment in the source; fields on the lines right under a
+commented one, with no blank line between (the upload limits, the batch limits), share it. `python -m service.settings_doc` prints the
 page; a test compares it with the committed one.
 """
 
@@ -24,6 +24,8 @@ SPOKEN_DEFAULTS = {("Settings", "model_dir"): "the shipped bundle, `models/bundl
 #: Variables read outside the settings classes.
 OTHER = [
     ("VIGIL_DEBUG", "bool", "off", "Any `vigil` command shows the traceback of an error instead of its one-line message."),
+    ("VIGIL_REPLICAS", "int", "`2`", "docker-compose.yml only: how many API replicas run behind the proxy."),
+    ("VIGIL_HTTP_PORT", "int", "`8080`", "docker-compose.yml only: the host port the proxy publishes."),
     ("VIGIL_TEST_POSTGRES_URL", "str", "`postgresql+psycopg://postgres@127.0.0.1:5432/test`",
      "Tests only: the PostgreSQL server on which each database test gets a fresh database of its own."),
 ]  # fmt: skip
@@ -41,11 +43,12 @@ a test fails when this page and the code disagree.
 
 
 def _comments(cls: type[BaseSettings]) -> dict[str, str]:
-    """Each field's `#:` comment; a field without one directly above shares the previous one."""
+    """Each field's `#:` comment; a field without one shares its neighbour's only when it
+    follows that field on the very next line, else it has none (and the test says so)."""
     source = textwrap.dedent(inspect.getsource(cls))
     lines = source.splitlines()
     found: dict[str, str] = {}
-    last = ""
+    last, last_end = "", -1
     for node in ast.parse(source).body[0].body:  # type: ignore[attr-defined]
         if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
             continue
@@ -54,7 +57,8 @@ def _comments(cls: type[BaseSettings]) -> dict[str, str]:
         while i >= 0 and lines[i].strip().startswith("#:"):
             block.insert(0, lines[i].strip()[2:].strip())
             i -= 1
-        last = " ".join(block) or last
+        last = " ".join(block) or (last if node.lineno == last_end + 1 else "")
+        last_end = node.end_lineno or node.lineno
         found[node.target.id] = last
     return found
 

@@ -36,8 +36,12 @@ def add_feedback(
         if conn.dialect.name == "postgresql":
             # Serialise feedback per request so two concurrent posts cannot both stay current.
             conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(request_id, 0))))
+        # Queue first, database second: a row moves from one to the other, never back, so
+        # asked in this order one of the two always holds it (the other order missed a row
+        # stored in between, and answered a just-made prediction with 404).
+        queued = pending(request_id)
         logged = conn.execute(select(T.c.http_status).where(T.c.request_id == request_id)).first()
-        status = logged.http_status if logged is not None else pending(request_id)
+        status = logged.http_status if logged is not None else queued
         if status is None:
             raise UnknownRequest(request_id)
         if status != 200:

@@ -65,6 +65,15 @@ def _append(path: Path, lines: list[str]) -> None:
         os.fsync(f.fileno())
 
 
+def _parse(line: str) -> dict[str, Any]:
+    """One spooled row, or ValueError for a line that is none: torn by a crash mid-append
+    (only such a line lacks its newline) or unreadable. Replay sets those aside, so the
+    lookups must not count them either."""
+    if not line.endswith("\n"):
+        raise ValueError("torn last line")
+    return from_json(line)
+
+
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     _append(path, [to_json(r) for r in rows])
 
@@ -137,9 +146,11 @@ class Spool:
                     for line in f:
                         if needle in line:
                             try:
-                                return int(from_json(line)["http_status"])
-                            except (ValueError, TypeError):  # a torn row: the replay drops it too
+                                status = _parse(line)["http_status"]
+                            except ValueError:
                                 continue
+                            # No status: the database refuses the row (NOT NULL), so it is never stored.
+                            return status if isinstance(status, int) else None
         return None
 
     def _adopt_rescued(self) -> None:
@@ -161,9 +172,7 @@ class Spool:
         with open(self.path, encoding="utf-8") as f:
             for line in f:
                 try:
-                    if not line.endswith("\n"):  # only an append torn by a crash leaves this
-                        raise ValueError("torn last line")
-                    chunk.append(from_json(line))
+                    chunk.append(_parse(line))
                 except ValueError as e:
                     self._reject([line], f"unreadable: {e}")
                     continue

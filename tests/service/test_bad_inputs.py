@@ -97,6 +97,8 @@ ROWS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("trailing-slash", "POST", "/v1/predict/", {"content": b"x", "headers": {**IMG, "host": "evil.example"}}, 404, "not_found"),
     ("v2-wrong-input-name", "POST", "/v2/models/tiny/infer", {"json": {"inputs": [v2(PIXELS)["json"]["inputs"][0] | {"name": "pixels"}]}}, 422, "unknown_input"),
     ("v2-string-shape", "POST", "/v2/models/tiny/infer", v2(PIXELS, ["1", 1, 28, 28]), 422, "invalid_request"),
+    ("v2-boolean-shape", "POST", "/v2/models/tiny/infer", v2(PIXELS, [True, 1, 28, 28]), 422, "invalid_request"),
+    ("v2-float-shape", "POST", "/v2/models/tiny/infer", v2(PIXELS, [1.0, 1, 28, 28]), 422, "invalid_request"),
     ("v2-binary-and-data", "POST", "/v2/models/tiny/infer", v2_binary_and_data(), 400, "invalid_binary_data"),
     ("v2-huge-integer", "POST", "/v2/models/tiny/infer", {"content": HUGE_INTEGER, "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
     ("unclosed-multipart", "POST", RAW, {"content": UNCLOSED, "headers": {"content-type": "multipart/form-data; boundary=xx"}}, 400, "malformed_multipart"),

@@ -300,3 +300,28 @@ def test_feedback_on_a_row_not_yet_stored_follows_its_status(engine: Engine, tmp
     w.start()
     w.stop()
     assert w.pending_status(queued_refused["request_id"]) is None  # stored now: the database answers
+
+
+def test_feedback_finds_a_row_stored_while_it_looks(engine: Engine) -> None:
+    """The writer may store the row between the two lookups: asked about its queue just as
+    the row leaves it (the stub stores it, then answers "not queued"), feedback must still
+    find it in the database, not answer 404 for a prediction just made."""
+    rec = record(0)
+
+    def stored_meanwhile(request_id: str) -> int | None:
+        with engine.begin() as conn:
+            insert_ignoring_duplicates(conn, [rec])
+        return None
+
+    row, replaced = add_feedback(engine, rec["request_id"], 3, None, None, stored_meanwhile)
+    assert (row.request_id, row.true_label, replaced) == (rec["request_id"], 3, False)
+
+
+def test_the_spool_lookup_skips_rows_the_replay_would_set_aside(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.jsonl")
+    whole, torn = record(0, http_status=429, decision=None), record(1)
+    spool.append([whole])
+    with open(spool.path, "a", encoding="utf-8") as f:
+        f.write(to_json(torn))  # a crash mid-append: no newline, so the replay drops this row
+    assert spool.status_of(whole["request_id"]) == 429
+    assert spool.status_of(torn["request_id"]) is None

@@ -13,8 +13,10 @@ from service.cli import main as vigil
 
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Records every uvicorn.run call instead of serving."""
+    """Records every uvicorn.run call instead of serving; the mmap threshold must be fixed
+    first (recorded, not done: this test process keeps glibc's defaults)."""
     calls: list[object] = []
+    monkeypatch.setattr("service.malloc.fix_mmap_threshold", lambda: calls.append("mmap threshold") or True)
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: calls.append(app))
     return calls
 
@@ -35,7 +37,19 @@ def test_an_unmigrated_database_is_refused_with_the_command_that_fixes_it(
     # The fix it names works: migrated, the same command starts the server.
     assert vigil(["db", "upgrade", "--url", url]) == 0
     assert serve(url, tiny_bundle, monkeypatch) == 0
-    assert len(started) == 1
+    assert len(started) == 1  # the tests' apps compute in-thread: glibc's defaults kept for torch
+
+
+def test_the_mmap_threshold_is_fixed_before_serving_only_when_torch_runs_elsewhere(
+    tiny_bundle: Path, tmp_path: Path, started: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    monkeypatch.setenv("VIGIL_INFERENCE_PROCESS", "true")
+    assert serve(url, tiny_bundle, monkeypatch, "--migrate") == 0
+    assert len(started) == 2 and started[0] == "mmap threshold"  # before the server starts
+    monkeypatch.setenv("VIGIL_INFERENCE_PROCESS", "false")
+    assert serve(url, tiny_bundle, monkeypatch, "--migrate") == 0
+    assert len(started) == 3 and started[2] != "mmap threshold"  # in-thread: one more app, no fix
 
 
 def test_the_server_serves_the_bundle_the_preflight_loaded(
@@ -44,7 +58,7 @@ def test_the_server_serves_the_bundle_the_preflight_loaded(
     assert serve(f"sqlite:///{tmp_path / 'log.db'}", tiny_bundle, monkeypatch, "--migrate") == 0
     # Start-up would load, hash and build the bundle a second time in the lifespan.
     monkeypatch.setattr("service.app.load_bundle", lambda *a: pytest.fail("the bundle was loaded twice"))
-    with TestClient(started[0]) as client:
+    with TestClient(started[-1]) as client:
         assert client.get("/v1/models").json()[0]["name"] == load_bundle(tiny_bundle).manifest.name
 
 
