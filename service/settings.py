@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 import models
+from service.db.chain import NAME_MAX
 
 #: The bundle shipped in the repository (trained by `make default-model`).
 DEFAULT_MODEL_DIR = Path(models.__file__).resolve().parent / "bundles" / "default"
@@ -68,8 +69,9 @@ class Settings(BaseSettings):
     log_replay_interval_s: float = Field(1.0, gt=0)
     #: Store the normalised model input with each row (re-scoring, drift analysis); ~3 kB a row.
     log_store_inputs: bool = False
-    #: Names this process's hash chain; default: host-pid-random, new at every start.
-    log_writer_id: str | None = Field(None, min_length=1, max_length=64)
+    #: Names this process's hash chains (at most 55 characters): each start's chain is this name
+    #: plus a random suffix, since a restarted chain cannot continue the old one; default: host-pid.
+    log_writer_id: str | None = Field(None, min_length=1, max_length=NAME_MAX)
 
     # Inference runtime (issue 6)
     #: Micro-batching: the most inputs in one batch, and the longest a request waits for

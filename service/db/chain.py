@@ -3,7 +3,7 @@
 ``row_hash = sha256(canonical(row))`` where the canonical form includes ``prev_hash`` (the
 previous row's hash from the same writer), ``writer_id`` and ``seq``. Editing a row changes
 its hash; deleting one leaves a gap in ``seq``; both are found by `vigil audit verify`.
-Chains are per writer id (one per process run), so several processes can share one
+Chains are per writer id (one per process run, never continued), so several processes can share one
 database without coordinating. The hashed columns are a fixed list: a new column is not
 covered until a new chain version says so (a test keeps that decision explicit).
 """
@@ -58,9 +58,17 @@ def row_hash(row: dict[str, Any]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def new_writer_id() -> str:
-    """Unique per process run: host, pid and a random suffix (at most 64 characters)."""
-    return f"{socket.gethostname()[:30]}-{os.getpid()}-{secrets.token_hex(4)}"
+#: Longest name a process may give its chains (VIGIL_LOG_WRITER_ID): the column holds 64
+#: characters, 9 of which are the run's suffix.
+NAME_MAX = 55
+
+
+def new_writer_id(name: str | None = None) -> str:
+    """Unique per process run: `name` (VIGIL_LOG_WRITER_ID) or host and pid, then a random
+    suffix. A fixed name alone would restart its chain at seq 1 on every run: its rows then
+    collide with the stored ones on (writer_id, seq), and were set aside, not stored."""
+    base = name or f"{socket.gethostname()[:30]}-{os.getpid()}"
+    return f"{base}-{secrets.token_hex(4)}"
 
 
 class Chain:

@@ -201,6 +201,6 @@ def build_writer(engine: Engine, settings: Settings) -> LogWriter:
         settings.log_flush_ms,
         spool=Spool(settings.log_spool_path or default_spool_path(url)),
         overflow=settings.log_queue_full,
-        writer_id=settings.log_writer_id,
+        writer_id=new_writer_id(settings.log_writer_id),
         replay_interval_s=settings.log_replay_interval_s,
     )

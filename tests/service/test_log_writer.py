@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Engine, delete, select, update
 
 from service.db.audit import verify
 from service.db.batching import STOP
@@ -23,7 +23,8 @@ from service.db.migrate import upgrade
 from service.db.rows import from_json, insert_ignoring_duplicates, to_json
 from service.db.spool import Spool
 from service.db.tables import RequestRecord
-from service.db.writer import LogWriter, QueueFull
+from service.db.writer import LogWriter, QueueFull, build_writer
+from service.settings import Settings
 from tests.service.logrows import count, record, stored_ids
 
 T = RequestRecord.__table__
@@ -325,3 +326,23 @@ def test_the_spool_lookup_skips_rows_the_replay_would_set_aside(tmp_path: Path) 
         f.write(to_json(torn))  # a crash mid-append: no newline, so the replay drops this row
     assert spool.status_of(whole["request_id"]) == 429
     assert spool.status_of(torn["request_id"]) is None
+
+
+def test_a_restart_under_a_fixed_writer_name_loses_no_row(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    """Two runs with the same VIGIL_LOG_WRITER_ID: each starts a chain of its own. The second
+    used to restart the name's chain at seq 1, collide with the stored rows on (writer_id,
+    seq), and set its rows aside: lost to the log, and the chain broken."""
+    settings = Settings(database_url=db_url, log_writer_id="web-1", log_spool_path=tmp_path / "s.jsonl", log_flush_ms=5)
+    runs = [[record(i) for i in range(5)], [record(i) for i in range(5, 12)]]
+    for rows in runs:
+        w = build_writer(engine, settings)
+        w.start()
+        for r in rows:
+            w.submit(r)
+        w.stop()
+    assert sorted(stored_ids(engine)) == sorted(r["request_id"] for rows in runs for r in rows)
+    audit = verify(engine)
+    assert audit.ok and audit.rows == 12, audit.breaks
+    with engine.connect() as conn:
+        chains = set(conn.scalars(select(T.c.writer_id)))
+    assert len(chains) == 2 and {c.rsplit("-", 1)[0] for c in chains} == {"web-1"}
