@@ -32,14 +32,15 @@ def add_feedback(
     not be refused for that, nor accepted on a refused request whose row is not stored yet.
     """
     now = dt.datetime.now(dt.UTC)
+    # Queue first, database second: a row moves from one to the other, never back, so asked
+    # in this order one of the two always holds it (the other order missed a row stored in
+    # between, and answered a just-made prediction with 404). Asked before the transaction
+    # begins, so that its snapshot is younger whatever the isolation level.
+    queued = pending(request_id)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Serialise feedback per request so two concurrent posts cannot both stay current.
             conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(request_id, 0))))
-        # Queue first, database second: a row moves from one to the other, never back, so
-        # asked in this order one of the two always holds it (the other order missed a row
-        # stored in between, and answered a just-made prediction with 404).
-        queued = pending(request_id)
         logged = conn.execute(select(T.c.http_status).where(T.c.request_id == request_id)).first()
         status = logged.http_status if logged is not None else queued
         if status is None:
