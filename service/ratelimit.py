@@ -4,16 +4,22 @@ An image costs one token (a batch of N, N tokens); without enough the caller lea
 long until it has them (the Retry-After of a 429). A cost above the burst is granted on a
 full bucket and leaves it in debt, so a large batch waits for a full bucket, not for ever,
 and a client's long-run rate stays `rate` images per second whatever its batch size. Buckets are kept in least-recently-used order and capped,
-so a flood of distinct clients costs bounded memory (an evicted client starts afresh
-with a full bucket, which only ever errs towards letting a request through).
+so a flood of distinct clients costs bounded memory. An evicted client starts afresh with a
+full bucket, so eviction passes over buckets still in debt: forgetting one would hand a fresh
+burst to exactly the client that spent past its own.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+
+#: Least recently used buckets looked at for one that owes nothing, per eviction: the lock is
+#: held, so the search is bounded; if all of them owe, the oldest goes anyway.
+EVICT_SCAN = 32
 
 
 class TokenBuckets:
@@ -41,8 +47,16 @@ class TokenBuckets:
                 wait = (need - tokens) / self.rate  # a retry's own first token comes out of it again
             self._buckets[client] = (tokens, now)
             while len(self._buckets) > self.max_clients:
-                self._buckets.popitem(last=False)
+                self._evict(now, keep=client)
             return wait
+
+    def _evict(self, now: float, keep: str) -> None:
+        """Drop the least recently used bucket that owes nothing by now (not `keep`'s, just used)."""
+        for other, (tokens, last) in itertools.islice(self._buckets.items(), EVICT_SCAN):
+            if other != keep and tokens + (now - last) * self.rate >= 0:
+                del self._buckets[other]
+                return
+        self._buckets.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._buckets)

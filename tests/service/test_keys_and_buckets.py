@@ -65,6 +65,18 @@ def test_a_batch_costs_a_token_per_image_and_may_leave_a_debt() -> None:
     assert b.take("d") == 0.0 and b.take("d", 3, prepaid=1) > 0  # ...so "d" still waits
 
 
+def test_eviction_does_not_forget_a_debt() -> None:
+    """Room for two clients: a third evicts the oldest that owes nothing, not the one in debt,
+    which would otherwise come back with a full burst."""
+    now = [0.0]
+    b = TokenBuckets(rate=1.0, burst=2, max_clients=2, clock=lambda: now[0])
+    assert b.take("debtor", 10) == 0.0  # 8 tokens in debt: 9 s until its next image
+    assert b.take("b") == 0.0 and b.take("c") == 0.0  # "c" makes three: "b" goes, not "debtor"
+    assert len(b) == 2 and b.take("debtor") == pytest.approx(9.0)
+    now[0] += 9.0
+    assert b.take("debtor") == 0.0  # paid back: served again
+
+
 def test_token_buckets_are_bounded() -> None:
     b = TokenBuckets(rate=1.0, burst=1, max_clients=100)
     for i in range(10_000):
