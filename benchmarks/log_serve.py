@@ -35,9 +35,6 @@ class NullWriter:
     def depth(self) -> int:
         return 0
 
-    def is_pending(self, request_id: str) -> bool:
-        return False
-
     def pending_status(self, request_id: str) -> int | None:
         return None
 

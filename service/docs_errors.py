@@ -43,7 +43,7 @@ BY_OPERATION: dict[tuple[str, str, int], tuple[str, str]] = {
     ("get", "/v1/requests", 400): ("invalid_cursor", "cursor is not one this service handed out"),
     **{("get", path, 401): ("unauthorized", ADMIN_KEY_REQUIRED) for path in ADMIN_PATHS},
     ("get", "/v1/reports/summary", 422): ("invalid_window", "since must be before until"),
-    ("post", "/v1/requests/{request_id}/feedback", 422): ("invalid_label", "label must be a class index below 10"),
+    ("post", "/v1/requests/{request_id}/feedback", 422): ("invalid_label", "label must be a class index from 0 to 9, got 10"),
     ("get", "/v2/models/{name}", 404): ("unknown_model", "no model named 'nope'; served: 'mnist-default'"),
     ("get", "/v2/models/{name}/ready", 404): ("unknown_model", "no model named 'nope'; served: 'mnist-default'"),
     ("post", "/v2/models/{name}/infer", 400): ("invalid_json", "the request header is not JSON: Expecting value: line 1 column 1 (char 0)"),

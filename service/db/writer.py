@@ -112,10 +112,6 @@ class LogWriter:
         status = self._inflight.get(request_id)
         return status if status is not None else self.fallback.spool.status_of(request_id)
 
-    def is_pending(self, request_id: str) -> bool:
-        """True while a request's row is queued, being written, or waiting in the spool."""
-        return self.pending_status(request_id) is not None
-
     def stop(self, timeout: float = 60.0) -> None:
         """Drain the queue to the database or the spool, try one last replay, end the thread.
         Past `timeout` (a database that hangs rather than refuses) the rows still queued, and

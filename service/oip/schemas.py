@@ -134,7 +134,7 @@ class InferResponse(BaseModel):
 class TensorMetadata(BaseModel):
     name: str
     datatype: str
-    shape: list[StrictInt] = Field(description="-1 marks a variable dimension (the batch).")
+    shape: list[int] = Field(description="-1 marks a variable dimension (the batch).")
 
 
 class ModelMetadata(BaseModel):

@@ -65,7 +65,7 @@ def get_logged(request_id: DbText, ctx: CtxDep, _admin: AdminDep) -> LoggedReque
     with ctx.engine.connect() as conn:
         row = get_request(conn, request_id)
         if row is None:
-            pending = ctx.writer.is_pending(request_id)
+            pending = ctx.writer.pending_status(request_id) is not None
             msg = "not in the database yet (queued or spooled); retry shortly" if pending else "no logged request with this id"
             raise ApiError(404, "unknown_request", msg)
         fb = feedback_for(conn, [request_id])

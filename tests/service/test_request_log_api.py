@@ -15,6 +15,7 @@ from sqlalchemy import select
 from service.app import create_app
 from service.db.engine import make_engine
 from service.db.tables import RequestRecord
+from service.docs_errors import BY_OPERATION
 from service.settings import Settings
 from tests.images import digit_png, noise_png
 from training.data import load_mnist
@@ -53,6 +54,8 @@ def test_feedback_listing_and_summary(tiny_bundle: Path, db_url: str, data_dir: 
         for label in (10, -1):  # one code on either side of the class range
             r = client.post(f"/v1/requests/{ids[1]}/feedback", json={"label": label})
             assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_label"), r.text
+            if label == 10:  # /docs shows this very answer
+                assert r.json()["error"]["message"] == BY_OPERATION[("post", "/v1/requests/{request_id}/feedback", 422)][1]
 
         detail = wait_logged(client, ids[0])
         assert [f["label"] for f in detail["feedback_history"]] == [3, int(test.y[0])]
