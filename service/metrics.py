@@ -60,6 +60,11 @@ class _StateCollector(Collector):
             "Records spooled to disk while the database was down",
             value=getattr(writer, "spooled", 0),
         )
+        yield CounterMetricFamily(
+            "vigil_log_records_adopted",
+            "Records from the journals of killed processes stored by this one",
+            value=getattr(writer, "adopted", 0),
+        )
         batcher = getattr(ctx.runtime, "batcher", None)
         if batcher is not None:
             yield GaugeMetricFamily(

@@ -52,8 +52,16 @@ def insert_ignoring_duplicates(conn: Connection, rows: list[dict[str, Any]]) -> 
     elif conn.dialect.name == "sqlite":
         stmt = sqlite.insert(T).on_conflict_do_nothing(index_elements=["request_id"])
     else:  # no portable upsert: fall back to filtering what is already there
-        have = set(conn.scalars(select(T.c.request_id).where(T.c.request_id.in_([r["request_id"] for r in rows]))))
+        have = stored_request_ids(conn, [r["request_id"] for r in rows])
         rows = [r for r in rows if r["request_id"] not in have]
         stmt = insert(T)
     if rows:
         conn.execute(stmt, rows)
+
+
+def stored_request_ids(conn: Connection, request_ids: list[str], chunk: int = 500) -> set[str]:
+    """Those of `request_ids` that have a row, asked in chunks (bound parameters are limited)."""
+    have: set[str] = set()
+    for i in range(0, len(request_ids), chunk):
+        have.update(conn.scalars(select(T.c.request_id).where(T.c.request_id.in_(request_ids[i : i + chunk]))))
+    return have

@@ -153,6 +153,21 @@ class Spool:
                             return status if isinstance(status, int) else None
         return None
 
+    def request_ids(self) -> set[str]:
+        """The request ids of every complete row in the spool and its side files."""
+        ids: set[str] = set()
+        if not self.has_rows():
+            return ids
+        with self._locked():
+            for path in self._files():
+                with open(path, encoding="utf-8") as f:
+                    for line in f:
+                        try:
+                            ids.add(_parse(line)["request_id"])
+                        except ValueError:
+                            continue
+        return ids
+
     def _adopt_rescued(self) -> None:
         """Fold side files into the spool (under the lock). A crash between the append and the
         unlink only repeats rows, which the replay's ON CONFLICT DO NOTHING absorbs."""

@@ -6,7 +6,9 @@ hash (service/db/chain.py). When an insert fails the batch goes to the spool fil
 later batches follow it there, without touching the database, until a replay succeeds
 (every `replay_interval_s`). A full queue is refused to the caller (the route answers
 503), or, if configured, spooled on the caller's thread. `stop()` drains the queue to
-the database or the spool, so a graceful shutdown loses nothing.
+the database or the spool, so a graceful shutdown loses nothing; each queued row is also
+in the process's journal (service/db/journal.py), from which the next writer on the same
+spool stores it if the process is killed before it could.
 """
 
 from __future__ import annotations
@@ -14,18 +16,24 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import Any, Literal
 
 from sqlalchemy import Engine, insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from service.db.batching import STOP, collect, drain
 from service.db.chain import Chain, new_writer_id
 from service.db.fallback import Fallback
-from service.db.rows import COLUMNS, T
+from service.db.journal import Journal, orphans
+from service.db.rows import COLUMNS, T, stored_request_ids, to_json
 from service.db.spool import Spool, default_spool_path
 from service.settings import Settings
 
 log = logging.getLogger("vigil.writer")
+#: Seconds between looks for the journals of killed processes: a replica killed and not
+#: restarted leaves its rows to the processes still running on the same spool.
+ADOPT_EVERY_S = 30.0
 Overflow = Literal["reject", "spool"]
 
 
@@ -60,6 +68,12 @@ class LogWriter:
         spool = spool or Spool(default_spool_path(engine.url.render_as_string(hide_password=False)))
         self.fallback = Fallback(spool, replay_interval_s, batch_size)
         self.overflow = overflow
+        self.journal = Journal(spool.path)
+        #: When to look next for the journals of killed processes: at once at the start
+        #: (a restart after a kill finds its predecessor's), then every `adopt_every_s`.
+        self._adopt_at = 0.0
+        self.adopt_every_s = ADOPT_EVERY_S
+        self.adopted = 0
         self.chain = Chain(writer_id or new_writer_id())
         self.written = self.failures = 0
         #: Ids queued or being written, with their HTTP status: feedback may name a request
@@ -86,7 +100,7 @@ class LogWriter:
             self._spool_now([row])
             return
         try:
-            self.queue.put_nowait(row)
+            self.journal.add(row["request_id"], to_json(row), lambda: self.queue.put_nowait(row))
             if self.queue.qsize() >= self.batch_size:
                 self._full.set()
         except queue.Full as e:
@@ -122,19 +136,23 @@ class LogWriter:
         self.queue.put(STOP)
         self._full.set()
         self._thread.join(timeout)
+        saved = True
         if self._thread.is_alive():
-            self._rescue(timeout)
+            saved = self._rescue(timeout)
         elif late := drain(self.queue):  # submitted while STOP was being queued
             self.chain.link(late)
             self._write(late)
+        if saved:  # else the journal keeps the lost rows for the next start to store
+            self.journal.close()
         if self.fallback.pending:
             log.error("database unavailable at shutdown: rows stay in %s and replay at the next start", self.fallback.spool.path)
         c = self.chain
         log.info("request-log chain %s ends at seq %d, hash %s", c.writer_id, c.seq, c.head)
 
-    def _rescue(self, timeout: float) -> None:
+    def _rescue(self, timeout: float) -> bool:
         """The writer thread is stuck (in an insert or a replay): spool what it holds and what
-        is queued. The batch it is inserting may also commit; replay skips rows already stored."""
+        is queued. The batch it is inserting may also commit; replay skips rows already stored.
+        False when even the spool refused them."""
         with self._handoff:  # held by the writer thread only while it takes a batch (ms: STOP is queued)
             queued = drain(self.queue)
             self.chain.link(queued)  # the writer thread is outside the lock, so not linking
@@ -143,13 +161,18 @@ class LogWriter:
             where = self.fallback.spool.rescue(rows)
         except OSError:  # the disk refuses too: say which records are lost, the one thing left
             log.exception("request-log writer stuck and the spool unwritable: %d rows lost: %s", len(rows), [r["request_id"] for r in rows])
-            return
+            return False
         log.error("request-log writer did not finish within %.1f s; %d rows spooled to %s, replayed at the next start", timeout, len(rows), where)
+        return True
 
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            idle = self.fallback.interval_s if self.fallback.pending else None
+            if time.monotonic() >= self._adopt_at:
+                self._adopt()
+            idle = max(0.0, self._adopt_at - time.monotonic())
+            if self.fallback.pending:
+                idle = min(idle, self.fallback.interval_s)
             with self._handoff:
                 batch, stopping = collect(self.queue, self.batch_size, self.flush_s, idle, self._full)
                 self.chain.link(batch)
@@ -159,6 +182,40 @@ class LogWriter:
             self._writing = []
             if self.fallback.due(now=stopping) and self.fallback.replay(self.engine):
                 self._db_down = False
+
+    def _adopt(self) -> None:
+        """Store the rows that processes killed on this spool had queued and not stored (those
+        neither in the database nor in the spool), linked into this writer's chain. Needs the
+        database, to tell stored rows from lost ones: while it is away, tried again later."""
+        spool = self.fallback.spool
+        try:
+            for orphan in orphans(spool.path, self.journal.lock_path):
+                try:
+                    rows = orphan.rows()
+                    with self.engine.connect() as conn:
+                        known = stored_request_ids(conn, [r["request_id"] for r in rows])
+                    known |= spool.request_ids()
+                except BaseException:
+                    orphan.release()
+                    raise
+                fresh = [r for r in rows if r["request_id"] not in known]
+                for i in range(0, len(fresh), self.batch_size):
+                    batch = fresh[i : i + self.batch_size]
+                    self.chain.link(batch)
+                    self._write(batch)  # the database or, failing that, the spool: stored either way
+                orphan.remove()
+                self.adopted += len(fresh)
+                if fresh:
+                    log.warning("stored %d request-log rows from %s, the journal of a process that was killed", len(fresh), orphan.lock_path)
+        except (SQLAlchemyError, OSError) as e:  # the database or the disk is away: later
+            log.warning("journals of killed processes not adopted yet (%s); next try in %.1fs", type(e).__name__, self.fallback.interval_s)
+            self._adopt_at = time.monotonic() + self.fallback.interval_s
+            return
+        except Exception:  # anything else must not end the writer thread, which all rows need
+            log.exception("adopting the journals of killed processes failed; next try in %.1fs", self.fallback.interval_s)
+            self._adopt_at = time.monotonic() + self.fallback.interval_s
+            return
+        self._adopt_at = time.monotonic() + self.adopt_every_s
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         if not self._db_down:
@@ -185,6 +242,7 @@ class LogWriter:
     def _settled(self, rows: list[dict[str, Any]]) -> None:
         for r in rows:  # in the database or the spool now, where the lookups find them
             self._inflight.pop(r["request_id"], None)
+        self.journal.settle([r["request_id"] for r in rows])
 
 
 def build_writer(engine: Engine, settings: Settings) -> LogWriter:

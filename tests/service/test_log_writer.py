@@ -30,14 +30,6 @@ from tests.service.logrows import count, record, stored_ids
 T = RequestRecord.__table__
 
 
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    upgrade(db_url)
-    e = make_engine(db_url)
-    yield e
-    e.dispose()
-
-
 def writer(engine: Engine, spool: Spool, writer_id: str | None = None, replay_s: float = 0.05) -> LogWriter:
     return LogWriter(engine, 1000, 50, 20, spool=spool, writer_id=writer_id, replay_interval_s=replay_s)
 

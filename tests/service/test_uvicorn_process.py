@@ -14,6 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from service.db.audit import verify
 from service.db.engine import make_engine
 from service.db.tables import RequestRecord
 from tests.images import noise_png
@@ -69,3 +70,51 @@ def test_serve_process_logs_every_request(tiny_bundle: Path, db_url: str) -> Non
     engine.dispose()
     assert sorted(r.request_id for r in logged) == sorted(ids)
     assert sorted(r.http_status for r in logged) == [200] * 5 + [415]
+
+
+@pytest.mark.slow
+def test_a_server_killed_outright_loses_no_logged_request(tiny_bundle: Path, tmp_path: Path) -> None:
+    """SIGKILL runs no shutdown: the rows still queued in memory are stored by the next start,
+    from the killed process's journal, each once, in chains that verify."""
+    db_url = f"sqlite:///{tmp_path / 'log.db'}"
+    # Rows wait in memory for up to 60 s: the kill is sure to find them there.
+    env = {**os.environ, "VIGIL_DATABASE_URL": db_url, "VIGIL_LOG_FLUSH_MS": "60000", "VIGIL_LOG_BATCH_SIZE": "1000"}
+
+    def serve() -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        cmd = [sys.executable, "-m", "service.cli", "serve", "--model", str(tiny_bundle), "--port", str(port), "--migrate"]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        return proc, f"http://127.0.0.1:{port}"
+
+    proc, base = serve()
+    ids = []
+    for seed in range(12):
+        r = httpx.post(f"{base}/v1/predict", content=noise_png(seed), headers={"content-type": "image/png"})
+        assert r.status_code == 200
+        ids.append(r.json()["request_id"])
+    ids.append(httpx.post(f"{base}/v1/predict", content=b"nope").json()["error"]["request_id"])
+    proc.kill()
+    proc.wait(10)
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(RequestRecord)).scalar_one() == 0
+        proc, base = serve()
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with engine.connect() as conn:
+                    stored = list(conn.scalars(select(RequestRecord.request_id)))
+                if len(stored) >= len(ids):
+                    break
+                time.sleep(0.2)
+            metrics = httpx.get(f"{base}/metrics").text
+            assert f"vigil_log_records_adopted_total {float(len(ids))}" in metrics
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        assert sorted(stored) == sorted(ids)
+        assert verify(engine).ok
+    finally:
+        engine.dispose()

@@ -1,0 +1,205 @@
+"""The journal: each queued request-log row is also appended to a file of its process, so a
+process killed outright (SIGKILL, the OOM killer) loses none of the rows it had queued.
+
+The writer keeps rows in memory until their batch is inserted; `stop()` saves them at a
+graceful shutdown, but nothing runs at SIGKILL. Rows are written to the kernel, not
+fsync'ed: the page cache outlives the process, and an fsync per request would cost more
+than the request (the spool, fsync'ed, covers the database being away). The journal comes
+in segments of `SEGMENT_ROWS` rows; a segment is deleted once every row in it is settled
+(stored in the database or the spool), so a healthy process keeps one or two small files.
+
+A live process holds an exclusive flock on its journal's lock file; the kernel releases it
+however the process dies. `orphans()` finds the journals whose lock can be taken: their
+owners are gone, and the writer adopts their unsettled rows (service/db/writer.py).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from service.db.rows import from_json
+
+log = logging.getLogger("vigil.writer")
+
+#: Rows per segment: small enough that adopting a dead process's settled tail is one quick
+#: lookup, large enough that rotating (a file create and an unlink) is rare.
+SEGMENT_ROWS = 1000
+
+
+def _lock_path(spool: Path, journal_id: str) -> Path:
+    return spool.with_name(f"{spool.name}.journal-{journal_id}.lock")
+
+
+def _segments(lock: Path) -> list[Path]:
+    """A journal's segment files, oldest first."""
+    stem = lock.name.removesuffix(".lock")
+    found = lock.parent.glob(glob.escape(stem) + ".*")
+    return sorted((p for p in found if p.suffix[1:].isdigit()), key=lambda p: int(p.suffix[1:]))
+
+
+def _try_lock(path: Path, mode: str = "r") -> IO[str] | None:
+    """The file, opened and exclusively locked, or None while another process holds it."""
+    f = open(path, mode)  # noqa: SIM115 - the lock lives as long as the returned file
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
+
+
+def _create_locked(path: Path) -> IO[str]:
+    """A new lock file, locked before it appears under its name: a scan for orphans never
+    sees it unlocked (a flock follows the inode through the rename)."""
+    partial = path.with_name("partial-" + path.name)
+    owner = _try_lock(partial, "a")
+    if owner is None:  # a fresh random name: nobody else can hold it
+        raise OSError(f"journal lock {partial} is held by another process")
+    os.replace(partial, path)
+    return owner
+
+
+class Journal:
+    """This process's journal; files are created on the first row, so a writer that never
+    logs leaves nothing behind."""
+
+    def __init__(self, spool: Path, segment_rows: int = SEGMENT_ROWS) -> None:
+        self.lock_path = _lock_path(spool, f"{os.getpid()}-{secrets.token_hex(4)}")
+        self.segment_rows = segment_rows
+        self._lock = threading.Lock()
+        self._owner: IO[str] | None = None
+        self._file: IO[str] | None = None
+        self._segment = 0
+        self._rows_in_segment = 0
+        #: Unsettled rows per segment, and the segment of each unsettled row.
+        self._pending: dict[int, int] = {}
+        self._where: dict[str, int] = {}
+        self._failed = False
+
+    def _path(self, segment: int) -> Path:
+        return self.lock_path.with_name(self.lock_path.name.removesuffix(".lock") + f".{segment}")
+
+    def add(self, request_id: str, line: str, enqueue: Callable[[], None]) -> None:
+        """Run `enqueue` and, if it does not raise, journal the row: both under the journal's
+        lock, so the writer cannot settle the row before it is counted, and a row the queue
+        refused is never journaled (it was answered 503, not logged)."""
+        with self._lock:
+            enqueue()
+            try:
+                self._append(request_id, line)
+            except OSError:  # the row is still queued; only a kill could now lose it
+                if not self._failed:
+                    log.exception("request-log journal %s unwritable: queued rows are lost if the process is killed", self.lock_path)
+                self._failed = True
+
+    def _append(self, request_id: str, line: str) -> None:
+        if self._owner is None:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            self._owner = _create_locked(self.lock_path)
+        if self._file is None or self._rows_in_segment >= self.segment_rows:
+            self._rotate()
+        assert self._file is not None
+        self._file.write(line + "\n")
+        self._file.flush()  # to the kernel: what survives the process's death
+        self._rows_in_segment += 1
+        self._pending[self._segment] += 1
+        self._where[request_id] = self._segment
+
+    def _rotate(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._segment += 1
+            self._drop_settled()
+        self._file = open(self._path(self._segment), "a", encoding="utf-8")  # noqa: SIM115
+        self._rows_in_segment = 0
+        self._pending[self._segment] = 0
+
+    def _drop_settled(self) -> None:
+        for segment, pending in list(self._pending.items()):
+            if pending == 0 and segment != self._segment:
+                self._path(segment).unlink(missing_ok=True)
+                del self._pending[segment]
+
+    def settle(self, request_ids: list[str]) -> None:
+        """These rows are stored (database or spool): their segments may go."""
+        with self._lock:
+            for request_id in request_ids:
+                segment = self._where.pop(request_id, None)
+                if segment is not None:
+                    self._pending[segment] -= 1
+            self._drop_settled()
+
+    def close(self) -> None:
+        """Every row is stored: delete the journal and release its lock."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+            for segment in self._pending:
+                self._path(segment).unlink(missing_ok=True)
+            if self._owner is not None:
+                self.lock_path.unlink(missing_ok=True)
+                self._owner.close()
+            self._file = self._owner = None
+            self._pending.clear()
+            self._where.clear()
+
+
+class Orphan:
+    """The journal of a process that is gone, locked by this one while it is adopted."""
+
+    def __init__(self, lock_path: Path, owner: IO[str]) -> None:
+        self.lock_path = lock_path
+        self._owner = owner
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every complete row, oldest first. A line torn by the kill or damaged is skipped:
+        there is nothing whole to store."""
+        rows = []
+        for segment in _segments(self.lock_path):
+            with open(segment, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        rows.append(from_json(line))
+                    except ValueError:
+                        log.error("journal %s: unreadable row skipped", segment)
+        return rows
+
+    def remove(self) -> None:
+        """Its rows are stored: delete the journal, segments first, the lock file last."""
+        for segment in _segments(self.lock_path):
+            segment.unlink(missing_ok=True)
+        self.lock_path.unlink(missing_ok=True)
+        self.release()
+
+    def release(self) -> None:
+        self._owner.close()
+
+
+def orphans(spool: Path, own: Path) -> Iterator[Orphan]:
+    """The journals beside `spool` whose owners are gone (their lock can be taken), except
+    `own`. Each is locked while the caller holds it; the caller removes or releases it."""
+    for lock in sorted(spool.parent.glob(glob.escape(spool.name) + ".journal-*.lock")):
+        if lock == own:
+            continue
+        try:
+            owner = _try_lock(lock)
+        except FileNotFoundError:  # adopted and removed meanwhile by another process
+            continue
+        if owner is None:  # its process is alive
+            continue
+        try:  # adopted and removed between the open and the lock: the file locked is stale
+            current = lock.stat().st_ino == os.fstat(owner.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if not current:
+            owner.close()
+            continue
+        yield Orphan(lock, owner)

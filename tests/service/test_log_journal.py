@@ -1,0 +1,171 @@
+"""The journal: rows a process had queued when it was killed outright are stored by the next
+writer on the same spool, once each, in a chain that still verifies."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from service.db.audit import verify
+from service.db.journal import Journal
+from service.db.rows import to_json
+from service.db.spool import Spool
+from service.db.writer import LogWriter, QueueFull
+from tests.service.logrows import record, stored_ids
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: A process that stores some rows (in the database, or in the spool with `spooled`), then
+#: queues more while its database hangs, says which, and waits to be killed.
+CHILD = """
+import json, sys, time
+from pathlib import Path
+from service.db.engine import make_engine
+from service.db.spool import Spool
+from service.db.writer import LogWriter
+from tests.service.logrows import record
+
+url, spool, stored, queued, mode = sys.argv[1:]
+w = LogWriter(make_engine(url), 1000, 50, 10, spool=Spool(Path(spool)))
+w._db_down = mode == "spooled"  # every batch goes to the spool, as while the database is away
+w.start()
+first = [record(i) for i in range(int(stored))]
+for r in first:
+    w.submit(r)
+while w.written + w.spooled < len(first):
+    time.sleep(0.01)
+w._write = lambda batch: time.sleep(3600)  # the database hangs from here on
+rest = [record(i) for i in range(int(queued))]
+for r in rest:
+    w.submit(r)
+print(json.dumps([[r["request_id"] for r in first], [r["request_id"] for r in rest]]), flush=True)
+time.sleep(3600)
+"""
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def start_child(db_url: str, spool: Path, stored: int, queued: int, mode: str) -> tuple[subprocess.Popen[str], list[str], list[str]]:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, db_url, str(spool), str(stored), str(queued), mode],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdout is not None
+    first, rest = json.loads(child.stdout.readline())
+    return child, first, rest
+
+
+def kill(child: subprocess.Popen[str]) -> None:
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+
+
+def journal_files(spool: Path) -> list[Path]:
+    return sorted(spool.parent.glob(spool.name + ".journal-*"))
+
+
+@pytest.mark.parametrize("mode", ["stored", "spooled"])
+def test_rows_queued_by_a_killed_process_are_stored_once_by_the_next(engine: Engine, db_url: str, tmp_path: Path, mode: str) -> None:
+    spool = tmp_path / "spool.jsonl"
+    child, first, rest = start_child(db_url, spool, 30, 25, mode)
+    kill(child)
+    assert len(stored_ids(engine)) == (30 if mode == "stored" else 0)
+    assert journal_files(spool), "the killed process left no journal"
+    w = LogWriter(engine, 1000, 50, 10, spool=Spool(spool), replay_interval_s=0.05)
+    w.start()
+    wait_for(lambda: len(stored_ids(engine)) == 55)
+    w.stop()
+    # The first rows were stored (or spooled) before the kill: only the queued ones are adopted.
+    assert w.adopted == 25
+    assert Counter(stored_ids(engine)) == Counter({i: 1 for i in first + rest})
+    audit = verify(engine)
+    assert audit.ok, audit.breaks[:3]
+    assert audit.rows == 55
+    assert journal_files(spool) == []
+
+
+def test_a_live_process_keeps_its_journal_until_it_is_killed(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    spool = tmp_path / "spool.jsonl"
+    w = LogWriter(engine, 1000, 50, 10, spool=Spool(spool), replay_interval_s=0.05)
+    w.adopt_every_s = 0.1
+    w.start()
+    child, first, rest = start_child(db_url, spool, 5, 7, "stored")
+    try:
+        time.sleep(0.5)  # several looks at the journals: the child's lock says it is alive
+        assert w.adopted == 0 and len(stored_ids(engine)) == 5
+    finally:
+        kill(child)
+    wait_for(lambda: w.adopted == 7)
+    w.stop()
+    assert sorted(stored_ids(engine)) == sorted(first + rest)
+    assert verify(engine).ok
+
+
+def test_settled_segments_are_deleted_and_a_refused_row_is_never_journaled(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "spool.jsonl", segment_rows=3)
+    q: queue.Queue[int] = queue.Queue(maxsize=6)
+    for i in range(7):
+        try:
+            j.add(f"r{i}", json.dumps({"request_id": f"r{i}"}), lambda: q.put_nowait(0))
+        except queue.Full:
+            assert i == 6
+    segments = sorted(p.name.rsplit(".", 1)[1] for p in tmp_path.glob("spool.jsonl.journal-*") if not p.name.endswith(".lock"))
+    assert segments == ["0", "1"]  # r6 was refused by the full queue: no third segment
+    lines = (j.lock_path.with_name(j.lock_path.name.removesuffix(".lock") + ".1")).read_text().splitlines()
+    assert [json.loads(x)["request_id"] for x in lines] == ["r3", "r4", "r5"]
+    j.settle(["r0", "r1"])
+    assert len(list(tmp_path.glob("spool.jsonl.journal-*.0"))) == 1  # r2 still unsettled
+    j.settle(["r2"])
+    assert list(tmp_path.glob("spool.jsonl.journal-*.0")) == []
+    j.settle(["r3", "r4", "r5"])  # the current segment stays until the next rotation or close
+    assert len(list(tmp_path.glob("spool.jsonl.journal-*.1"))) == 1
+    j.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_queue_full_refusal_leaves_nothing_to_adopt(engine: Engine, tmp_path: Path) -> None:
+    spool = tmp_path / "spool.jsonl"
+    dead = LogWriter(engine, 2, 50, 10, spool=Spool(spool))  # never started: rows stay queued
+    kept = [record(i) for i in range(2)]
+    for r in kept:
+        dead.submit(r)
+    with pytest.raises(QueueFull):
+        dead.submit(record(9))  # answered 503: its row must not appear later
+    dead.journal._owner.close()  # type: ignore[union-attr]  # what the kernel does when it dies
+    w = LogWriter(engine, 1000, 50, 10, spool=Spool(spool))
+    w.start()
+    w.stop()
+    assert sorted(stored_ids(engine)) == sorted(r["request_id"] for r in kept)
+    assert journal_files(spool) == []
+
+
+def test_a_row_torn_by_the_kill_costs_only_itself(engine: Engine, tmp_path: Path) -> None:
+    spool = tmp_path / "spool.jsonl"
+    dead = Journal(spool)
+    rows = [record(i) for i in range(3)]
+    for r in rows:
+        dead.add(r["request_id"], to_json(r), lambda: None)
+    segment = dead.lock_path.with_name(dead.lock_path.name.removesuffix(".lock") + ".0")
+    with open(segment, "a") as f:
+        f.write(to_json(record(3))[:40])  # the kill came mid-write
+    dead._owner.close()  # type: ignore[union-attr]  # what the kernel does when it dies
+    w = LogWriter(engine, 1000, 50, 10, spool=Spool(spool))
+    w.start()
+    w.stop()
+    assert sorted(stored_ids(engine)) == sorted(r["request_id"] for r in rows)
+    assert verify(engine).ok and journal_files(spool) == []
