@@ -35,7 +35,9 @@ def markdown(res: dict[str, Any]) -> str:
         f"Served gate ({sv['ood_gate']['scorer']}, threshold {sv['ood_gate']['threshold']:.4g}): passes "
         f"{sv['ood_gate']['id_test_pass_rate']:.2f}% of MNIST test; rejects "
         + ", ".join(f"{v:.2f}% of {k}" for k, v in sv["ood_rejected"].items())
-        + ".",
+        + ". The generated sets go to the model as tensors (as through /v2); an inverted digit "
+        "uploaded as an image (/v1) is first turned back to white on black by the bundle's "
+        "`auto_invert`, and is then classified like any digit, not rejected.",
         (
             f"Failure threshold ({sv['selective']['failure_scorer']}) on MNIST test: selective risk "
             f"{sv['selective']['test_risk']:.2f}% at coverage {sv['selective']['test_coverage']:.2f}% "

@@ -89,3 +89,18 @@ def test_pass_rate_threshold_is_not_thrown_off_by_floating_point() -> None:
     scores = torch.arange(1.0, 101.0)
     t = pass_rate_threshold(scores, 0.07)
     assert int((scores <= t).sum()) == 7
+
+
+def test_thresholds_do_not_flip_a_flag_on_float_noise() -> None:
+    # Served scores differ from the fitting run's in the last bits: a threshold equal to a
+    # fitted score flags that input (or not) by chance. Halfway to the next score, neither
+    # fitted threshold moves a flag when every score is nudged by far less than the gaps.
+    g = torch.Generator().manual_seed(1)
+    scores = torch.randperm(4000, generator=g).double() / 4000  # gaps of 1 / 4000
+    correct = torch.rand(4000, generator=g, dtype=torch.float64) > scores**3
+    t_fail = selective_risk_threshold(scores, correct, 0.01)[0]
+    t_ood = pass_rate_threshold(scores, 0.95)
+    for t in (t_fail, t_ood):
+        for nudge in (1e-7, -1e-7):
+            assert torch.equal(scores + nudge > t, scores > t)
+    assert int((scores <= t_ood).sum()) == 3800
