@@ -58,6 +58,10 @@ class Fallback:
             log.warning("spool replay failed (%s); next try in %.1fs", type(e).__name__, self.interval_s)
             self._next = time.monotonic() + self.interval_s
             return False
+        except Exception:  # anything else must not end the writer thread, which every row needs
+            log.exception("spool replay failed; next try in %.1fs", self.interval_s)
+            self._next = time.monotonic() + self.interval_s
+            return False
         self.replayed += n
         with self._lock:  # rows appended after the replay read the file stay pending
             self.pending = self.spool.has_rows()

@@ -21,17 +21,26 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from service.db.rows import from_json
+from sqlalchemy import Engine
+
+from service.db.rows import from_json, stored_request_ids
+from service.db.spool import Spool
 
 log = logging.getLogger("vigil.writer")
 
 #: Rows per segment: small enough that adopting a dead process's settled tail is one quick
 #: lookup, large enough that rotating (a file create and an unlink) is rare.
 SEGMENT_ROWS = 1000
+#: Age after which a `partial-` lock file (its process died between creating and naming it)
+#: is removed: far beyond the microseconds a live process keeps one.
+PARTIAL_STALE_S = 60.0
+#: Lock files already reported as unreadable (reported once, not at every look).
+_unreadable: set[Path] = set()
 
 
 def _lock_path(spool: Path, journal_id: str) -> Path:
@@ -160,16 +169,20 @@ class Orphan:
         self._owner = owner
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every complete row, oldest first. A line torn by the kill or damaged is skipped:
-        there is nothing whole to store."""
+        """Every complete row, oldest first. A line torn by the kill or damaged on disk is
+        skipped: there is nothing whole to store. Rows are ASCII JSON, so a byte that is not
+        ASCII is damage (decoded as U+FFFD): such a row, linked into a chain and then refused
+        by the database, would leave a gap in it."""
         rows = []
         for segment in _segments(self.lock_path):
-            with open(segment, encoding="utf-8") as f:
+            with open(segment, encoding="utf-8", errors="replace") as f:
                 for line in f:
                     try:
+                        if "\ufffd" in line:
+                            raise ValueError("a byte that is not ASCII")
                         rows.append(from_json(line))
-                    except ValueError:
-                        log.error("journal %s: unreadable row skipped", segment)
+                    except ValueError as e:
+                        log.error("journal %s: unreadable row skipped (%s)", segment, e)
         return rows
 
     def remove(self) -> None:
@@ -186,12 +199,20 @@ class Orphan:
 def orphans(spool: Path, own: Path) -> Iterator[Orphan]:
     """The journals beside `spool` whose owners are gone (their lock can be taken), except
     `own`. Each is locked while the caller holds it; the caller removes or releases it."""
-    for lock in sorted(spool.parent.glob(glob.escape(spool.name) + ".journal-*.lock")):
+    pattern = glob.escape(spool.name) + ".journal-*.lock"
+    for partial in spool.parent.glob("partial-" + pattern):
+        _remove_stale_partial(partial)
+    for lock in sorted(spool.parent.glob(pattern)):
         if lock == own:
             continue
         try:
             owner = _try_lock(lock)
         except FileNotFoundError:  # adopted and removed meanwhile by another process
+            continue
+        except OSError as e:  # e.g. another user's file: not ours to adopt, and not a reason to stop
+            if lock not in _unreadable:
+                _unreadable.add(lock)
+                log.error("journal %s cannot be opened (%s): its rows are not adopted", lock, e)
             continue
         if owner is None:  # its process is alive
             continue
@@ -203,3 +224,27 @@ def orphans(spool: Path, own: Path) -> Iterator[Orphan]:
             owner.close()
             continue
         yield Orphan(lock, owner)
+
+
+def _remove_stale_partial(partial: Path) -> None:
+    """A lock file whose process died between creating and naming it holds no rows."""
+    try:
+        if time.time() - partial.stat().st_mtime < PARTIAL_STALE_S:
+            return
+        owner = _try_lock(partial)
+    except OSError:
+        return
+    if owner is not None:
+        partial.unlink(missing_ok=True)
+        owner.close()
+
+
+def unstored(rows: list[dict[str, Any]], spool: Spool, engine: Engine) -> list[dict[str, Any]]:
+    """The rows neither in the spool nor in the database. The spool is asked first: a replay
+    (another process's, every second) moves rows from it to the database, never back, so a
+    row cannot slip between the two lookups."""
+    ids = {r["request_id"] for r in rows}
+    known = spool.request_ids(among=ids)
+    with engine.connect() as conn:
+        known |= stored_request_ids(conn, sorted(ids - known))
+    return [r for r in rows if r["request_id"] not in known]

@@ -33,7 +33,10 @@ def to_json(row: dict[str, Any]) -> str:
 
 
 def from_json(line: str) -> dict[str, Any]:
+    """A row from `to_json`'s line; ValueError for a line that is none (damaged, or not an object)."""
     row: dict[str, Any] = json.loads(line)
+    if not isinstance(row, dict):
+        raise ValueError("not a request-log row")  # noqa: TRY004 - callers treat every unreadable line alike
     for c in _DATETIMES:
         if isinstance(row.get(c), str):
             row[c] = dt.datetime.fromisoformat(row[c])

@@ -16,6 +16,7 @@ import glob
 import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,8 @@ log = logging.getLogger("vigil.spool")
 
 #: How long a shutdown rescue waits for the spool's lock before writing a side file.
 RESCUE_WAIT_S = 2.0
+#: A row's request id as `to_json` writes it (compact separators, so no space after the colon).
+_REQUEST_ID = re.compile(r'"request_id":"([^"\\]*)"')
 
 
 def _acquire(fd: int, wait_s: float | None) -> bool:
@@ -142,7 +145,7 @@ class Spool:
         needle = f'"request_id":"{request_id}"'
         with self._locked():
             for path in self._files():
-                with open(path, encoding="utf-8") as f:
+                with open(path, encoding="utf-8", errors="replace") as f:
                     for line in f:
                         if needle in line:
                             try:
@@ -153,27 +156,31 @@ class Spool:
                             return status if isinstance(status, int) else None
         return None
 
-    def request_ids(self) -> set[str]:
-        """The request ids of every complete row in the spool and its side files."""
-        ids: set[str] = set()
-        if not self.has_rows():
-            return ids
+    def request_ids(self, among: set[str]) -> set[str]:
+        """Those of `among` with a complete row in the spool or its side files. Memory stays
+        bounded by `among` however long the outage: only lines naming one of them are parsed."""
+        found: set[str] = set()
+        if not among or not self.has_rows():
+            return found
         with self._locked():
             for path in self._files():
-                with open(path, encoding="utf-8") as f:
+                with open(path, encoding="utf-8", errors="replace") as f:
                     for line in f:
+                        m = _REQUEST_ID.search(line)
+                        if m is None or m.group(1) not in among:
+                            continue
                         try:
-                            ids.add(_parse(line)["request_id"])
+                            found.add(_parse(line)["request_id"])
                         except ValueError:
                             continue
-        return ids
+        return found
 
     def _adopt_rescued(self) -> None:
         """Fold side files into the spool (under the lock). A crash between the append and the
         unlink only repeats rows, which the replay's ON CONFLICT DO NOTHING absorbs."""
         for side in self._rescued():
             # Line by line, each terminated: a tail torn by a crash cannot swallow the next row.
-            _append(self.path, side.read_text(encoding="utf-8").splitlines())
+            _append(self.path, side.read_text(encoding="utf-8", errors="replace").splitlines())
             side.unlink()
 
     def _reject(self, lines: list[str], why: str) -> None:
@@ -184,7 +191,7 @@ class Spool:
     def _chunks(self, size: int) -> Iterator[list[dict[str, Any]]]:
         """The spooled rows in chunks, streamed: an outage's worth of rows need not fit in memory."""
         chunk: list[dict[str, Any]] = []
-        with open(self.path, encoding="utf-8") as f:
+        with open(self.path, encoding="utf-8", errors="replace") as f:  # damage: set aside, below
             for line in f:
                 try:
                     chunk.append(_parse(line))

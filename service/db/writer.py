@@ -25,8 +25,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from service.db.batching import STOP, collect, drain
 from service.db.chain import Chain, new_writer_id
 from service.db.fallback import Fallback
-from service.db.journal import Journal, orphans
-from service.db.rows import COLUMNS, T, stored_request_ids, to_json
+from service.db.journal import Journal, orphans, unstored
+from service.db.rows import COLUMNS, T, to_json
 from service.db.spool import Spool, default_spool_path
 from service.settings import Settings
 
@@ -185,37 +185,42 @@ class LogWriter:
 
     def _adopt(self) -> None:
         """Store the rows that processes killed on this spool had queued and not stored (those
-        neither in the database nor in the spool), linked into this writer's chain. Needs the
-        database, to tell stored rows from lost ones: while it is away, tried again later."""
-        spool = self.fallback.spool
+        neither in the spool nor in the database), linked into this writer's chain. Needs the
+        database, to tell stored rows from lost ones: while it is away, tried again later. A
+        journal that cannot be read is passed over, so it holds back no other."""
+        retry = False
         try:
-            for orphan in orphans(spool.path, self.journal.lock_path):
+            for orphan in orphans(self.fallback.spool.path, self.journal.lock_path):
                 try:
-                    rows = orphan.rows()
-                    with self.engine.connect() as conn:
-                        known = stored_request_ids(conn, [r["request_id"] for r in rows])
-                    known |= spool.request_ids()
-                except BaseException:
+                    fresh = unstored(orphan.rows(), self.fallback.spool, self.engine)
+                except SQLAlchemyError as e:  # the database is away: every journal would fail alike
                     orphan.release()
-                    raise
-                fresh = [r for r in rows if r["request_id"] not in known]
+                    retry = True
+                    log.warning("journals of killed processes not adopted yet (%s); next try in %.1fs", type(e).__name__, self.fallback.interval_s)
+                    break
+                except Exception:  # this journal only: the others are still adopted
+                    orphan.release()
+                    log.exception("journal %s could not be adopted; next try in %.0fs", orphan.lock_path, self.adopt_every_s)
+                    continue
                 for i in range(0, len(fresh), self.batch_size):
-                    batch = fresh[i : i + self.batch_size]
-                    self.chain.link(batch)
-                    self._write(batch)  # the database or, failing that, the spool: stored either way
+                    self._link_and_write(fresh[i : i + self.batch_size])
                 orphan.remove()
                 self.adopted += len(fresh)
                 if fresh:
                     log.warning("stored %d request-log rows from %s, the journal of a process that was killed", len(fresh), orphan.lock_path)
-        except (SQLAlchemyError, OSError) as e:  # the database or the disk is away: later
-            log.warning("journals of killed processes not adopted yet (%s); next try in %.1fs", type(e).__name__, self.fallback.interval_s)
-            self._adopt_at = time.monotonic() + self.fallback.interval_s
-            return
-        except Exception:  # anything else must not end the writer thread, which all rows need
-            log.exception("adopting the journals of killed processes failed; next try in %.1fs", self.fallback.interval_s)
-            self._adopt_at = time.monotonic() + self.fallback.interval_s
-            return
-        self._adopt_at = time.monotonic() + self.adopt_every_s
+        except Exception:  # nothing here may end the writer thread, which every row needs
+            log.exception("looking for the journals of killed processes failed; next try in %.0fs", self.adopt_every_s)
+        self._adopt_at = time.monotonic() + (self.fallback.interval_s if retry else self.adopt_every_s)
+
+    def _link_and_write(self, batch: list[dict[str, Any]]) -> None:
+        """Link and write a batch that is not on the queue, published in `_writing` (as a
+        queued batch is) so that a shutdown rescue spools it if its insert hangs: its rows
+        hold seq numbers, and a batch that never reaches storage would break the chain."""
+        with self._handoff:
+            self.chain.link(batch)
+            self._writing = batch
+        self._write(batch)
+        self._writing = []
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         if not self._db_down:

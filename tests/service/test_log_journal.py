@@ -4,6 +4,7 @@ writer on the same spool, once each, in a chain that still verifies."""
 from __future__ import annotations
 
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -12,12 +13,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
+from service.db import journal as journal_module
 from service.db.audit import verify
-from service.db.journal import Journal
+from service.db.chain import Chain
+from service.db.journal import Journal, orphans
 from service.db.rows import to_json
 from service.db.spool import Spool
 from service.db.writer import LogWriter, QueueFull
@@ -169,3 +173,121 @@ def test_a_row_torn_by_the_kill_costs_only_itself(engine: Engine, tmp_path: Path
     w.stop()
     assert sorted(stored_ids(engine)) == sorted(r["request_id"] for r in rows)
     assert verify(engine).ok and journal_files(spool) == []
+
+
+def dead_journal(spool: Path, rows: list[dict]) -> Path:
+    """The journal a killed process leaves: its rows written, its lock released by the kernel."""
+    j = Journal(spool)
+    for r in rows:
+        j.add(r["request_id"], to_json(r), lambda: None)
+    j._owner.close()  # type: ignore[union-attr]
+    return j.lock_path.with_name(j.lock_path.name.removesuffix(".lock") + ".0")
+
+
+#: A process whose adoption's first insert hangs: it queues 3 rows of its own, is stopped
+#: (the shutdown rescue spools what it holds) and exits.
+STUCK_ADOPTER = """
+import json, os, sys, threading, time
+from pathlib import Path
+from service.db.engine import make_engine
+from service.db.spool import Spool
+from service.db.writer import LogWriter
+from tests.service.logrows import record
+
+url, spool = sys.argv[1:]
+w = LogWriter(make_engine(url), 1000, 5, 10, spool=Spool(Path(spool)))
+stuck = threading.Event()
+def hang(batch):
+    stuck.set()
+    time.sleep(3600)
+w._write = hang
+w.start()
+assert stuck.wait(20)
+late = [record(i) for i in range(3)]
+for r in late:
+    w.submit(r)
+w.stop(timeout=0.5)
+print(json.dumps([r["request_id"] for r in late]), flush=True)
+os._exit(0)  # the hung insert dies with the process, its transaction never committed
+"""
+
+
+def test_an_adopted_batch_whose_insert_hangs_at_shutdown_is_rescued_with_its_chain(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    spool = tmp_path / "spool.jsonl"
+    orphaned = [record(i) for i in range(12)]
+    dead_journal(spool, orphaned)
+    out = subprocess.run([sys.executable, "-c", STUCK_ADOPTER, db_url, str(spool)], cwd=REPO, capture_output=True, text=True, check=True, timeout=60)
+    late = json.loads(out.stdout)
+    assert stored_ids(engine) == []
+    w = LogWriter(engine, 1000, 50, 10, spool=Spool(spool), replay_interval_s=0.05)
+    w.start()
+    wait_for(lambda: len(stored_ids(engine)) == 15)
+    w.stop()
+    assert Counter(stored_ids(engine)) == Counter({i: 1 for i in [r["request_id"] for r in orphaned] + late})
+    audit = verify(engine)
+    assert audit.ok, audit.breaks[:3]  # the stuck adopter's chain: its first batch, then its own 3 rows
+
+
+def test_a_replay_between_the_lookups_does_not_make_spooled_rows_look_lost(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(tmp_path / "spool.jsonl")
+    rows = [record(i) for i in range(6)]
+    dead_journal(spool.path, rows)
+    Chain("killed-while-the-database-was-away").link(rows)
+    spool.append(rows)  # the killed process had spooled them: they are not lost
+    lookup = journal_module.stored_request_ids
+
+    def then_replay(conn: Any, ids: list[str]) -> set[str]:
+        found = lookup(conn, ids)
+        spool.replay(engine)  # another replica's replay, right after the database was asked
+        return found
+
+    monkeypatch.setattr(journal_module, "stored_request_ids", then_replay)
+    w = LogWriter(engine, 1000, 50, 10, spool=spool)
+    w.start()
+    w.stop()
+    assert w.adopted == 0
+    assert sorted(stored_ids(engine)) == sorted(r["request_id"] for r in rows)
+    assert verify(engine).ok
+
+
+def test_a_damaged_journal_holds_back_no_other(engine: Engine, tmp_path: Path) -> None:
+    spool = tmp_path / "spool.jsonl"
+    good = [record(i) for i in range(4)]
+    damaged = dead_journal(spool, good[:1])
+    with open(damaged, "ab") as f:
+        f.write(b'{"request_id":"\xff\xfe"}\n')  # a byte no row has: rows are ASCII JSON
+    dead_journal(spool, good[1:])
+    w = LogWriter(engine, 1000, 50, 10, spool=Spool(spool))
+    w.start()
+    w.stop()
+    assert sorted(stored_ids(engine)) == sorted(r["request_id"] for r in good)
+    assert verify(engine).ok and journal_files(spool) == []
+
+
+def test_a_damaged_spool_line_is_set_aside_and_the_writer_lives_on(engine: Engine, tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.jsonl")
+    before = [record(i) for i in range(2)]
+    Chain("earlier-run").link(before)
+    spool.append(before[:1])
+    with open(spool.path, "ab") as f:
+        f.write(b"\xff\xfe damaged on disk\n")
+    spool.append(before[1:])
+    w = LogWriter(engine, 1000, 50, 10, spool=spool, replay_interval_s=0.05)
+    w.start()
+    after = record(7)
+    w.submit(after)
+    wait_for(lambda: len(stored_ids(engine)) == 3)
+    w.stop()
+    assert sorted(stored_ids(engine)) == sorted(r["request_id"] for r in [*before, after])
+    assert "damaged on disk" in spool.rejected_path.read_text(encoding="utf-8", errors="replace")
+
+
+def test_a_lock_file_left_unnamed_by_a_kill_is_removed_once_stale(tmp_path: Path) -> None:
+    spool = tmp_path / "spool.jsonl"
+    stale, fresh = (tmp_path / f"partial-spool.jsonl.journal-{n}.lock" for n in ("1-aa", "2-bb"))
+    stale.touch()
+    fresh.touch()
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    assert list(orphans(spool, tmp_path / "own.lock")) == []
+    assert not stale.exists()
+    assert fresh.exists()  # a live process may be about to lock and name it
