@@ -76,10 +76,12 @@ class UnexpectedErrorMiddleware:
             raise
         except ClientDisconnect:
             # The client went away mid-upload: not the service's error. Its request is
-            # logged (499, as nginx names it); the answer goes nowhere.
+            # logged (499, as nginx names it); the answer goes nowhere. uvicorn ends the body
+            # the same way when it refuses a malformed one (bad chunked encoding) with its own
+            # 400, which the app never sees: the message names both causes.
             if not started:
                 request = Request(scope)
-                message = "the client closed the connection before the request was read"
+                message = "the connection ended before the request was read (the client hung up, or the HTTP server refused a malformed body with its own 400)"
                 log_rejection(request, 499, "client_disconnected", message)
                 # An answer keeps the ASGI contract; the server drops it for a closed connection.
                 await JSONResponse(error_body("client_disconnected", message, _rid(request)), 499)(scope, receive, send)
