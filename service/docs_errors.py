@@ -41,6 +41,8 @@ BY_OPERATION: dict[tuple[str, str, int], tuple[str, str]] = {
     ("post", "/v1/predict/batch", 400): ("malformed_multipart", "the multipart body ends before its closing boundary (truncated upload?)"),
     ("get", "/v1/models/{name}", 404): ("unknown_model", "no model named 'nope'; served: 'mnist-default'"),
     ("get", "/v1/requests", 400): ("invalid_cursor", "cursor is not one this service handed out"),
+    ("get", "/v1/requests", 422): ("unknown_parameter", "unknown query parameter 'decison'; this endpoint takes: cursor, decision, flagged, has_feedback, limit, model, since, until"),
+    ("get", "/v1/requests/{request_id}", 404): ("unknown_request", "no logged request with this id"),
     **{("get", path, 401): ("unauthorized", ADMIN_KEY_REQUIRED) for path in ADMIN_PATHS},
     ("get", "/v1/reports/summary", 422): ("invalid_window", "since must be before until"),
     ("post", "/v1/requests/{request_id}/feedback", 422): ("invalid_label", "label must be a class index from 0 to 9, got 10"),

@@ -119,7 +119,7 @@ EXAMPLES: dict[type[BaseModel], Any] = {
         ],
     },
     FeedbackReceipt: {"feedback": FEEDBACK, "replaced": False},
-    RequestPage: {"items": [ROW], "next_cursor": "aWQ6Mw"},
+    RequestPage: {"items": [ROW], "next_cursor": "aWQ6MQ"},  # encode_cursor(1): the last item's id
     LoggedRequestDetail: {**ROW, "feedback_history": [FEEDBACK]},
     SummaryPublic: {
         "since": "2026-11-27T10:49:50Z",

@@ -27,7 +27,7 @@ from sqlalchemy import (
     select,
 )
 
-from service.db.queries import RequestFilter
+from service.db.queries import RequestFilter, as_utc
 from service.db.tables import Feedback, RequestRecord
 
 T = RequestRecord.__table__
@@ -45,8 +45,6 @@ def _rows(engine: Engine, f: RequestFilter) -> Iterator[list[dict[str, Any]]]:
             yield [dict(r) for r in part]
 
 
-def _utc(v: dt.datetime | None) -> dt.datetime | None:
-    return v.replace(tzinfo=dt.UTC) if v is not None and v.tzinfo is None else v
 
 
 def to_csv(engine: Engine, f: RequestFilter, out: Path) -> int:
@@ -57,7 +55,7 @@ def to_csv(engine: Engine, f: RequestFilter, out: Path) -> int:
         w.writerow(names)
         for chunk in _rows(engine, f):
             for r in chunk:
-                vals = [_utc(r[c]).isoformat() if isinstance(r[c], dt.datetime) else r[c] for c in names]  # type: ignore[union-attr]
+                vals = [as_utc(r[c]).isoformat() if isinstance(r[c], dt.datetime) else r[c] for c in names]  # type: ignore[union-attr]
                 w.writerow([json.dumps(v) if isinstance(v, list) else v for v in vals])
             n += len(chunk)
     return n
@@ -90,7 +88,7 @@ def to_parquet(engine: Engine, f: RequestFilter, out: Path) -> int:
     with pq.ParquetWriter(out, schema) as writer:
         for chunk in _rows(engine, f):
             for r in chunk:
-                r.update({k: _utc(v) for k, v in r.items() if isinstance(v, dt.datetime)})
+                r.update({k: as_utc(v) for k, v in r.items() if isinstance(v, dt.datetime)})
             writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
             n += len(chunk)
     return n

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import Engine, and_, select
 
-from service.db.queries import RequestFilter
+from service.db.queries import RequestFilter, utc
 from service.db.tables import Feedback, RequestRecord
 
 T = RequestRecord.__table__
@@ -45,7 +45,8 @@ def load_window(engine: Engine, since: dt.datetime, until: dt.datetime, model: s
         return np.array([missing if r[i] is None else r[i] for r in rows], dtype=np.float64)
 
     return Window(
-        received_at=[r[0] if r[0].tzinfo else r[0].replace(tzinfo=dt.UTC) for r in rows],
+        # In UTC whatever the session's time zone (PostgreSQL hands back its own): hours are UTC hours.
+        received_at=[utc(r[0]) for r in rows],
         decision=np.array([r[1] for r in rows], dtype=object),
         http_status=np.array([r[2] for r in rows], dtype=np.int64),
         model=np.array([f"{r[3]}/{r[4]}" if r[3] else None for r in rows], dtype=object),

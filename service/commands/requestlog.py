@@ -19,14 +19,16 @@ _RELATIVE = re.compile(r"^(\d+)([mhd])$")
 
 def when(text: str) -> dt.datetime:
     """ISO 8601 (naive means UTC) or a span back from now: 90m, 24h, 7d."""
-    if m := _RELATIVE.match(text):
-        unit = {"m": "minutes", "h": "hours", "d": "days"}[m[2]]
-        return dt.datetime.now(dt.UTC) - dt.timedelta(**{unit: int(m[1])})
     try:
+        if m := _RELATIVE.match(text):
+            unit = {"m": "minutes", "h": "hours", "d": "days"}[m[2]]
+            return dt.datetime.now(dt.UTC) - dt.timedelta(**{unit: int(m[1])})
         value = dt.datetime.fromisoformat(text)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    except OverflowError as e:  # argparse turns only ValueError and TypeError into usage errors
+        raise argparse.ArgumentTypeError(f"out of range: {text!r} (before year 1 or after 9999 once in UTC)") from e
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"not a time: {text!r} (use ISO 8601 or 90m / 24h / 7d)") from e
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def _engine(args: argparse.Namespace) -> Engine:
@@ -70,13 +72,18 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from models.bundle import read_manifest
+    from models.usage import UsageError
     from service.analysis.summary import summarise
     from service.report.html import render
     from service.settings import Settings
 
-    _window(args)
     until = args.until or dt.datetime.now(dt.UTC)
-    since = args.since or until - dt.timedelta(hours=24)
+    try:
+        since = args.since or until - dt.timedelta(hours=24)
+    except OverflowError as e:
+        raise UsageError("--until is too early for the default window (the 24 h before it); give --since") from e
+    if since >= until:  # checked after the defaults: --since in the future is an empty window too
+        raise UsageError("--since must be before --until (default: now)")
     manifest = read_manifest(Path(args.bundle) if args.bundle else Settings().model_dir)
     engine = _engine(args)
     summary = summarise(engine, manifest, since, until, args.model)
@@ -87,15 +94,26 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from models.usage import UsageError
     from service.db.queries import RequestFilter
     from service.exporting import to_csv, to_parquet
 
     _window(args)
+    if args.out == "":
+        raise UsageError("--out is empty: name the file to write")
     out = Path(args.out or f"vigil-requests.{args.format}")
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a directory, not a file to write")
     engine = _engine(args)
     # Written beside the target and renamed at the end: a failed export leaves no file that
-    # looks like a complete (or empty) log.
+    # looks like a complete (or empty) log. Created first, so an unwritable place is refused
+    # before the export runs, under the name the user gave.
     partial = out.with_name(f".{out.name}.partial")
+    try:
+        partial.touch()
+    except OSError as e:
+        engine.dispose()
+        raise UsageError(f"--out {out}: cannot write there ({e.strerror})") from e
     try:
         n = (to_csv if args.format == "csv" else to_parquet)(engine, RequestFilter(args.since, args.until, args.model), partial)
         partial.replace(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,12 +22,15 @@ F = Feedback.__table__
 LISTED = [c for c in T.columns if c.name != "input_pixels"] + [T.c.input_pixels.is_not(None).label("has_input")]
 
 
-def as_utc(value: dt.datetime | None) -> dt.datetime | None:
-    """Compare like with like: stored times are UTC (SQLite keeps them as naive text), and a
-    naive filter value means UTC too."""
-    if value is None:
-        return None
+def utc(value: dt.datetime) -> dt.datetime:
+    """Compare like with like: stored times are UTC (SQLite keeps them as naive text; PostgreSQL
+    hands them back in the session's time zone), and a naive filter value means UTC too."""
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """`utc`, passing None through."""
+    return None if value is None else utc(value)
 
 
 class BadCursor(ValueError):
@@ -65,14 +69,21 @@ def encode_cursor(row_id: int) -> str:
     return base64.urlsafe_b64encode(f"id:{row_id}".encode()).decode().rstrip("=")
 
 
+#: What `encode_cursor` writes: a positive row id, as the database's BIGINT holds it.
+_CURSOR = re.compile(r"id:([1-9][0-9]{0,18})")
+_MAX_ID = 2**63 - 1
+
+
 def decode_cursor(cursor: str) -> int:
+    """The row id of a cursor `encode_cursor` wrote; BadCursor for anything else (int() alone
+    took spaces, other scripts' digits and ids past BIGINT, which the query then failed on)."""
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("id:"):
-            raise ValueError(text)
-        return int(text[3:])
+        m = _CURSOR.fullmatch(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii"))
     except (binascii.Error, UnicodeDecodeError, ValueError) as e:
         raise BadCursor(cursor) from e
+    if m is None or int(m[1]) > _MAX_ID:
+        raise BadCursor(cursor)
+    return int(m[1])
 
 
 def list_requests(conn: Connection, f: RequestFilter, limit: int, cursor: str | None) -> tuple[list[Row[Any]], str | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.access import ADMIN_ERRORS
@@ -14,6 +14,7 @@ from service.auth import AdminDep
 from service.context import CtxDep
 from service.errors import ApiError
 from service.params import DbText, UtcTime
+from service.query_params import reject_unknown_query
 from service.schemas_report import SummaryPublic
 
 router = APIRouter(tags=["request log"])
@@ -21,6 +22,7 @@ router = APIRouter(tags=["request log"])
 
 @router.get("/v1/reports/summary", response_model=SummaryPublic, responses=ADMIN_ERRORS, summary="Summary of the request log (admin)")
 async def summary(
+    request: Request,
     ctx: CtxDep,
     _admin: AdminDep,
     since: Annotated[UtcTime | None, Query(description="Window start (ISO 8601, naive means UTC); default 24 h ago.")] = None,
@@ -29,8 +31,12 @@ async def summary(
 ) -> SummaryPublic:
     """Accuracy, ECE and selective risk use requests with feedback; drift compares recent
     confidence and OOD scores of the served model with its validation reference."""
+    reject_unknown_query(request)
     end = until or dt.datetime.now(dt.UTC)
-    start = since or end - dt.timedelta(hours=24)
+    try:
+        start = since or end - dt.timedelta(hours=24)
+    except OverflowError as e:  # until within a day of year 1
+        raise ApiError(422, "invalid_window", "until is too early for the default window (the 24 h before it); give since") from e
     if start >= end:
         raise ApiError(422, "invalid_window", "since must be before until")
     return await run_in_threadpool(summarise, ctx.engine, ctx.bundle.manifest, start, end, model)

@@ -1,0 +1,37 @@
+"""Refusing query parameters a route does not take, as unknown JSON fields are refused.
+
+FastAPI ignores them, so a typo such as `?decison=accept` answered 200 with the unfiltered
+log and looked like a filter that worked. Called from the route body, after the admin check,
+so an unauthenticated caller still learns nothing but 401.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from service.errors import ApiError
+
+#: Names quoted back in the error, each cut to this length: they are the client's text.
+NAME_MAX = 40
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters of a FastAPI `Dependant` and of its sub-dependencies."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def reject_unknown_query(request: Request) -> None:
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = sorted(_query_names(dependant))
+    unknown = sorted(set(request.query_params) - set(known))
+    if unknown:
+        names = ", ".join(repr(n[:NAME_MAX]) for n in unknown[:5])
+        raise ApiError(422, "unknown_parameter", f"unknown query parameter {names}; this endpoint takes: {', '.join(known) or 'none'}")

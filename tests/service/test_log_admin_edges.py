@@ -1,0 +1,108 @@
+"""Edges of the admin side found by a review: time zones, cursors, windows, stray parameters."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import insert
+from sqlalchemy.engine import make_url
+
+from models.bundle import read_manifest
+from service.analysis.summary import summarise
+from service.app import create_app
+from service.db.engine import make_engine
+from service.db.migrate import upgrade
+from service.db.queries import BadCursor, RequestFilter, decode_cursor, encode_cursor
+from service.db.rows import COLUMNS
+from service.db.tables import RequestRecord
+from service.exporting import to_csv
+from service.settings import Settings
+from tests.service.logrows import record
+
+ADMIN_KEY = "edges-admin-key-0123456789abcdef"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.mark.postgres
+def test_hours_and_exported_times_are_utc_whatever_the_session_time_zone(pg_url: str, tiny_bundle: Path, tmp_path: Path) -> None:
+    upgrade(pg_url)
+    dsn = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as conn:  # a server or database set to India's time
+        conn.execute(f'ALTER DATABASE "{make_url(pg_url).database}" SET timezone = \'Asia/Kolkata\'')
+    at = dt.datetime(2026, 11, 30, 13, 46, 14, tzinfo=dt.UTC)
+    engine = make_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(insert(RequestRecord.__table__), [{c: record(0, received_at=at).get(c) for c in COLUMNS}])
+    summary = summarise(engine, read_manifest(tiny_bundle), at - dt.timedelta(hours=1), at + dt.timedelta(hours=1), None)
+    assert [h.hour for h in summary.hourly] == [dt.datetime(2026, 11, 30, 13, tzinfo=dt.UTC)]
+    assert summary.hourly[0].hour.utcoffset() == dt.timedelta(0)  # 13:00Z, not 18:00+05:30
+    to_csv(engine, RequestFilter(), tmp_path / "log.csv")
+    assert "2026-11-30T13:46:14+00:00" in (tmp_path / "log.csv").read_text()
+    engine.dispose()
+
+
+def test_only_cursors_this_service_hands_out_are_taken() -> None:
+    assert decode_cursor(encode_cursor(41)) == 41
+    assert decode_cursor(encode_cursor(2**63 - 1)) == 2**63 - 1
+    for text in ("id:9223372036854775808", "id:99999999999999999999", "id:-5", "id: 5", "id:\u0663", "id:0", "id:05", "row:5"):
+        forged = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+        with pytest.raises(BadCursor):
+            decode_cursor(forged)
+
+
+@pytest.fixture(scope="module")
+def admin_client(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('edges') / 'log.db'}"
+    s = Settings(model_dir=tiny_bundle, database_url=url, migrate_on_start=True, admin_api_keys=[ADMIN_KEY])
+    with TestClient(create_app(s)) as c:
+        yield c
+
+
+def test_admin_requests_refuse_bad_windows_cursors_and_stray_parameters(admin_client: TestClient) -> None:
+    c = admin_client
+    big = base64.urlsafe_b64encode(b"id:9223372036854775808").decode().rstrip("=")
+    r = c.get("/v1/requests", params={"cursor": big}, headers=ADMIN)
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_cursor")  # was a 500
+    r = c.get("/v1/reports/summary", params={"until": "0001-01-01T12:00:00Z"}, headers=ADMIN)
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_window")  # was a 500
+    r = c.get("/v1/requests", params={"since": "2026-11-30T13:00:00Z", "until": "2026-11-30T12:00:00Z"}, headers=ADMIN)
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_window")  # as the summary answers it
+    for path in ("/v1/requests", "/v1/reports/summary", "/v1/requests/abc"):
+        r = c.get(path, params={"decison": "accept"}, headers=ADMIN)
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "unknown_parameter"), path
+        assert "'decison'" in r.json()["error"]["message"]
+        assert c.get(path, params={"decison": "accept"}).status_code == 401  # nothing before the key check
+    assert c.get("/v1/requests", params={"decision": "accept", "limit": 5}, headers=ADMIN).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["export", "--since", "99999999d"], "out of range"),
+        (["export", "--since", "0001-01-01T00:00:00+01:00"], "out of range"),
+        (["report", "--until", "0001-01-01T00:00:00"], "too early"),
+        (["report", "--since", "2099-01-01"], "--since must be before --until"),
+        (["export", "--out", ""], "--out is empty"),
+        (["export", "--out", "/proc/vigil-test.csv"], "--out /proc/vigil-test.csv: cannot write there"),
+    ],
+)
+def test_log_commands_refuse_out_of_range_times_and_outputs_in_one_line(argv: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from service.cli import main as vigil
+
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    upgrade(url)
+    out = ["--out", str(tmp_path / "r.html")] if argv[0] == "report" else []
+    try:
+        code = vigil([*argv, "--url", url, *out])
+    except SystemExit as e:  # argparse refuses a bad --since itself, with its usage line
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+    assert not (tmp_path / "r.html").exists()
