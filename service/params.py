@@ -10,9 +10,9 @@ otherwise surface as a 500.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 from service.db.queries import as_utc
 
@@ -44,5 +44,24 @@ def in_utc(value: dt.datetime) -> dt.datetime:
 Text = Annotated[str, AfterValidator(unicode_only)]
 #: Client text that is stored or looked up in the database.
 DbText = Annotated[str, AfterValidator(unicode_only), AfterValidator(no_nul)]
+
+
+def db_text(max_length: int) -> Any:
+    """`DbText` of at most `max_length` characters. Checked by a validator of its own: a
+    `max_length` beside `DbText` (on a union with None) ran as a generic check whose message
+    counted "items", and a string constraint makes pydantic refuse a lone surrogate before
+    `unicode_only` can say what is wrong with it. The schema still shows the limit."""
+
+    def at_most(value: str) -> str:
+        if len(value) > max_length:
+            raise ValueError(f"must be at most {max_length} characters, got {len(value)}")
+        return value
+
+    return Annotated[DbText, AfterValidator(at_most), Field(json_schema_extra={"maxLength": max_length})]
 #: An ISO 8601 time from a client, converted to UTC (naive means UTC).
 UtcTime = Annotated[dt.datetime, AfterValidator(in_utc)]
+
+
+#: A model name to filter the log by, and a feedback note.
+ModelName = db_text(100)
+Note = db_text(2000)

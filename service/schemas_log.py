@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from service.params import DbText, in_utc
+from service.params import Note, in_utc
 
 #: SQLite hands back naive datetimes; every stored time is UTC.
 UtcDatetime = Annotated[dt.datetime, AfterValidator(in_utc)]
@@ -19,7 +19,7 @@ class FeedbackCreate(BaseModel):
     # The range (0 to classes - 1) is checked by the route, so that -1 and 10 get one error code;
     # the schema still shows the lower bound.
     label: int = Field(strict=True, json_schema_extra={"minimum": 0}, description="The true class index (see the model card's class_names).")
-    note: DbText | None = Field(None, max_length=2000, description="Free text kept with the label, e.g. who checked it.")
+    note: Note | None = Field(None, description="Free text kept with the label, e.g. who checked it.")
 
 
 class FeedbackPublic(BaseModel):

@@ -6,7 +6,7 @@ import datetime as dt
 from html import escape
 
 from service.report import svg
-from service.schemas_report import SummaryPublic
+from service.schemas_report import HourPublic, SummaryPublic
 
 STYLE = """body{font:14px/1.5 system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em}table{border-collapse:collapse}
@@ -43,14 +43,38 @@ def _calibration(s: SummaryPublic) -> str:
     return _table(facts) + chart
 
 
+#: Longest span (hours) charted hour by hour: a month. The summary lists only hours with
+#: requests; drawn evenly spaced, those squeezed the empty hours out of the time axis.
+EVERY_HOUR_MAX = 31 * 24
+
+
+def every_hour(hourly: list[HourPublic]) -> tuple[list[HourPublic], bool]:
+    """The hours from the first to the last, the empty ones as zero-request hours, and True;
+    past `EVERY_HOUR_MAX` the hours as given, and False."""
+    if not hourly:
+        return [], True
+    first = hourly[0].hour
+    span = int((hourly[-1].hour - first).total_seconds() // 3600) + 1
+    if span > EVERY_HOUR_MAX:
+        return hourly, False
+    given = {h.hour: h for h in hourly}
+    empty = {"accept": 0, "abstain": 0, "reject_ood": 0}
+    return [
+        given.get(t) or HourPublic(hour=t, requests=0, predictions=0, decisions=empty, ood_rate=None, abstention_rate=None)
+        for t in (first + dt.timedelta(hours=i) for i in range(span))
+    ], True
+
+
 def _over_time(s: SummaryPublic) -> str:
     if not s.hourly:
         return '<p class="muted">No requests in this window.</p>'
-    labels = [h.hour.strftime("%d %Hh") for h in s.hourly]  # day of month and UTC hour
-    decisions = {k: [h.decisions.get(k, 0) for h in s.hourly] for k in ("accept", "abstain", "reject_ood")}
-    rates = {"OOD rate": [h.ood_rate for h in s.hourly], "abstention rate": [h.abstention_rate for h in s.hourly]}
-    top = max([v for h in s.hourly for v in (h.ood_rate, h.abstention_rate) if v is not None], default=0.0)
-    return svg.bars("Decisions per hour", labels, decisions, stacked=True) + svg.lines("Rates per hour", labels, rates, max(top, 0.05))
+    hourly, complete = every_hour(s.hourly)
+    labels = [h.hour.strftime("%d %Hh") for h in hourly]  # day of month and UTC hour
+    decisions = {k: [h.decisions.get(k, 0) for h in hourly] for k in ("accept", "abstain", "reject_ood")}
+    rates = {"OOD rate": [h.ood_rate for h in hourly], "abstention rate": [h.abstention_rate for h in hourly]}
+    top = max([v for h in hourly for v in (h.ood_rate, h.abstention_rate) if v is not None], default=0.0)
+    note = "" if complete else f'<p class="muted">Over {EVERY_HOUR_MAX // 24} days: only the hours with requests are drawn.</p>'
+    return note + svg.bars("Decisions per hour", labels, decisions, stacked=True) + svg.lines("Rates per hour", labels, rates, max(top, 0.05))
 
 
 def _confidence(s: SummaryPublic) -> str:

@@ -67,14 +67,21 @@ def bars(title: str, labels: Sequence[str], series: dict[str, Sequence[float]], 
 
 
 def lines(title: str, labels: Sequence[str], series: dict[str, Sequence[float | None]], y_hi: float = 1.0) -> str:
-    """One polyline per series over evenly spaced labels; gaps (None) break nothing, they are skipped."""
+    """Polylines over evenly spaced labels; a gap (None) ends one and the next value starts
+    another, so no line is drawn across hours without a value."""
     n = len(labels)
     body = []
     for i, vals in enumerate(series.values()):
-        pts = [f"{_x(j, 0, max(n - 1, 1)):.1f},{_y(v, 0, y_hi):.1f}" for j, v in enumerate(vals) if v is not None]
         color = COLORS[i % len(COLORS)]
-        body.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="{color}" stroke-width="2"/>')
-        body += [f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="2.5" fill="{color}"/>' for p in pts]
+        runs: list[list[str]] = [[]]
+        for j, v in enumerate(vals):
+            if v is None:
+                runs.append([])
+            else:
+                runs[-1].append(f"{_x(j, 0, max(n - 1, 1)):.1f},{_y(v, 0, y_hi):.1f}")
+        for pts in (r for r in runs if r):
+            body.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="{color}" stroke-width="2"/>')
+            body += [f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="2.5" fill="{color}"/>' for p in pts]
     ticks = [(_x(j, 0, max(n - 1, 1)), labels[j]) for j in _ticks(n)]
     return _frame(title, body, y_hi, ticks, list(series))
 

@@ -6,7 +6,9 @@ Repeated feedback replaces the current label and keeps the earlier ones as histo
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.access import ACCESS_ERRORS, ClientDep
@@ -21,6 +23,18 @@ from service.schemas_log import FeedbackCreate, FeedbackPublic, FeedbackReceipt
 router = APIRouter(tags=["request log"])
 
 
+def require_json(request: Request) -> None:
+    """A body that is not declared JSON is refused as such (415), not left for FastAPI to read
+    as nothing and report as "body: Input should be a valid dictionary" (curl's `-d` sends
+    application/x-www-form-urlencoded unless told otherwise)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise ApiError(415, "unsupported_media_type", f"send the feedback as application/json, not {ctype or 'a body without Content-Type'}")
+
+
+JsonBody = Annotated[None, Depends(require_json)]
+
+
 @router.post(
     "/v1/requests/{request_id}/feedback",
     status_code=201,
@@ -28,12 +42,14 @@ router = APIRouter(tags=["request log"])
     responses={
         404: {"model": ErrorResponse, "description": "No request with this id was logged."},
         409: {"model": ErrorResponse, "description": "The request was refused (`no_prediction`): there is nothing to label."},
+        413: {"model": ErrorResponse, "description": "The body is over the size limit (`payload_too_large`)."},
+        415: {"model": ErrorResponse, "description": "The body is not declared application/json (`unsupported_media_type`)."},
         422: {"model": ErrorResponse, "description": "Label outside the served model's classes, or a malformed body."},
         **ACCESS_ERRORS,
     },
     summary="Attach the true label to a logged prediction",
 )
-async def post_feedback(request_id: DbText, body: FeedbackCreate, request: Request, ctx: CtxDep, _client: ClientDep) -> FeedbackReceipt:
+async def post_feedback(request_id: DbText, body: FeedbackCreate, request: Request, ctx: CtxDep, _client: ClientDep, _json: JsonBody) -> FeedbackReceipt:
     """`label` is the true class index. Posting again replaces the label; history is kept."""
     classes = ctx.bundle.manifest.class_names
     if not 0 <= body.label < len(classes):

@@ -13,7 +13,7 @@ from service.analysis.summary import summarise
 from service.auth import AdminDep
 from service.context import CtxDep
 from service.errors import ApiError
-from service.params import DbText, UtcTime
+from service.params import ModelName, UtcTime
 from service.query_params import reject_unknown_query
 from service.schemas_report import SummaryPublic
 
@@ -27,7 +27,7 @@ async def summary(
     _admin: AdminDep,
     since: Annotated[UtcTime | None, Query(description="Window start (ISO 8601, naive means UTC); default 24 h ago.")] = None,
     until: Annotated[UtcTime | None, Query(description="Window end; default now.")] = None,
-    model: Annotated[DbText | None, Query(max_length=100, description="Only this model name.")] = None,
+    model: Annotated[ModelName | None, Query(description="Only this model name.")] = None,
 ) -> SummaryPublic:
     """Accuracy, ECE and selective risk use requests with feedback; drift compares recent
     confidence and OOD scores of the served model with its validation reference."""

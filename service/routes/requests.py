@@ -17,7 +17,7 @@ from service.db.queries import (
     list_requests,
 )
 from service.errors import ApiError
-from service.params import DbText, UtcTime
+from service.params import DbText, ModelName, UtcTime
 from service.query_params import reject_unknown_query
 from service.schemas import ErrorResponse
 from service.schemas_log import LoggedRequest, LoggedRequestDetail, RequestPage, logged
@@ -40,7 +40,7 @@ def list_logged(
     _admin: AdminDep,
     since: Annotated[UtcTime | None, Query(description="Received at or after (ISO 8601; naive means UTC).")] = None,
     until: Annotated[UtcTime | None, Query(description="Received before.")] = None,
-    model: Annotated[DbText | None, Query(max_length=100)] = None,
+    model: Annotated[ModelName | None, Query()] = None,
     decision: Literal["accept", "abstain", "reject_ood"] | None = None,
     flagged: Annotated[bool | None, Query(description="Failure or OOD flag up (true) or neither (false).")] = None,
     has_feedback: Annotated[bool | None, Query(description="Has a current ground-truth label.")] = None,

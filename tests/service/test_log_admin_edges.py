@@ -21,6 +21,7 @@ from service.db.migrate import upgrade
 from service.db.queries import BadCursor, RequestFilter, decode_cursor, encode_cursor
 from service.db.rows import COLUMNS
 from service.db.tables import RequestRecord
+from service.docs_errors import BY_OPERATION
 from service.exporting import to_csv
 from service.settings import Settings
 from tests.service.logrows import record
@@ -106,3 +107,38 @@ def test_log_commands_refuse_out_of_range_times_and_outputs_in_one_line(argv: li
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err
     assert not (tmp_path / "r.html").exists()
+
+
+def test_the_report_draws_empty_hours_and_no_line_across_them() -> None:
+    from service.report.html import every_hour
+    from service.report.svg import lines
+    from service.schemas_report import HourPublic
+
+    def hour(h: int, rate: float) -> HourPublic:
+        return HourPublic(hour=dt.datetime(2026, 11, 30, h, tzinfo=dt.UTC), requests=10, predictions=10,
+                          decisions={"accept": 9, "abstain": 0, "reject_ood": 1}, ood_rate=rate, abstention_rate=0.0)  # fmt: skip
+
+    hours, complete = every_hour([hour(9, 0.1), hour(13, 0.2)])
+    assert complete and [h.hour.hour for h in hours] == [9, 10, 11, 12, 13]
+    assert [h.requests for h in hours] == [10, 0, 0, 0, 10] and hours[2].ood_rate is None
+    chart = lines("Rates per hour", [f"{h.hour.hour}h" for h in hours], {"OOD rate": [h.ood_rate for h in hours]})
+    assert chart.count("<polyline") == 2  # 09h and 13h apart, not joined
+    far = hour(9, 0.1).model_copy(update={"hour": dt.datetime(2027, 1, 30, 9, tzinfo=dt.UTC)})
+    assert every_hour([hour(9, 0.1), far]) == ([hour(9, 0.1), far], False)  # over a month: as given
+
+
+def test_feedback_refuses_what_is_not_json_and_counts_characters(admin_client: TestClient) -> None:
+    c = admin_client
+    path = "/v1/requests/abc/feedback"
+    r = c.post(path, content=b'{"label": 1}', headers={"content-type": "text/plain"})
+    assert (r.status_code, r.json()["error"]["code"]) == (415, "unsupported_media_type")
+    assert r.json()["error"]["message"] == BY_OPERATION[("post", "/v1/requests/{request_id}/feedback", 415)][1]  # as /docs shows it
+    r = c.post(path, content=b"{" + b" " * (3 * 1024 * 1024 - 2) + b"}", headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["error"]["message"] == BY_OPERATION[("post", "/v1/requests/{request_id}/feedback", 413)][1]
+    r = c.post(path, json={"label": 1, "note": "x" * 2001})
+    assert r.status_code == 422 and "at most 2000 characters, got 2001" in r.json()["error"]["message"]  # not "items"
+    r = c.get("/v1/requests", params={"model": "m" * 101}, headers=ADMIN)
+    assert r.status_code == 422 and "at most 100 characters, got 101" in r.json()["error"]["message"]
+    assert c.post(path, content=b'{"label": 1}').json()["error"]["code"] == "unsupported_media_type"  # no Content-Type
+    assert c.post(path, content=b'{"label": 1}', headers={"content-type": "application/json; charset=utf-8"}).status_code == 404
