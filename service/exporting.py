@@ -56,7 +56,8 @@ def to_csv(engine: Engine, f: RequestFilter, out: Path) -> int:
         for chunk in _rows(engine, f):
             for r in chunk:
                 vals = [as_utc(r[c]).isoformat() if isinstance(r[c], dt.datetime) else r[c] for c in names]  # type: ignore[union-attr]
-                w.writerow([json.dumps(v) if isinstance(v, list) else v for v in vals])
+                # Lists and booleans as JSON (true/false, as the API writes them, not Python's True).
+                w.writerow([json.dumps(v) if isinstance(v, (list, bool)) else v for v in vals])
             n += len(chunk)
     return n
 

@@ -56,9 +56,10 @@ class RequestFilter:
         if self.decision is not None:
             stmt = stmt.where(T.c.decision == self.decision)
         if self.flagged is not None:
-            # "Flagged": the failure or the OOD flag is up; rows without scores (errors) are not.
+            # Flags belong to predictions: true, a flag is up; false, a prediction with neither.
+            # A refusal has no scores and matches neither (false used to list it as unflagged).
             up = or_(func.coalesce(T.c.failure_flagged, false()), func.coalesce(T.c.ood_flagged, false()))
-            stmt = stmt.where(up if self.flagged else ~up)
+            stmt = stmt.where(up if self.flagged else and_(~up, T.c.decision.is_not(None)))
         if self.has_feedback is not None:
             current = exists().where(and_(F.c.request_id == T.c.request_id, F.c.replaced_at.is_(None)))
             stmt = stmt.where(current if self.has_feedback else ~current)

@@ -42,7 +42,7 @@ def list_logged(
     until: Annotated[UtcTime | None, Query(description="Received before.")] = None,
     model: Annotated[ModelName | None, Query()] = None,
     decision: Literal["accept", "abstain", "reject_ood"] | None = None,
-    flagged: Annotated[bool | None, Query(description="Failure or OOD flag up (true) or neither (false).")] = None,
+    flagged: Annotated[bool | None, Query(description="Predictions with the failure or OOD flag up (true) or with neither (false); refusals, which have no scores, match neither.")] = None,
     has_feedback: Annotated[bool | None, Query(description="Has a current ground-truth label.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=100, description="next_cursor of the previous page.")] = None,

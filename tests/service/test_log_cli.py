@@ -48,6 +48,7 @@ def test_audit_report_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[s
         rows = list(csv.DictReader(f))
     assert len(rows) == 200 and "input_pixels" not in rows[0]
     assert sum(r["true_label"] != "" for r in rows) == 30 and len(json.loads(rows[0]["probabilities"])) == 10
+    assert {r["ood_flagged"] for r in rows} == {"true", "false"}  # JSON, as the API writes booleans
     assert vigil(["export", "--url", url, "--format", "parquet", "--out", str(tmp_path / "log.parquet")]) == 0
     table = pq.read_table(tmp_path / "log.parquet")
     assert table.num_rows == 200 and table.column("input_pixels")[0].as_py() == b"\x93NUMPY"

@@ -81,6 +81,8 @@ def test_feedback_listing_and_summary(tiny_bundle: Path, db_url: str, data_dir: 
         assert sorted(i["request_id"] for i in with_fb) == sorted(ids[:40])
         flagged = client.get("/v1/requests", params={"flagged": True, "limit": 500}, headers=ADMIN).json()["items"]
         assert {i["request_id"] for i in flagged} == {a["request_id"] for a in answers if a["decision"] != "accept"}
+        passed = client.get("/v1/requests", params={"flagged": False, "limit": 500}, headers=ADMIN).json()["items"]
+        assert {i["request_id"] for i in passed} == {a["request_id"] for a in answers if a["decision"] == "accept"}  # not the refusal
         rejected = client.get("/v1/requests", params={"decision": "reject_ood", "model": "tiny"}, headers=ADMIN).json()["items"]
         assert all(i["decision"] == "reject_ood" for i in rejected)
         future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
