@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from service.db import journal as journal_module
 from service.db.audit import verify
 from service.db.chain import Chain
-from service.db.journal import Journal, orphans
+from service.db.journal import SEGMENT_BYTES, Journal, orphans
 from service.db.rows import to_json
 from service.db.spool import Spool
 from service.db.writer import LogWriter, QueueFull
@@ -130,8 +130,9 @@ def test_settled_segments_are_deleted_and_a_refused_row_is_never_journaled(tmp_p
             assert i == 6
     segments = sorted(p.name.rsplit(".", 1)[1] for p in tmp_path.glob("spool.jsonl.journal-*") if not p.name.endswith(".lock"))
     assert segments == ["0", "1"]  # r6 was refused by the full queue: no third segment
-    lines = (j.lock_path.with_name(j.lock_path.name.removesuffix(".lock") + ".1")).read_text().splitlines()
-    assert [json.loads(x)["request_id"] for x in lines] == ["r3", "r4", "r5"]
+    data = (j.lock_path.with_name(j.lock_path.name.removesuffix(".lock") + ".1")).read_bytes()
+    assert data.rstrip(b"\0").endswith(b"\n") and len(data) == SEGMENT_BYTES  # reserved up front, zero after the rows
+    assert [json.loads(x)["request_id"] for x in data.split(b"\n")[:-1]] == ["r3", "r4", "r5"]
     j.settle(["r0", "r1"])
     assert len(list(tmp_path.glob("spool.jsonl.journal-*.0"))) == 1  # r2 still unsettled
     j.settle(["r2"])
@@ -291,3 +292,15 @@ def test_a_lock_file_left_unnamed_by_a_kill_is_removed_once_stale(tmp_path: Path
     assert list(orphans(spool, tmp_path / "own.lock")) == []
     assert not stale.exists()
     assert fresh.exists()  # a live process may be about to lock and name it
+
+
+def test_a_row_larger_than_a_segment_gets_a_segment_of_its_own(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 600)  # a row is ~700 bytes here
+    spool = tmp_path / "spool.jsonl"
+    rows = [record(i, error_message="x" * 200) for i in range(3)]
+    dead_journal(spool, rows)
+    assert len(list(tmp_path.glob("spool.jsonl.journal-*.[0-9]"))) == 3
+    w = LogWriter(engine, 1000, 50, 10, spool=Spool(spool))
+    w.start()
+    w.stop()
+    assert sorted(stored_ids(engine)) == sorted(r["request_id"] for r in rows)
