@@ -94,13 +94,14 @@ ROW: dict[str, Any] = {
     "row_hash": "d98709f379ee58f5a922208778b94363d5b497c8ed56098a3293c47a8fba48a0",
     "feedback": FEEDBACK,
 }
-EMPTY_BIN = {
-    "lower": 0.0,
-    "upper": 0.5,
-    "count": 0,
-    "confidence": None,
-    "accuracy": None,
-}
+#: The summary's 15 equal-width bins (Guo et al.), as real answers carry them.
+BINS = 15
+EDGES = [round(i / BINS, 4) for i in range(BINS + 1)]
+
+
+def _bin(i: int, count: int = 0, confidence: float | None = None, accuracy: float | None = None) -> dict[str, Any]:
+    return {"lower": EDGES[i], "upper": EDGES[i + 1], "count": count, "confidence": confidence, "accuracy": accuracy}
+
 
 EXAMPLES: dict[type[BaseModel], Any] = {
     Health: {"status": "ok", "checks": {"model": True, "database": True}},
@@ -139,11 +140,11 @@ EXAMPLES: dict[type[BaseModel], Any] = {
             }
         ],
         "confidence": {
-            "edges": [0.0, 0.5, 1.0],
-            "counts": [0, 2],
-            "reference": [0.004, 0.996],
+            "edges": EDGES,
+            "counts": [0] * (BINS - 1) + [2],
+            "reference": [0.0] * 8 + [0.0004, 0.0006, 0.0006, 0.001, 0.0012, 0.0016, 0.9946],
         },
-        "ood_score_quantiles": {"p50": 49.86, "p90": 49.86, "p99": 49.86},
+        "ood_score_quantiles": {"p50": -4.44, "p90": -4.44, "p99": -4.44},
         "feedback": {
             "n": 1,
             "accuracy": 1.0,
@@ -151,19 +152,10 @@ EXAMPLES: dict[type[BaseModel], Any] = {
             "accepted": 1,
             "coverage": 1.0,
             "selective_risk": 0.0,
-            "reliability": [
-                EMPTY_BIN,
-                {
-                    "lower": 0.5,
-                    "upper": 1.0,
-                    "count": 1,
-                    "confidence": 0.999998,
-                    "accuracy": 1.0,
-                },
-            ],
+            "reliability": [_bin(i) for i in range(BINS - 1)] + [_bin(BINS - 1, 1, 0.999998, 1.0)],
         },
         "drift": {
-            "model": "mnist-default/1",
+            "model": "mnist-default/3",
             "confidence": None,
             "ood_score": None,
             "verdict": "not enough recent predictions (2, need 50) to judge drift",
