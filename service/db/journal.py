@@ -43,7 +43,10 @@ SEGMENT_ROWS = 1000
 #: Bytes reserved per segment file (allocated up front: a full disk is then an error at
 #: rotation, not a SIGBUS when a row is copied into the map). A row that is larger gets a
 #: segment of its own size.
-SEGMENT_BYTES = 4 * 1024 * 1024
+SEGMENT_BYTES = 1024 * 1024
+#: Seconds between attempts while the journal cannot be written (a full disk): each attempt
+#: costs a file creation on the request path, so not every row tries.
+RETRY_S = 5.0
 #: Age after which a `partial-` lock file (its process died between creating and naming it)
 #: is removed: far beyond the microseconds a live process keeps one.
 PARTIAL_STALE_S = 60.0
@@ -95,6 +98,7 @@ class _Segment:
             self._map = mmap.mmap(self._file.fileno(), size)
         except BaseException:
             self._file.close()
+            path.unlink(missing_ok=True)
             raise
         self.size, self.used, self.rows = size, 0, 0
 
@@ -125,7 +129,8 @@ class Journal:
         #: Unsettled rows per segment, and the segment of each unsettled row.
         self._pending: dict[int, int] = {}
         self._where: dict[str, int] = {}
-        self._failed = False
+        #: When writing last failed (None: it works), so a full disk is retried every RETRY_S.
+        self._failed_at: float | None = None
 
     def _path(self, segment: int) -> Path:
         return self.lock_path.with_name(self.lock_path.name.removesuffix(".lock") + f".{segment}")
@@ -136,12 +141,18 @@ class Journal:
         refused is never journaled (it was answered 503, not logged)."""
         with self._lock:
             enqueue()
+            if self._failed_at is not None and time.monotonic() - self._failed_at < RETRY_S:
+                return  # still failing, most likely: the row stays queued, only unjournaled
             try:
                 self._append(request_id, line)
-            except OSError:  # the row is still queued; only a kill could now lose it
-                if not self._failed:
-                    log.exception("request-log journal %s unwritable: queued rows are lost if the process is killed", self.lock_path)
-                self._failed = True
+            except OSError as e:  # the row is still queued; only a kill could now lose it
+                if self._failed_at is None:
+                    log.error("request-log journal %s unwritable (%s): rows queued now are lost if the process is killed; retried every %.0f s", self.lock_path, e, RETRY_S)
+                self._failed_at = time.monotonic()
+                return
+            if self._failed_at is not None:
+                log.warning("request-log journal %s writable again", self.lock_path)
+                self._failed_at = None
 
     def _append(self, request_id: str, line: str) -> None:
         if self._owner is None:

@@ -174,7 +174,9 @@ class LogWriter:
             if self.fallback.pending:
                 idle = min(idle, self.fallback.interval_s)
             with self._handoff:
-                batch, stopping = collect(self.queue, self.batch_size, self.flush_s, idle, self._full)
+                # The flush wait is cut short too when adoption is due: a long VIGIL_LOG_FLUSH_MS
+                # would otherwise hold a dead process's rows back by as much.
+                batch, stopping = collect(self.queue, self.batch_size, min(self.flush_s, idle), idle, self._full)
                 self.chain.link(batch)
                 self._writing = batch
             if batch:

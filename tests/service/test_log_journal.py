@@ -304,3 +304,39 @@ def test_a_row_larger_than_a_segment_gets_a_segment_of_its_own(engine: Engine, t
     w.start()
     w.stop()
     assert sorted(stored_ids(engine)) == sorted(r["request_id"] for r in rows)
+
+
+def test_a_long_flush_wait_does_not_hold_adoption_back(engine: Engine, tmp_path: Path) -> None:
+    spool = tmp_path / "spool.jsonl"
+    w = LogWriter(engine, 1000, 50, 60_000, spool=Spool(spool))  # a batch may wait a minute
+    w.adopt_every_s = 0.2
+    w.start()
+    w.submit(record(0))  # the writer now waits for more rows, up to the flush interval
+    orphaned = [record(i) for i in range(3)]
+    dead_journal(spool, orphaned)
+    wait_for(lambda: w.adopted == 3, timeout=5)
+    w.stop()
+    assert len(stored_ids(engine)) == 4
+
+
+def test_a_full_disk_is_retried_and_leaves_no_empty_segment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "RETRY_S", 0.2)
+    full = [True]
+    real = os.posix_fallocate
+
+    def fallocate(fd: int, offset: int, size: int) -> None:
+        if full[0]:
+            raise OSError(28, "No space left on device")
+        real(fd, offset, size)
+
+    monkeypatch.setattr(journal_module.os, "posix_fallocate", fallocate)
+    j = Journal(tmp_path / "spool.jsonl")
+    j.add("r0", json.dumps({"request_id": "r0"}), lambda: None)  # fails: not journaled
+    assert list(tmp_path.glob("spool.jsonl.journal-*.[0-9]")) == []  # no empty segment left behind
+    full[0] = False
+    j.add("r1", json.dumps({"request_id": "r1"}), lambda: None)  # within the retry wait: not tried
+    time.sleep(0.25)
+    j.add("r2", json.dumps({"request_id": "r2"}), lambda: None)  # tried again, and the disk has room
+    (segment,) = tmp_path.glob("spool.jsonl.journal-*.[0-9]")
+    assert [json.loads(x)["request_id"] for x in segment.read_bytes().split(b"\n")[:-1]] == ["r2"]
+    j.close()
