@@ -65,6 +65,12 @@ class _StateCollector(Collector):
             "Records from the journals of killed processes stored by this one",
             value=getattr(writer, "adopted", 0),
         )
+        journal = getattr(writer, "journal", None)
+        yield GaugeMetricFamily(
+            "vigil_log_journal_writable",
+            "1 while queued records reach the journal (they survive a kill), 0 while it cannot be written",
+            value=0.0 if journal is not None and not journal.writable else 1.0,
+        )
         batcher = getattr(ctx.runtime, "batcher", None)
         if batcher is not None:
             yield GaugeMetricFamily(

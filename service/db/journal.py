@@ -132,6 +132,11 @@ class Journal:
         #: When writing last failed (None: it works), so a full disk is retried every RETRY_S.
         self._failed_at: float | None = None
 
+    @property
+    def writable(self) -> bool:
+        """False while writing fails (a full disk): queued rows would then be lost to a kill."""
+        return self._failed_at is None
+
     def _path(self, segment: int) -> Path:
         return self.lock_path.with_name(self.lock_path.name.removesuffix(".lock") + f".{segment}")
 

@@ -331,12 +331,15 @@ def test_a_full_disk_is_retried_and_leaves_no_empty_segment(tmp_path: Path, monk
 
     monkeypatch.setattr(journal_module.os, "posix_fallocate", fallocate)
     j = Journal(tmp_path / "spool.jsonl")
+    assert j.writable
     j.add("r0", json.dumps({"request_id": "r0"}), lambda: None)  # fails: not journaled
     assert list(tmp_path.glob("spool.jsonl.journal-*.[0-9]")) == []  # no empty segment left behind
+    assert not j.writable  # what vigil_log_journal_writable reports
     full[0] = False
     j.add("r1", json.dumps({"request_id": "r1"}), lambda: None)  # within the retry wait: not tried
     time.sleep(0.25)
     j.add("r2", json.dumps({"request_id": "r2"}), lambda: None)  # tried again, and the disk has room
+    assert j.writable
     (segment,) = tmp_path.glob("spool.jsonl.journal-*.[0-9]")
     assert [json.loads(x)["request_id"] for x in segment.read_bytes().split(b"\n")[:-1]] == ["r2"]
     j.close()

@@ -111,6 +111,7 @@ def test_a_server_killed_outright_loses_no_logged_request(tiny_bundle: Path, tmp
                 time.sleep(0.2)
             metrics = httpx.get(f"{base}/metrics").text
             assert f"vigil_log_records_adopted_total {float(len(ids))}" in metrics
+            assert "vigil_log_journal_writable 1.0" in metrics
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
