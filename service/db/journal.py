@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from sqlalchemy import Engine
 
@@ -119,9 +119,9 @@ class Journal:
     """This process's journal; files are created on the first row, so a writer that never
     logs leaves nothing behind."""
 
-    def __init__(self, spool: Path, segment_rows: int = SEGMENT_ROWS) -> None:
+    def __init__(self, spool: Path, segment_rows: int = SEGMENT_ROWS, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.lock_path = _lock_path(spool, f"{os.getpid()}-{secrets.token_hex(4)}")
-        self.segment_rows = segment_rows
+        self.segment_rows, self.segment_bytes = segment_rows, segment_bytes
         self._lock = threading.Lock()
         self._owner: IO[str] | None = None
         self._file: _Segment | None = None
@@ -165,7 +165,7 @@ class Journal:
             self._owner = _create_locked(self.lock_path)
         data = (line + "\n").encode()
         if self._file is None or self._file.rows >= self.segment_rows or not self._file.fits(len(data)):
-            self._rotate(max(SEGMENT_BYTES, len(data)))
+            self._rotate(max(self.segment_bytes, len(data)))
         assert self._file is not None
         self._file.write(data)  # in the page cache now: what survives the process's death
         self._pending[self._segment] += 1
@@ -211,11 +211,18 @@ class Journal:
 
 
 class Orphan:
-    """The journal of a process that is gone, locked by this one while it is adopted."""
+    """The journal of a process that is gone, locked by this one while it is adopted: use it in
+    a `with` block, which releases the lock however the block ends."""
 
     def __init__(self, lock_path: Path, owner: IO[str]) -> None:
         self.lock_path = lock_path
         self._owner = owner
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._owner.close()  # closing twice is harmless
 
     def rows(self) -> list[dict[str, Any]]:
         """Every complete row, oldest first. A line torn by the kill or damaged on disk is
@@ -229,7 +236,7 @@ class Orphan:
             for raw in segment.read_bytes().split(b"\n")[:-1]:
                 line = raw.decode("utf-8", errors="replace")
                 try:
-                    if "\ufffd" in line or "\x00" in line:
+                    if "\ufffd" in line:  # (a NUL, from a copy cut short, JSON refuses itself)
                         raise ValueError("a byte that is not ASCII")
                     rows.append(from_json(line))
                 except ValueError as e:
@@ -237,19 +244,16 @@ class Orphan:
         return rows
 
     def remove(self) -> None:
-        """Its rows are stored: delete the journal, segments first, the lock file last."""
+        """Its rows are stored: delete the journal, segments first, the lock file last (still
+        locked: another process that opened it meanwhile finds it unlinked, and skips it)."""
         for segment in _segments(self.lock_path):
             segment.unlink(missing_ok=True)
         self.lock_path.unlink(missing_ok=True)
-        self.release()
-
-    def release(self) -> None:
-        self._owner.close()
 
 
 def orphans(spool: Path, own: Path) -> Iterator[Orphan]:
     """The journals beside `spool` whose owners are gone (their lock can be taken), except
-    `own`. Each is locked while the caller holds it; the caller removes or releases it."""
+    `own`. Each is locked until the caller's `with` block on it ends."""
     pattern = glob.escape(spool.name) + ".journal-*.lock"
     for partial in spool.parent.glob("partial-" + pattern):
         _remove_stale_partial(partial)

@@ -19,7 +19,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -137,31 +137,12 @@ class Spool:
     def has_rows(self) -> bool:
         return bool(self._files())
 
-    def status_of(self, request_id: str) -> int | None:
-        """The HTTP status of a spooled request's row, or None when it is not spooled. A linear
-        scan: only asked when a request id is not yet in the database."""
-        if not self.has_rows():
-            return None
-        needle = f'"request_id":"{request_id}"'
-        with self._locked():
-            for path in self._files():
-                with open(path, encoding="utf-8", errors="replace") as f:
-                    for line in f:
-                        if needle in line:
-                            try:
-                                status = _parse(line)["http_status"]
-                            except ValueError:
-                                continue
-                            # No status: the database refuses the row (NOT NULL), so it is never stored.
-                            return status if isinstance(status, int) else None
-        return None
-
-    def request_ids(self, among: set[str]) -> set[str]:
-        """Those of `among` with a complete row in the spool or its side files. Memory stays
-        bounded by `among` however long the outage: only lines naming one of them are parsed."""
-        found: set[str] = set()
+    def _rows_naming(self, among: set[str]) -> Iterator[dict[str, Any]]:
+        """The complete spooled rows (spool and side files) of the request ids in `among`, under
+        the lock. A linear scan, but only lines naming one of them are parsed, so memory stays
+        bounded however long the outage: asked only for ids not (yet) in the database."""
         if not among or not self.has_rows():
-            return found
+            return
         with self._locked():
             for path in self._files():
                 with open(path, encoding="utf-8", errors="replace") as f:
@@ -170,10 +151,22 @@ class Spool:
                         if m is None or m.group(1) not in among:
                             continue
                         try:
-                            found.add(_parse(line)["request_id"])
-                        except ValueError:
+                            yield _parse(line)
+                        except ValueError:  # torn or damaged: replay sets it aside, so it is not spooled
                             continue
-        return found
+
+    def status_of(self, request_id: str) -> int | None:
+        """The HTTP status of a spooled request's row, or None when it is not spooled."""
+        with closing(self._rows_naming({request_id})) as rows:  # the lock goes with the generator
+            for row in rows:
+                status = row["http_status"]
+                # No status: the database refuses the row (NOT NULL), so it is never stored.
+                return status if isinstance(status, int) else None
+        return None
+
+    def request_ids(self, among: set[str]) -> set[str]:
+        """Those of `among` with a complete row in the spool or its side files."""
+        return {row["request_id"] for row in self._rows_naming(among)}
 
     def _adopt_rescued(self) -> None:
         """Fold side files into the spool (under the lock). A crash between the append and the

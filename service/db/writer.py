@@ -193,20 +193,19 @@ class LogWriter:
         retry = False
         try:
             for orphan in orphans(self.fallback.spool.path, self.journal.lock_path):
-                try:
-                    fresh = unstored(orphan.rows(), self.fallback.spool, self.engine)
-                except SQLAlchemyError as e:  # the database is away: every journal would fail alike
-                    orphan.release()
-                    retry = True
-                    log.warning("journals of killed processes not adopted yet (%s); next try in %.1fs", type(e).__name__, self.fallback.interval_s)
-                    break
-                except Exception:  # this journal only: the others are still adopted
-                    orphan.release()
-                    log.exception("journal %s could not be adopted; next try in %.0fs", orphan.lock_path, self.adopt_every_s)
-                    continue
-                for i in range(0, len(fresh), self.batch_size):
-                    self._link_and_write(fresh[i : i + self.batch_size])
-                orphan.remove()
+                with orphan:
+                    try:
+                        fresh = unstored(orphan.rows(), self.fallback.spool, self.engine)
+                    except SQLAlchemyError as e:  # the database is away: every journal would fail alike
+                        retry = True
+                        log.warning("journals of killed processes not adopted yet (%s); next try in %.1fs", type(e).__name__, self.fallback.interval_s)
+                        break
+                    except Exception:  # this journal only: the others are still adopted
+                        log.exception("journal %s could not be adopted; next try in %.0fs", orphan.lock_path, self.adopt_every_s)
+                        continue
+                    for i in range(0, len(fresh), self.batch_size):
+                        self._link_and_write(fresh[i : i + self.batch_size])
+                    orphan.remove()
                 self.adopted += len(fresh)
                 if fresh:
                     log.warning("stored %d request-log rows from %s, the journal of a process that was killed", len(fresh), orphan.lock_path)

@@ -4,6 +4,7 @@ writer on the same spool, once each, in a chain that still verifies."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import signal
@@ -176,9 +177,9 @@ def test_a_row_torn_by_the_kill_costs_only_itself(engine: Engine, tmp_path: Path
     assert verify(engine).ok and journal_files(spool) == []
 
 
-def dead_journal(spool: Path, rows: list[dict]) -> Path:
+def dead_journal(spool: Path, rows: list[dict], **sizes: int) -> Path:
     """The journal a killed process leaves: its rows written, its lock released by the kernel."""
-    j = Journal(spool)
+    j = Journal(spool, **sizes)
     for r in rows:
         j.add(r["request_id"], to_json(r), lambda: None)
     j._owner.close()  # type: ignore[union-attr]
@@ -251,7 +252,7 @@ def test_a_replay_between_the_lookups_does_not_make_spooled_rows_look_lost(engin
     assert verify(engine).ok
 
 
-def test_a_damaged_journal_holds_back_no_other(engine: Engine, tmp_path: Path) -> None:
+def test_a_damaged_journal_holds_back_no_other(engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     spool = tmp_path / "spool.jsonl"
     good = [record(i) for i in range(4)]
     damaged = dead_journal(spool, good[:1])
@@ -259,10 +260,13 @@ def test_a_damaged_journal_holds_back_no_other(engine: Engine, tmp_path: Path) -
         f.write(b'{"request_id":"\xff\xfe"}\n')  # a byte no row has: rows are ASCII JSON
     dead_journal(spool, good[1:])
     w = LogWriter(engine, 1000, 50, 10, spool=Spool(spool))
-    w.start()
-    w.stop()
+    with caplog.at_level(logging.ERROR, logger="vigil.writer"):
+        w.start()
+        w.stop()
     assert sorted(stored_ids(engine)) == sorted(r["request_id"] for r in good)
     assert verify(engine).ok and journal_files(spool) == []
+    # The damaged row, and nothing else: not each segment's reserved zero tail.
+    assert [r.message for r in caplog.records if "unreadable row" in r.message] == [f"journal {damaged}: unreadable row skipped (a byte that is not ASCII)"]
 
 
 def test_a_damaged_spool_line_is_set_aside_and_the_writer_lives_on(engine: Engine, tmp_path: Path) -> None:
@@ -294,11 +298,10 @@ def test_a_lock_file_left_unnamed_by_a_kill_is_removed_once_stale(tmp_path: Path
     assert fresh.exists()  # a live process may be about to lock and name it
 
 
-def test_a_row_larger_than_a_segment_gets_a_segment_of_its_own(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 600)  # a row is ~700 bytes here
+def test_a_row_larger_than_a_segment_gets_a_segment_of_its_own(engine: Engine, tmp_path: Path) -> None:
     spool = tmp_path / "spool.jsonl"
     rows = [record(i, error_message="x" * 200) for i in range(3)]
-    dead_journal(spool, rows)
+    dead_journal(spool, rows, segment_bytes=600)  # a row is ~700 bytes here
     assert len(list(tmp_path.glob("spool.jsonl.journal-*.[0-9]"))) == 3
     w = LogWriter(engine, 1000, 50, 10, spool=Spool(spool))
     w.start()

@@ -14,6 +14,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
+from service.db.journal import Journal
 from service.logs import JsonFormatter
 from service.metrics import Metrics
 from service.routes.pages import STATIC_DIR
@@ -38,7 +39,7 @@ def value(
     return all_samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def test_metrics_count_routes_statuses_decisions_and_queues(tmp_path: Path) -> None:
+def test_metrics_count_routes_statuses_decisions_and_queues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True
     )
@@ -78,6 +79,10 @@ def test_metrics_count_routes_statuses_decisions_and_queues(tmp_path: Path) -> N
         )
         assert v2.status_code == 200
         text = client.get("/metrics")
+        assert value(samples(text.text), "vigil_log_journal_writable") == 1.0
+        with monkeypatch.context() as m:  # a journal that cannot be written (a full disk)
+            m.setattr(Journal, "writable", property(lambda self: False))
+            assert value(samples(client.get("/metrics").text), "vigil_log_journal_writable") == 0.0
     assert text.headers["content-type"].startswith("text/plain")
     s = samples(text.text)
     route = "/v1/predict"
