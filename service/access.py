@@ -75,7 +75,7 @@ def require_admin_for_metrics(request: Request) -> None:
 #: OpenAPI entries for an admin endpoint's refusals.
 ADMIN_ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorResponse, "description": "No valid admin API key."},
-    403: {"model": ErrorResponse, "description": "No admin keys are configured."},
+    403: {"model": ErrorResponse, "description": "A client key, not an admin key (`forbidden`), or no admin keys are configured (`admin_disabled`)."},
 }
 
 #: OpenAPI entries for the refusals above, merged into each predict route's `responses`.

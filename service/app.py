@@ -20,6 +20,7 @@ from service.docs import install_openapi
 from service.docs_pages import install_docs_pages
 from service.errors import UnexpectedErrorMiddleware, install_error_handlers
 from service.hardening import install_security
+from service.head import HeadAsGet
 from service.metrics import Metrics  # issue 7: demo, v2, metrics
 from service.middleware import RequestIdMiddleware
 from service.observe import ObserveMiddleware
@@ -96,6 +97,7 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
     app.state.metrics = Metrics(lambda: getattr(app.state, "ctx", None))
     app.add_middleware(ObserveMiddleware, metrics=app.state.metrics, log_requests=settings.log_requests)  # inside RequestIdMiddleware
     app.add_middleware(OipErrorMiddleware)  # /v2 errors in the OIP shape tritonclient reads
+    app.add_middleware(HeadAsGet, routes=lambda: app.router.routes)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     for r in (predict.router, predict_batch.router, models.router, health.router, requests.router, feedback.router, reports.router):

@@ -91,6 +91,7 @@ class Keyring:
 
 #: The refusal of an admin endpoint without a valid admin key (also its example in /docs).
 ADMIN_KEY_REQUIRED = "a valid admin API key is required"
+CLIENT_KEY_ON_ADMIN = "this API key is a client key; this endpoint needs an admin key"
 
 
 def require_admin(request: Request) -> str:
@@ -98,7 +99,12 @@ def require_admin(request: Request) -> str:
     keyring: Keyring = request.app.state.keyring
     if not keyring.admin:
         raise ApiError(403, "admin_disabled", "no admin keys are configured (set VIGIL_ADMIN_API_KEYS)")
-    found = keyring.match_admin(presented_key(request))
+    presented = presented_key(request)
+    found = keyring.match_admin(presented)
+    if found is None and (client := keyring.match_client(presented)) is not None:
+        # Known but not allowed: 403, so the caller knows a different key is needed, not a retry.
+        log.warning("refused admin request to %s %s: %s is a client key", request.method, request.url.path, key_id(client))
+        raise ApiError(403, "forbidden", CLIENT_KEY_ON_ADMIN)
     if found is None:
         log.warning("refused admin request to %s %s: no valid admin key", request.method, request.url.path)
         raise ApiError(401, "unauthorized", ADMIN_KEY_REQUIRED, {"WWW-Authenticate": "Bearer"})

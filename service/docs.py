@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service.docs_errors import error_example
+from service.docs_errors import ADMIN_PATHS, error_example
 from service.docs_examples import EXAMPLES
 from service.oip.schemas import OipError
 from service.schemas import ErrorResponse
@@ -80,6 +80,30 @@ def _error_examples(spec: dict[str, Any]) -> None:
                     media["example"] = example
 
 
+#: How a key is presented (service.auth.presented_key): either scheme works on every endpoint.
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearerKey": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <key>`"},
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+KEY = [{name: []} for name in SECURITY_SCHEMES]
+#: Always behind the admin key; /v1/monitor and /metrics only with VIGIL_METRICS_ADMIN_ONLY.
+ALWAYS_ADMIN = ("/v1/requests", "/v1/requests/{request_id}", "/v1/reports/summary")
+#: Operations that take a key when one is configured (VIGIL_REQUIRE_API_KEY, client keys).
+KEYED = (*ADMIN_PATHS, "/v1/predict", "/v1/predict/batch", "/v1/requests/{request_id}/feedback", "/v2/models/{name}/infer")
+
+
+def _security(spec: dict[str, Any]) -> None:
+    """Declare the key schemes, so that /docs has an Authorize button and generated clients
+    can send a key: required on the admin operations, optional (`{}`) where it depends on
+    the settings."""
+    spec.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    for path, ops in spec["paths"].items():
+        if path not in KEYED:
+            continue
+        for op in ops.values():
+            op["security"] = KEY if path in ALWAYS_ADMIN else [{}, *KEY]
+
+
 def install_openapi(app: FastAPI) -> None:
     generate: Callable[[], dict[str, Any]] = app.openapi
 
@@ -89,6 +113,7 @@ def install_openapi(app: FastAPI) -> None:
             _fix_errors(spec)
             _add_examples(spec)
             _error_examples(spec)
+            _security(spec)
             app.openapi_schema = spec
         return app.openapi_schema
 

@@ -11,8 +11,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from service.batch_schemas import BatchPredictionPublic
+from service.oip.schemas import InferResponse, ModelMetadata
 from service.routes.models import ModelCard
-from service.schemas import Health
+from service.schemas import Health, PredictionPublic
 from service.schemas_log import FeedbackReceipt, LoggedRequestDetail, RequestPage
 from service.schemas_report import SummaryPublic
 
@@ -21,8 +22,8 @@ PREDICTION: dict[str, Any] = {
     "request_id": f"{RID}-0",
     "model": {"name": "mnist-default", "version": "3", "method": "ensemble"},
     "prediction": {"label": 7, "class_name": "7"},
-    "probabilities": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.999998, 0.0, 1e-06],
-    "confidence": 0.999998,
+    "probabilities": [2.5573e-10, 7.18662e-08, 4.85396e-07, 2.3943e-08, 1.88178e-09, 9.98644e-10, 6.82659e-14, 0.999998, 5.10702e-10, 9.7738e-07],
+    "confidence": 0.9999984502792358,
     "uncertainty": {"predictive_entropy": 2.38e-05, "mutual_information": 5.8e-07},
     "failure": {
         "method": "msp",
@@ -41,8 +42,8 @@ PREDICTION: dict[str, Any] = {
     "latency_ms": 10.5,
     "samples": {
         "count": 5,
-        "min": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.999997, 0.0, 0.0],
-        "max": [0.0, 0.0, 1e-06, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 2e-06],
+        "min": [4.20878e-11, 3.91202e-08, 8.5408e-08, 1.12615e-08, 1.27395e-10, 1.96383e-10, 1.17585e-14, 0.999997, 5.4254e-11, 7.3874e-08],
+        "max": [6.29828e-10, 1.11329e-07, 1.06298e-06, 4.1667e-08, 4.39878e-09, 2.72855e-09, 1.62128e-13, 1.0, 1.62211e-09, 2.1475e-06],
         "predicted_class": [1.0, 0.999997, 0.999998, 0.999998, 1.0],
     },
 }
@@ -103,8 +104,37 @@ def _bin(i: int, count: int = 0, confidence: float | None = None, accuracy: floa
     return {"lower": EDGES[i], "upper": EDGES[i + 1], "count": count, "confidence": confidence, "accuracy": accuracy}
 
 
+#: The v2 answer for the same digit, with the outputs the /docs request example asks for.
+INFER: dict[str, Any] = {
+    "model_name": "mnist-default",
+    "model_version": "3",
+    "id": "my-call-1",
+    "parameters": {"failure_method": "msp", "failure_threshold": 0.4291802644729614, "ood_method": "mahalanobis_layers", "ood_threshold": 9.059219360351562},
+    "outputs": [
+        {"name": "probabilities", "shape": [1, 10], "datatype": "FP32", "data": PREDICTION["probabilities"]},
+        {"name": "decision", "shape": [1], "datatype": "BYTES", "data": ["accept"]},
+        {"name": "request_id", "shape": [1], "datatype": "BYTES", "data": [f"{RID}-0"]},
+    ],
+}
+#: The outputs /v2 offers for the shipped bundle, as GET /v2/models/mnist-default lists them.
+OIP_OUTPUTS = [
+    ("probabilities", "FP32", [-1, 10]), ("predicted_label", "INT64", [-1]), ("class_name", "BYTES", [-1]),
+    ("confidence", "FP32", [-1]), ("predictive_entropy", "FP32", [-1]), ("mutual_information", "FP32", [-1]),
+    ("failure_score", "FP32", [-1]), ("failure_flagged", "BOOL", [-1]), ("ood_score", "FP32", [-1]),
+    ("ood_flagged", "BOOL", [-1]), ("prediction_set", "BOOL", [-1, 10]), ("decision", "BYTES", [-1]), ("request_id", "BYTES", [-1]),
+]
+
 EXAMPLES: dict[type[BaseModel], Any] = {
     Health: {"status": "ok", "checks": {"model": True, "database": True}},
+    PredictionPublic: {**PREDICTION, "request_id": RID},
+    InferResponse: INFER,
+    ModelMetadata: {
+        "name": "mnist-default",
+        "versions": ["3"],
+        "platform": "pytorch_vigil",
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 28, 28]}],
+        "outputs": [{"name": n, "datatype": d, "shape": s} for n, d, s in OIP_OUTPUTS],
+    },
     BatchPredictionPublic: {
         "request_id": RID,
         "results": [

@@ -121,6 +121,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         code = {400: "bad_request", 413: "payload_too_large"}.get(exc.status_code, code)
+        code = getattr(exc, "code", code)  # a refusal that names itself (service.encoding)
         status = exc.status_code
         if status == 400 and exc.detail == FASTAPI_BODY_ERROR:  # e.g. JSON nested past the parser's depth
             status, code = 422, "invalid_json"

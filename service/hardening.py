@@ -1,4 +1,4 @@
-"""Wire issue 8's protections into an app: keys, rate limits, body caps, load shedding, headers, CORS.
+"""Wire issue 8's protections into an app: keys, rate limits, body caps and encodings, load shedding, headers, CORS.
 
 Called by the app factory *before* the request-id middleware is added, so that one
 stays outermost and every refusal made here still carries a request id.
@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from service.auth import Keyring
 from service.body_limit import BodyLimitMiddleware
+from service.encoding import RefuseEncodedBodies
 from service.ratelimit import TokenBuckets
 from service.security_headers import SecurityHeadersMiddleware, add_cors
 from service.settings import Settings
@@ -26,6 +27,7 @@ def install_security(app: FastAPI, settings: Settings) -> None:
     app.state.inflight = Inflight(s.max_inflight)
     # add_middleware wraps what is there: the first added runs innermost.
     app.add_middleware(BodyLimitMiddleware, json_limit=s.max_json_bytes, other_limit=max(s.max_upload_bytes, s.max_batch_upload_bytes) + MULTIPART_OVERHEAD)
+    app.add_middleware(RefuseEncodedBodies)
     app.add_middleware(InflightLimitMiddleware, gauge=app.state.inflight)
     add_cors(app, s.cors_origins)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -1,8 +1,10 @@
 """Request id middleware (pure ASGI).
 
-Every request gets a fresh server id (unique in the request log, used for feedback).
-A client's own sane `X-Request-ID` is kept beside it for correlation and echoed back;
-it is never used as the log key, because clients can (and do) repeat ids.
+Every request gets a fresh server id (unique in the request log, used for feedback),
+always sent back as `X-Vigil-Request-ID`. A client's own sane `X-Request-ID` is kept
+beside it for correlation and echoed back in `X-Request-ID` (the server id goes there
+when the client sent none); it is never used as the log key, because clients can (and
+do) repeat ids.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", echo))
+                message.setdefault("headers", []).extend([(b"x-request-id", echo), (b"x-vigil-request-id", rid.encode())])
             await send(message)
 
         await self.app(scope, receive, send_with_id)

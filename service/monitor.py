@@ -22,6 +22,11 @@ BINS = 10
 TIMELINE_BUCKETS = 30
 
 
+def zulu(t: dt.datetime) -> str:
+    """A UTC time as the other endpoints write it (pydantic: `...Z`, not `+00:00`)."""
+    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 @dataclass(frozen=True)
 class Rows:
     received_at: list[dt.datetime]
@@ -78,7 +83,7 @@ def timeline(rows: Rows, start: dt.datetime, end: dt.datetime) -> list[dict[str,
     width = (end - start) / TIMELINE_BUCKETS
     buckets = [
         {
-            "start": (start + i * width).isoformat(),
+            "start": zulu(start + i * width),
             **{d: 0 for d in (*DECISIONS, "error")},
         }
         for i in range(TIMELINE_BUCKETS)
@@ -132,8 +137,8 @@ def summary(
     return {
         "model": {"name": manifest.name, "version": manifest.version},
         "window": {
-            "start": start.isoformat(),
-            "end": end.isoformat(),
+            "start": zulu(start),
+            "end": zulu(end),
             "minutes": window_minutes,
             "row_limit": limit,
         },

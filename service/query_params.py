@@ -1,8 +1,11 @@
 """Refusing query parameters a route does not take, as unknown JSON fields are refused.
 
 FastAPI ignores them, so a typo such as `?decison=accept` answered 200 with the unfiltered
-log and looked like a filter that worked. Called from the route body, after the admin check,
-so an unauthenticated caller still learns nothing but 401.
+log and looked like a filter that worked. A parameter given twice is refused too: FastAPI
+keeps the last value of a scalar one, so `?decision=accept&decision=abstain` looked like
+a filter on both and listed only abstentions (every parameter of these routes is a scalar).
+Called from the route body, after the admin check, so an unauthenticated caller still
+learns nothing but 401.
 """
 
 from __future__ import annotations
@@ -35,3 +38,7 @@ def reject_unknown_query(request: Request) -> None:
     if unknown:
         names = ", ".join(repr(n[:NAME_MAX]) for n in unknown[:5])
         raise ApiError(422, "unknown_parameter", f"unknown query parameter {names}; this endpoint takes: {', '.join(known) or 'none'}")
+    repeated = sorted({n for n in request.query_params if len(request.query_params.getlist(n)) > 1})
+    if repeated:
+        names = ", ".join(repr(n) for n in repeated)
+        raise ApiError(422, "repeated_parameter", f"query parameter {names} is given more than once; each takes one value")

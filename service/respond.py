@@ -17,6 +17,12 @@ from service.schemas import (
 )
 
 
+def compact(x: float) -> float:
+    """`x` to 6 significant digits: short JSON, yet a tiny probability stays above 0, so a
+    client's log loss or entropy of the vector stays finite (6 decimals made it 0.0)."""
+    return float(f"{x:.6g}")
+
+
 def build_prediction(out: PipelineOutput, manifest: Manifest, request_id: str, latency_ms: float) -> PredictionPublic:
     """`out` holds one input (batch dimension 1)."""
     # Plain Python values, made per batch on the torch thread (PipelineOutput.with_values).
@@ -37,7 +43,7 @@ def build_prediction(out: PipelineOutput, manifest: Manifest, request_id: str, l
         request_id=request_id,
         model=ModelRef(name=manifest.name, version=manifest.version, method=manifest.method),
         prediction=Prediction(label=v.label, class_name=manifest.class_names[v.label]),
-        probabilities=[round(p, 6) for p in v.probs],
+        probabilities=[compact(p) for p in v.probs],
         confidence=v.probs[v.label],
         uncertainty=UncertaintyPublic(
             predictive_entropy=v.predictive_entropy,
@@ -58,9 +64,9 @@ def sample_spread(v: RowValues) -> SampleSpread | None:
         return None
     return SampleSpread(
         count=v.sample_count,
-        min=[round(x, 6) for x in v.sample_min],
-        max=[round(x, 6) for x in v.sample_max],
-        predicted_class=[round(x, 6) for x in v.sample_votes],
+        min=[compact(x) for x in v.sample_min],
+        max=[compact(x) for x in v.sample_max],
+        predicted_class=[compact(x) for x in v.sample_votes],
     )
 
 

@@ -44,29 +44,16 @@ class SampleSpread(BaseModel):
 
 
 class PredictionPublic(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "request_id": "6f1c2a9e8b7d4c3a9e1f0a2b3c4d5e6f",
-                "model": {"name": "mnist-deterministic", "version": "1", "method": "deterministic"},
-                "prediction": {"label": 7, "class_name": "7"},
-                "probabilities": [0.0, 0.0, 0.001, 0.0, 0.0, 0.0, 0.0, 0.998, 0.0, 0.001],
-                "confidence": 0.998,
-                "uncertainty": {"predictive_entropy": 0.012, "mutual_information": None},
-                "failure": {"method": "msp", "score": 0.002, "threshold": 0.04, "flagged": False},
-                "ood": {"method": "msp", "score": 0.002, "threshold": 0.3, "flagged": False},
-                "prediction_set": [7],
-                "decision": "accept",
-                "latency_ms": 3.2,
-                "samples": None,
-            }
-        }
+    request_id: str = Field(
+        description="Unique id of this request, as logged (feedback and /v1/requests/{request_id} take it); also in the "
+        "X-Vigil-Request-ID response header. X-Request-ID echoes the client's own id when it sent a valid one, else this one."
     )
-
-    request_id: str = Field(description="Unique id of this request; also in the X-Request-ID header and the request log.")
     model: ModelRef
     prediction: Prediction
-    probabilities: list[float] = Field(description="Calibrated (temperature-scaled) class probabilities, averaged over samples.")
+    probabilities: list[float] = Field(
+        description="Calibrated (temperature-scaled) class probabilities, averaged over samples; to 6 significant digits "
+        "(never rounded to 0, so their sum may differ from 1 by ~1e-6). `confidence` is the predicted class's, unrounded."
+    )
     confidence: float = Field(description="Calibrated probability of the predicted class.")
     uncertainty: UncertaintyPublic
     failure: ScorePublic = Field(description="Is this prediction likely wrong? (misclassification detection)")

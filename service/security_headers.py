@@ -1,7 +1,8 @@
 """Security headers on every response (pure ASGI), and the CORS policy.
 
 Pages get a Content-Security-Policy that allows scripts, styles and connections from
-this origin only (no inline scripts), may not be framed, and send no referrer. The
+this origin only (no inline scripts), may not be framed, and send no referrer; API
+answers are `Cache-Control: no-store`. The
 OpenAPI page (/docs) is FastAPI's own page builder on a local copy of Swagger UI
 (service/docs_pages.py): it needs one inline bootstrap script and inline styles, so it
 gets a policy that allows exactly that and nothing from elsewhere.
@@ -23,6 +24,9 @@ DOCS_CSP = (
     "img-src 'self' data:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 DOCS_PATHS = ("/docs",)  # and its assets under /docs-assets
+#: API answers are per request (predictions, the request log) or live state (health,
+#: metrics): no cache, shared or private, may keep or replay them.
+NO_STORE_PATHS = ("/v1/", "/v2", "/metrics", "/healthz", "/readyz")
 
 HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-content-type-options", b"nosniff"),
@@ -42,12 +46,13 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         csp = DOCS_CSP if scope["path"].startswith(DOCS_PATHS) else CSP
+        extra = [(b"cache-control", b"no-store")] if scope["path"].startswith(NO_STORE_PATHS) else []
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = message.setdefault("headers", [])
                 present = {k.lower() for k, _ in headers}
-                headers.extend((k, v) for k, v in [*HEADERS, (b"content-security-policy", csp.encode())] if k not in present)
+                headers.extend((k, v) for k, v in [*HEADERS, *extra, (b"content-security-policy", csp.encode())] if k not in present)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -63,6 +68,6 @@ def add_cors(app: FastAPI, origins: list[str]) -> None:
         allow_credentials=False,  # keys travel in headers, never cookies
         allow_methods=["GET", "POST"],
         allow_headers=["authorization", "x-api-key", "content-type", "x-request-id", "inference-header-content-length"],
-        expose_headers=["x-request-id", "retry-after"],
+        expose_headers=["x-request-id", "x-vigil-request-id", "retry-after"],
         max_age=600,
     )

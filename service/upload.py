@@ -74,7 +74,8 @@ async def image_bytes(request: Request, limit: int) -> bytes:
         return body
     if not body:
         raise ApiError(400, "empty_body", "the request carries no image bytes")
-    form = await parse_form(request, body, max_files=1, part_limit=limit)
+    one_file = ApiError(422, "unexpected_file_field", "send one file, in the field 'image'; several images go to /v1/predict/batch, one 'images' field each")
+    form = await parse_form(request, body, max_files=1, part_limit=limit, too_many=one_file)
     try:
         upload = form.get("image")
         if not isinstance(upload, UploadFile):

@@ -45,6 +45,8 @@ EXAMPLE = {
 INFER_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
+        "description": "JSON, or Triton's binary extension (application/octet-stream): a JSON header "
+        "whose length is in Inference-Header-Content-Length, then the raw tensors.",
         "content": {
             "application/json": {
                 "schema": _inline(InferRequest.model_json_schema()),
@@ -52,7 +54,6 @@ INFER_BODY: dict[str, Any] = {
             },
             "application/octet-stream": {
                 "schema": {"type": "string", "format": "binary"},
-                "description": "Triton binary extension: JSON header (length in Inference-Header-Content-Length) then raw tensors.",
             },
         },
     }

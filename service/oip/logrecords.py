@@ -67,3 +67,12 @@ def log_error(
     )
     record["latency_ms"] = round((time.perf_counter() - start) * 1000, 3)
     submit(ctx, record)
+
+
+def log_failed_inputs(ctx: AppContext, record: dict[str, Any], pixels: np.ndarray, e: ApiError, start: float) -> None:
+    """Inference failed for the whole request: one record per input, `<request id>-<i>`, as
+    v1's batch logs its items, so a client's per-input ids find their failure."""
+    latency = round((time.perf_counter() - start) * 1000, 3)
+    failure = {"http_status": e.status, "error_code": e.code, "error_message": e.message[:500], "latency_ms": latency}
+    for i, x in enumerate(pixels):
+        submit(ctx, {**record, **tensor_fields(x), **failure, "request_id": f"{record['request_id']}-{i}"})

@@ -70,60 +70,6 @@ class ResponseOutput(BaseModel):
 
 
 class InferResponse(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "model_name": "mnist-default",
-                "model_version": "1",
-                "id": "my-call-1",
-                "parameters": {
-                    "failure_method": "msp",
-                    "failure_threshold": 0.331,
-                    "ood_method": "mahalanobis_layers",
-                    "ood_threshold": 340.05,
-                },
-                "outputs": [
-                    {
-                        "name": "probabilities",
-                        "shape": [1, 10],
-                        "datatype": "FP32",
-                        "data": [0, 0, 0, 0, 0, 0, 0, 1.0, 0, 0],
-                    },
-                    {
-                        "name": "confidence",
-                        "shape": [1],
-                        "datatype": "FP32",
-                        "data": [0.99998],
-                    },
-                    {
-                        "name": "ood_score",
-                        "shape": [1],
-                        "datatype": "FP32",
-                        "data": [41.2],
-                    },
-                    {
-                        "name": "decision",
-                        "shape": [1],
-                        "datatype": "BYTES",
-                        "data": ["accept"],
-                    },
-                    {
-                        "name": "prediction_set",
-                        "shape": [1, 10],
-                        "datatype": "BOOL",
-                        "data": [False] * 7 + [True, False, False],
-                    },
-                    {
-                        "name": "request_id",
-                        "shape": [1],
-                        "datatype": "BYTES",
-                        "data": ["6f1c2a9e8b7d4c3a9e1f0a2b3c4d5e6f"],
-                    },
-                ],
-            }
-        }
-    )
-
     model_name: str
     model_version: str
     id: str | None = None
@@ -138,23 +84,6 @@ class TensorMetadata(BaseModel):
 
 
 class ModelMetadata(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "name": "mnist-default",
-                "versions": ["1"],
-                "platform": "pytorch_vigil",
-                "inputs": [
-                    {"name": "input", "datatype": "FP32", "shape": [-1, 1, 28, 28]}
-                ],
-                "outputs": [
-                    {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
-                    {"name": "decision", "datatype": "BYTES", "shape": [-1]},
-                ],
-            }
-        }
-    )
-
     name: str
     versions: list[str]
     platform: str

@@ -43,7 +43,7 @@ JsonBody = Annotated[None, Depends(require_json)]
         404: {"model": ErrorResponse, "description": "No request with this id was logged."},
         409: {"model": ErrorResponse, "description": "The request was refused (`no_prediction`): there is nothing to label."},
         413: {"model": ErrorResponse, "description": "The body is over the size limit (`payload_too_large`)."},
-        415: {"model": ErrorResponse, "description": "The body is not declared application/json (`unsupported_media_type`)."},
+        415: {"model": ErrorResponse, "description": "The body is not declared application/json (`unsupported_media_type`), or is compressed (`unsupported_encoding`)."},
         422: {"model": ErrorResponse, "description": "Label outside the served model's classes, or a malformed body."},
         **ACCESS_ERRORS,
     },

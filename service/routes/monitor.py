@@ -50,10 +50,10 @@ class MonitorSummary(BaseModel):
     model_config = {
         "json_schema_extra": {
             "example": {
-                "model": {"name": "mnist-default", "version": "1"},
+                "model": {"name": "mnist-default", "version": "3"},
                 "window": {
-                    "start": "2026-11-28T10:00:00+00:00",
-                    "end": "2026-11-28T11:00:00+00:00",
+                    "start": "2026-11-28T10:00:00Z",
+                    "end": "2026-11-28T11:00:00Z",
                     "minutes": 60,
                     "row_limit": 5000,
                 },
@@ -63,7 +63,7 @@ class MonitorSummary(BaseModel):
                 "rates": {"ood": 0.05, "abstain": 0.075},
                 "timeline": [
                     {
-                        "start": "2026-11-28T10:00:00+00:00",
+                        "start": "2026-11-28T10:00:00Z",
                         "accept": 1,
                         "abstain": 0,
                         "reject_ood": 0,

@@ -9,7 +9,7 @@ import torch
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from models.preprocess import to_model_input
+from models.preprocess import UPLOAD_FORMATS, to_model_input
 from service.access import ACCESS_ERRORS, ClientDep
 from service.context import AppContext, CtxDep
 from service.db.writer import QueueFull
@@ -27,8 +27,8 @@ ERRORS = error_responses(
     {
         400: "Empty body or malformed multipart.",
         413: "Body over the size limit, or image with too many pixels (refused before decoding).",
-        415: "Missing/unsupported content type, not an image, or a format outside the allow-list.",
-        422: "Corrupt, truncated or multi-frame image, or no 'image' field.",
+        415: "Missing/unsupported content type, not an image, a format outside the allow-list, or a compressed body (`unsupported_encoding`).",
+        422: "Corrupt, truncated or multi-frame image, no 'image' field (`missing_image_field`), or more than one file (`unexpected_file_field`).",
         500: "Inference failed for the batch this input was in (`inference_error`); the request is logged: quote its id.",
         503: "Overloaded: the request log queue or the inference queue is full (`log_backpressure`, `inference_backpressure`), "
         "inference took longer than VIGIL_INFERENCE_TIMEOUT_S (`inference_timeout`), or the inference process stopped and "
@@ -43,8 +43,9 @@ IMAGE_BODY = {
             "multipart/form-data": {
                 "schema": {"type": "object", "required": ["image"], "properties": {"image": {"type": "string", "format": "binary"}}}
             },
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            # A raw body may carry any image/* type (the bytes decide the format); these
+            # are the allow-listed formats, each a choice in /docs and generated clients.
+            **{f"image/{t.lower()}": {"schema": {"type": "string", "format": "binary"}} for t in UPLOAD_FORMATS},
         },
     }
 }

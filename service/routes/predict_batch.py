@@ -40,7 +40,7 @@ ERRORS = error_responses(
     {
         400: "Empty body or malformed multipart.",
         413: "More images than the batch limit (`too_many_images`), or a body or image over the size limit.",
-        415: "Not multipart/form-data.",
+        415: "Not multipart/form-data, or a compressed body (`unsupported_encoding`).",
         422: "No file fields named 'images' (`missing_image_field`), a file in a field of another name (`unexpected_file_field`), or a text part named 'images' (`not_a_file`).",
         500: "Inference failed for the batch (`inference_error`); every image is logged: quote the request id.",
         503: "Inference or the request log is saturated, inference timed out, or the inference process is being restarted; "
@@ -131,8 +131,10 @@ async def predict_batch(request: Request, ctx: CtxDep, _client: ClientDep) -> Ba
         try:
             out = await ctx.runtime.run(torch.stack([decoded[i][0] for i in good]))  # type: ignore[index]
         except ApiError as e:
-            for i, data in enumerate(parts):
-                _log_error(ctx, _item_record(request, ctx, i, data, None), e, start)
+            # Every item is logged: those sent to inference with its failure, the others
+            # with their own refusal (they never reached inference).
+            for i, (data, d) in enumerate(zip(parts, decoded, strict=True)):
+                _log_error(ctx, _item_record(request, ctx, i, data, None), d if isinstance(d, ApiError) else e, start)
             raise
     latency = (time.perf_counter() - start) * 1000
     rows = {i: k for k, i in enumerate(good)}

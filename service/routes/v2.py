@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -20,7 +21,7 @@ from service.errors import ApiError
 from service.oip import outputs, tensors
 from service.oip.binary import HEADER
 from service.oip.docs import INFER_BODY, INFER_ERRORS
-from service.oip.logrecords import log_error, log_inputs
+from service.oip.logrecords import log_error, log_failed_inputs, log_inputs
 from service.oip.schemas import (
     InferResponse,
     Live,
@@ -158,14 +159,9 @@ async def infer(
     manifest = ctx.bundle.manifest
     record = base_record(request, manifest, ctx.settings.client_id_salt, ENDPOINT)
     body = b""
+    inferring: np.ndarray | None = None  # the inputs while inference runs on them
     try:
         _model(ctx, name, version)
-        if request.headers.get("content-encoding"):
-            raise ApiError(
-                415,
-                "unsupported_encoding",
-                "compressed request bodies are not accepted",
-            )
         body = await read_limited(request, ctx.settings.max_batch_upload_bytes)
         req, chunks = tensors.parse_request(body, request.headers.get(HEADER))
         picks = outputs.selected(req)
@@ -177,7 +173,9 @@ async def infer(
             ctx.settings.max_batch_images,
         )
         charge_images(request, len(pixels))
+        inferring = pixels
         out = await ctx.runtime.run(torch.from_numpy(pixels))
+        inferring = None
         latency = (time.perf_counter() - start) * 1000
         rid = request.state.request_id
         ids = [
@@ -190,7 +188,10 @@ async def infer(
         log_inputs(ctx, record, pixels, preds)
         content, header_length = outputs.response(req, picks, preds, manifest)
     except ApiError as e:
-        log_error(ctx, record, body, e, start)
+        if inferring is not None:
+            log_failed_inputs(ctx, record, inferring, e, start)
+        else:
+            log_error(ctx, record, body, e, start)
         mark_logged(request)
         raise
     if header_length is None:

@@ -85,7 +85,10 @@ def test_admin_endpoints_need_the_admin_key(locked: tuple[TestClient, str], capl
     c, _ = locked
     for path in ("/v1/requests", "/v1/reports/summary", "/metrics", "/v1/monitor"):
         assert c.get(path).status_code == 401, path
-        assert c.get(path, headers={"authorization": f"Bearer {CLIENT}"}).status_code == 401, path
+        # A client key is known but not allowed here: 403 `forbidden`, not 401 (a retry with it cannot help).
+        r = c.get(path, headers={"authorization": f"Bearer {CLIENT}"})
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "forbidden"), path
+        assert c.get(path, headers={"authorization": "Bearer no-such-key"}).status_code == 401, path
     with caplog.at_level(logging.INFO, logger="vigil.auth"):
         assert c.get("/v1/requests", headers={"x-api-key": ADMIN}).status_code == 200
         assert c.get("/v1/monitor", headers={"x-api-key": ADMIN}).json()["requests"] >= 0

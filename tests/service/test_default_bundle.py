@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from fastapi.testclient import TestClient
 
 from models.bundle import load_bundle
@@ -37,6 +38,12 @@ def test_default_model_classifies_real_digits_over_http(data_dir: Path, tmp_path
         noise = [client.post("/v1/predict", content=noise_png(s), headers={"content-type": "image/png"}).json() for s in range(5)]
     right = sum(a["prediction"]["label"] == int(test.y[i]) for i, a in enumerate(answers))
     assert right >= 98
+    # Probabilities to 6 significant digits, never rounded to 0 (a client's log loss stays
+    # finite): this model gives real digits classes far below 1e-6.
+    probs = np.array([a["probabilities"] for a in answers])
+    assert (probs > 0).all() and (probs < 5e-7).any()
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert all(float(f"{p:.6g}") == p for p in probs.ravel())
     assert sum(a["decision"] == "accept" for a in answers) >= 90
     # Uniform noise is unlike any digit: the OOD gate must reject it (not merely abstain).
     assert [a["decision"] for a in noise] == ["reject_ood"] * len(noise)

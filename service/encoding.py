@@ -1,0 +1,38 @@
+"""Refuse compressed request bodies (pure ASGI), on every endpoint alike.
+
+No route inflates a body: a gzipped PNG read as an image was a 415 `not_an_image`, gzipped
+feedback a 422 `invalid_json`, and only /v2 said what was wrong. The refusal is raised
+from `receive()`, like the body cap's, so it happens only where a body is read and the
+app's handlers give it the one error shape and log it.
+"""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+#: The only Content-Encoding a body may declare (RFC 9110: no transformation).
+IDENTITY = (b"", b"identity")
+
+
+class EncodedBody(HTTPException):
+    code = "unsupported_encoding"
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(415, f"compressed request bodies are not accepted (Content-Encoding: {encoding}); send the bytes as they are")
+
+
+class RefuseEncodedBodies:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        encoding = dict(scope.get("headers", ())).get(b"content-encoding", b"").strip().lower() if scope["type"] == "http" else b""
+        if encoding in IDENTITY:
+            await self.app(scope, receive, send)
+            return
+
+        async def refusing_receive() -> Message:
+            raise EncodedBody(encoding.decode("latin-1")[:40])
+
+        await self.app(scope, refusing_receive, send)
