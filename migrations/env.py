@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from service.db.tables import Base
 
 config = context.config
+#: PostgreSQL advisory lock key held while migrating (any fixed number; "vigil" in ASCII).
+MIGRATION_LOCK = 0x766967696C
 target_metadata = Base.metadata
 
 
@@ -28,6 +30,11 @@ def run_migrations_online() -> None:
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():
+            if conn.dialect.name == "postgresql":
+                # Replicas started together with --migrate (or a job beside them) take turns:
+                # the second reads the version table after the first commits, and has nothing
+                # to do, instead of failing on a type the first is creating.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             context.run_migrations()
     engine.dispose()
 

@@ -15,6 +15,7 @@ from models.bundle import Bundle, load_bundle
 from service.context import AppContext
 from service.db.engine import make_engine
 from service.db.migrate import is_at_head, upgrade
+from service.db.spool import stray_spools
 from service.db.writer import build_writer
 from service.docs import install_openapi
 from service.docs_pages import install_docs_pages
@@ -73,17 +74,25 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
             raise SchemaNotReady(f"database {engine.url!r} is not at the newest schema: run `vigil db upgrade` or start with --migrate")
         runtime = InferenceRuntime.from_settings(bundle, settings)
         runtime.warm_up()
-        writer = build_writer(engine, settings)
+        # The writer's own engine bounds each insert, so a database that hangs sends rows to the spool.
+        log_engine = make_engine(settings.database_url, statement_timeout_s=settings.log_write_timeout_s)
+        writer = build_writer(log_engine, settings)
         writer.start()
         app.state.ctx = AppContext(settings, bundle, runtime, engine, writer, list(app.state.keyring.admin))
         app.state.ctx.metrics = app.state.metrics  # counts every request-log record (issue 7)
         log.info("serving %s v%s (%s) from %s", bundle.manifest.name, bundle.manifest.version, bundle.manifest.method, settings.model_dir)
+        # Which database and spool this process logs to (password masked), so an operator can tell.
+        log.info("request log: %r, spool %s, writer %s", engine.url, writer.fallback.spool.path, writer.chain.writer_id)
+        for stray in stray_spools(writer.fallback.spool.path):
+            log.warning("%s holds request-log rows this process does not replay (another database URL?): "
+                        "start a service with that URL, or `vigil` with VIGIL_LOG_SPOOL_PATH=%s, to store them", stray, stray)  # fmt: skip
         try:
             yield
         finally:
             # Order: stop taking work, finish inference, then drain every log record.
             await runtime.aclose()
             writer.stop(settings.log_drain_timeout_s)
+            log_engine.dispose()
             engine.dispose()
 
     # redirect_slashes off: `/v1/predict/` is a 404 in the one error shape (and logged), not a

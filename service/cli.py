@@ -7,6 +7,7 @@ entry-point group (see pyproject.toml), so this module never imports `training`.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from importlib.metadata import entry_points
@@ -24,6 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
     from service.malloc import fix_mmap_threshold
     from service.preflight import StartupProblem, preflight
     from service.settings import Settings
+    from service.settings_doc import unknown_variables
 
     overrides: dict[str, object] = {}
     if args.model:
@@ -37,6 +39,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"vigil serve: {e}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format)  # JSON lines by default (issue 7)
+    for name in unknown_variables(os.environ):  # a misspelt setting would otherwise be a silent default
+        logging.getLogger("vigil.settings").warning("%s is set but no setting has that name (misspelt?); see docs/settings.md", name)
     if settings.inference_process:
         # Before any upload is decoded: large decodes must not stay resident. Only where torch
         # computes in the child process (spawned: glibc's defaults again), since every tensor
@@ -69,6 +73,39 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_current(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+
+    from service.db.migrate import revisions
+    from service.settings import Settings
+
+    url = args.url or Settings().database_url
+    current, head = revisions(url)
+    state = "at head" if current == head else f"behind head {head}: run `vigil db upgrade`"
+    print(f"{make_url(url)!r}: revision {current or 'none (empty)'}, {state}")
+    return 0
+
+
+def _db_history(args: argparse.Namespace) -> int:
+    from service.db.migrate import history
+    from service.settings import Settings
+
+    print("\n".join(history(args.url or Settings().database_url)))
+    return 0
+
+
+def _db_downgrade(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+
+    from service.db.migrate import downgrade, revisions
+    from service.settings import Settings
+
+    url = args.url or Settings().database_url
+    downgrade(url, args.revision)
+    print(f"database at {make_url(url)!r} downgraded to revision {revisions(url)[0] or 'none (empty)'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vigil", description="Uncertainty-aware image classification service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     up = db.add_parser("upgrade", help="apply Alembic migrations up to head")
     up.add_argument("--url", default=None, help="database URL (default VIGIL_DATABASE_URL)")
     up.set_defaults(func=_db_upgrade)
+    cur = db.add_parser("current", help="the database's revision, and whether it is the newest")
+    cur.add_argument("--url", default=None, help="database URL (default VIGIL_DATABASE_URL)")
+    cur.set_defaults(func=_db_current)
+    hist = db.add_parser("history", help="every migration, newest first")
+    hist.add_argument("--url", default=None, help="database URL (default VIGIL_DATABASE_URL)")
+    hist.set_defaults(func=_db_history)
+    down = db.add_parser("downgrade", help="undo migrations down to REVISION (`-1`: the last one; `base`: all)")
+    down.add_argument("revision")
+    down.add_argument("--url", default=None, help="database URL (default VIGIL_DATABASE_URL)")
+    down.set_defaults(func=_db_downgrade)
     keys_cli.register(sub)  # issue 8: `vigil keys new|digest`
     for ep in entry_points(group="vigil.commands"):
         ep.load()(sub)

@@ -23,6 +23,7 @@ import multiprocessing as mp
 import signal
 import struct
 import threading
+import time
 from dataclasses import fields
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -33,6 +34,10 @@ import torch
 from models.pipeline import PipelineOutput
 
 log = logging.getLogger("vigil.inference")
+#: Longest wait between tries to start an inference process after failed ones (2, 4, ... s).
+MAX_RETRY_S = 30.0
+#: Failed starts in a row after which /healthz fails, so the orchestrator replaces the pod.
+UNRECOVERABLE_AFTER = 3
 
 _SHAPE = struct.Struct("<4I")  # n, c, h, w of the float32 pixels that follow
 _HEADER = struct.Struct("<I")  # length of the JSON header that follows
@@ -164,10 +169,18 @@ class ProcessCompute:
         self._answers: Connection | None = None
         self.generation = 0
         self.restarts = 0
+        #: Restarts that failed in a row (reset by one that works): the service cannot compute.
+        self.failed_restarts = 0
+        self._retry_at = 0.0  # monotonic time before which no restart is tried
 
     @property
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
+
+    @property
+    def alive(self) -> bool:
+        proc = self._proc
+        return proc is not None and proc.is_alive()
 
     def start(self) -> None:
         """Spawn the child and wait until it has loaded the bundle and run a warm-up batch."""
@@ -233,10 +246,20 @@ class ProcessCompute:
         with self._lock:
             if generation != self.generation:
                 return
-            log.error("inference process %s (generation %d) lost; starting a new one", self.pid, generation)
+            wait = self._retry_at - time.monotonic()
+            if wait > 0:  # the last start failed: each try costs a torch import, so back off
+                raise InferenceUnavailable(f"the inference process could not be started; next try in {wait:.0f} s")
+            if self._proc is not None:
+                log.error("inference process %s (generation %d) lost; starting a new one", self.pid, generation)
             self._kill_locked()
             self.restarts += 1
-            self._start_locked()
+            try:
+                self._start_locked()
+            except InferenceUnavailable:
+                self.failed_restarts += 1
+                self._retry_at = time.monotonic() + min(2.0**self.failed_restarts, MAX_RETRY_S)
+                raise
+            self.failed_restarts = 0
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Ask the child to stop after its current batch; kill it if it does not."""

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -19,6 +26,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+#: The endpoints whose inputs are logged, as their route templates label the series.
+PREDICTION_ENDPOINTS = ("/v1/predict", "/v1/predict/batch", "/v2/models/{name}/infer")
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -47,8 +56,30 @@ class _StateCollector(Collector):
         )
         yield CounterMetricFamily(
             "vigil_log_records_written",
-            "Request-log records written to the database",
+            "Request-log records the writer inserted into the database (replayed ones: vigil_log_records_replayed_total)",
             value=writer.written,
+        )
+        yield CounterMetricFamily(
+            "vigil_log_records_replayed",
+            "Spooled request-log records replayed into the database once it was back",
+            value=getattr(writer, "replayed", 0),
+        )
+        fallback = getattr(writer, "fallback", None)
+        if fallback is not None:
+            yield CounterMetricFamily(
+                "vigil_log_replay_failures",
+                "Failed replays of the spool (the database still away)",
+                value=fallback.replay_failures,
+            )
+            yield GaugeMetricFamily(
+                "vigil_log_spool_bytes",
+                "Size of the spool file: rows waiting for the database (alert when it does not shrink)",
+                value=file_size(fallback.spool.path),
+            )
+        yield GaugeMetricFamily(
+            "vigil_log_database_up",
+            "1 while request-log inserts succeed, 0 from a failed one until a replay succeeds",
+            value=1.0 if getattr(writer, "database_up", True) else 0.0,
         )
         yield CounterMetricFamily(
             "vigil_log_write_failures",
@@ -92,6 +123,36 @@ class _StateCollector(Collector):
                 "Times the inference process died and was replaced",
                 value=remote.restarts,
             )
+            # process_resident_memory_bytes is this process's; the child holds the other torch.
+            yield GaugeMetricFamily(
+                "vigil_inference_process_resident_memory_bytes",
+                "Resident memory of the inference process (0 while none runs)",
+                value=resident_bytes(remote.pid),
+            )
+        manifest = ctx.bundle.manifest
+        info = GaugeMetricFamily("vigil_model_info", "The served model (always 1)", labels=["name", "version", "method"])
+        info.add_metric([manifest.name, manifest.version, manifest.method], 1.0)
+        yield info
+
+
+def file_size(path: Path) -> float:
+    try:
+        return float(path.stat().st_size)
+    except OSError:  # no spool file yet
+        return 0.0
+
+
+def resident_bytes(pid: int | None) -> float:
+    """VmRSS of process `pid` from /proc (Linux), in bytes; 0 when it is gone or unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def writer_lag(writer: Any) -> float:
@@ -140,6 +201,14 @@ class Metrics:
             registry=r,
         )
         r.register(_StateCollector(source))
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, CPU seconds, open fds
+        PlatformCollector(registry=r)
+        # Every known series from the start at 0, so rate() and absent() alerts work before the first event.
+        for endpoint in PREDICTION_ENDPOINTS:
+            self.ood.labels(endpoint)
+            self.abstentions.labels(endpoint)
+            for decision in ("accept", "abstain", "reject_ood"):
+                self.predictions.labels(endpoint, "200", decision)
 
     def observe_http(
         self, route: str, method: str, status: int, seconds: float

@@ -88,5 +88,7 @@ class PipelinedBatcher(MicroBatcher):
     def _restart(self, generation: int) -> None:
         try:
             self.remote.restart(generation)
-        except Exception:  # the next batch tries again; meanwhile callers get 503s
+        except InferenceUnavailable as e:  # the next batch tries again (backed off); meanwhile callers get 503s
+            log.error("the inference process could not be restarted: %s", e)
+        except Exception:
             log.exception("the inference process could not be restarted")

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     #: under the orchestrator's grace period with 2 s to spare for a rescue that waits on the
     #: spool's lock (compose: 20 + 5 + 2 < 30 s), or a kill loses them.
     log_drain_timeout_s: float = Field(5.0, gt=0)
+    #: Seconds one request-log insert may wait on the database (a lock, a hung server) before
+    #: it fails and its rows go to the spool: a database that hangs must not fill the queue
+    #: and refuse predictions (503 log_backpressure) while nothing is written.
+    log_write_timeout_s: float = Field(5.0, gt=0)
 
     # Request log (issue 5)
     #: Where rows wait while the database is away (JSON lines); default next to the SQLite
@@ -156,3 +160,4 @@ class Settings(BaseSettings):
         if self.require_api_key and not (self.api_keys or self.admin_api_keys):
             raise ValueError("VIGIL_REQUIRE_API_KEY is set but no keys are configured (VIGIL_API_KEYS)")
         return self
+

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
+from collections.abc import Mapping
 
 import annotated_types
 from pydantic_settings import BaseSettings
@@ -112,3 +113,10 @@ def page() -> str:
 
 if __name__ == "__main__":
     print(page(), end="")
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """`VIGIL_*` names in `environ` that no setting or tool reads: most likely misspelt (a
+    misspelt database URL served on ./vigil.db without a word)."""
+    known = {v for v, _, _, _ in rows()}
+    return sorted(k for k in environ if k.upper().startswith("VIGIL_") and k.upper() not in known)

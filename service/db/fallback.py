@@ -19,6 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from service.db.spool import Spool
 
 log = logging.getLogger("vigil.writer")
+#: Seconds between repeats of the same replay failure in the log (one line a minute, not one a second).
+REPEAT_S = 60.0
 
 
 class Fallback:
@@ -27,6 +29,9 @@ class Fallback:
         self.interval_s = interval_s
         self.chunk = chunk
         self.spooled = self.replayed = 0
+        #: Failed replays, in all and in a row: the first of a run is logged, then one a minute.
+        self.replay_failures = self._failing = 0
+        self._said_at = 0.0
         self.pending = spool.has_rows()  # left over from an earlier run: replay first
         self._next = 0.0
         self._lock = threading.Lock()
@@ -55,14 +60,22 @@ class Fallback:
         try:
             n = self.spool.replay(engine, self.chunk)
         except (SQLAlchemyError, OSError) as e:  # the outage itself was logged once, loudly
-            log.warning("spool replay failed (%s); next try in %.1fs", type(e).__name__, self.interval_s)
-            self._next = time.monotonic() + self.interval_s
+            self.replay_failures += 1
+            self._failing += 1
+            now = time.monotonic()
+            if self._failing == 1 or now - self._said_at >= REPEAT_S:
+                self._said_at = now
+                reason = str(getattr(e, "orig", None) or e).strip().splitlines()
+                log.warning("spool replay failed %d time(s) in a row (%s: %s); retried every %.1fs", self._failing,
+                            type(e).__name__, reason[0] if reason else "", self.interval_s)  # fmt: skip
+            self._next = now + self.interval_s
             return False
         except Exception:  # anything else must not end the writer thread, which every row needs
             log.exception("spool replay failed; next try in %.1fs", self.interval_s)
             self._next = time.monotonic() + self.interval_s
             return False
         self.replayed += n
+        self._failing = 0
         with self._lock:  # rows appended after the replay read the file stay pending
             self.pending = self.spool.has_rows()
         return True

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -23,6 +23,28 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    command.downgrade(alembic_config(url), revision)
+
+
+def revisions(url: str) -> tuple[str | None, str | None]:
+    """(the database's revision, the newest one in `migrations/`)."""
+    cfg = alembic_config(url)
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision(), head
+    finally:
+        engine.dispose()
+
+
+def history(url: str) -> list[str]:
+    """Every revision, newest first: `<rev> <- <down rev>: <message>`."""
+    script = ScriptDirectory.from_config(alembic_config(url))
+    return [f"{r.revision} <- {r.down_revision or 'base'}: {r.doc}" for r in script.walk_revisions()]
 
 
 def is_at_head(engine: Engine) -> bool:

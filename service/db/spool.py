@@ -81,14 +81,35 @@ def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     _append(path, [to_json(r) for r in rows])
 
 
+SPOOL_PREFIX = "vigil-spool-"
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+
+
 def default_spool_path(database_url: str) -> Path:
     """Next to a SQLite file; otherwise in the working directory, named after the database
     so that two services on one host logging to different databases never mix spools."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         return Path(url.database).with_name(Path(url.database).name + ".spool.jsonl")
-    digest = hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()[:10]
-    return Path(f"vigil-spool-{digest}.jsonl").resolve()
+    # Named after where the rows belong (backend, host, port, database), not the URL as written:
+    # `@db/vigil`, `@db:5432/vigil` and `?sslmode=require` are one database and must share a spool.
+    port = url.port or DEFAULT_PORTS.get(url.get_backend_name())
+    where = f"{url.get_backend_name()}://{(url.host or '').lower()}:{port}/{url.database or ''}"
+    digest = hashlib.sha256(where.encode()).hexdigest()[:10]
+    return Path(f"{SPOOL_PREFIX}{digest}.jsonl").resolve()
+
+
+def stray_spools(path: Path) -> list[Path]:
+    """Non-empty default-named spools beside `path` that are not `path`: rows another database
+    URL (or an older naming) left there, which this process will not replay."""
+    found = []
+    for p in path.parent.glob(f"{SPOOL_PREFIX}*.jsonl"):
+        try:
+            if p != path and p.stat().st_size > 0:
+                found.append(p)
+        except OSError:  # replayed and removed meanwhile
+            continue
+    return sorted(found)
 
 
 class Spool:
@@ -109,6 +130,15 @@ class Spool:
                 yield True
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def writable(self) -> bool:
+        """Whether rows could be appended now (the folder exists or can be made, and allows writing)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return False
+        target = self.path if self.path.exists() else self.path.parent
+        return os.access(target, os.W_OK)
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         with self._locked():
@@ -228,5 +258,5 @@ class Spool:
             with open(self.path, "r+") as f:
                 f.truncate(0)
                 os.fsync(f.fileno())
-        log.warning("replayed %d spooled request-log rows from %s", count, self.path)
+        log.info("replayed %d spooled request-log rows from %s", count, self.path)  # a recovery, not a problem
         return count

@@ -117,6 +117,11 @@ class LogWriter:
     def replayed(self) -> int:
         return self.fallback.replayed
 
+    @property
+    def database_up(self) -> bool:
+        """False from a failed insert until a replay succeeds (rows go to the spool meanwhile)."""
+        return not self._db_down
+
     def depth(self) -> int:
         return self.queue.qsize()
 
@@ -208,7 +213,8 @@ class LogWriter:
                     orphan.remove()
                 self.adopted += len(fresh)
                 if fresh:
-                    log.warning("stored %d request-log rows from %s, the journal of a process that was killed", len(fresh), orphan.lock_path)
+                    journal = orphan.lock_path.with_name(orphan.lock_path.name.removesuffix(".lock") + ".*")
+                    log.warning("stored %d request-log rows from %s, the journal of a process that was killed", len(fresh), journal)
         except Exception:  # nothing here may end the writer thread, which every row needs
             log.exception("looking for the journals of killed processes failed; next try in %.0fs", self.adopt_every_s)
         self._adopt_at = time.monotonic() + (self.fallback.interval_s if retry else self.adopt_every_s)

@@ -1,4 +1,4 @@
-"""Liveness (process up) and readiness (model warmed up and database reachable)."""
+"""Liveness (the process can still serve) and readiness (model ready, request log writable)."""
 
 from __future__ import annotations
 
@@ -6,29 +6,50 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from service.context import CtxDep
+from service.context import AppContext, CtxDep
+from service.inference_process import UNRECOVERABLE_AFTER
 from service.schemas import Health
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health, summary="Liveness: the process is up")
-def healthz() -> Health:
-    """200 while the process answers at all: for a liveness probe (restart when it fails)."""
-    return Health(status="ok")
-
-
-@router.get("/readyz", response_model=Health, responses={503: {"model": Health}}, summary="Readiness: model loaded, database reachable")
-def readyz(ctx: CtxDep) -> JSONResponse:
-    """200 when the model is warmed up and the database answers, else 503 with the failed
-    check: for a readiness probe (send no traffic while it fails)."""
-    checks = {"model": ctx.runtime.ready, "database": False}
+def _database_answers(ctx: AppContext) -> bool:
     try:
         with ctx.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-        checks["database"] = True
+        return True
     except Exception:  # noqa: BLE001 - any driver error means "not reachable" here
-        checks["database"] = False
-    ok = all(checks.values())
+        return False
+
+
+def _answer(checks: dict[str, bool], ok: bool) -> JSONResponse:
     body = Health(status="ok" if ok else "not_ready", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+@router.get("/healthz", response_model=Health, responses={503: {"model": Health}}, summary="Liveness: the process can still serve")
+def healthz(ctx: CtxDep) -> JSONResponse:
+    """200 while the process answers and can compute: for a liveness probe (restart when it
+    fails). 503 when its inference process failed to start several times in a row (the bundle
+    gone from disk, memory exhausted): only a restart of the whole service can help then."""
+    remote = ctx.runtime.remote
+    computing = remote is None or remote.failed_restarts < UNRECOVERABLE_AFTER
+    return _answer({"inference": computing}, computing)
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health}}, summary="Readiness: model ready, request log writable")
+def readyz(ctx: CtxDep) -> JSONResponse:
+    """200 when the model is warmed up (and its inference process alive) and every request
+    can be logged: in the database, or in the spool while the database is away (rows are
+    replayed when it is back, so predictions go on). 503 with the failed check otherwise:
+    for a readiness probe (send no traffic while it fails). `database` says whether the
+    database answers now; it alone does not make the service unready, or a database outage
+    would take every replica out of rotation at once."""
+    remote = ctx.runtime.remote
+    database = _database_answers(ctx)
+    checks = {
+        "model": ctx.runtime.ready and (remote is None or remote.alive),
+        "database": database,
+        "request_log": database or ctx.writer.fallback.spool.writable(),
+    }
+    return _answer(checks, checks["model"] and checks["request_log"])

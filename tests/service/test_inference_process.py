@@ -245,3 +245,19 @@ def test_the_benchmark_cpu_includes_children() -> None:
         assert cpu_seconds(os.getpid()) - own_cpu_seconds() >= 0.5
     finally:
         busy.communicate(b"")
+
+
+def test_failed_restarts_are_counted_and_backed_off(tmp_path: Path) -> None:
+    remote = ProcessCompute(tmp_path / "no-bundle", 1, 32)  # as if the bundle left the disk after start
+    with pytest.raises(InferenceUnavailable, match="failed to start"):
+        remote.restart(remote.generation)
+    assert (remote.restarts, remote.failed_restarts) == (1, 1)
+    started = time.monotonic()
+    # The next batch's restart is not tried at once (each try imports torch in a new process):
+    with pytest.raises(InferenceUnavailable, match="next try in"):
+        remote.restart(remote.generation)
+    assert time.monotonic() - started < 0.5 and (remote.restarts, remote.failed_restarts) == (1, 1)
+    remote._retry_at = 0.0  # the back-off is over
+    with pytest.raises(InferenceUnavailable, match="failed to start"):
+        remote.restart(remote.generation)
+    assert (remote.restarts, remote.failed_restarts) == (2, 2) and not remote.alive

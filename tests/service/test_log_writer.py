@@ -338,3 +338,57 @@ def test_a_restart_under_a_fixed_writer_name_loses_no_row(engine: Engine, db_url
     with engine.connect() as conn:
         chains = set(conn.scalars(select(T.c.writer_id)))
     assert len(chains) == 2 and {c.rsplit("-", 1)[0] for c in chains} == {"web-1"}
+
+
+@contextmanager
+def table_locked(url: str) -> Iterator[None]:
+    """Another session holds the request log's lock (a long migration, a stuck transaction)."""
+    holder = make_engine(url)
+    with holder.connect() as conn:
+        trans = conn.begin()
+        conn.exec_driver_sql("LOCK TABLE request_log IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            trans.rollback()
+    holder.dispose()
+
+
+@pytest.mark.postgres
+def test_a_database_that_hangs_sends_rows_to_the_spool_not_the_queue(pg_url: str, tmp_path: Path) -> None:
+    # PostgreSQL only: there an insert waits on a lock without end unless told otherwise
+    # (SQLite's busy timeout always bounded it: 30 s before, VIGIL_LOG_WRITE_TIMEOUT_S now).
+    upgrade(pg_url)
+    engine = make_engine(pg_url, statement_timeout_s=0.3)  # as the service builds the writer's engine
+    spool = Spool(tmp_path / "spool.jsonl")
+    w = writer(engine, spool, replay_s=0.2)
+    w.start()
+    recs = [record(i) for i in range(40)]
+    with table_locked(pg_url):
+        for r in recs:
+            w.submit(r)
+        # The insert gives up after the timeout instead of waiting on the lock while the
+        # queue fills: the rows are spooled, the queue is free for new requests.
+        wait_for(lambda: w.spooled == 40, timeout=10)
+        assert w.depth() == 0 and w.failures >= 1 and w.written == 0
+    wait_for(lambda: w.replayed == 40, timeout=10)  # the lock is gone: the spool drains
+    w.stop()
+    reader = make_engine(pg_url)
+    assert sorted(stored_ids(reader)) == sorted(r["request_id"] for r in recs) and verify(reader).ok
+    reader.dispose()
+    engine.dispose()
+
+
+def test_one_database_written_differently_shares_one_spool_and_others_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.db.spool import default_spool_path, stray_spools
+
+    monkeypatch.chdir(tmp_path)
+    one = default_spool_path("postgresql+psycopg://vigil:pw@DB:5432/vigil")
+    # Same database: another port spelling, user, password or query; rows must not be stranded.
+    assert {default_spool_path(u) for u in ("postgresql+psycopg://vigil@db/vigil", "postgresql://x:y@db:5432/vigil?sslmode=require")} == {one}
+    other = default_spool_path("postgresql+psycopg://vigil@db/other")
+    assert other != one and other.parent == one.parent == tmp_path
+    assert stray_spools(one) == []
+    other.write_text('{"request_id": "r1"}\n')
+    (tmp_path / "vigil-spool-empty.jsonl").write_text("")  # nothing waits there
+    assert stray_spools(one) == [other] and stray_spools(other) == []

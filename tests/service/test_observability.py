@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
+from service.db.engine import make_engine
 from service.db.journal import Journal
+from service.db.migrate import upgrade
 from service.logs import JsonFormatter
 from service.metrics import Metrics
 from service.routes.pages import STATIC_DIR
@@ -260,3 +263,34 @@ def test_refusals_before_routing_are_credited_to_their_route(path: str, template
     app = create_app(Settings())
     scope = {"type": "http", "method": "POST", "path": path, "root_path": "", "query_string": b"", "headers": [], "app": app}
     assert route_template(Request(scope)) == template
+
+
+def test_an_operator_sees_the_model_memory_and_a_spool_that_drains(tmp_path: Path) -> None:
+    late = tmp_path / "late.db"  # not migrated yet: every insert fails, as against a database that is away
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True, log_flush_ms=10, log_replay_interval_s=0.05)
+    with TestClient(create_app(settings)) as client:
+        first = samples(client.get("/metrics").text)
+        info = {"name": "mnist-default", "version": "3", "method": "ensemble"}
+        assert first[("vigil_model_info", frozenset(info.items()))] == 1.0
+        assert value(first, "process_resident_memory_bytes") > 50e6  # the standard process collector
+        # Every known series exists at 0 before its first event (rate() and absent() alerts).
+        assert ("vigil_ood_rejections_total", frozenset({("endpoint", "/v1/predict/batch")})) in first
+        assert value(first, "vigil_log_database_up") == 1.0 and value(first, "vigil_log_spool_bytes") == 0.0
+        writer = client.app.state.ctx.writer  # type: ignore[attr-defined]
+        writer.engine = make_engine(f"sqlite:///{late}")  # the database goes away
+        for seed in range(3):
+            client.post("/v1/predict", content=(GALLERY / "clear-7.png").read_bytes(), headers={"content-type": "image/png"})
+        deadline = time.monotonic() + 10
+        while writer.spooled < 3 or writer.fallback.replay_failures < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        down = samples(client.get("/metrics").text)
+        assert value(down, "vigil_log_database_up") == 0.0 and value(down, "vigil_log_spool_bytes") > 0
+        assert value(down, "vigil_log_replay_failures_total") >= 2 and value(down, "vigil_log_records_replayed_total") == 0
+        upgrade(f"sqlite:///{late}")  # back
+        while writer.replayed < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        up = samples(client.get("/metrics").text)
+        assert value(up, "vigil_log_records_replayed_total") == 3 and value(up, "vigil_log_spool_bytes") == 0.0
+        assert value(up, "vigil_log_database_up") == 1.0

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 
 from service.app import create_app
 from service.db.engine import make_engine
@@ -107,7 +107,7 @@ def test_health_and_readiness(tiny_bundle: Path, db_url: str) -> None:
     with TestClient(create_app(Settings(model_dir=tiny_bundle, database_url=db_url, migrate_on_start=True))) as client:
         assert client.get("/healthz").json()["status"] == "ok"
         ready = client.get("/readyz")
-        assert ready.status_code == 200 and ready.json()["checks"] == {"model": True, "database": True}
+        assert ready.status_code == 200 and ready.json()["checks"] == {"model": True, "database": True, "request_log": True}
         assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
         assert client.get("/docs").status_code == 200
 
@@ -116,3 +116,49 @@ def test_unmigrated_database_refuses_to_start(tiny_bundle: Path, tmp_path: Path)
     settings = Settings(model_dir=tiny_bundle, database_url=f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(RuntimeError, match="vigil db upgrade"), TestClient(create_app(settings)):
         pass
+
+
+@pytest.mark.postgres
+def test_a_database_outage_keeps_the_service_ready_while_the_spool_takes_the_log(
+    tiny_bundle: Path, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = Settings(model_dir=tiny_bundle, database_url=pg_url, migrate_on_start=True, log_spool_path=tmp_path / "spool.jsonl")
+    name = make_url(pg_url).database
+    admin = make_engine(make_url(pg_url).set(database="postgres").render_as_string(hide_password=False)).execution_options(isolation_level="AUTOCOMMIT")
+    with TestClient(create_app(s)) as client:
+        with admin.connect() as conn:  # the database goes away: no new connections, the open ones cut
+            conn.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        try:
+            ready = client.get("/readyz")
+            # Predictions go on (their rows wait in the spool): taking every replica out of
+            # rotation would turn a database outage into a service outage.
+            assert ready.status_code == 200, ready.text
+            assert ready.json()["checks"] == {"model": True, "database": False, "request_log": True}
+            assert client.post("/v1/predict", content=digit_png(torch.zeros(1, 28, 28)), headers={"content-type": "image/png"}).status_code == 200
+            monkeypatch.setattr(client.app.state.ctx.writer.fallback.spool, "path", Path("/proc/no-such-dir/spool.jsonl"))  # type: ignore[attr-defined]
+            stuck = client.get("/readyz")  # and now nowhere to put a row: not ready
+            assert stuck.status_code == 503 and stuck.json()["checks"]["request_log"] is False
+            monkeypatch.undo()
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    admin.dispose()
+
+
+def test_liveness_fails_once_the_inference_process_cannot_be_started(tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from service.inference_process import UNRECOVERABLE_AFTER
+
+    s = Settings(model_dir=tiny_bundle, database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True)
+    with TestClient(create_app(s)) as client:
+        runtime = client.app.state.ctx.runtime  # type: ignore[attr-defined]
+        assert client.get("/healthz").status_code == 200
+        monkeypatch.setattr(runtime, "remote", SimpleNamespace(failed_restarts=UNRECOVERABLE_AFTER - 1, alive=False))
+        assert client.get("/healthz").status_code == 200  # still trying: restarts may work
+        assert client.get("/readyz").json()["checks"]["model"] is False  # but no traffic meanwhile
+        monkeypatch.setattr(runtime, "remote", SimpleNamespace(failed_restarts=UNRECOVERABLE_AFTER, alive=False))
+        dead = client.get("/healthz")
+        monkeypatch.undo()  # the real runtime shuts down
+        assert dead.status_code == 503 and dead.json() == {"status": "not_ready", "checks": {"inference": False}}

@@ -32,6 +32,11 @@ def test_an_unmigrated_database_is_refused_with_the_command_that_fixes_it(
     url = f"sqlite:///{tmp_path / 'log.db'}"
     assert serve(url, tiny_bundle, monkeypatch) == 2
     err = capsys.readouterr().err.strip()
+    assert err.startswith("vigil serve: the database file") and "vigil db upgrade" in err and "Traceback" not in err
+    assert started == [] and not (tmp_path / "log.db").exists()  # refused without leaving an empty file behind
+    (tmp_path / "log.db").touch()  # a file without the schema: refused as not migrated
+    assert serve(url, tiny_bundle, monkeypatch) == 2
+    err = capsys.readouterr().err.strip()
     assert err.startswith("vigil serve: database") and "vigil db upgrade" in err and "Traceback" not in err
     assert started == []
     # The fix it names works: migrated, the same command starts the server.
@@ -84,10 +89,13 @@ def test_an_unreachable_database_is_refused_without_showing_its_password(
     [
         ({"VIGIL_DATABASE_URL": "notaurl"}, [], "bad database URL"),
         ({"VIGIL_DATABASE_URL": "mysql://u:secret@127.0.0.1/x"}, [], "a driver or module is not installed"),
-        ({"VIGIL_MAX_UPLOAD_BYTES": "abc"}, [], "max_upload_bytes"),
+        ({"VIGIL_MAX_UPLOAD_BYTES": "abc"}, [], "VIGIL_MAX_UPLOAD_BYTES: Input should be a valid integer"),
         ({"VIGIL_API_KEYS": "plainkey"}, [], "list settings take JSON"),
+        ({"VIGIL_PORT": "tcp://10.0.0.1:8000"}, [], "VIGIL_PORT: Input should be a valid integer, unable to parse string as an integer (Kubernetes sets"),
+        ({"VIGIL_ENVIRONMENT": "production"}, [], "invalid settings: set VIGIL_CLIENT_ID_SALT to a secret value in production"),
+        ({"VIGIL_LOG_SPOOL_PATH": "/proc/no-such-dir/spool.jsonl"}, [], "the request-log spool /proc/no-such-dir/spool.jsonl cannot be written"),
     ],
-    ids=["not-a-url", "driver-missing", "bad-setting", "list-not-json"],
+    ids=["not-a-url", "driver-missing", "bad-setting", "list-not-json", "k8s-port", "production-check", "spool-unwritable"],
 )
 def test_bad_settings_are_one_line_not_a_traceback(
     env: dict[str, str], argv: list[str], words: str, tiny_bundle: Path, tmp_path: Path,
@@ -98,7 +106,7 @@ def test_bad_settings_are_one_line_not_a_traceback(
         monkeypatch.setenv(k, v)
     assert vigil(["serve", "--model", str(tiny_bundle), "--migrate", *argv]) == 2
     err = capsys.readouterr().err
-    assert words in err and len(err.strip().splitlines()) == 1 and "secret" not in err, err
+    assert words in err and len(err.strip().splitlines()) == 1 and ":secret@" not in err, err
     assert started == []
 
 
@@ -132,3 +140,14 @@ def test_serve_bounds_the_graceful_shutdown(tiny_bundle: Path, tmp_path: Path, m
     monkeypatch.setenv("VIGIL_SHUTDOWN_TIMEOUT_S", "7")
     assert serve(f"sqlite:///{tmp_path / 'log.db'}", tiny_bundle, monkeypatch, "--migrate") == 0
     assert calls[0]["timeout_graceful_shutdown"] == 7.0
+
+
+def test_a_misspelt_setting_is_named_at_start(
+    tiny_bundle: Path, tmp_path: Path, started: list[object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VIGIL_DATABSE_URL", "postgresql+psycopg://db/vigil")  # sic: the default database is used
+    monkeypatch.setenv("VIGIL_DATA_DIR", str(tmp_path))  # read by training, not a typo
+    monkeypatch.chdir(tmp_path)
+    assert serve(f"sqlite:///{tmp_path / 'log.db'}", tiny_bundle, monkeypatch, "--migrate") == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if '"vigil.settings"' in line]
+    assert len(warned) == 1 and "VIGIL_DATABSE_URL is set but no setting has that name" in warned[0]
