@@ -3,7 +3,8 @@
 Classification (accuracy, NLL, Brier, ECE with 15 bins) before and after temperature
 scaling (Guo et al.), and misclassification detection for every confidence score the
 bundle offers (ConfidNet paper definitions, training/metrics.py), plus the selective
-risk and coverage of the served failure threshold. Bundles whose manifests share a
+risk and coverage of the served failure threshold, and the conformal prediction sets'
+coverage and size as served (`aps_sets` at the bundle's quantile). Bundles whose manifests share a
 name are seeds of one configuration and are reported as mean ± std. The comparisons
 the targets make (ConfidNet against MCP, NLL against the deterministic baseline) also get
 a paired bootstrap interval over the test images (`training.paired`).
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from models.bundle import MANIFEST, Bundle, load_bundle, read_manifest
+from models.conformal import aps_sets
 from models.manifest import Manifest
 from models.scorers.base import ScoreInput
 from models.scorers.entropy import MutualInformation, PredictiveEntropy
@@ -94,6 +96,8 @@ def evaluate_bundle(bundle: Bundle, test: Split) -> tuple[dict[str, Any], PerIma
             "test_risk": 100 * float((~correct[accepted]).float().mean()) if accepted.any() else 0.0,
             "test_coverage": 100 * float(accepted.float().mean()),
         },
+        # The sets as served (the pipeline's rule on the calibrated mean probabilities).
+        "conformal": {"alpha": 100 * bundle.manifest.conformal.alpha, **metrics.prediction_sets(aps_sets(cal, bundle.manifest.conformal.qhat), test.y)},
         "training_seconds": bundle.manifest.training_seconds,
         # Part of it spent training a reused network (`--base-bundle`), counted in that bundle's row.
         "reused_seconds": float(bundle.manifest.metrics.get("base_bundle", {}).get("training_seconds", 0.0)),
@@ -187,9 +191,9 @@ def _fmt(a: dict[str, dict[str, float]], key: str, digits: int = 2) -> str:
 
 
 def markdown(groups: dict[str, tuple[str, int, dict[str, dict[str, float]]]]) -> str:
-    """Two tables: classification and calibration, before and after temperature scaling (the
+    """Three tables: classification and calibration, before and after temperature scaling (the
     served figures are after; test risk and coverage are the served threshold's);
-    misclassification detection per score."""
+    misclassification detection per score; the conformal sets' coverage and size."""
     lines = [
         "| model | method | seeds | temperature | accuracy % | NLL | Brier | ECE % | test risk % | coverage % |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -211,6 +215,12 @@ def markdown(groups: dict[str, tuple[str, int, dict[str, dict[str, float]]]]) ->
                 f"| {name} | {s} | {_fmt(a, p + 'fpr95')} | {_fmt(a, p + 'aupr_error')} | {_fmt(a, p + 'aupr_success')} "
                 f"| {_fmt(a, p + 'auroc')} | {_fmt(a, p + 'aurc')} |"
             )
+    lines += ["", "| model | α % | set coverage % (≥ 100 − α) | mean set size | single-class sets % |", "|---|---|---|---|---|"]
+    for name, (_, _, a) in groups.items():
+        lines.append(
+            f"| {name} | {_fmt(a, 'conformal.alpha')} | {_fmt(a, 'conformal.coverage')} | {_fmt(a, 'conformal.mean_size', 3)} "
+            f"| {_fmt(a, 'conformal.singletons')} |"
+        )
     return "\n".join(lines) + "\n"
 
 

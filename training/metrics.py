@@ -129,3 +129,15 @@ def classification(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float
         "brier": brier(probs, labels),
         "ece": 100 * ece(probs, labels),
     }
+
+
+def prediction_sets(sets: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Conformal sets (boolean ``[N, K]``) against the true labels: the share covering the label
+    (the guarantee is >= 1 - alpha), the mean size, and the share of single-class sets (%)."""
+    size = sets.sum(-1).double()
+    covered = sets.gather(-1, labels[:, None]).squeeze(-1)
+    return {
+        "coverage": 100 * float(covered.double().mean()),
+        "mean_size": float(size.mean()),
+        "singletons": 100 * float((size == 1).double().mean()),
+    }

@@ -105,8 +105,8 @@ def choose_odin_eps(
 ) -> tuple[float, dict[str, float]]:
     """ODIN's eps (T = `ODIN_T`): the grid value with the best ID-vs-proxy AUROC; ties -> smaller eps.
 
-    The Generalized-ODIN criterion (`choose_odin_params`: the highest mean perturbed ID
-    max softmax) always picks the largest eps on MNIST, since a signed-gradient step
+    The Generalized-ODIN criterion (Hsu et al. 2020: the highest mean perturbed ID max
+    softmax) always picks the largest eps on MNIST, since a signed-gradient step
     raises every max softmax; the adversarial proxy also asks that outliers gain less.
     Returns (eps, {eps: AUROC %}).
     """

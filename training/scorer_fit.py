@@ -11,7 +11,8 @@
   the validation split that no candidate was fitted on (ties: the earlier candidate).
 
 Validation split use: ``val[:n]`` fits (ODIN's eps, the layer standardisation),
-``val[n:2n]`` chooses (auto); n = min(`VAL_FIT_SIZE`, len(val) // 2).
+``val[n:2n]`` chooses (auto); n = min(`VAL_FIT_SIZE`, len(val) // 2). The served OOD
+threshold is fitted on ``val[n:]`` only (training/finalize.py).
 """
 
 from __future__ import annotations
@@ -45,9 +46,14 @@ def _layer_features(model: UncertaintyModel, x: torch.Tensor, batch_size: int = 
     return [torch.cat(layer, dim=1) for layer in zip(*batches, strict=True)]
 
 
+def fit_rows(val_size: int) -> int:
+    """How many leading validation rows the scorers are fitted on (`val[:n]`)."""
+    return min(VAL_FIT_SIZE, val_size // 2)
+
+
 def _val_parts(splits: Splits) -> tuple[torch.Tensor, torch.Tensor]:
     """(fit part, choice part) of the validation pixels, disjoint."""
-    n = min(VAL_FIT_SIZE, len(splits.val) // 2)
+    n = fit_rows(len(splits.val))
     return splits.val.x[:n], splits.val.x[n : 2 * n]
 
 

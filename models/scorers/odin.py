@@ -29,10 +29,6 @@ from models.base import UncertaintyModel
 from models.scorers.base import Graph, ScoreInput, Scorer, record_forward
 from models.uncertainty import mean_probs, predictive_log_probs
 
-#: Generalized ODIN's search grid (Hsu et al. 2020, Sec. 4), plus 0 = no preprocessing.
-DEFAULT_GRID_EPS: tuple[float, ...] = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
-
-
 #: How sample logits ``[S, B, K]`` become tempered class probabilities (module docstring).
 REDUCTIONS: tuple[str, ...] = ("predictive", "mean_softmax")
 
@@ -125,9 +121,9 @@ class ODIN(Scorer):
     Served hyperparameters, chosen on in-distribution data only (training/scorer_fit.py):
     T = 1000 a priori (Liang et al.); eps from Liang et al.'s range [0, 0.004] by the best
     AUROC of ID validation inputs vs their FGSM-perturbed copies (Lee et al. 2018's
-    validation without OOD data; `training.ood_select.choose_odin_eps`). `choose_odin_params`
-    (Generalized ODIN) is unused: a signed-gradient step raises every max softmax, so it
-    picks the largest eps on MNIST.
+    validation without OOD data; `training.ood_select.choose_odin_eps`). Generalized ODIN's
+    criterion (Hsu et al. 2020: the eps with the highest mean perturbed ID max softmax) is
+    not used: a signed-gradient step raises every max softmax, so it picks the largest eps.
     """
 
     name = "odin"
@@ -175,37 +171,3 @@ class ODIN(Scorer):
 
     def params(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "eps": self.eps, "std": self.std, "reduction": self.reduction}
-
-
-def choose_odin_params(
-    model: UncertaintyModel,
-    x_val: torch.Tensor,
-    grid_T: Sequence[float] = (1000.0,),
-    grid_eps: Sequence[float] = DEFAULT_GRID_EPS,
-    std: Sequence[float] | None = None,
-    batch_size: int = 256,
-) -> tuple[float, float, float]:
-    """Pick (T, eps) from in-distribution validation inputs ``[N, C, H, W]`` only.
-
-    Criterion (Hsu et al., "Generalized ODIN", CVPR 2020, Sec. 3.3): eps maximises the
-    mean over the ID set of the perturbed max softmax ``mean_n max_k p_k(x'_n; T)``; no
-    OOD data is used. T is not fitted: that criterion rises monotonically as T falls
-    (every max softmax does), so it cannot choose T; we take ``max(grid_T)`` following
-    Liang et al.'s finding that larger T helps and saturates by T = 1000. `x_val` is
-    normalised; eps and `std` are as in `ODIN`. Returns (T, eps, criterion value).
-    """
-    if len(grid_eps) == 0 or len(grid_T) == 0 or len(x_val) == 0:
-        raise ValueError("need a non-empty grid_T, grid_eps and x_val")
-    temperature = float(max(grid_T))
-    totals = torch.zeros(len(grid_eps), dtype=torch.float64)
-    for start in range(0, len(x_val), batch_size):
-        x = x_val[start : start + batch_size]
-        # The gradient does not depend on eps: one backward pass per batch for all of the grid.
-        sign = torch.sign(log_max_softmax_grad(model, x, temperature))
-        with torch.no_grad():
-            for i, eps in enumerate(grid_eps):
-                x_adv = x + odin_step(float(eps), std, x) * sign
-                totals[i] += max_softmax(model.sample_logits(x_adv), temperature).double().sum()
-    means = totals / len(x_val)
-    best = int(torch.argmax(means))
-    return temperature, float(grid_eps[best]), float(means[best])

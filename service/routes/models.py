@@ -40,7 +40,11 @@ class ModelCard(BaseModel):
         description='Split conformal prediction: method, alpha, qhat (the string "Infinity" when the calibration set was '
         "too small for 1 - alpha: every class is then in every set) and what the sets mean."
     )
-    metrics: dict[str, Any] = Field(description="Validation and test metrics recorded at training time.")
+    metrics: dict[str, Any] = Field(
+        description="Validation and test metrics recorded at training time. Units as the training code writes them: "
+        "`accuracy` and `ece` in percent (99.36 = 99.36 %), `nll` and `brier` raw; `coverage`, `selective_risk` and "
+        "`ood_pass_rate` as fractions (0.9972 = 99.72 %). /v1/reports/summary gives every rate as a fraction."
+    )
     decisions: dict[str, str] = Field(description="What each decision means, in plain words.")
     created_at: str
     training_seconds: float

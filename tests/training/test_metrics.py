@@ -94,3 +94,10 @@ def test_fpr_at_tpr_keeps_the_thresholds_sklearn_drops_as_collinear() -> None:
 def test_the_decision_order(ood: bool, failure: bool, expected: str) -> None:
     # OOD first: a non-digit's failure score means nothing, so it must never be an "abstain".
     assert decide(ood, failure) == expected
+
+
+def test_prediction_set_metrics_by_hand() -> None:
+    sets = torch.tensor([[True, False, False], [True, True, False], [False, False, True], [True, True, True]])
+    labels = torch.tensor([0, 2, 2, 1])  # covered, missed, covered, covered
+    got = metrics.prediction_sets(sets, labels)
+    assert got == {"coverage": 75.0, "mean_size": 1.75, "singletons": 50.0}

@@ -131,7 +131,8 @@ def test_variational_keeps_the_samples_asked_for(monkeypatch: pytest.MonkeyPatch
 def test_evaluate_reports_the_served_thresholds_risk_and_coverage_on_test(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
     assert vigil(["evaluate", str(zoo["deterministic"]), "--data-dir", str(data_dir), "--limit", "500", "--out", str(out)]) == 0
-    selective = json.loads(out.read_text())["runs"]["mnist-deterministic"][0]["selective"]
+    run = json.loads(out.read_text())["runs"]["mnist-deterministic"][0]
+    selective = run["selective"]
     # Recomputed through the served pipeline: accepted = failure score <= the bundle's threshold.
     bundle = load_bundle(zoo["deterministic"])
     test = load_mnist(data_dir, train=False)
@@ -143,6 +144,14 @@ def test_evaluate_reports_the_served_thresholds_risk_and_coverage_on_test(zoo: d
     assert 0 < selective["test_coverage"] < 100  # a 1-epoch net on 300 images abstains on some
     assert selective["target_risk"] == pytest.approx(100 * bundle.manifest.failure.target)
     assert selective["validation_risk"] == pytest.approx(100 * bundle.manifest.metrics["validation"]["selective_risk"])
+    # The conformal sets as the pipeline serves them: coverage, mean size, single-class share.
+    sizes = res.prediction_sets.sum(-1).double()
+    covered = res.prediction_sets[torch.arange(500), test.y[:500]]
+    conformal = run["conformal"]
+    assert conformal["alpha"] == pytest.approx(100 * bundle.manifest.conformal.alpha)
+    assert conformal["coverage"] == pytest.approx(100 * float(covered.double().mean()), abs=1e-6)
+    assert conformal["mean_size"] == pytest.approx(float(sizes.mean()), abs=1e-9) and conformal["mean_size"] > 1
+    assert conformal["singletons"] == pytest.approx(100 * float((sizes == 1).double().mean()), abs=1e-6)
 
 
 def test_the_training_options_are_stored_in_the_bundle(data_dir: Path, tmp_path: Path) -> None:
@@ -539,3 +548,20 @@ def test_a_bug_inside_a_command_keeps_its_traceback(tiny_bundle: Path, data_dir:
     monkeypatch.setattr("training.metrics.ece", broken_ece)
     with pytest.raises(ValueError, match="broadcast"):
         vigil(["evaluate", str(tiny_bundle), "--data-dir", str(data_dir), "--limit", "20"])
+
+
+def test_the_ood_threshold_is_fitted_on_validation_inputs_the_scorer_never_saw(zoo: dict[str, Path], data_dir: Path) -> None:
+    from models.thresholds import pass_rate_threshold
+    from training.data import make_splits
+    from training.scorer_fit import fit_rows
+
+    bundle = load_bundle(zoo["deterministic"])
+    splits = make_splits(data_dir, val_size=600, seed=0, train_size=300)  # the fixture's split
+    scores = Pipeline(bundle).run(splits.val.x).ood_score
+    n = fit_rows(len(splits.val))
+    assert 0 < n < len(scores)
+    held_out = pass_rate_threshold(scores[n:], bundle.manifest.ood.target or 0.99)
+    assert bundle.manifest.ood.threshold == pytest.approx(held_out, rel=1e-6)
+    assert bundle.manifest.ood.threshold != pytest.approx(pass_rate_threshold(scores, 0.99), rel=1e-6)  # not the whole split
+    passed = float((scores[n:] <= bundle.manifest.ood.threshold).float().mean())
+    assert bundle.manifest.metrics["validation"]["ood_pass_rate"] == pytest.approx(passed)
