@@ -38,6 +38,8 @@ def train_ensemble(splits: Splits, cfg: TrainConfig, opts: MethodOptions) -> tup
     members: list[SmallCNN] = []
     base: BaseNet | None = None
     for i in range(opts.members):
+        # Member seeds s*1000 + i: distinct across the ensembles of seeds 0..999, but member i of
+        # seed 0 is seed i, so a zoo of several seeds uses seeds that are not 1-4 (Makefile SEEDS).
         member_cfg = dataclasses.replace(cfg, seed=cfg.seed * 1000 + i)
         torch.manual_seed(member_cfg.seed)
         desc = f"ensemble member {i + 1}/{opts.members}"
