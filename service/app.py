@@ -76,8 +76,12 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
         runtime.warm_up()
         # The writer's own engine bounds each insert, so a database that hangs sends rows to the spool.
         log_engine = make_engine(settings.database_url, statement_timeout_s=settings.log_write_timeout_s)
-        writer = build_writer(log_engine, settings)
-        writer.start()
+        try:
+            writer = build_writer(log_engine, settings)
+            writer.start()
+        except BaseException:
+            log_engine.dispose()
+            raise
         app.state.ctx = AppContext(settings, bundle, runtime, engine, writer, list(app.state.keyring.admin))
         app.state.ctx.metrics = app.state.metrics  # counts every request-log record (issue 7)
         log.info("serving %s v%s (%s) from %s", bundle.manifest.name, bundle.manifest.version, bundle.manifest.method, settings.model_dir)

@@ -7,7 +7,6 @@ entry-point group (see pyproject.toml), so this module never imports `training`.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from importlib.metadata import entry_points
@@ -33,14 +32,14 @@ def _serve(args: argparse.Namespace) -> int:
     if args.migrate:
         overrides["migrate_on_start"] = True
     settings = Settings(**overrides)
+    for name in unknown_variables(os.environ):  # first: a misspelt setting is often why the preflight fails
+        print(f"vigil serve: warning: {name} is set but no setting has that name (misspelt?); see docs/settings.md", file=sys.stderr)
     try:
         bundle = preflight(settings)
     except StartupProblem as e:
         print(f"vigil serve: {e}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format)  # JSON lines by default (issue 7)
-    for name in unknown_variables(os.environ):  # a misspelt setting would otherwise be a silent default
-        logging.getLogger("vigil.settings").warning("%s is set but no setting has that name (misspelt?); see docs/settings.md", name)
     if settings.inference_process:
         # Before any upload is decoded: large decodes must not stay resident. Only where torch
         # computes in the child process (spawned: glibc's defaults again), since every tensor
@@ -76,10 +75,14 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 def _db_current(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
 
+    from service.db.engine import missing_sqlite_file
     from service.db.migrate import revisions
     from service.settings import Settings
 
     url = args.url or Settings().database_url
+    if (missing := missing_sqlite_file(url)) is not None:  # connecting would create it
+        print(f"{make_url(url)!r}: the file {missing} does not exist (no schema): run `vigil db upgrade`")
+        return 0
     current, head = revisions(url)
     state = "at head" if current == head else f"behind head {head}: run `vigil db upgrade`"
     print(f"{make_url(url)!r}: revision {current or 'none (empty)'}, {state}")
@@ -101,6 +104,13 @@ def _db_downgrade(args: argparse.Namespace) -> int:
     from service.settings import Settings
 
     url = args.url or Settings().database_url
+    if not args.yes:
+        print(
+            f"vigil db downgrade: this drops what the undone migrations added (to `base`: the whole request log) "
+            f"in {make_url(url)!r}. Stop every service on it first, then run again with --yes.",
+            file=sys.stderr,
+        )
+        return 2
     downgrade(url, args.revision)
     print(f"database at {make_url(url)!r} downgraded to revision {revisions(url)[0] or 'none (empty)'}")
     return 0
@@ -127,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     hist.set_defaults(func=_db_history)
     down = db.add_parser("downgrade", help="undo migrations down to REVISION (`-1`: the last one; `base`: all)")
     down.add_argument("revision")
+    down.add_argument("--yes", action="store_true", help="confirm: the data of the undone migrations is dropped")
     down.add_argument("--url", default=None, help="database URL (default VIGIL_DATABASE_URL)")
     down.set_defaults(func=_db_downgrade)
     keys_cli.register(sub)  # issue 8: `vigil keys new|digest`

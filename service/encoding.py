@@ -15,6 +15,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 IDENTITY = (b"", b"identity")
 
 
+def declared_encoding(scope: Scope) -> bytes:
+    """Every Content-Encoding header of the request as one list (RFC 9110 combines repeats:
+    `gzip` then `identity` is `gzip, identity`, still compressed), lower case, no spaces."""
+    values = [v for k, v in scope.get("headers", ()) if k.lower() == b"content-encoding"]
+    return b",".join(t.strip() for v in values for t in v.lower().split(b","))
+
+
 class EncodedBody(HTTPException):
     code = "unsupported_encoding"
 
@@ -27,8 +34,8 @@ class RefuseEncodedBodies:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        encoding = dict(scope.get("headers", ())).get(b"content-encoding", b"").strip().lower() if scope["type"] == "http" else b""
-        if encoding in IDENTITY:
+        encoding = declared_encoding(scope) if scope["type"] == "http" else b""
+        if all(token in IDENTITY for token in encoding.split(b",")):
             await self.app(scope, receive, send)
             return
 

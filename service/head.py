@@ -27,6 +27,7 @@ class HeadAsGet:
             await self.app(scope, receive, send)
             return
         as_get = {**scope, "method": "GET"}
+        as_get.setdefault("state", {})["method_as_sent"] = "HEAD"  # the access log and metrics say HEAD
         if not self._served_by_get(as_get):
             await self.app(scope, receive, send)
             return

@@ -182,6 +182,10 @@ class ProcessCompute:
         proc = self._proc
         return proc is not None and proc.is_alive()
 
+    def restart_due(self) -> bool:
+        """False while backing off after a failed start."""
+        return time.monotonic() >= self._retry_at
+
     def start(self) -> None:
         """Spawn the child and wait until it has loaded the bundle and run a warm-up batch."""
         with self._lock:

@@ -54,19 +54,20 @@ class ObserveMiddleware:
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         route = route_template(scope)
-        self.metrics.observe_http(route, scope["method"], status, seconds)
+        state = scope.get("state", {})
+        method = state.get("method_as_sent", scope["method"])  # a HEAD served as its GET (service/head.py)
+        self.metrics.observe_http(route, method, status, seconds)
         if not self.log_requests:
             return
-        state = scope.get("state", {})
         access_log.info(
             "%s %s %d",
-            scope["method"],
+            method,
             scope["path"],
             status,
             extra={
                 "request_id": state.get("request_id"),
                 "client_request_id": state.get("client_request_id"),
-                "method": scope["method"],
+                "method": method,
                 "path": scope["path"],
                 "route": route,
                 "status": status,

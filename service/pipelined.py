@@ -19,6 +19,8 @@ from service.batcher import Job, MicroBatcher, fail, stack
 from service.inference_process import InferenceUnavailable, ProcessCompute
 
 log = logging.getLogger("vigil.batcher")
+#: Seconds between the watchdog's looks at the inference process.
+WATCH_S = 1.0
 
 
 class PipelinedBatcher(MicroBatcher):
@@ -29,11 +31,14 @@ class PipelinedBatcher(MicroBatcher):
         self._slots = threading.Semaphore(in_flight)
         self._sent: queue.Queue[tuple[list[Job], int, float] | None] = queue.Queue()
         self._last_answer = 0.0
+        self._watching = threading.Event()  # set: the watchdog stops
 
     def serve(self) -> None:
         """Gather and send until `stop`; then wait until every sent batch is answered."""
         receiver = threading.Thread(target=self._receive_loop, name="vigil-receive", daemon=True)
         receiver.start()
+        watchdog = threading.Thread(target=self._watch, name="vigil-watchdog", daemon=True)
+        watchdog.start()
         try:
             stopping = False
             while not stopping:
@@ -46,8 +51,18 @@ class PipelinedBatcher(MicroBatcher):
                 else:
                     self._slots.release()
         finally:
+            self._watching.set()  # before the runtime closes the child: no restart after that
+            watchdog.join()
             self._sent.put(None)
             receiver.join()
+
+    def _watch(self) -> None:
+        """Replace a child that died while no batch was in flight. Without traffic no send or
+        receive fails, and /readyz keeps traffic away from a pod whose child is dead: only
+        this brings it back (and counts failed starts, after which /healthz fails)."""
+        while not self._watching.wait(WATCH_S):
+            if not self.remote.alive and self.remote.restart_due():
+                self._restart(self.remote.generation)
 
     def _send(self, jobs: list[Job]) -> None:
         try:

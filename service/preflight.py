@@ -8,13 +8,10 @@ otherwise the bundle it loaded is the one the app serves, so start-up loads it o
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.bundle import Bundle, BundleError, load_bundle
-from service.db.engine import make_engine
+from service.db.engine import make_engine, missing_sqlite_file
 from service.db.migrate import is_at_head
 from service.db.spool import Spool, default_spool_path
 from service.settings import Settings
@@ -30,7 +27,7 @@ def preflight(settings: Settings) -> Bundle:
         bundle = load_bundle(settings.model_dir)
     except (BundleError, OSError) as e:
         raise StartupProblem(f"cannot load the model bundle: {e}") from e  # the error names the path
-    missing = _missing_sqlite_file(settings.database_url)
+    missing = missing_sqlite_file(settings.database_url)
     if missing is not None and not settings.migrate_on_start:  # connecting would create it, empty
         raise StartupProblem(f"the database file {missing} does not exist: run `vigil db upgrade` or start with --migrate")
     spool = Spool(settings.log_spool_path or default_spool_path(settings.database_url))
@@ -50,11 +47,3 @@ def preflight(settings: Settings) -> Bundle:
         engine.dispose()
     return bundle
 
-
-def _missing_sqlite_file(url: str) -> Path | None:
-    """The SQLite file `url` names, when it does not exist (None for other backends)."""
-    u = make_url(url)
-    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
-        return None
-    path = Path(u.database)
-    return None if path.exists() else path

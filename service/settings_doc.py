@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 import textwrap
 from collections.abc import Mapping
 
@@ -115,8 +116,12 @@ if __name__ == "__main__":
     print(page(), end="")
 
 
+#: What Kubernetes injects for a Service named `vigil` (VIGIL_SERVICE_HOST, VIGIL_PORT_8000_TCP...).
+KUBERNETES_LINKS = re.compile(r"^VIGIL_(SERVICE_(HOST|PORT)(_[A-Z0-9_]+)?|PORT_\d+_(TCP|UDP|SCTP)(_[A-Z]+)?)$")
+
+
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """`VIGIL_*` names in `environ` that no setting or tool reads: most likely misspelt (a
     misspelt database URL served on ./vigil.db without a word)."""
     known = {v for v, _, _, _ in rows()}
-    return sorted(k for k in environ if k.upper().startswith("VIGIL_") and k.upper() not in known)
+    return sorted(k for k in environ if k.upper().startswith("VIGIL_") and k.upper() not in known and not KUBERNETES_LINKS.match(k))

@@ -8,7 +8,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
+
+from service.db.engine import make_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -33,7 +35,7 @@ def revisions(url: str) -> tuple[str | None, str | None]:
     """(the database's revision, the newest one in `migrations/`)."""
     cfg = alembic_config(url)
     head = ScriptDirectory.from_config(cfg).get_current_head()
-    engine = create_engine(url)
+    engine = make_engine(url)  # bounded connection attempts
     try:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision(), head

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -13,12 +15,26 @@ from service.schemas import Health
 router = APIRouter(tags=["health"])
 
 
-def _database_answers(ctx: AppContext) -> bool:
+#: Seconds /readyz waits for the database's answer: probes time out in 2-3 s (the image's
+#: HEALTHCHECK, the health probe), and a database that stopped answering must read as away.
+DATABASE_CHECK_S = 1.0
+
+
+def _select_one(ctx: AppContext) -> bool:
     try:
         with ctx.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return True
     except Exception:  # noqa: BLE001 - any driver error means "not reachable" here
+        return False
+
+
+async def _database_answers(ctx: AppContext) -> bool:
+    """Whether the database answers within `DATABASE_CHECK_S`; a check still waiting then is
+    left to finish on its thread (libpq's network bounds end it within seconds)."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(_select_one, ctx), DATABASE_CHECK_S)
+    except TimeoutError:
         return False
 
 
@@ -38,7 +54,7 @@ def healthz(ctx: CtxDep) -> JSONResponse:
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}}, summary="Readiness: model ready, request log writable")
-def readyz(ctx: CtxDep) -> JSONResponse:
+async def readyz(ctx: CtxDep) -> JSONResponse:
     """200 when the model is warmed up (and its inference process alive) and every request
     can be logged: in the database, or in the spool while the database is away (rows are
     replayed when it is back, so predictions go on). 503 with the failed check otherwise:
@@ -46,7 +62,7 @@ def readyz(ctx: CtxDep) -> JSONResponse:
     database answers now; it alone does not make the service unready, or a database outage
     would take every replica out of rotation at once."""
     remote = ctx.runtime.remote
-    database = _database_answers(ctx)
+    database = await _database_answers(ctx)
     checks = {
         "model": ctx.runtime.ready and (remote is None or remote.alive),
         "database": database,

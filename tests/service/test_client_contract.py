@@ -86,6 +86,9 @@ def test_head_works_wherever_get_does(served: tuple[TestClient, str]) -> None:
         assert head.headers["content-type"] == got.headers["content-type"]
     assert c.head("/v1/predict").status_code == 405  # POST only: HEAD is not invented there
     assert c.head("/no/such/path").status_code == 404
+    assert c.head("/v1/requests").status_code == 401  # the GET's key check holds
+    metrics = c.get("/metrics").text  # counted as the HEAD it was, not as a GET
+    assert 'vigil_http_requests_total{method="HEAD",route="/healthz",status="200"} 1.0' in metrics
 
 
 @pytest.mark.parametrize(
@@ -106,6 +109,15 @@ def test_a_compressed_body_is_refused_as_such_everywhere(served: tuple[TestClien
     assert code == "unsupported_encoding" and "gzip" in (err if isinstance(err, str) else err["message"])
     ok = c.post(path.format(name=name), content=body, headers={**headers, "content-encoding": "identity"})
     assert ok.status_code != 415  # identity is no encoding
+
+
+def test_a_compression_hidden_behind_a_second_header_is_refused_too(served: tuple[TestClient, str]) -> None:
+    c, _ = served
+    headers = [("content-type", "image/png"), ("content-encoding", "gzip"), ("content-encoding", "identity")]
+    r = c.post("/v1/predict", content=gzip.compress(noise_png(1)), headers=headers)
+    assert (r.status_code, r.json()["error"]["code"]) == (415, "unsupported_encoding")  # gzip, identity: still gzip
+    both = [("content-type", "image/png"), ("content-encoding", "identity, identity")]
+    assert c.post("/v1/predict", content=noise_png(1), headers=both).status_code == 200
 
 
 def test_a_compressed_image_is_logged_with_its_cause(served: tuple[TestClient, str]) -> None:

@@ -261,3 +261,22 @@ def test_failed_restarts_are_counted_and_backed_off(tmp_path: Path) -> None:
     with pytest.raises(InferenceUnavailable, match="failed to start"):
         remote.restart(remote.generation)
     assert (remote.restarts, remote.failed_restarts) == (2, 2) and not remote.alive
+
+
+def test_a_child_that_dies_without_traffic_is_replaced_by_the_watchdog(ensemble_odin: Path) -> None:
+    rt = in_child(ensemble_odin, max_wait_ms=0)
+    try:
+        assert rt.remote is not None and rt.remote.alive
+        old = rt.remote.pid
+        assert old is not None
+        os.kill(old, signal.SIGKILL)
+        # No request is sent: /readyz keeps traffic away from a dead child, so nothing else would restart it.
+        deadline = time.monotonic() + 30
+        while not (rt.remote.alive and rt.remote.pid != old):
+            assert time.monotonic() < deadline, "the dead inference process was not replaced"
+            time.sleep(0.1)
+        assert rt.remote.restarts == 1 and rt.remote.failed_restarts == 0
+        assert len(asyncio.run(rt.run(images(1, seed=3))).probs) == 1  # and it computes
+    finally:
+        rt.close()
+    assert not rt.remote.alive  # closing stopped the watchdog first: the child stays stopped

@@ -392,3 +392,16 @@ def test_one_database_written_differently_shares_one_spool_and_others_are_named(
     other.write_text('{"request_id": "r1"}\n')
     (tmp_path / "vigil-spool-empty.jsonl").write_text("")  # nothing waits there
     assert stray_spools(one) == [other] and stray_spools(other) == []
+
+
+@pytest.mark.postgres
+def test_the_writers_timeouts_keep_the_urls_own_session_options(pg_url: str) -> None:
+    from sqlalchemy import text
+
+    engine = make_engine(pg_url + "?options=-csearch_path%3Dvigil_elsewhere", statement_timeout_s=2.5)
+    for _ in range(2):  # a pooled connection keeps them after its reset
+        with engine.connect() as conn:
+            shown = [conn.execute(text(f"SHOW {name}")).scalar() for name in ("search_path", "statement_timeout", "lock_timeout")]
+            conn.rollback()
+        assert shown == ["vigil_elsewhere", "2500ms", "2500ms"]
+    engine.dispose()

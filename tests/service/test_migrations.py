@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, make_url
 
 from service.cli import main as vigil
 from service.db.engine import make_engine
@@ -33,12 +34,19 @@ def test_an_operator_can_see_and_undo_the_schema_version(db_url: str, capsys: py
     assert vigil(["db", "history", "--url", db_url]) == 0
     history = capsys.readouterr().out.splitlines()
     assert history[0].startswith("0002 <- 0001") and history[-1].startswith("0001 <- base")
-    assert vigil(["db", "current", "--url", db_url]) == 0
-    assert "revision none (empty), behind head 0002" in capsys.readouterr().out
+    if db_url.startswith("sqlite"):  # asking must not create the file (the server's preflight says it is missing)
+        assert vigil(["db", "current", "--url", db_url]) == 0
+        assert "does not exist (no schema)" in capsys.readouterr().out
+        assert not Path(make_url(db_url).database or "").exists()
+    else:  # an empty PostgreSQL database
+        assert vigil(["db", "current", "--url", db_url]) == 0
+        assert "revision none (empty), behind head 0002" in capsys.readouterr().out
     assert vigil(["db", "upgrade", "--url", db_url]) == 0
     assert vigil(["db", "current", "--url", db_url]) == 0
     assert capsys.readouterr().out.strip().endswith("revision 0002, at head")
-    assert vigil(["db", "downgrade", "-1", "--url", db_url]) == 0
+    assert vigil(["db", "downgrade", "-1", "--url", db_url]) == 2  # drops data: asks for --yes first
+    assert "--yes" in capsys.readouterr().err and is_at_head(make_engine(db_url))
+    assert vigil(["db", "downgrade", "-1", "--url", db_url, "--yes"]) == 0
     assert capsys.readouterr().out.strip().endswith("downgraded to revision 0001")
     assert not is_at_head(make_engine(db_url))
     assert vigil(["db", "upgrade", "--url", db_url]) == 0 and is_at_head(make_engine(db_url))

@@ -162,3 +162,21 @@ def test_liveness_fails_once_the_inference_process_cannot_be_started(tiny_bundle
         dead = client.get("/healthz")
         monkeypatch.undo()  # the real runtime shuts down
         assert dead.status_code == 503 and dead.json() == {"status": "not_ready", "checks": {"inference": False}}
+
+
+def test_readiness_answers_within_its_bound_when_the_database_stops_answering(
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from service.routes import health
+
+    s = Settings(model_dir=tiny_bundle, database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True)
+    with TestClient(create_app(s)) as client:
+        monkeypatch.setattr(health, "_select_one", lambda ctx: time.sleep(6) or True)  # a hung server: no answer, no error
+        started = time.monotonic()
+        ready = client.get("/readyz")
+        took = time.monotonic() - started
+    # Probes give up after 2-3 s: the answer must come first, saying the database is away.
+    assert took < 4, took
+    assert ready.status_code == 200 and ready.json()["checks"] == {"model": True, "database": False, "request_log": True}
