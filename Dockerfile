@@ -34,7 +34,7 @@ WORKDIR /data
 ENV VIGIL_HOST=0.0.0.0 VIGIL_PORT=8000
 EXPOSE 8000
 
-# Ready = model warmed up and database reachable (/readyz), not just "process up"; probed
+# Ready = model warmed up and the request log writable (/readyz), not just "process up"; probed
 # where VIGIL_HOST and VIGIL_PORT say the server listens (service/healthprobe.py): set those,
 # not `vigil serve --host/--port`, or the probe looks elsewhere.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
