@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from pydantic import ValidationError
@@ -58,9 +60,14 @@ def save_bundle(path: Path, manifest_fields: dict, model: UncertaintyModel, fail
     return manifest
 
 
-def validation_summary(e: ValidationError, most: int = 3) -> str:
-    """pydantic's errors on one line (`field: message; ...`), without its links and inputs."""
-    parts = [f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in e.errors()[:most]]
+def _field_and_message(err: Any) -> str:
+    return f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
+
+
+def validation_summary(e: ValidationError, most: int = 3, describe: Callable[[Any], str] = _field_and_message) -> str:
+    """pydantic's errors on one line (`field: message; ...`, each as `describe` words it),
+    without its links and inputs."""
+    parts = [describe(err) for err in e.errors()[:most]]
     more = e.error_count() - most
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 

@@ -11,6 +11,8 @@ shows the traceback for the shortened ones too.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
@@ -37,27 +39,22 @@ def _first_line(value: object) -> str:
 _ENV_SETTINGS = ("Settings", "TrainingSettings")
 
 
-def settings_summary(e: ValidationError, most: int = 3) -> str:
+def _as_variable(err: Any) -> str:
     """A settings error as the operator wrote it: `VIGIL_PORT: ...`, not `port: ...`; a
     check across settings (loc empty) is its own message, without pydantic's prefix."""
-    parts = []
-    for err in e.errors()[:most]:
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if not err["loc"]:
-            parts.append(msg)
-            continue
-        name = f"VIGIL_{str(err['loc'][0]).upper()}"
-        if name == "VIGIL_PORT" and str(err.get("input", "")).startswith("tcp://"):
-            msg += " (Kubernetes sets VIGIL_PORT=tcp://... for a Service named vigil: set VIGIL_PORT=8000 or enableServiceLinks: false)"
-        parts.append(f"{name}: {msg}")
-    more = e.error_count() - most
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if not err["loc"]:
+        return msg
+    name = f"VIGIL_{str(err['loc'][0]).upper()}"
+    if name == "VIGIL_PORT" and str(err.get("input", "")).startswith("tcp://"):
+        msg += " (Kubernetes sets VIGIL_PORT=tcp://... for a Service named vigil: set VIGIL_PORT=8000 or enableServiceLinks: false)"
+    return f"{name}: {msg}"
 
 
 def user_error(e: BaseException) -> str | None:
     """One line describing a user-caused failure, or None for a bug (keep the traceback)."""
     if isinstance(e, ValidationError) and e.title in _ENV_SETTINGS:
-        return f"invalid settings: {settings_summary(e)}"
+        return f"invalid settings: {validation_summary(e, describe=_as_variable)}"
     if isinstance(e, ValidationError):
         return f"invalid {e.title}: {validation_summary(e)}"
     if isinstance(e, SettingsError):  # e.g. a list setting that is not JSON: VIGIL_API_KEYS=key

@@ -8,12 +8,16 @@ documented error status its own example from service/docs_errors.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import iter_route_contexts
 
-from service.docs_errors import ADMIN_PATHS, error_example
+from service.access import require_admin_for_metrics, require_client
+from service.auth import require_admin
+from service.docs_errors import error_example
 from service.docs_examples import EXAMPLES
 from service.oip.schemas import OipError
 from service.schemas import ErrorResponse
@@ -86,22 +90,37 @@ SECURITY_SCHEMES: dict[str, Any] = {
     "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
 }
 KEY = [{name: []} for name in SECURITY_SCHEMES]
-#: Always behind the admin key; /v1/monitor and /metrics only with VIGIL_METRICS_ADMIN_ONLY.
-ALWAYS_ADMIN = ("/v1/requests", "/v1/requests/{request_id}", "/v1/reports/summary")
-#: Operations that take a key when one is configured (VIGIL_REQUIRE_API_KEY, client keys).
-KEYED = (*ADMIN_PATHS, "/v1/predict", "/v1/predict/batch", "/v1/requests/{request_id}/feedback", "/v2/models/{name}/infer")
+def _calls(dependant: Dependant) -> Iterator[Any]:
+    for sub in dependant.dependencies:
+        yield sub.call
+        yield from _calls(sub)
 
 
-def _security(spec: dict[str, Any]) -> None:
+def key_rules(app: FastAPI) -> dict[str, bool]:
+    """Path -> whether a key is always required, for every documented path that takes one, read
+    from the routes' own dependencies: `require_admin` requires one; `require_client` (predict,
+    feedback) and `require_admin_for_metrics` take one when the settings say so."""
+    rules: dict[str, bool] = {}
+    for route in iter_route_contexts(app.routes):  # through included routers, as the OpenAPI generator goes
+        dependant = getattr(route, "dependant", None)
+        if dependant is None or not route.include_in_schema:
+            continue
+        calls = set(_calls(dependant))
+        if require_admin in calls:
+            rules[route.path_format] = True
+        elif calls & {require_client, require_admin_for_metrics}:
+            rules.setdefault(route.path_format, False)
+    return rules
+
+
+def _security(spec: dict[str, Any], rules: dict[str, bool]) -> None:
     """Declare the key schemes, so that /docs has an Authorize button and generated clients
     can send a key: required on the admin operations, optional (`{}`) where it depends on
     the settings."""
     spec.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
-    for path, ops in spec["paths"].items():
-        if path not in KEYED:
-            continue
-        for op in ops.values():
-            op["security"] = KEY if path in ALWAYS_ADMIN else [{}, *KEY]
+    for path, required in rules.items():
+        for op in spec["paths"].get(path, {}).values():
+            op["security"] = KEY if required else [{}, *KEY]
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -113,7 +132,7 @@ def install_openapi(app: FastAPI) -> None:
             _fix_errors(spec)
             _add_examples(spec)
             _error_examples(spec)
-            _security(spec)
+            _security(spec, key_rules(app))
             app.openapi_schema = spec
         return app.openapi_schema
 

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from service.batch_schemas import BatchPredictionPublic
+from service.oip import outputs
 from service.oip.schemas import InferResponse, ModelMetadata
 from service.routes.models import ModelCard
 from service.schemas import Health, PredictionPublic
@@ -116,14 +117,6 @@ INFER: dict[str, Any] = {
         {"name": "request_id", "shape": [1], "datatype": "BYTES", "data": [f"{RID}-0"]},
     ],
 }
-#: The outputs /v2 offers for the shipped bundle, as GET /v2/models/mnist-default lists them.
-OIP_OUTPUTS = [
-    ("probabilities", "FP32", [-1, 10]), ("predicted_label", "INT64", [-1]), ("class_name", "BYTES", [-1]),
-    ("confidence", "FP32", [-1]), ("predictive_entropy", "FP32", [-1]), ("mutual_information", "FP32", [-1]),
-    ("failure_score", "FP32", [-1]), ("failure_flagged", "BOOL", [-1]), ("ood_score", "FP32", [-1]),
-    ("ood_flagged", "BOOL", [-1]), ("prediction_set", "BOOL", [-1, 10]), ("decision", "BYTES", [-1]), ("request_id", "BYTES", [-1]),
-]
-
 EXAMPLES: dict[type[BaseModel], Any] = {
     Health: {"status": "ok", "checks": {"model": True, "database": True}},
     PredictionPublic: {**PREDICTION, "request_id": RID},
@@ -133,7 +126,7 @@ EXAMPLES: dict[type[BaseModel], Any] = {
         "versions": ["3"],
         "platform": "pytorch_vigil",
         "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 28, 28]}],
-        "outputs": [{"name": n, "datatype": d, "shape": s} for n, d, s in OIP_OUTPUTS],
+        "outputs": [t.model_dump() for t in outputs.metadata(10)],  # what GET /v2/models/{name} lists
     },
     BatchPredictionPublic: {
         "request_id": RID,

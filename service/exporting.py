@@ -27,7 +27,7 @@ from sqlalchemy import (
     select,
 )
 
-from service.db.queries import RequestFilter, as_utc
+from service.db.queries import RequestFilter, utc
 from service.db.tables import Feedback, RequestRecord
 
 T = RequestRecord.__table__
@@ -45,8 +45,6 @@ def _rows(engine: Engine, f: RequestFilter) -> Iterator[list[dict[str, Any]]]:
             yield [dict(r) for r in part]
 
 
-
-
 def to_csv(engine: Engine, f: RequestFilter, out: Path) -> int:
     names = [c.name for c in COLUMNS if c.name != "input_pixels"]
     n = 0
@@ -55,7 +53,7 @@ def to_csv(engine: Engine, f: RequestFilter, out: Path) -> int:
         w.writerow(names)
         for chunk in _rows(engine, f):
             for r in chunk:
-                vals = [as_utc(r[c]).isoformat() if isinstance(r[c], dt.datetime) else r[c] for c in names]  # type: ignore[union-attr]
+                vals = [utc(r[c]).isoformat() if isinstance(r[c], dt.datetime) else r[c] for c in names]
                 # Lists and booleans as JSON (true/false, as the API writes them, not Python's True).
                 w.writerow([json.dumps(v) if isinstance(v, (list, bool)) else v for v in vals])
             n += len(chunk)
@@ -89,7 +87,7 @@ def to_parquet(engine: Engine, f: RequestFilter, out: Path) -> int:
     with pq.ParquetWriter(out, schema) as writer:
         for chunk in _rows(engine, f):
             for r in chunk:
-                r.update({k: as_utc(v) for k, v in r.items() if isinstance(v, dt.datetime)})
+                r.update({k: utc(v) for k, v in r.items() if isinstance(v, dt.datetime)})
             writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
             n += len(chunk)
     return n

@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import Engine, and_, select
 
 from models.manifest import Manifest
+from service.db.queries import utc
 from service.db.tables import Feedback, RequestRecord
 
 DECISIONS = ("accept", "abstain", "reject_ood")
@@ -24,7 +25,7 @@ TIMELINE_BUCKETS = 30
 
 def zulu(t: dt.datetime) -> str:
     """A UTC time as the other endpoints write it (pydantic: `...Z`, not `+00:00`)."""
-    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return utc(t).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -59,17 +60,12 @@ def fetch(engine: Engine, model_name: str, since: dt.datetime, limit: int) -> Ro
     with engine.connect() as conn:
         rows = conn.execute(q).all()
     return Rows(
-        [_utc(r[0]) for r in rows],
+        [utc(r[0]) for r in rows],
         [r[1] for r in rows],
         np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=float),
         [r[3] for r in rows],
         [r[4] for r in rows],
     )
-
-
-def _utc(t: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes; the log stores UTC.
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def histogram(values: np.ndarray) -> list[float]:

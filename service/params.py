@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from service.db.queries import as_utc
+from service.db.queries import utc
 
 
 def unicode_only(value: str) -> str:
@@ -33,11 +33,9 @@ def no_nul(value: str) -> str:
 
 def in_utc(value: dt.datetime) -> dt.datetime:
     try:
-        converted = as_utc(value)
+        return utc(value)
     except OverflowError as e:
         raise ValueError("is out of range once converted to UTC") from e
-    assert converted is not None  # as_utc maps only None to None
-    return converted
 
 
 #: Client text that is echoed in a response.

@@ -13,7 +13,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from models.bundle import Bundle, BundleError, load_bundle
 from service.db.engine import make_engine, missing_sqlite_file
 from service.db.migrate import is_at_head
-from service.db.spool import Spool, default_spool_path
+from service.db.spool import Spool
+from service.db.writer import spool_path
 from service.settings import Settings
 
 
@@ -30,7 +31,7 @@ def preflight(settings: Settings) -> Bundle:
     missing = missing_sqlite_file(settings.database_url)
     if missing is not None and not settings.migrate_on_start:  # connecting would create it, empty
         raise StartupProblem(f"the database file {missing} does not exist: run `vigil db upgrade` or start with --migrate")
-    spool = Spool(settings.log_spool_path or default_spool_path(settings.database_url))
+    spool = Spool(spool_path(settings))
     if not spool.writable():  # found out during an outage, it would lose the rows it should keep
         raise StartupProblem(f"the request-log spool {spool.path} cannot be written (VIGIL_LOG_SPOOL_PATH): rows would be lost while the database is away")
     engine = make_engine(settings.database_url)  # a bad URL or driver: `vigil`'s one-line errors (service/cli_errors.py)

@@ -10,9 +10,9 @@ learns nothing but 401.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from service.errors import ApiError
 
@@ -42,3 +42,6 @@ def reject_unknown_query(request: Request) -> None:
     if repeated:
         names = ", ".join(repr(n) for n in repeated)
         raise ApiError(422, "repeated_parameter", f"query parameter {names} is given more than once; each takes one value")
+
+
+StrictQuery = Annotated[None, Depends(reject_unknown_query)]

@@ -23,8 +23,11 @@ def when(text: str) -> dt.datetime:
         if m := _RELATIVE.match(text):
             unit = {"m": "minutes", "h": "hours", "d": "days"}[m[2]]
             return dt.datetime.now(dt.UTC) - dt.timedelta(**{unit: int(m[1])})
-        value = dt.datetime.fromisoformat(text)
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+        from service.db.queries import (
+            utc,  # here: `vigil --help` does not import SQLAlchemy
+        )
+
+        return utc(dt.datetime.fromisoformat(text))
     except OverflowError as e:  # argparse turns only ValueError and TypeError into usage errors
         raise argparse.ArgumentTypeError(f"out of range: {text!r} (before year 1 or after 9999 once in UTC)") from e
     except ValueError as e:

@@ -58,9 +58,14 @@ def _lock_path(spool: Path, journal_id: str) -> Path:
     return spool.with_name(f"{spool.name}.journal-{journal_id}.lock")
 
 
+def _stem(lock: Path) -> Path:
+    """A journal's name without the `.lock`: its segments are `<stem>.1`, `<stem>.2`, ..."""
+    return lock.with_name(lock.name.removesuffix(".lock"))
+
+
 def _segments(lock: Path) -> list[Path]:
     """A journal's segment files, oldest first."""
-    stem = lock.name.removesuffix(".lock")
+    stem = _stem(lock).name
     found = lock.parent.glob(glob.escape(stem) + ".*")
     return sorted((p for p in found if p.suffix[1:].isdigit()), key=lambda p: int(p.suffix[1:]))
 
@@ -138,7 +143,8 @@ class Journal:
         return self._failed_at is None
 
     def _path(self, segment: int) -> Path:
-        return self.lock_path.with_name(self.lock_path.name.removesuffix(".lock") + f".{segment}")
+        stem = _stem(self.lock_path)
+        return stem.with_name(f"{stem.name}.{segment}")
 
     def add(self, request_id: str, line: str, enqueue: Callable[[], None]) -> None:
         """Run `enqueue` and, if it does not raise, journal the row: both under the journal's
@@ -224,6 +230,11 @@ class Orphan:
     def __exit__(self, *exc: object) -> None:
         self._owner.close()  # closing twice is harmless
 
+    @property
+    def segments(self) -> str:
+        """Its segment files as a pattern, for the log (`<stem>.*`)."""
+        return f"{_stem(self.lock_path)}.*"
+
     def rows(self) -> list[dict[str, Any]]:
         """Every complete row, oldest first. A line torn by the kill or damaged on disk is
         skipped: there is nothing whole to store. Rows are ASCII JSON, so a byte that is not
@@ -295,11 +306,12 @@ def _remove_stale_partial(partial: Path) -> None:
 
 
 def unstored(rows: list[dict[str, Any]], spool: Spool, engine: Engine) -> list[dict[str, Any]]:
-    """The rows neither in the spool nor in the database. The spool is asked first: a replay
-    (another process's, every second) moves rows from it to the database, never back, so a
-    row cannot slip between the two lookups."""
+    """The rows neither in the spool nor in the database. The connection comes first, so a
+    database that is away fails this before the spool (largest then) is scanned, each try.
+    The spool is asked before the database: a replay (another process's, every second) moves
+    rows from it to the database, never back, so a row cannot slip between the two lookups."""
     ids = {r["request_id"] for r in rows}
-    known = spool.request_ids(among=ids)
     with engine.connect() as conn:
+        known = spool.request_ids(among=ids)
         known |= stored_request_ids(conn, sorted(ids - known))
     return [r for r in rows if r["request_id"] not in known]

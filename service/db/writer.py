@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Engine, insert
@@ -213,8 +214,7 @@ class LogWriter:
                     orphan.remove()
                 self.adopted += len(fresh)
                 if fresh:
-                    journal = orphan.lock_path.with_name(orphan.lock_path.name.removesuffix(".lock") + ".*")
-                    log.warning("stored %d request-log rows from %s, the journal of a process that was killed", len(fresh), journal)
+                    log.warning("stored %d request-log rows from %s, the journal of a process that was killed", len(fresh), orphan.segments)
         except Exception:  # nothing here may end the writer thread, which every row needs
             log.exception("looking for the journals of killed processes failed; next try in %.0fs", self.adopt_every_s)
         self._adopt_at = time.monotonic() + (self.fallback.interval_s if retry else self.adopt_every_s)
@@ -257,15 +257,19 @@ class LogWriter:
         self.journal.settle([r["request_id"] for r in rows])
 
 
+def spool_path(settings: Settings) -> Path:
+    """Where this service spools: VIGIL_LOG_SPOOL_PATH, else the database's default spool."""
+    return settings.log_spool_path or default_spool_path(settings.database_url)
+
+
 def build_writer(engine: Engine, settings: Settings) -> LogWriter:
     """The writer the service runs, configured from settings."""
-    url = engine.url.render_as_string(hide_password=False)
     return LogWriter(
         engine,
         settings.log_queue_size,
         settings.log_batch_size,
         settings.log_flush_ms,
-        spool=Spool(settings.log_spool_path or default_spool_path(url)),
+        spool=Spool(spool_path(settings)),
         overflow=settings.log_queue_full,
         writer_id=new_writer_id(settings.log_writer_id),
         replay_interval_s=settings.log_replay_interval_s,

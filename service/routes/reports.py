@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from service.access import ADMIN_ERRORS
@@ -14,7 +14,7 @@ from service.auth import AdminDep
 from service.context import CtxDep
 from service.errors import ApiError
 from service.params import ModelName, UtcTime
-from service.query_params import reject_unknown_query
+from service.query_params import StrictQuery
 from service.schemas_report import SummaryPublic
 
 router = APIRouter(tags=["request log"])
@@ -22,16 +22,15 @@ router = APIRouter(tags=["request log"])
 
 @router.get("/v1/reports/summary", response_model=SummaryPublic, responses=ADMIN_ERRORS, summary="Summary of the request log (admin)")
 async def summary(
-    request: Request,
     ctx: CtxDep,
     _admin: AdminDep,
+    _strict: StrictQuery,
     since: Annotated[UtcTime | None, Query(description="Window start (ISO 8601, naive means UTC); default 24 h ago.")] = None,
     until: Annotated[UtcTime | None, Query(description="Window end; default now.")] = None,
     model: Annotated[ModelName | None, Query(description="Only this model name.")] = None,
 ) -> SummaryPublic:
     """Accuracy, ECE and selective risk use requests with feedback; drift compares recent
     confidence and OOD scores of the served model with its validation reference."""
-    reject_unknown_query(request)
     end = until or dt.datetime.now(dt.UTC)
     try:
         start = since or end - dt.timedelta(hours=24)

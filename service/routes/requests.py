@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
 from service.access import ADMIN_ERRORS
 from service.auth import AdminDep
@@ -18,7 +18,7 @@ from service.db.queries import (
 )
 from service.errors import ApiError
 from service.params import DbText, ModelName, UtcTime
-from service.query_params import reject_unknown_query
+from service.query_params import StrictQuery
 from service.schemas import ErrorResponse
 from service.schemas_log import LoggedRequest, LoggedRequestDetail, RequestPage, logged
 
@@ -35,9 +35,9 @@ router = APIRouter(tags=["request log"])
     summary="List logged requests (admin)",
 )
 def list_logged(
-    request: Request,
     ctx: CtxDep,
     _admin: AdminDep,
+    _strict: StrictQuery,
     since: Annotated[UtcTime | None, Query(description="Received at or after (ISO 8601; naive means UTC).")] = None,
     until: Annotated[UtcTime | None, Query(description="Received before.")] = None,
     model: Annotated[ModelName | None, Query()] = None,
@@ -49,7 +49,6 @@ def list_logged(
 ) -> RequestPage:
     """Logged requests, newest first, each with its current feedback label. Pass `next_cursor`
     back as `cursor` for the next page; pages stay stable while new requests are logged."""
-    reject_unknown_query(request)
     if since is not None and until is not None and since >= until:  # as the summary answers it
         raise ApiError(422, "invalid_window", "since must be before until")
     f = RequestFilter(since, until, model, decision, flagged, has_feedback)
@@ -68,10 +67,9 @@ def list_logged(
     responses={**ADMIN_ERRORS, 404: {"model": ErrorResponse, "description": "Not logged (yet)."}},
     summary="One logged request with its feedback history (admin)",
 )
-def get_logged(request_id: DbText, request: Request, ctx: CtxDep, _admin: AdminDep) -> LoggedRequest:
+def get_logged(request_id: DbText, ctx: CtxDep, _admin: AdminDep, _strict: StrictQuery) -> LoggedRequest:
     """One logged request (answered or refused) with its hash-chain fields and the whole
     feedback history. 404 while its row is still queued: retry shortly."""
-    reject_unknown_query(request)
     with ctx.engine.connect() as conn:
         row = get_request(conn, request_id)
         if row is None:

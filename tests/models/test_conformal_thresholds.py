@@ -104,3 +104,13 @@ def test_thresholds_do_not_flip_a_flag_on_float_noise() -> None:
         for nudge in (1e-7, -1e-7):
             assert torch.equal(scores + nudge > t, scores > t)
     assert int((scores <= t_ood).sum()) == 3800
+
+
+def test_a_threshold_on_tied_scores_sits_halfway_to_the_next_distinct_score() -> None:
+    # Three inputs share the score 0.2; the threshold that passes them must not sit on 0.2
+    # (noise would flip them) nor next to the tie, but halfway to 0.5, the next larger score.
+    scores = torch.tensor([0.1, 0.2, 0.2, 0.2, 0.5], dtype=torch.float64)
+    assert pass_rate_threshold(scores, 0.6) == pytest.approx((0.2 + 0.5) / 2)
+    assert pass_rate_threshold(scores, 1.0) == 0.5  # nothing larger: the largest score itself
+    correct = torch.tensor([True, True, True, True, False])
+    assert selective_risk_threshold(scores, correct, 0.0)[0] == pytest.approx((0.2 + 0.5) / 2)

@@ -16,9 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
 
+from models.bundle import read_manifest
 from service.app import create_app
 from service.errors import ApiError
-from service.settings import Settings
+from service.settings import DEFAULT_MODEL_DIR, Settings
 from tests.images import noise_png
 from tests.service.test_log_writer import wait_for
 from tests.service.test_predict_batch import logged
@@ -73,8 +74,14 @@ def test_the_served_prediction_matches_its_docs_example_in_shape(served: tuple[T
     r = c.post("/v1/predict", content=noise_png(3), headers={"content-type": "image/png"})
     root = {"$ref": "#/components/schemas/PredictionPublic", "components": spec["components"]}
     jsonschema.Draft202012Validator(root).validate(r.json())
+    # The example is the shipped model's answer: its name, version, method, scorers and thresholds.
     example = spec["components"]["schemas"]["PredictionPublic"]["example"]
-    assert example["model"]["version"] == "3" and example["ood"]["method"] == "mahalanobis_layers"  # the shipped model's
+    shipped = read_manifest(DEFAULT_MODEL_DIR)
+    assert example["model"] == {"name": shipped.name, "version": shipped.version, "method": shipped.method}
+    for role in ("failure", "ood"):
+        served = getattr(shipped, role)
+        assert example[role]["method"] == served.name and example[role]["threshold"] == pytest.approx(served.threshold, rel=1e-3)
+    assert len(example["probabilities"]) == len(shipped.class_names) and example["samples"]["count"] == shipped.method_params["members"]
 
 
 def test_head_works_wherever_get_does(served: tuple[TestClient, str]) -> None:
