@@ -29,7 +29,7 @@ from torch import nn
 
 from models.architectures import SmallCNN, build_architecture
 from models.base import UncertaintyModel
-from models.sampling import randn, seeded_generator
+from models.sampling import call_generator, randn
 
 
 def last_layer_ggn(feats: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
@@ -74,7 +74,6 @@ class LastLayerLaplace(UncertaintyModel):
         self.net = net
         self.num_samples = int(num_samples)
         self.seed = seed
-        self.generator = seeded_generator(seed)
         self.feature_dim = net.hidden_dim
         #: Set by `fit_last_layer_laplace`: the lambda grid, its log evidences, the choice.
         self.fit_report: dict[str, Any] = {}
@@ -96,9 +95,10 @@ class LastLayerLaplace(UncertaintyModel):
         return self.net.forward_features(x).unsqueeze(0)
 
     def head_samples(self, feats: torch.Tensor) -> torch.Tensor:
-        # [1, B, D] -> [S, B, K]; theta_s = theta* + A z_s, z_s ~ N(0, I), shared by the batch.
+        # [1, B, D] -> [S, B, K]; theta_s = theta* + A z_s, z_s ~ N(0, I), shared by the batch
+        # and drawn from the bundle's seed at every call: the same S weights for every input.
         theta = self.map_params()
-        z = randn((theta.numel(), self.num_samples), theta, self.generator)  # [P, S]
+        z = randn((theta.numel(), self.num_samples), theta, call_generator(self.seed))  # [P, S]
         w = theta + (self.posterior_scale @ z).T.reshape(self.num_samples, *theta.shape)  # [S, K, D+1]
         return torch.einsum("bd,skd->sbk", feats[0], w[..., :-1]) + w[..., -1].unsqueeze(1)
 

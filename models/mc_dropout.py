@@ -6,7 +6,9 @@ head is stochastic (dropout sits before fc1 and before fc2, exactly where
 `SmallCNN` applies it in training), so the conv features are computed once and
 only the cheap head runs T times, as one batched computation.
 
-Masks are drawn explicitly (`models.sampling.dropout_mask`) rather than through
+The T masks are drawn from the bundle's seed at every call and shared by the batch
+(`models.sampling`: common random numbers): each input still gets T independent
+dropout draws, and the same input always gets the same answer. Masks are drawn explicitly (`models.sampling.dropout_mask`) rather than through
 `nn.Dropout`, so inference never depends on `module.train()`: the shared serving
 model is never flipped to training mode, and the BatchNorm layers keep their
 running statistics.
@@ -24,7 +26,7 @@ from torch import nn
 
 from models.architectures import SmallCNN, build_architecture
 from models.base import UncertaintyModel
-from models.sampling import dropout_mask, seeded_generator
+from models.sampling import call_generator, dropout_mask
 
 
 class MCDropout(UncertaintyModel):
@@ -59,7 +61,6 @@ class MCDropout(UncertaintyModel):
         self.num_samples = int(num_samples)
         self.p = p
         self.seed = seed
-        self.generator = seeded_generator(seed)
         # Rows (T*B) per chunk: on CPU, matmuls beyond a few thousand rows get slower per row.
         self.max_rows = max_rows
         self.feature_dim = net.flat_dim
@@ -72,21 +73,33 @@ class MCDropout(UncertaintyModel):
         # [B, C, H, W] -> [1, B, F]; deterministic, computed once for all T samples.
         return self.net.forward_conv(x).unsqueeze(0)
 
-    def _sample_chunk(self, flat: torch.Tensor, t: int) -> torch.Tensor:
-        # flat [B, F] -> logits [t, B, K]; each of the t rows of a sample gets its own masks.
-        b, f = flat.shape
-        rows = flat.unsqueeze(0) * dropout_mask((t, b, f), self.p, flat, self.generator)
-        hidden = torch.relu(self.net.fc1(rows))  # [t, B, D]
-        hidden = hidden * dropout_mask(tuple(hidden.shape), self.p, hidden, self.generator)
-        return self.net.fc2(hidden)  # [t, B, K]
+    def _sample_chunk(self, flat: torch.Tensor, mask_in: torch.Tensor, mask_hidden: torch.Tensor) -> torch.Tensor:
+        # flat [B, F], masks [t, 1, F] and [t, 1, D] (shared by the batch) -> logits [t, B, K]
+        hidden = torch.relu(self.net.fc1(flat.unsqueeze(0) * mask_in))  # [t, B, D]
+        return self.net.fc2(hidden * mask_hidden)  # [t, B, K]
+
+    def masks(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The T dropout masks of this bundle, ``[T, 1, F]`` before fc1 and ``[T, 1, D]`` before fc2.
+
+        Drawn afresh from the bundle's seed at every call (`models.sampling`), so they
+        are the same at every call and for every input: an input's answer does not
+        depend on its batch. All drawn before any chunking, so the chunk size (which
+        follows the batch size) cannot change them either.
+        """
+        gen = call_generator(self.seed)
+        t = self.num_samples
+        mask_in = dropout_mask((t, 1, self.net.flat_dim), self.p, like, gen)
+        return mask_in, dropout_mask((t, 1, self.net.hidden_dim), self.p, like, gen)
 
     def head_samples(self, feats: torch.Tensor) -> torch.Tensor:
         # [1, B, F] -> [T, B, K]
         flat = feats[0]
+        mask_in, mask_hidden = self.masks(flat)
         per_chunk = max(1, self.max_rows // max(1, flat.shape[0]))
         chunks = []
         for start in range(0, self.num_samples, per_chunk):
-            chunks.append(self._sample_chunk(flat, min(per_chunk, self.num_samples - start)))
+            end = min(start + per_chunk, self.num_samples)
+            chunks.append(self._sample_chunk(flat, mask_in[start:end], mask_hidden[start:end]))
         return torch.cat(chunks, dim=0)
 
 

@@ -3,9 +3,10 @@
 Same anatomy as `models.architectures.SmallCNN` (three conv blocks, fc1, fc2) with
 every conv and linear layer variational; BatchNorm stays deterministic (its
 parameters are point estimates; in eval mode it is a fixed affine map). K posterior
-samples are one batched forward over the batch repeated K times: with the local
-reparameterisation trick each row gets independent noise, so row k of the repeat
-is a draw from the predictive.
+samples are one batched forward. In training, over the batch repeated K times: with
+the local reparameterisation trick each row gets independent noise. At inference, K
+whole weight draws per layer, shared by the batch and restarted from the bundle's seed
+at every call (`models.sampling`), so an input's K samples do not depend on its batch.
 
 Training: ``model = variational_cnn(**arch_params, prior={...})`` in train mode,
 ``logits = model.sample_logits(x, num_samples=1)``,
@@ -22,7 +23,7 @@ from torch import nn
 
 from models.base import UncertaintyModel
 from models.priors import Prior, build_prior, prior_spec
-from models.sampling import seeded_generator
+from models.sampling import call_generator, seeded_generator
 from models.variational import Conv2dVariational, LinearVariational, VariationalLayer
 
 #: Rows (K * B) per forward: a served batch of 64 with K = 10 is one forward.
@@ -90,23 +91,49 @@ class VariationalCNN(UncertaintyModel):
         return {"num_samples": self.num_samples, "seed": self.seed, "prior": prior_spec(self.fc1.prior)}
 
     def features(self, x: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
-        # [B, C, H, W] -> repeat -> [K*B, C, H, W] -> [K*B, D] -> [K, B, D]
+        # [B, C, H, W] -> [K, B, D]
         k = self.num_samples if num_samples is None else num_samples
         b = x.shape[0]
-        step = max(1, MAX_ROWS // k)
-        if b > step and not self.training:  # in training, groups would split BatchNorm's batch statistics
-            # Large batches (evaluation) go by groups of images, each group's K samples in
-            # one forward: beyond ~640 rows the convolutions got slower per row (measured
-            # 180-210 img/s at 1000-5000 rows against 300-470 at 250-640, K = 10).
-            return torch.cat([self.features(x[i : i + step], k) for i in range(0, b, step)], dim=1)
+        if not self.training:
+            draws = self.draw_weights(k)
+            # Large batches (evaluation) go by groups of images, every group through the same
+            # draws: beyond ~640 rows the convolutions got slower per row (measured 180-210
+            # img/s at 1000-5000 rows against 300-470 at 250-640, K = 10).
+            step = max(1, MAX_ROWS // k)
+            return torch.cat([self._drawn_features(x[i : i + step], draws) for i in range(0, b, step)], dim=1)
         rows = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
         flat = nn.functional.dropout(self.conv(rows).flatten(1), self.dropout, self.training)
         hidden = torch.relu(self.fc1(flat))
         return hidden.view(k, b, -1)
 
+    def _layers(self) -> list[VariationalLayer]:
+        return [block[0] for block in self.conv] + [self.fc1, self.fc2]
+
+    def draw_weights(self, k: int) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """k weight draws of every layer, conv blocks first, then fc1 and fc2.
+
+        Each layer draws from its own stream of the bundle's seed, restarted at every
+        call: the same k networks for every input and every call.
+        """
+        return [layer.draw(k, call_generator(self.seed, i)) for i, layer in enumerate(self._layers())]
+
+    def _drawn_features(self, x: torch.Tensor, draws: list[tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
+        # [B, C, H, W] -> [K, B, D]; the first convolution sees the same input for every draw.
+        h: torch.Tensor = x
+        for block, (weight, bias) in zip(self.conv, draws, strict=False):
+            h = block[0].forward_drawn(h, weight, bias)  # [K, B, out, H, W]
+            h = block[1:](h.flatten(0, 1)).unflatten(0, h.shape[:2])  # BatchNorm, ReLU, pool
+        fc1_weight, fc1_bias = draws[len(self.conv)]
+        return torch.relu(self.fc1.forward_drawn(h.flatten(2), fc1_weight, fc1_bias))
+
     def head_samples(self, feats: torch.Tensor) -> torch.Tensor:
-        # [K, B, D] -> [K, B, C]; fc2 draws fresh noise per row as well.
-        return self.fc2(nn.functional.dropout(feats, self.dropout, self.training))
+        # [K, B, D] -> [K, B, C]. Training: fresh noise per row. Inference: fc2's own k draws,
+        # the same stream `draw_weights` uses for it.
+        if self.training:
+            return self.fc2(nn.functional.dropout(feats, self.dropout, self.training))
+        fc2_stream = len(self._layers()) - 1
+        weight, bias = self.fc2.draw(feats.shape[0], call_generator(self.seed, fc2_stream))
+        return self.fc2.forward_drawn(feats, weight, bias)
 
     def sample_logits(self, x: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
         """Logit samples ``[K, B, C]``; `num_samples` overrides K (training uses 1)."""

@@ -40,7 +40,7 @@ def test_sampling_is_seedable_and_ignores_train_mode() -> None:
     a, b = _model(seed=3), _model(seed=3)
     out_a = a.sample_logits(x)
     assert torch.equal(out_a, b.sample_logits(x))
-    assert not torch.equal(out_a, a.sample_logits(x))  # the generator advances
+    assert not torch.allclose(out_a, _model(seed=4).sample_logits(x))  # the seed picks the masks
     # Inference never reads module.training for dropout, and never changes the mode.
     c = _model(seed=3)
     assert not c.training and not c.net.training
@@ -48,27 +48,50 @@ def test_sampling_is_seedable_and_ignores_train_mode() -> None:
     assert not c.net.training
 
 
-def _explicit(model: MCDropout, x: torch.Tensor, seed: int, per_chunk: int) -> torch.Tensor:
-    # Reference: masks drawn chunk by chunk (fc1 input, then fc2 input), applied to plain layers.
-    gen = torch.Generator().manual_seed(seed)
+@torch.no_grad()
+def test_an_input_gets_the_same_answer_alone_in_any_batch_and_at_every_call() -> None:
+    # Common random numbers: the masks come from the bundle's seed at every call and are
+    # shared by the batch, so neither the neighbours, the chunking nor earlier calls matter.
+    x = torch.randn(6, 1, 8, 8)
+    model = _model(num_samples=9, seed=2)
+    batch = model.sample_logits(x)
+    assert torch.allclose(model.sample_logits(x[3:4]), batch[:, 3:4], atol=1e-6)
+    assert torch.allclose(model.sample_logits(x.flip(0))[:, 2], batch[:, 3], atol=1e-6)
+    model.max_rows = 12  # two samples of 6 rows per chunk
+    assert torch.allclose(model.sample_logits(x), batch, atol=1e-6)
+    assert torch.equal(model.sample_logits(x), model.sample_logits(x))
+
+
+@torch.no_grad()
+def test_masks_are_independent_dropout_draws_per_sample() -> None:
+    model = _model(num_samples=2000, seed=1)
+    mask_in, mask_hidden = model.masks(torch.zeros(1))
+    assert mask_in.shape == (2000, 1, model.net.flat_dim) and mask_hidden.shape == (2000, 1, model.net.hidden_dim)
+    for mask in (mask_in, mask_hidden):
+        assert set(mask.unique().tolist()) == {0.0, torch.tensor(1 / (1 - model.p)).item()}
+        assert abs(float((mask == 0).float().mean()) - model.p) < 0.01
+    # Samples are not copies of each other: two samples share a unit's mask only by chance.
+    same = (mask_in[:-1] == mask_in[1:]).float().mean()
+    assert abs(float(same) - (model.p**2 + (1 - model.p) ** 2)) < 0.02
+
+
+def _explicit(model: MCDropout, x: torch.Tensor) -> torch.Tensor:
+    # Reference: the model's masks applied sample by sample to the plain layers.
+    mask_in, mask_hidden = model.masks(x)
     flat, out = model.net.forward_conv(x), []
-    for start in range(0, model.num_samples, per_chunk):
-        t = min(per_chunk, model.num_samples - start)
-        m1 = (torch.rand((t, *flat.shape), generator=gen) >= model.p).float() / (1 - model.p)
-        h = torch.relu(model.net.fc1(flat * m1))
-        m2 = (torch.rand(h.shape, generator=gen) >= model.p).float() / (1 - model.p)
-        out.append(model.net.fc2(h * m2))
-    return torch.cat(out)
+    for t in range(model.num_samples):
+        h = torch.relu(model.net.fc1(flat * mask_in[t]))
+        out.append(model.net.fc2(h * mask_hidden[t]))
+    return torch.stack(out)
 
 
 @torch.no_grad()
 def test_samples_match_an_explicit_dropout_forward_with_and_without_chunks() -> None:
     x = torch.randn(5, 1, 8, 8)
     model = _model(num_samples=6, seed=5)
-    assert torch.allclose(model.sample_logits(x), _explicit(model, x, 5, 6), atol=1e-6)
-    model = _model(num_samples=6, seed=5)
+    assert torch.allclose(model.sample_logits(x), _explicit(model, x), atol=1e-6)
     model.max_rows = 10  # two samples of 5 rows per chunk: three chunks
-    assert torch.allclose(model.sample_logits(x), _explicit(model, x, 5, 2), atol=1e-6)
+    assert torch.allclose(model.sample_logits(x), _explicit(model, x), atol=1e-6)
 
 
 @torch.no_grad()

@@ -51,12 +51,6 @@ def randomise_batchnorm(model: nn.Module, seed: int = 0) -> None:
                 m.running_var.copy_(0.5 + torch.rand(n, generator=gen))
 
 
-def reseed(model: nn.Module, seed: int = 0) -> None:
-    """Reset a stochastic model's generator so two models draw the same noise."""
-    if hasattr(model, "generator"):
-        model.generator = torch.Generator().manual_seed(seed)
-
-
 def round_trip(
     tmp_path: Path,
     model: UncertaintyModel,
