@@ -36,7 +36,8 @@ def call_generator(seed: int | None, stream: int = 0) -> torch.Generator:
     layer's weights from its own stream), so that no two layers reuse the same noise.
     """
     base = DEFAULT_SEED if seed is None else int(seed)
-    return torch.Generator().manual_seed(base * 1_000_003 + stream)
+    # Modulo 2**63: any integer a manifest holds is a valid torch seed (negative or huge ones are not).
+    return torch.Generator().manual_seed((base * 1_000_003 + stream) % 2**63)
 
 
 def _device(generator: torch.Generator | None, like: torch.Tensor) -> torch.device:

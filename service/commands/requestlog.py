@@ -50,9 +50,12 @@ def _engine(args: argparse.Namespace) -> Engine:
 
 def _window(args: argparse.Namespace) -> None:
     from models.usage import UsageError
+    from service.db.queries import WindowError, check_window
 
-    if args.since and args.until and args.since >= args.until:
-        raise UsageError("--since must be before --until")
+    try:
+        check_window(args.since, args.until)
+    except WindowError as e:
+        raise UsageError(e.describe("--since", "--until")) from e
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -77,16 +80,14 @@ def _report(args: argparse.Namespace) -> int:
     from models.bundle import read_manifest
     from models.usage import UsageError
     from service.analysis.summary import summarise
+    from service.db.queries import WindowError, report_window
     from service.report.html import render
     from service.settings import Settings
 
-    until = args.until or dt.datetime.now(dt.UTC)
     try:
-        since = args.since or until - dt.timedelta(hours=24)
-    except OverflowError as e:
-        raise UsageError("--until is too early for the default window (the 24 h before it); give --since") from e
-    if since >= until:  # checked after the defaults: --since in the future is an empty window too
-        raise UsageError("--since must be before --until (default: now)")
+        since, until = report_window(args.since, args.until)
+    except WindowError as e:
+        raise UsageError(e.describe("--since", "--until")) from e
     manifest = read_manifest(Path(args.bundle) if args.bundle else Settings().model_dir)
     engine = _engine(args)
     summary = summarise(engine, manifest, since, until, args.model)

@@ -33,6 +33,43 @@ def as_utc(value: dt.datetime | None) -> dt.datetime | None:
     return None if value is None else utc(value)
 
 
+#: The summary's window when it is given no start: the day before its end.
+DEFAULT_REPORT_WINDOW = dt.timedelta(hours=24)
+
+
+class WindowError(ValueError):
+    """A since/until pair that makes no window; `describe` names the two bounds as the caller calls them."""
+
+    def __init__(self, template: str) -> None:
+        super().__init__(template.format(since="since", until="until"))
+        self.template = template
+
+    def describe(self, since: str, until: str) -> str:
+        return self.template.format(since=since, until=until)
+
+
+def check_window(since: dt.datetime | None, until: dt.datetime | None) -> None:
+    """A list filter's bounds, each optional: refused only when both are given and empty between."""
+    if since is not None and until is not None and since >= until:
+        raise WindowError("{since} must be before {until}")
+
+
+def report_window(since: dt.datetime | None, until: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
+    """A summary's window: until defaults to now, since to `DEFAULT_REPORT_WINDOW` before it.
+
+    Checked after the defaults, so a since in the future (with no until) is refused as an
+    empty window too, not silently summarised as nothing.
+    """
+    end = until or dt.datetime.now(dt.UTC)
+    try:
+        start = since or end - DEFAULT_REPORT_WINDOW
+    except OverflowError as e:  # until within a day of year 1
+        raise WindowError("{until} is too early for the default window (the 24 h before it); give {since}") from e
+    if start >= end:
+        raise WindowError("{since} must be before {until} (default: now)")
+    return start, end
+
+
 class BadCursor(ValueError):
     pass
 

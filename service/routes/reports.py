@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -12,6 +11,7 @@ from service.access import ADMIN_ERRORS
 from service.analysis.summary import summarise
 from service.auth import AdminDep
 from service.context import CtxDep
+from service.db.queries import WindowError, report_window
 from service.errors import ApiError
 from service.params import ModelName, UtcTime
 from service.query_params import StrictQuery
@@ -31,11 +31,8 @@ async def summary(
 ) -> SummaryPublic:
     """Accuracy, ECE and selective risk use requests with feedback; drift compares recent
     confidence and OOD scores of the served model with its validation reference."""
-    end = until or dt.datetime.now(dt.UTC)
     try:
-        start = since or end - dt.timedelta(hours=24)
-    except OverflowError as e:  # until within a day of year 1
-        raise ApiError(422, "invalid_window", "until is too early for the default window (the 24 h before it); give since") from e
-    if start >= end:
-        raise ApiError(422, "invalid_window", "since must be before until")
+        start, end = report_window(since, until)
+    except WindowError as e:
+        raise ApiError(422, "invalid_window", str(e)) from e
     return await run_in_threadpool(summarise, ctx.engine, ctx.bundle.manifest, start, end, model)

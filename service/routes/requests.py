@@ -12,6 +12,8 @@ from service.context import CtxDep
 from service.db.queries import (
     BadCursor,
     RequestFilter,
+    WindowError,
+    check_window,
     feedback_for,
     get_request,
     list_requests,
@@ -49,8 +51,10 @@ def list_logged(
 ) -> RequestPage:
     """Logged requests, newest first, each with its current feedback label. Pass `next_cursor`
     back as `cursor` for the next page; pages stay stable while new requests are logged."""
-    if since is not None and until is not None and since >= until:  # as the summary answers it
-        raise ApiError(422, "invalid_window", "since must be before until")
+    try:
+        check_window(since, until)
+    except WindowError as e:  # as the summary answers it
+        raise ApiError(422, "invalid_window", str(e)) from e
     f = RequestFilter(since, until, model, decision, flagged, has_feedback)
     with ctx.engine.connect() as conn:
         try:
