@@ -35,7 +35,11 @@ class ScorePublic(BaseModel):
 
 
 class SampleSpread(BaseModel):
-    """How far the model's samples (ensemble members, MC-dropout passes...) disagree (issue 7)."""
+    """How far the model's samples (ensemble members, MC-dropout passes...) disagree (issue 7).
+
+    Sampled models draw the same S masks or weights at every call, from the bundle's seed,
+    so an image gets the same samples, and the same answer, alone, in a batch or later.
+    """
 
     count: int = Field(description="Number of samples S behind the averaged probabilities.")
     min: list[float] = Field(description="Per class, the smallest calibrated probability any sample gave.")

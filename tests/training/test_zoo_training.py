@@ -38,15 +38,35 @@ def zoo(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, P
     return out
 
 
+def _leaves(tree: object, prefix: str = "") -> dict[str, object]:
+    """Every scalar of a JSON answer by its path (pytest.approx compares no nested dicts)."""
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in _leaves(sub, f"{prefix}.{key}").items()}
+    if isinstance(tree, list):
+        return {k: v for i, sub in enumerate(tree) for k, v in _leaves(sub, f"{prefix}[{i}]").items()}
+    return {prefix: tree}
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_bundle_serves_v1_contract(zoo: dict[str, Path], method: str, data_dir: Path, tmp_path: Path) -> None:
     bundle = load_bundle(zoo[method])
     assert bundle.manifest.method == method
     assert bundle.manifest.temperature > 0
-    x = load_mnist(data_dir, train=False).x[:1]
+    x = load_mnist(data_dir, train=False).x[:3]
     settings = Settings(model_dir=zoo[method], database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True)
+    pngs = [digit_png(d) for d in x]
     with TestClient(create_app(settings)) as client:
-        body = client.post("/v1/predict", content=digit_png(x[0]), headers={"content-type": "image/png"}).json()
+        body = client.post("/v1/predict", content=pngs[0], headers={"content-type": "image/png"}).json()
+        again = client.post("/v1/predict", content=pngs[0], headers={"content-type": "image/png"}).json()
+        files = [("images", (f"{i}.png", pngs[i], "image/png")) for i in (2, 1, 0)]
+        in_batch = client.post("/v1/predict/batch", files=files).json()["results"][2]
+    # The same image gets the same answer alone, again and beside others (sampled models too).
+    answer = ("probabilities", "uncertainty", "failure", "ood", "prediction_set", "decision", "samples")
+    for other in (again, in_batch):
+        got, expected = _leaves({k: other[k] for k in answer}), _leaves({k: body[k] for k in answer})
+        assert got.keys() == expected.keys()
+        for key, value in expected.items():  # float32 sums in another order: equal to ~1e-6
+            assert got[key] == (pytest.approx(value, rel=1e-4, abs=1e-5) if isinstance(value, float) else value), key
     assert body["model"]["method"] == method
     assert abs(sum(body["probabilities"]) - 1) < 1e-3
     mi = body["uncertainty"]["mutual_information"]
