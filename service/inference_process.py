@@ -10,7 +10,9 @@ The parent keeps its dispatcher thread (service/batcher.py); only the computatio
 Nothing is pickled in either direction: the parent sends raw float32 pixels behind a
 shape header, the child answers with a JSON header naming each output tensor's dtype
 and shape, followed by the tensors' raw bytes. The child loads the bundle from disk
-itself (safetensors, as the parent does) and ignores SIGINT/SIGTERM: it stops when the
+itself (safetensors, as the parent does), tells the parent which weights it loaded (their
+SHA-256: a bundle replaced on disk since the service started is refused, not served under
+the old name), and ignores SIGINT/SIGTERM: it stops when the
 parent sends the stop message or its pipe closes, so a shutdown can finish the queue.
 A child that dies is restarted and the batch retried once (see `ProcessCompute`).
 """
@@ -123,7 +125,7 @@ def _child_main(requests: Connection, answers: Connection, model_dir: str, threa
     except Exception as e:  # noqa: BLE001 - the parent reports it and refuses to start
         answers.send_bytes(encode_error(f"{type(e).__name__}: {e}"))
         return
-    answers.send_bytes(encode_ready())
+    answers.send_bytes(encode_ready(runtime.pipeline.bundle.manifest.weights_sha256))
     while True:
         try:
             msg = requests.recv_bytes()
@@ -159,8 +161,12 @@ class ProcessCompute:
         fold_bn: bool = True,
         start_timeout_s: float = 300.0,
         answer_timeout_s: float = 120.0,
+        weights_sha256: str | None = None,
     ) -> None:
         self._args = (str(model_dir), threads, chunk, channels_last, fold_bn)
+        #: The weights the parent serves under its manifest (None: not checked). A restarted child
+        #: re-reads the bundle from disk; other weights there are refused, not served.
+        self.weights_sha256 = weights_sha256
         self.start_timeout_s, self.answer_timeout_s = start_timeout_s, answer_timeout_s
         self._ctx = mp.get_context("spawn")  # never fork a process that already runs threads
         self._lock = threading.Lock()  # guards the fields below and the request pipe
@@ -204,10 +210,17 @@ class ProcessCompute:
             self._kill_locked()
             raise InferenceUnavailable(f"the inference process did not start within {self.start_timeout_s:g} s")
         try:
-            decode_ready(ans_read.recv_bytes())
+            loaded = decode_ready(ans_read.recv_bytes())
         except (EOFError, OSError, InferenceFailed) as e:
             self._kill_locked()
             raise InferenceUnavailable(f"the inference process failed to start: {e}") from e
+        if self.weights_sha256 is not None and loaded != self.weights_sha256:
+            self._kill_locked()
+            raise InferenceUnavailable(
+                f"the inference process failed to start: the bundle at {self._args[0]} holds other weights "
+                f"(SHA-256 {loaded[:12]}...) than the ones this service started with ({self.weights_sha256[:12]}...); "
+                "restart the service to serve the new bundle"
+            )
 
     def send(self, pixels: torch.Tensor) -> int:
         """Queue one batch for the child; returns the generation whose answer to wait for."""
@@ -288,13 +301,15 @@ class ProcessCompute:
         self._proc, self._requests, self._answers = None, None, None
 
 
-def encode_ready() -> bytes:
-    return _HEADER.pack(2) + b"{}"
+def encode_ready(weights_sha256: str) -> bytes:
+    head = json.dumps({"weights_sha256": weights_sha256}).encode()
+    return _HEADER.pack(len(head)) + head
 
 
-def decode_ready(msg: bytes) -> None:
-    """The child's first message: an empty JSON header when ready, else its start-up error."""
+def decode_ready(msg: bytes) -> str:
+    """The child's first message: when ready, the SHA-256 of the weights it loaded; else its start-up error."""
     (size,) = _HEADER.unpack_from(msg)
     head = json.loads(msg[_HEADER.size : _HEADER.size + size])
     if head.get("ok") is False:
         raise InferenceFailed(head["error"])
+    return str(head["weights_sha256"])

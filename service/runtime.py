@@ -53,7 +53,10 @@ class InferenceRuntime:
         #: (service/inference_process.py); this process's copy of the model then stays idle.
         self.remote: ProcessCompute | None = None
         if process_model_dir is not None:
-            self.remote = ProcessCompute(process_model_dir, threads, chunk, channels_last=channels_last, fold_bn=fold_bn)
+            self.remote = ProcessCompute(
+                process_model_dir, threads, chunk, channels_last=channels_last, fold_bn=fold_bn,
+                weights_sha256=bundle.manifest.weights_sha256,
+            )  # fmt: skip
             self.batcher: MicroBatcher = PipelinedBatcher(self.remote, max_batch, max_wait_ms / 1000.0, max_pending)
         else:
             # Once, at load: BatchNorm folded into the convs (exact; fewer ops forward and in

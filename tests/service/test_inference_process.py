@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -280,3 +281,27 @@ def test_a_child_that_dies_without_traffic_is_replaced_by_the_watchdog(ensemble_
     finally:
         rt.close()
     assert not rt.remote.alive  # closing stopped the watchdog first: the child stays stopped
+
+
+def test_a_restarted_child_refuses_a_bundle_replaced_on_disk(tiny_bundle: Path, ensemble_odin: Path, tmp_path: Path) -> None:
+    # The child re-reads the bundle when it is restarted: weights other than the ones the
+    # service answers for (its manifest, model card, logs) must not be served under that name.
+    served = tmp_path / "served"
+    shutil.copytree(tiny_bundle, served)
+    remote = ProcessCompute(served, 1, 32, weights_sha256=load_bundle(tiny_bundle).manifest.weights_sha256)
+    remote.start()
+    try:
+        assert remote.alive
+        for name in ("manifest.json", "weights.safetensors"):  # a deploy overwrote the folder
+            shutil.copy(ensemble_odin / name, served / name)
+        with pytest.raises(InferenceUnavailable, match="holds other weights") as refused:
+            remote.restart(remote.generation)
+        assert "restart the service" in str(refused.value)
+        assert (remote.failed_restarts, remote.alive) == (1, False)
+        for name in ("manifest.json", "weights.safetensors"):  # the served bundle is back
+            shutil.copy(tiny_bundle / name, served / name)
+        remote._retry_at = 0.0
+        remote.restart(remote.generation)
+        assert remote.alive and remote.failed_restarts == 0
+    finally:
+        remote.close()
