@@ -238,18 +238,17 @@ class Orphan:
     def rows(self) -> list[dict[str, Any]]:
         """Every complete row, oldest first. A line torn by the kill or damaged on disk is
         skipped: there is nothing whole to store. Rows are ASCII JSON, so a byte that is not
-        ASCII is damage (decoded as U+FFFD): such a row, linked into a chain and then refused
-        by the database, would leave a gap in it."""
+        ASCII is damage: such a row, linked into a chain and then refused by the database,
+        would leave a gap in it."""
         rows = []
         for segment in _segments(self.lock_path):
             # The last piece, after the last newline, is the map's zero tail or a row torn by
             # the kill (its start copied, the rest still zeros): never a whole row.
             for raw in segment.read_bytes().split(b"\n")[:-1]:
-                line = raw.decode("utf-8", errors="replace")
-                try:
-                    if "\ufffd" in line:  # (a NUL, from a copy cut short, JSON refuses itself)
-                        raise ValueError("a byte that is not ASCII")
-                    rows.append(from_json(line))
+                try:  # (a NUL, from a copy cut short, is ASCII: JSON refuses it itself)
+                    rows.append(from_json(raw.decode("ascii")))
+                except UnicodeDecodeError as e:
+                    log.error("journal %s: unreadable row skipped (byte 0x%02x is not ASCII)", segment, raw[e.start])
                 except ValueError as e:
                     log.error("journal %s: unreadable row skipped (%s)", segment, e)
         return rows

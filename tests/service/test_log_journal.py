@@ -266,7 +266,7 @@ def test_a_damaged_journal_holds_back_no_other(engine: Engine, tmp_path: Path, c
     assert sorted(stored_ids(engine)) == sorted(r["request_id"] for r in good)
     assert verify(engine).ok and journal_files(spool) == []
     # The damaged row, and nothing else: not each segment's reserved zero tail.
-    assert [r.message for r in caplog.records if "unreadable row" in r.message] == [f"journal {damaged}: unreadable row skipped (a byte that is not ASCII)"]
+    assert [r.message for r in caplog.records if "unreadable row" in r.message] == [f"journal {damaged}: unreadable row skipped (byte 0xff is not ASCII)"]
 
 
 def test_a_damaged_spool_line_is_set_aside_and_the_writer_lives_on(engine: Engine, tmp_path: Path) -> None:
