@@ -129,7 +129,9 @@ def zoo_ood(runs: list[dict[str, Any]], ood_set: str = "fashion_mnist") -> list[
 TEMPERATURE_NOTE = [
     "Temperature scaling divides every sample's (member's) logits by one T fitted on validation NLL,",
     "then averages the softmaxes: for a single network that is Guo et al.'s method exactly; for a",
-    "sampled model it can move the accuracy a little. The seeds are 0, 10 and 20: the ensemble of",
+    "sampled model it can move the accuracy a little. Sampled models (MC dropout, Laplace,",
+    "variational) draw their masks or weights from the bundle's seed, the same for every image,",
+    "as they are served. The seeds are 0, 10 and 20: the ensemble of",
     "seed s seeds its members 1-4 with s·1000 + 1-4, so with seeds 0-2 two members of the seed-0",
     "ensemble shared their start with networks of the other seeds. The last table: the conformal",
     "prediction sets as served, their coverage of the true label (guaranteed ≥ 100 − α %) and size.",
