@@ -129,6 +129,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from service.commands import replay
+
     url_help = "database URL (default VIGIL_DATABASE_URL)"
     audit = sub.add_parser("audit", help="tamper evidence of the request log").add_subparsers(dest="audit_command", required=True)
     v = audit.add_parser("verify", help="check every writer's hash chain; exit 1 at the first break")
@@ -145,3 +147,4 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sub.choices["report"].add_argument("--bundle", default=None, help="bundle whose validation reference to compare with (default VIGIL_MODEL_DIR)")
     sub.choices["export"].add_argument("--format", choices=("csv", "parquet"), default="csv")
     sub.choices["export"].add_argument("--out", default=None, help="file to write (default vigil-requests.<format>)")
+    replay.register(sub)

@@ -1,0 +1,85 @@
+"""`vigil replay`: logged inputs answered again, as an audit and as a what-if for another model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.cli import main as vigil
+from service.settings import Settings
+from tests.images import digit_png, noise_png
+from training.data import load_mnist
+
+
+@pytest.fixture(scope="module")
+def mc_bundle(tiny_bundle: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MC dropout on the tiny network: a sampled model, whose answers used to vary by call."""
+    out = tmp_path_factory.mktemp("bundles") / "mc"
+    args = ["train", "--method", "mc_dropout", "--base-bundle", str(tiny_bundle), "--data-dir", str(data_dir), "--out", str(out)]
+    args += ["--train-size", "800", "--val-size", "1000", "--skip-test", "--quiet", "--name", "tiny-mc", "--samples", "8"]
+    assert vigil(args) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def logged(mc_bundle: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A request log of MC-dropout answers with their inputs: 5 alone, 4 in one batch, 1 refused."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('replay') / 'log.db'}"
+    settings = Settings(model_dir=mc_bundle, database_url=url, migrate_on_start=True, log_store_inputs=True)
+    digits = [digit_png(x) for x in load_mnist(data_dir, train=False).x[:9]]
+    with TestClient(create_app(settings)) as client:
+        for png in [*digits[:4], noise_png(3)]:
+            assert client.post("/v1/predict", content=png, headers={"content-type": "image/png"}).status_code == 200
+        files = [("images", (f"{i}.png", p, "image/png")) for i, p in enumerate(digits[4:8])]
+        assert client.post("/v1/predict/batch", files=files).status_code == 200
+        assert client.post("/v1/predict", content=b"not an image", headers={"content-type": "image/png"}).status_code == 415
+    return url
+
+
+def test_the_bundle_that_logged_the_answers_gives_them_again(logged: str, mc_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert vigil(["replay", "--url", logged, "--bundle", str(mc_bundle)]) == 0
+    out = capsys.readouterr().out
+    assert "replayed 9 logged answers (tiny-mc v1: 9) with tiny-mc v1" in out  # the refused upload has no answer
+    assert "same answer: 9; different: 0" in out and "decisions that change" not in out
+    assert vigil(["replay", "--url", logged, "--bundle", str(mc_bundle), "--limit", "3"]) == 0
+    assert "same answer: 3; different: 0" in capsys.readouterr().out
+
+
+def test_a_bundle_changed_under_the_same_name_and_version_fails_the_audit(
+    logged: str, mc_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Same weights (their checksum still holds), another seed in the manifest: other masks.
+    edited = tmp_path / "edited"
+    shutil.copytree(mc_bundle, edited)
+    manifest = json.loads((edited / "manifest.json").read_text())
+    manifest["method_params"]["seed"] = 12345
+    (edited / "manifest.json").write_text(json.dumps(manifest))
+    assert vigil(["replay", "--url", logged, "--bundle", str(edited)]) == 1
+    out = capsys.readouterr().out
+    assert "same answer: 0; different: 9" in out
+    assert "probabilities 9" in out and "AUDIT FAILED: tiny-mc v1 logged these rows" in out
+
+
+def test_another_model_is_a_what_if_on_the_logged_traffic(
+    logged: str, tiny_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The deterministic network under its own name: rows are picked by --model, and answers that
+    # differ are the point of the comparison, not an audit failure.
+    assert vigil(["replay", "--url", logged, "--bundle", str(tiny_bundle)]) == 0
+    assert "replayed 0 logged answers (none) with tiny v1" in capsys.readouterr().out
+    assert vigil(["replay", "--url", logged, "--bundle", str(tiny_bundle), "--model", "tiny-mc"]) == 0
+    out = capsys.readouterr().out
+    assert "replayed 9 logged answers (tiny-mc v1: 9) with tiny v1" in out
+    assert "different: 9" in out and "AUDIT FAILED" not in out
+
+
+def test_bad_options_are_refused(logged: str, mc_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert vigil(["replay", "--url", logged, "--bundle", str(mc_bundle), "--since", "2026-11-30T13:00", "--until", "2026-11-30T12:00"]) == 2
+    assert "--since must be before --until" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        vigil(["replay", "--model", "a", "--all-models"])
