@@ -28,15 +28,20 @@ def mc_bundle(tiny_bundle: Path, data_dir: Path, tmp_path_factory: pytest.TempPa
 
 @pytest.fixture(scope="module")
 def logged(mc_bundle: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A request log of MC-dropout answers with their inputs: 5 alone, 4 in one batch, 1 refused."""
+    """A request log of MC-dropout answers with their inputs: 5 alone, 4 in one batch, 2 in one
+    Open Inference Protocol call, 1 refused."""
     url = f"sqlite:///{tmp_path_factory.mktemp('replay') / 'log.db'}"
     settings = Settings(model_dir=mc_bundle, database_url=url, migrate_on_start=True, log_store_inputs=True)
-    digits = [digit_png(x) for x in load_mnist(data_dir, train=False).x[:9]]
+    test_digits = load_mnist(data_dir, train=False).x
+    digits = [digit_png(x) for x in test_digits[:9]]
     with TestClient(create_app(settings)) as client:
         for png in [*digits[:4], noise_png(3)]:
             assert client.post("/v1/predict", content=png, headers={"content-type": "image/png"}).status_code == 200
         files = [("images", (f"{i}.png", p, "image/png")) for i, p in enumerate(digits[4:8])]
         assert client.post("/v1/predict/batch", files=files).status_code == 200
+        pair = test_digits[10:12]  # [2, 1, 28, 28] in [0, 1], as the protocol takes them
+        body = {"inputs": [{"name": "input", "shape": list(pair.shape), "datatype": "FP32", "data": pair.flatten().tolist()}]}
+        assert client.post("/v2/models/tiny-mc/infer", json=body).status_code == 200
         assert client.post("/v1/predict", content=b"not an image", headers={"content-type": "image/png"}).status_code == 415
     return url
 
@@ -44,8 +49,8 @@ def logged(mc_bundle: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFac
 def test_the_bundle_that_logged_the_answers_gives_them_again(logged: str, mc_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert vigil(["replay", "--url", logged, "--bundle", str(mc_bundle)]) == 0
     out = capsys.readouterr().out
-    assert "replayed 9 logged answers (tiny-mc v1: 9) with tiny-mc v1" in out  # the refused upload has no answer
-    assert "same answer: 9; different: 0" in out and "decisions that change" not in out
+    assert "replayed 11 logged answers (tiny-mc v1: 11) with tiny-mc v1" in out  # the refused upload has no answer
+    assert "same answer: 11; different: 0" in out and "decisions that change" not in out
     assert vigil(["replay", "--url", logged, "--bundle", str(mc_bundle), "--limit", "3"]) == 0
     assert "same answer: 3; different: 0" in capsys.readouterr().out
 
@@ -61,8 +66,8 @@ def test_a_bundle_changed_under_the_same_name_and_version_fails_the_audit(
     (edited / "manifest.json").write_text(json.dumps(manifest))
     assert vigil(["replay", "--url", logged, "--bundle", str(edited)]) == 1
     out = capsys.readouterr().out
-    assert "same answer: 0; different: 9" in out
-    assert "probabilities 9" in out and "AUDIT FAILED: tiny-mc v1 logged these rows" in out
+    assert "same answer: 0; different: 11" in out
+    assert "probabilities 11" in out and "AUDIT FAILED: tiny-mc v1 logged these rows" in out
 
 
 def test_another_model_is_a_what_if_on_the_logged_traffic(
@@ -74,8 +79,8 @@ def test_another_model_is_a_what_if_on_the_logged_traffic(
     assert "replayed 0 logged answers (none) with tiny v1" in capsys.readouterr().out
     assert vigil(["replay", "--url", logged, "--bundle", str(tiny_bundle), "--model", "tiny-mc"]) == 0
     out = capsys.readouterr().out
-    assert "replayed 9 logged answers (tiny-mc v1: 9) with tiny v1" in out
-    assert "different: 9" in out and "AUDIT FAILED" not in out
+    assert "replayed 11 logged answers (tiny-mc v1: 11) with tiny v1" in out
+    assert "different: 11" in out and "AUDIT FAILED" not in out
 
 
 def test_bad_options_are_refused(logged: str, mc_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
