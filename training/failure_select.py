@@ -23,12 +23,11 @@ from typing import Any
 import torch
 
 from models.base import UncertaintyModel
-from models.calibration import fit_temperature
 from models.scorers.base import ScoreInput, Scorer
 from models.scorers.registry import build_scorer
 from training import metrics
 from training.data import Splits
-from training.loop import features_and_logits, normalise, predict_logits
+from training.loop import features_and_logits, normalise, served_temperature
 
 #: Parameter-free candidates, in order of preference on ties.
 PLAIN_CANDIDATES = ("msp", "entropy")
@@ -52,7 +51,7 @@ def choose_failure_scorer(model: UncertaintyModel, learned: Mapping[str, Scorer]
     """The served failure scorer among the plain candidates and `learned`, and the report for the manifest."""
     model.eval()
     # The same temperature finalize() fits (on val), so the scores are those served.
-    temperature = fit_temperature(predict_logits(model.sample_logits, splits.val), splits.val.y)
+    temperature = served_temperature(model, splits.val)
     feats, logits = features_and_logits(model, splits.cal.x)  # one forward of cal serves every candidate
     pool = {**plain_candidates(logits.shape[0]), **learned}
     values = aupr_errors(pool, ScoreInput(model, normalise(splits.cal.x), logits, feats, temperature), splits.cal.y)

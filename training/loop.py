@@ -81,6 +81,14 @@ def predict_logits(sample_logits: Callable[[torch.Tensor], torch.Tensor], data: 
     return torch.cat(outs, dim=1)
 
 
+def served_temperature(model: UncertaintyModel, val: Split) -> float:
+    """The temperature `finalize` fits on `val` and the bundle serves: choices made before it
+    (failure and OOD scorers) score at it, so they rank what will be served."""
+    from models.calibration import fit_temperature
+
+    return fit_temperature(predict_logits(model.sample_logits, val), val.y)
+
+
 @torch.no_grad()
 def features_and_logits(model: UncertaintyModel, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """Features ``[S_f, N, D]`` and logit samples ``[S, N, K]`` of pixels `x` ``[N, C, H, W]``, batch by batch.

@@ -65,11 +65,11 @@ def batch_scores(
 
 
 def proxy_aurocs(
-    scorers: Mapping[str, Scorer], model: UncertaintyModel, x_id: torch.Tensor, x_proxy: torch.Tensor
+    scorers: Mapping[str, Scorer], model: UncertaintyModel, x_id: torch.Tensor, x_proxy: torch.Tensor, temperature: float = 1.0
 ) -> dict[str, float]:
-    """AUROC (%) of ID inputs (positive) vs their proxy outliers, per scorer."""
-    s_id = batch_scores(scorers, model, x_id)
-    s_px = batch_scores(scorers, model, x_proxy)
+    """AUROC (%) of ID inputs (positive) vs their proxy outliers, per scorer, scoring at `temperature`."""
+    s_id = batch_scores(scorers, model, x_id, temperature)
+    s_px = batch_scores(scorers, model, x_proxy, temperature)
     return {name: ood_detection(s_id[name], s_px[name])["auroc"] for name in scorers}
 
 

@@ -28,7 +28,7 @@ from models.scorers.mahalanobis_layers import MahalanobisLayers
 from models.scorers.odin import ODIN
 from models.scorers.registry import build_scorer
 from training.data import Splits
-from training.loop import MNIST_STD, features_and_logits, normalise
+from training.loop import MNIST_STD, features_and_logits, normalise, served_temperature
 from training.ood_select import ODIN_T, choose_odin_eps, fgsm_proxy, proxy_aurocs
 
 #: Fitting subsets: enough for stable statistics, cheap on 2 cores.
@@ -97,12 +97,15 @@ def choose_auto(model: UncertaintyModel, splits: Splits) -> tuple[Scorer, dict[s
     names += list(SAMPLED_CANDIDATES) if sampled else []
     fitted = {n: fit_named(n, model, splits) for n in names}
     x_choice = normalise(choice_x)
-    aurocs = proxy_aurocs({n: s for n, (s, _) in fitted.items()}, model, x_choice, fgsm_proxy(model, x_choice, [MNIST_STD]))
+    # MSP, entropy and mutual information depend on the temperature: rank them as served.
+    temperature = served_temperature(model, splits.val)
+    proxies = fgsm_proxy(model, x_choice, [MNIST_STD])
+    aurocs = proxy_aurocs({n: s for n, (s, _) in fitted.items()}, model, x_choice, proxies, temperature)
     best = max(aurocs.values())
     chosen = next(n for n in names if aurocs[n] >= best)
     scorer, report = fitted[chosen]
     rule = "best AUROC of ID validation vs their FGSM proxies (Lee et al. 2018), on validation inputs no candidate was fitted on"
-    return scorer, {**report, "auto_chosen": chosen, "auto_rule": rule, "auto_proxy_auroc": aurocs}
+    return scorer, {**report, "auto_chosen": chosen, "auto_rule": rule, "auto_proxy_auroc": aurocs, "auto_temperature": temperature}
 
 
 def fit_ood_scorer(name: str, model: UncertaintyModel, splits: Splits) -> tuple[Scorer, dict[str, Any]]:

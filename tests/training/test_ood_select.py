@@ -10,18 +10,19 @@ from models.deterministic import Deterministic
 from models.ensemble import new_ensemble
 from models.methods import build_model
 from models.scorers.odin import ODIN, max_softmax
-from models.scorers.registry import SCORERS
+from models.scorers.registry import SCORERS, build_scorer
 from tests.models.zoo_helpers import TINY_ARCH, randomise_batchnorm
 from training.data import Split, Splits
-from training.loop import MNIST_STD, normalise
+from training.loop import MNIST_STD, normalise, served_temperature
 from training.ood_select import (
     FGSM_STEP,
     batch_scores,
     choose_odin_eps,
     fgsm_proxy,
     odin_scores_by_eps,
+    proxy_aurocs,
 )
-from training.scorer_fit import AUTO_CANDIDATES, fit_ood_scorer
+from training.scorer_fit import AUTO_CANDIDATES, fit_ood_scorer, fit_rows
 
 
 def _model(seed: int = 0) -> Deterministic:
@@ -80,6 +81,25 @@ def test_auto_fits_every_candidate_and_serves_the_best_by_the_proxy() -> None:
     assert set(aurocs) == set(AUTO_CANDIDATES)
     assert scorer.name == report["auto_chosen"] and aurocs[scorer.name] == max(aurocs.values())
     assert type(scorer) is SCORERS[scorer.name]
+
+
+def test_auto_ranks_the_candidates_at_the_served_temperature() -> None:
+    # MSP, entropy and mutual information change with the temperature: the choice must score
+    # them as the bundle will serve them (the temperature finalize fits on val), not at T = 1.
+    model, splits = build_model("ensemble", "small_cnn", TINY_ARCH, {"members": 3}).eval(), _splits()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    _, report = fit_ood_scorer("auto", model, splits)
+    temperature = served_temperature(model, splits.val)
+    assert report["auto_temperature"] == pytest.approx(temperature) and abs(temperature - 1.0) > 0.05
+    n = fit_rows(len(splits.val))
+    x = normalise(splits.val.x[n : 2 * n])  # the part no candidate was fitted on
+    proxies = fgsm_proxy(model, x, [MNIST_STD])
+    scorers = {n: build_scorer(n) for n in ("msp", "entropy", "mutual_information")}
+    served = proxy_aurocs(scorers, model, x, proxies, temperature)
+    assert all(report["auto_proxy_auroc"][n] == pytest.approx(a) for n, a in served.items())
+    assert proxy_aurocs(scorers, model, x, proxies, 1.0) != pytest.approx(served)
 
 
 def test_auto_on_a_sampled_model_without_layers() -> None:
