@@ -26,11 +26,9 @@ def mc_bundle(tiny_bundle: Path, data_dir: Path, tmp_path_factory: pytest.TempPa
     return out
 
 
-@pytest.fixture(scope="module")
-def logged(mc_bundle: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+def serve_and_log(url: str, mc_bundle: Path, data_dir: Path) -> str:
     """A request log of MC-dropout answers with their inputs: 5 alone, 4 in one batch, 2 in one
     Open Inference Protocol call, 1 refused."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('replay') / 'log.db'}"
     settings = Settings(model_dir=mc_bundle, database_url=url, migrate_on_start=True, log_store_inputs=True)
     test_digits = load_mnist(data_dir, train=False).x
     digits = [digit_png(x) for x in test_digits[:9]]
@@ -46,7 +44,15 @@ def logged(mc_bundle: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFac
     return url
 
 
-def test_the_bundle_that_logged_the_answers_gives_them_again(logged: str, mc_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture(scope="module")
+def logged(mc_bundle: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return serve_and_log(f"sqlite:///{tmp_path_factory.mktemp('replay') / 'log.db'}", mc_bundle, data_dir)
+
+
+def test_the_bundle_that_logged_the_answers_gives_them_again(
+    db_url: str, mc_bundle: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logged = serve_and_log(db_url, mc_bundle, data_dir)  # on both backends: rows are streamed
     assert vigil(["replay", "--url", logged, "--bundle", str(mc_bundle)]) == 0
     out = capsys.readouterr().out
     assert "replayed 11 logged answers (tiny-mc v1: 11) with tiny-mc v1" in out  # the refused upload has no answer
