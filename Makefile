@@ -70,6 +70,8 @@ default-model: setup
 # The run of 2026-11-30 07:05-08:29 (84 min, beside tests and reviews) reproduced every figure of
 # that run bit for bit on another machine; only the times moved (fastest seeds: 13.0 min).
 # The run of 2026-11-30 15:41-16:20 (39 min) on seeds 0, 10 and 20: fastest seeds 8.7 min.
+# The run of 2026-11-30 17:32-18:34 (62 min, beside test runs) reproduced the deterministic and
+# ensemble figures bit for bit; fastest seeds 13.1 min (the test runs beside it cost the rest).
 # --skip-test: `vigil evaluate` below measures every bundle on MNIST test; doing it in
 # `vigil train` as well cost 2 of the variational network's 14 minutes.
 # Seeds 0, 10 and 20, not 0, 1 and 2: the ensemble of seed s seeds its members 1-4 with
