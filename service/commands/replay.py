@@ -36,6 +36,8 @@ SCORE_RTOL = 1e-4
 #: Logged fields compared exactly, then the ones compared within a tolerance.
 EXACT = ("predicted_label", "prediction_set", "failure_flagged", "ood_flagged", "decision")
 CLOSE = ("probabilities", "failure_score", "ood_score")
+#: Each score's method: scores of two different methods are not compared, their methods differ.
+METHODS = ("failure_method", "ood_method")
 SHOWN = 20
 
 
@@ -60,10 +62,13 @@ def differing_fields(logged: dict[str, Any], replayed: PredictionPublic) -> list
     old_p, new_p = logged["probabilities"] or [], new["probabilities"]
     if len(old_p) != len(new_p) or any(abs(a - b) > PROB_TOLERANCE for a, b in zip(old_p, new_p, strict=False)):
         out.append("probabilities")
-    for name in ("failure_score", "ood_score"):
-        a, b = logged[name], new[name]
+    for role in ("failure", "ood"):
+        if logged[f"{role}_method"] != new[f"{role}_method"]:
+            out.append(f"{role}_method")
+            continue
+        a, b = logged[f"{role}_score"], new[f"{role}_score"]
         if a is None or abs(a - b) > SCORE_RTOL * max(1.0, abs(a)):
-            out.append(name)
+            out.append(f"{role}_score")
     return out
 
 
@@ -73,7 +78,7 @@ def _rows(engine: Engine, model: str | None, since: Any, until: Any, limit: int 
 
     from service.db.tables import RequestRecord as R
 
-    columns = [R.request_id, R.model_name, R.model_version, R.input_pixels, *(getattr(R, n) for n in EXACT + CLOSE)]
+    columns = [R.request_id, R.model_name, R.model_version, R.input_pixels, *(getattr(R, n) for n in EXACT + CLOSE + METHODS)]
     stmt = select(*columns).where(R.input_pixels.is_not(None), R.predicted_label.is_not(None))
     if model is not None:
         stmt = stmt.where(R.model_name == model)
@@ -102,7 +107,7 @@ def replay(engine: Engine, bundle: Bundle, model: str | None, since: Any = None,
     from service.respond import build_prediction
 
     pipeline, result = Pipeline(bundle), Replay()
-    names = ["request_id", "model_name", "model_version", "input_pixels", *EXACT, *CLOSE]
+    names = ["request_id", "model_name", "model_version", "input_pixels", *EXACT, *CLOSE, *METHODS]
     batch: list[tuple[dict[str, Any], torch.Tensor]] = []
 
     def flush() -> None:

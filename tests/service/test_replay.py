@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -49,6 +51,16 @@ def logged(mc_bundle: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFac
     return serve_and_log(f"sqlite:///{tmp_path_factory.mktemp('replay') / 'log.db'}", mc_bundle, data_dir)
 
 
+def edited_copy(bundle: Path, tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of `bundle` whose manifest `edit` changed in place (the weights, and their checksum, kept)."""
+    out = tmp_path / "edited"
+    shutil.copytree(bundle, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    edit(manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
 def test_the_bundle_that_logged_the_answers_gives_them_again(
     db_url: str, mc_bundle: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -65,11 +77,7 @@ def test_a_bundle_changed_under_the_same_name_and_version_fails_the_audit(
     logged: str, mc_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Same weights (their checksum still holds), another seed in the manifest: other masks.
-    edited = tmp_path / "edited"
-    shutil.copytree(mc_bundle, edited)
-    manifest = json.loads((edited / "manifest.json").read_text())
-    manifest["method_params"]["seed"] = 12345
-    (edited / "manifest.json").write_text(json.dumps(manifest))
+    edited = edited_copy(mc_bundle, tmp_path, lambda m: m["method_params"].update(seed=12345))
     assert vigil(["replay", "--url", logged, "--bundle", str(edited)]) == 1
     out = capsys.readouterr().out
     assert "same answer: 0; different: 11" in out
@@ -94,3 +102,16 @@ def test_bad_options_are_refused(logged: str, mc_bundle: Path, capsys: pytest.Ca
     assert "--since must be before --until" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         vigil(["replay", "--model", "a", "--all-models"])
+
+
+def test_scores_of_another_method_are_not_compared_their_methods_are(
+    logged: str, mc_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def to_entropy(manifest: dict[str, Any]) -> None:
+        assert manifest["failure"]["name"] == "msp"
+        manifest["failure"].update(name="entropy", params={})
+
+    edited = edited_copy(mc_bundle, tmp_path, to_entropy)
+    assert vigil(["replay", "--url", logged, "--bundle", str(edited)]) == 1
+    fields = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("fields that differ"))
+    assert "failure_method 11" in fields and "failure_score" not in fields and "probabilities" not in fields
