@@ -8,6 +8,7 @@ distributions that reports compare live traffic with.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -79,3 +80,11 @@ class Manifest(_Strict):
     created_at: str = ""
     training_seconds: float = 0.0
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    def digest(self) -> str:
+        """SHA-256 of everything the bundle serves: this manifest, weights' checksum included.
+
+        Two processes that loaded the same bundle agree on it; a changed threshold, seed,
+        temperature or version, or other weights, changes it.
+        """
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()

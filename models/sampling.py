@@ -36,7 +36,9 @@ def call_generator(seed: int | None, stream: int = 0) -> torch.Generator:
     layer's weights from its own stream), so that no two layers reuse the same noise.
     """
     base = DEFAULT_SEED if seed is None else int(seed)
-    # Modulo 2**63: any integer a manifest holds is a valid torch seed (negative or huge ones are not).
+    # Modulo 2**63 only so that any integer a manifest holds is accepted (torch refuses negative
+    # and huge ones). The CPU generator keeps the low 32 bits of its seed: seeds equal modulo
+    # 2**32 draw alike, which is plenty for telling bundles and layers apart.
     return torch.Generator().manual_seed((base * 1_000_003 + stream) % 2**63)
 
 

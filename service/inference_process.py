@@ -10,9 +10,9 @@ The parent keeps its dispatcher thread (service/batcher.py); only the computatio
 Nothing is pickled in either direction: the parent sends raw float32 pixels behind a
 shape header, the child answers with a JSON header naming each output tensor's dtype
 and shape, followed by the tensors' raw bytes. The child loads the bundle from disk
-itself (safetensors, as the parent does), tells the parent which weights it loaded (their
-SHA-256: a bundle replaced on disk since the service started is refused, not served under
-the old name), and ignores SIGINT/SIGTERM: it stops when the
+itself (safetensors, as the parent does), tells the parent which bundle it loaded (the
+manifest's digest, which covers the weights' checksum: a bundle changed on disk since the
+service started is refused, not served under the old name), and ignores SIGINT/SIGTERM: it stops when the
 parent sends the stop message or its pipe closes, so a shutdown can finish the queue.
 A child that dies is restarted and the batch retried once (see `ProcessCompute`).
 """
@@ -125,7 +125,7 @@ def _child_main(requests: Connection, answers: Connection, model_dir: str, threa
     except Exception as e:  # noqa: BLE001 - the parent reports it and refuses to start
         answers.send_bytes(encode_error(f"{type(e).__name__}: {e}"))
         return
-    answers.send_bytes(encode_ready(runtime.pipeline.bundle.manifest.weights_sha256))
+    answers.send_bytes(encode_ready(runtime.pipeline.bundle.manifest.digest()))
     while True:
         try:
             msg = requests.recv_bytes()
@@ -161,12 +161,12 @@ class ProcessCompute:
         fold_bn: bool = True,
         start_timeout_s: float = 300.0,
         answer_timeout_s: float = 120.0,
-        weights_sha256: str | None = None,
+        bundle_digest: str | None = None,
     ) -> None:
         self._args = (str(model_dir), threads, chunk, channels_last, fold_bn)
-        #: The weights the parent serves under its manifest (None: not checked). A restarted child
-        #: re-reads the bundle from disk; other weights there are refused, not served.
-        self.weights_sha256 = weights_sha256
+        #: `Manifest.digest()` of the bundle the parent serves (None: not checked). A restarted
+        #: child re-reads the bundle from disk; another manifest or other weights are refused.
+        self.bundle_digest = bundle_digest
         self.start_timeout_s, self.answer_timeout_s = start_timeout_s, answer_timeout_s
         self._ctx = mp.get_context("spawn")  # never fork a process that already runs threads
         self._lock = threading.Lock()  # guards the fields below and the request pipe
@@ -214,11 +214,11 @@ class ProcessCompute:
         except (EOFError, OSError, InferenceFailed) as e:
             self._kill_locked()
             raise InferenceUnavailable(f"the inference process failed to start: {e}") from e
-        if self.weights_sha256 is not None and loaded != self.weights_sha256:
+        if self.bundle_digest is not None and loaded != self.bundle_digest:
             self._kill_locked()
             raise InferenceUnavailable(
-                f"the inference process failed to start: the bundle at {self._args[0]} holds other weights "
-                f"(SHA-256 {loaded[:12]}...) than the ones this service started with ({self.weights_sha256[:12]}...); "
+                f"the inference process failed to start: the bundle at {self._args[0]} changed since this service "
+                f"started (manifest or weights; digest {loaded[:12]}... against {self.bundle_digest[:12]}...); "
                 "restart the service to serve the new bundle"
             )
 
@@ -301,15 +301,15 @@ class ProcessCompute:
         self._proc, self._requests, self._answers = None, None, None
 
 
-def encode_ready(weights_sha256: str) -> bytes:
-    head = json.dumps({"weights_sha256": weights_sha256}).encode()
+def encode_ready(bundle_digest: str) -> bytes:
+    head = json.dumps({"bundle_digest": bundle_digest}).encode()
     return _HEADER.pack(len(head)) + head
 
 
 def decode_ready(msg: bytes) -> str:
-    """The child's first message: when ready, the SHA-256 of the weights it loaded; else its start-up error."""
+    """The child's first message: when ready, the digest of the bundle it loaded; else its start-up error."""
     (size,) = _HEADER.unpack_from(msg)
     head = json.loads(msg[_HEADER.size : _HEADER.size + size])
     if head.get("ok") is False:
         raise InferenceFailed(head["error"])
-    return str(head["weights_sha256"])
+    return str(head["bundle_digest"])

@@ -55,7 +55,7 @@ class InferenceRuntime:
         if process_model_dir is not None:
             self.remote = ProcessCompute(
                 process_model_dir, threads, chunk, channels_last=channels_last, fold_bn=fold_bn,
-                weights_sha256=bundle.manifest.weights_sha256,
+                bundle_digest=bundle.manifest.digest(),
             )  # fmt: skip
             self.batcher: MicroBatcher = PipelinedBatcher(self.remote, max_batch, max_wait_ms / 1000.0, max_pending)
         else:

@@ -6,6 +6,7 @@ shutdown, and failures answered as logged errors rather than bare 500s.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -283,23 +284,32 @@ def test_a_child_that_dies_without_traffic_is_replaced_by_the_watchdog(ensemble_
     assert not rt.remote.alive  # closing stopped the watchdog first: the child stays stopped
 
 
-def test_a_restarted_child_refuses_a_bundle_replaced_on_disk(tiny_bundle: Path, ensemble_odin: Path, tmp_path: Path) -> None:
-    # The child re-reads the bundle when it is restarted: weights other than the ones the
-    # service answers for (its manifest, model card, logs) must not be served under that name.
+def test_a_restarted_child_refuses_a_bundle_changed_on_disk(tiny_bundle: Path, ensemble_odin: Path, tmp_path: Path) -> None:
+    # The child re-reads the bundle when it is restarted: another model, or the same weights
+    # under another manifest (threshold, seed, version), must not be served under the name,
+    # version and thresholds the service answers with.
     served = tmp_path / "served"
     shutil.copytree(tiny_bundle, served)
-    remote = ProcessCompute(served, 1, 32, weights_sha256=load_bundle(tiny_bundle).manifest.weights_sha256)
+    remote = ProcessCompute(served, 1, 32, bundle_digest=load_bundle(tiny_bundle).manifest.digest())
     remote.start()
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    retuned = json.dumps({**manifest, "failure": {**manifest["failure"], "threshold": 0.5}})
     try:
         assert remote.alive
-        for name in ("manifest.json", "weights.safetensors"):  # a deploy overwrote the folder
-            shutil.copy(ensemble_odin / name, served / name)
-        with pytest.raises(InferenceUnavailable, match="holds other weights") as refused:
-            remote.restart(remote.generation)
-        assert "restart the service" in str(refused.value)
-        assert (remote.failed_restarts, remote.alive) == (1, False)
-        for name in ("manifest.json", "weights.safetensors"):  # the served bundle is back
-            shutil.copy(tiny_bundle / name, served / name)
+        for change in ("other bundle", "same weights, other threshold"):
+            if change == "other bundle":  # a deploy overwrote the folder
+                for name in ("manifest.json", "weights.safetensors"):
+                    shutil.copy(ensemble_odin / name, served / name)
+            else:
+                shutil.copy(tiny_bundle / "weights.safetensors", served / "weights.safetensors")
+                (served / "manifest.json").write_text(retuned)
+            remote._retry_at = 0.0
+            with pytest.raises(InferenceUnavailable, match="changed since this service started") as refused:
+                remote.restart(remote.generation)
+            assert "restart the service" in str(refused.value), change
+            assert not remote.alive, change
+        assert remote.failed_restarts == 2
+        shutil.copy(tiny_bundle / "manifest.json", served / "manifest.json")  # the served bundle is back
         remote._retry_at = 0.0
         remote.restart(remote.generation)
         assert remote.alive and remote.failed_restarts == 0
