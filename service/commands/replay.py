@@ -9,6 +9,10 @@ must give the row's answer again:
   behind them is the one on disk). Exit status 1 when one does not.
 - what-if: replayed with another version, the report counts the decisions that would
   change (accept -> abstain, ...) on real traffic before it is deployed.
+Rows are reported by the model (name, version) that logged them, so the rows of the
+bundle's own version are audited whatever else was selected. Exit status: 0, 1 when the
+audit failed (an answer differs, or a stored input of its own rows cannot be replayed),
+2 for a usage error, 3 when no row was selected (an audit of nothing is no pass).
 """
 
 from __future__ import annotations
@@ -39,18 +43,31 @@ CLOSE = ("probabilities", "failure_score", "ood_score")
 #: Each score's method: scores of two different methods are not compared, their methods differ.
 METHODS = ("failure_method", "ood_method")
 SHOWN = 20
+#: Exit status when no row was selected: an audit of nothing is not a pass (1: the audit failed;
+#: 2: a usage error, as every vigil command).
+NOTHING = 3
 
 
 @dataclass
-class Replay:
-    """What a replay found: counts, the rows that differ and how decisions moved."""
+class Tally:
+    """The replay of one logging model's rows (name, version): counts, a few examples."""
 
-    rows: int = 0
-    unreadable: list[str] = field(default_factory=list)
-    differ: dict[str, list[str]] = field(default_factory=dict)  # request id -> differing fields
+    answered: int = 0
+    differ: int = 0
     fields: Counter[str] = field(default_factory=Counter)
     decisions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (logged, replayed)
-    logged_by: Counter[tuple[str, str]] = field(default_factory=Counter)  # (name, version)
+    #: The first `SHOWN` differing rows (request id, fields): a replay of millions stays small.
+    examples: list[tuple[str, list[str]]] = field(default_factory=list)
+    unreadable: int = 0
+    unreadable_examples: list[str] = field(default_factory=list)
+
+
+class BadInput(ValueError):
+    """A stored input this bundle cannot take; the message says why."""
+
+
+def _tally(result: dict[tuple[str, str], Tally], row: dict[str, Any]) -> Tally:
+    return result.setdefault((str(row["model_name"]), str(row["model_version"])), Tally())
 
 
 def differing_fields(logged: dict[str, Any], replayed: PredictionPublic) -> list[str]:
@@ -92,21 +109,36 @@ def _rows(engine: Engine, model: str | None, since: Any, until: Any, limit: int 
             yield from part
 
 
-def _pixels(blob: bytes) -> Any:
+def _pixels(blob: bytes, shape: tuple[int, int, int]) -> Any:
+    """The stored input as the bundle takes it, ``[C, H, W]`` float32, or `BadInput`."""
     import numpy as np
     import torch
 
-    return torch.from_numpy(np.load(io.BytesIO(blob), allow_pickle=False).astype(np.float32))
+    try:
+        arr = np.load(io.BytesIO(blob), allow_pickle=False)
+    except (ValueError, EOFError, OSError) as e:
+        raise BadInput(f"not an .npy array ({type(e).__name__})") from e
+    if not isinstance(arr, np.ndarray):  # an .npz archive
+        raise BadInput("not an .npy array (an archive)")
+    if arr.dtype.kind not in "fiu":
+        raise BadInput(f"dtype {arr.dtype}, not real numbers")
+    if arr.shape != shape:
+        raise BadInput(f"shape {tuple(arr.shape)}, the bundle takes {shape}")
+    return torch.from_numpy(arr.astype(np.float32))
 
 
-def replay(engine: Engine, bundle: Bundle, model: str | None, since: Any = None, until: Any = None, limit: int | None = None) -> Replay:
-    """Answer every selected row's stored input with `bundle`, as served, and compare."""
+def replay(
+    engine: Engine, bundle: Bundle, model: str | None, since: Any = None, until: Any = None, limit: int | None = None
+) -> dict[tuple[str, str], Tally]:
+    """Answer every selected row's stored input with `bundle`, as served, and compare; by logging model."""
     import torch
 
     from models.pipeline import Pipeline
     from service.respond import build_prediction
 
-    pipeline, result = Pipeline(bundle), Replay()
+    spec = bundle.manifest.input
+    shape = (spec.channels, spec.height, spec.width)
+    pipeline, result = Pipeline(bundle), {}
     names = ["request_id", "model_name", "model_version", "input_pixels", *EXACT, *CLOSE, *METHODS]
     batch: list[tuple[dict[str, Any], torch.Tensor]] = []
 
@@ -114,24 +146,26 @@ def replay(engine: Engine, bundle: Bundle, model: str | None, since: Any = None,
         out = pipeline.run(torch.stack([x for _, x in batch]))
         for i, (row, _) in enumerate(batch):
             answer = build_prediction(out.row(i), bundle.manifest, row["request_id"], 0.0)
-            result.decisions[(row["decision"], answer.decision)] += 1
+            tally = _tally(result, row)
+            tally.answered += 1
+            tally.decisions[(row["decision"], answer.decision)] += 1
             if differ := differing_fields(row, answer):
-                result.differ[row["request_id"]] = differ
-                result.fields.update(differ)
+                tally.differ += 1
+                tally.fields.update(differ)
+                if len(tally.examples) < SHOWN:
+                    tally.examples.append((row["request_id"], differ))
         batch.clear()
 
     for values in _rows(engine, model, since, until, limit):
         row = dict(zip(names, values, strict=True))
-        result.rows += 1
-        result.logged_by[(row["model_name"], row["model_version"])] += 1
         try:
-            x = _pixels(row["input_pixels"])
-        except ValueError:  # not an .npy array (numpy raises ValueError for every malformed header)
-            result.unreadable.append(row["request_id"])
+            batch.append((row, _pixels(row["input_pixels"], shape)))
+        except BadInput as e:
+            tally = _tally(result, row)
+            tally.unreadable += 1
+            if len(tally.unreadable_examples) < 3:
+                tally.unreadable_examples.append(f"{row['request_id']}: {e}")
             continue
-        if batch and x.shape != batch[0][1].shape:
-            flush()  # another input size: its own forward
-        batch.append((row, x))
         if len(batch) == BATCH:
             flush()
     if batch:
@@ -139,28 +173,31 @@ def replay(engine: Engine, bundle: Bundle, model: str | None, since: Any = None,
     return result
 
 
-def report(result: Replay, bundle: Bundle) -> tuple[list[str], bool]:
-    """Printable lines, and whether this was an audit that failed."""
+def report(result: dict[tuple[str, str], Tally], bundle: Bundle) -> tuple[list[str], bool]:
+    """Printable lines, and whether the audit failed: a row logged by this very bundle (name and
+    version) that it now answers otherwise, or whose stored input it cannot read."""
     m = bundle.manifest
-    own = set(result.logged_by) == {(m.name, m.version)}
-    answered = result.rows - len(result.unreadable)
-    logged_by = ", ".join(f"{n} v{v}: {c}" for (n, v), c in sorted(result.logged_by.items(), key=str))
-    lines = [f"replayed {answered} logged answers ({logged_by or 'none'}) with {m.name} v{m.version}"]
-    if result.unreadable:
-        lines.append(f"unreadable stored inputs: {len(result.unreadable)} (e.g. {', '.join(result.unreadable[:3])})")
-    lines.append(f"same answer: {answered - len(result.differ)}; different: {len(result.differ)}")
-    if result.differ:
-        lines.append("fields that differ: " + ", ".join(f"{k} {v}" for k, v in result.fields.most_common()))
-        for rid, names in list(result.differ.items())[:SHOWN]:
-            lines.append(f"  {rid}: {', '.join(names)}")
-        if len(result.differ) > SHOWN:
-            lines.append(f"  ... and {len(result.differ) - SHOWN} more")
-    moved = {k: v for k, v in result.decisions.items() if k[0] != k[1]}
-    if moved:
-        lines.append("decisions that change: " + ", ".join(f"{a} -> {b}: {c}" for (a, b), c in sorted(moved.items())))
-    if own and result.differ:
-        lines.append(f"AUDIT FAILED: {m.name} v{m.version} logged these rows but does not answer them so now")
-    return lines, own and bool(result.differ)
+    total = sum(t.answered for t in result.values())
+    lines = [f"replayed {total} logged answers with {m.name} v{m.version}"]
+    failed = False
+    for (name, version), t in sorted(result.items()):
+        own = (name, version) == (m.name, m.version)
+        kind = "audit: the bundle that logged them" if own else "what-if: another model"
+        lines.append(f"logged by {name} v{version} ({kind}): same answer: {t.answered - t.differ}; different: {t.differ}")
+        if t.unreadable:
+            lines.append(f"  inputs that cannot be replayed: {t.unreadable} (" + "; ".join(t.unreadable_examples) + ")")
+        if t.differ:
+            lines.append("  fields that differ: " + ", ".join(f"{k} {v}" for k, v in t.fields.most_common()))
+            lines += [f"  {rid}: {', '.join(fields)}" for rid, fields in t.examples]
+            if t.differ > len(t.examples):
+                lines.append(f"  ... and {t.differ - len(t.examples)} more")
+        moved = {k: v for k, v in t.decisions.items() if k[0] != k[1]}
+        if moved:
+            lines.append("  decisions that change: " + ", ".join(f"{a} -> {b}: {c}" for (a, b), c in sorted(moved.items())))
+        failed = failed or (own and bool(t.differ or t.unreadable))
+    if failed:
+        lines.append(f"AUDIT FAILED: rows logged by {m.name} v{m.version} are not answered so by it now")
+    return lines, failed
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -181,6 +218,12 @@ def _run(args: argparse.Namespace) -> int:
         result = replay(engine, bundle, model, args.since, args.until, args.limit)
     finally:
         engine.dispose()
+    if not result:
+        print(
+            "nothing to replay: no successful prediction with a stored input was selected "
+            "(inputs are stored with VIGIL_LOG_STORE_INPUTS=true)"
+        )
+        return NOTHING
     lines, failed = report(result, bundle)
     print("\n".join(lines))
     return 1 if failed else 0

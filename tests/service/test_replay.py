@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from service.app import create_app
 from service.cli import main as vigil
+from service.db.engine import make_engine
 from service.settings import Settings
 from tests.images import digit_png, noise_png
 from training.data import load_mnist
@@ -67,8 +71,9 @@ def test_the_bundle_that_logged_the_answers_gives_them_again(
     logged = serve_and_log(db_url, mc_bundle, data_dir)  # on both backends: rows are streamed
     assert vigil(["replay", "--url", logged, "--bundle", str(mc_bundle)]) == 0
     out = capsys.readouterr().out
-    assert "replayed 11 logged answers (tiny-mc v1: 11) with tiny-mc v1" in out  # the refused upload has no answer
-    assert "same answer: 11; different: 0" in out and "decisions that change" not in out
+    assert "replayed 11 logged answers with tiny-mc v1" in out  # the refused upload has no answer
+    assert "logged by tiny-mc v1 (audit: the bundle that logged them): same answer: 11; different: 0" in out
+    assert "decisions that change" not in out and "AUDIT FAILED" not in out
     assert vigil(["replay", "--url", logged, "--bundle", str(mc_bundle), "--limit", "3"]) == 0
     assert "same answer: 3; different: 0" in capsys.readouterr().out
 
@@ -81,7 +86,7 @@ def test_a_bundle_changed_under_the_same_name_and_version_fails_the_audit(
     assert vigil(["replay", "--url", logged, "--bundle", str(edited)]) == 1
     out = capsys.readouterr().out
     assert "same answer: 0; different: 11" in out
-    assert "probabilities 11" in out and "AUDIT FAILED: tiny-mc v1 logged these rows" in out
+    assert "probabilities 11" in out and "AUDIT FAILED: rows logged by tiny-mc v1 are not answered so" in out
 
 
 def test_another_model_is_a_what_if_on_the_logged_traffic(
@@ -89,12 +94,13 @@ def test_another_model_is_a_what_if_on_the_logged_traffic(
 ) -> None:
     # The deterministic network under its own name: rows are picked by --model, and answers that
     # differ are the point of the comparison, not an audit failure.
-    assert vigil(["replay", "--url", logged, "--bundle", str(tiny_bundle)]) == 0
-    assert "replayed 0 logged answers (none) with tiny v1" in capsys.readouterr().out
+    assert vigil(["replay", "--url", logged, "--bundle", str(tiny_bundle)]) == 3  # an audit of nothing is no pass
+    assert "nothing to replay" in capsys.readouterr().out
     assert vigil(["replay", "--url", logged, "--bundle", str(tiny_bundle), "--model", "tiny-mc"]) == 0
     out = capsys.readouterr().out
-    assert "replayed 11 logged answers (tiny-mc v1: 11) with tiny v1" in out
-    assert "different: 11" in out and "AUDIT FAILED" not in out
+    assert "replayed 11 logged answers with tiny v1" in out
+    assert "logged by tiny-mc v1 (what-if: another model): same answer: 0; different: 11" in out
+    assert "AUDIT FAILED" not in out
 
 
 def test_bad_options_are_refused(logged: str, mc_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -113,5 +119,51 @@ def test_scores_of_another_method_are_not_compared_their_methods_are(
 
     edited = edited_copy(mc_bundle, tmp_path, to_entropy)
     assert vigil(["replay", "--url", logged, "--bundle", str(edited)]) == 1
-    fields = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("fields that differ"))
+    fields = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("  fields that differ"))
     assert "failure_method 11" in fields and "failure_score" not in fields and "probabilities" not in fields
+
+
+def _log_copy(logged: str, tmp_path: Path, *statements: str, params: dict[str, Any] | None = None) -> str:
+    """A copy of the SQLite log with `statements` applied (the rows' hash chain is not the point here)."""
+    copy = tmp_path / "copy.db"
+    shutil.copy(logged.removeprefix("sqlite:///"), copy)
+    url = f"sqlite:///{copy}"
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for sql in statements:
+            conn.execute(text(sql), params or {})
+    engine.dispose()
+    return url
+
+
+def test_rows_of_an_older_version_do_not_hide_a_failed_audit(
+    logged: str, mc_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # After an upgrade the log holds both versions under one name: the audit is of the rows the
+    # bundle's own version logged, whatever else was selected.
+    url = _log_copy(logged, tmp_path, "UPDATE request_log SET model_version = '0' WHERE id % 2 = 0")
+    assert vigil(["replay", "--url", url, "--bundle", str(mc_bundle)]) == 0
+    out = capsys.readouterr().out
+    assert "logged by tiny-mc v0 (what-if: another model)" in out and "logged by tiny-mc v1 (audit" in out
+    edited = edited_copy(mc_bundle, tmp_path, lambda m: m["method_params"].update(seed=12345))
+    assert vigil(["replay", "--url", url, "--bundle", str(edited)]) == 1
+    assert "AUDIT FAILED: rows logged by tiny-mc v1" in capsys.readouterr().out
+
+
+def test_stored_inputs_the_bundle_cannot_take_are_named_and_fail_the_audit(
+    logged: str, mc_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = io.BytesIO()
+    np.save(wrong, np.zeros((1, 32, 32), np.float32), allow_pickle=False)
+    url = _log_copy(
+        logged,
+        tmp_path,
+        "UPDATE request_log SET input_pixels = :empty WHERE id = (SELECT MIN(id) FROM request_log WHERE input_pixels IS NOT NULL)",
+        "UPDATE request_log SET input_pixels = :wrong WHERE id = (SELECT MAX(id) FROM request_log WHERE input_pixels IS NOT NULL)",
+        params={"empty": b"", "wrong": wrong.getvalue()},
+    )
+    assert vigil(["replay", "--url", url, "--bundle", str(mc_bundle)]) == 1
+    out = capsys.readouterr().out
+    assert "same answer: 9; different: 0" in out and "inputs that cannot be replayed: 2" in out
+    assert "not an .npy array (EOFError)" in out and "shape (1, 32, 32), the bundle takes (1, 28, 28)" in out
+    assert "AUDIT FAILED" in out
