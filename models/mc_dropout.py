@@ -8,8 +8,8 @@ only the cheap head runs T times, as one batched computation.
 
 The T masks are drawn from the bundle's seed at every call and shared by the batch
 (`models.sampling`: common random numbers): each input still gets T independent
-dropout draws, and the same input always gets the same answer. Masks are drawn explicitly (`models.sampling.dropout_mask`) rather than through
-`nn.Dropout`, so inference never depends on `module.train()`: the shared serving
+dropout draws, and the same input always gets the same answer. Masks are drawn
+explicitly (`models.sampling.dropout_mask`) rather than through `nn.Dropout`, so inference never depends on `module.train()`: the shared serving
 model is never flipped to training mode, and the BatchNorm layers keep their
 running statistics.
 

@@ -132,7 +132,7 @@ class VariationalCNN(UncertaintyModel):
     def _drawn_features(self, x: torch.Tensor, draws: list[tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
         # [B, C, H, W] -> [K, B, D]; the first convolution sees the same input for every draw.
         h: torch.Tensor = x
-        for block, (weight, bias) in zip(self.conv, draws, strict=False):
+        for block, (weight, bias) in zip(self.conv, draws[: len(self.conv)], strict=True):
             h = block[0].forward_drawn(h, weight, bias)  # [K, B, out, H, W]
             h = block[1:](h.flatten(0, 1)).unflatten(0, h.shape[:2])  # BatchNorm, ReLU, pool
         fc1_weight, fc1_bias = draws[len(self.conv)]

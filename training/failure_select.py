@@ -47,11 +47,16 @@ def aupr_errors(scorers: Mapping[str, Scorer], inp: ScoreInput, labels: torch.Te
         return {name: metrics.misclassification(s.score(inp), correct)["aupr_error"] for name, s in scorers.items()}
 
 
-def choose_failure_scorer(model: UncertaintyModel, learned: Mapping[str, Scorer], splits: Splits) -> tuple[Scorer, dict[str, Any]]:
-    """The served failure scorer among the plain candidates and `learned`, and the report for the manifest."""
+def choose_failure_scorer(
+    model: UncertaintyModel, learned: Mapping[str, Scorer], splits: Splits, temperature: float | None = None
+) -> tuple[Scorer, dict[str, Any]]:
+    """The served failure scorer among the plain candidates and `learned`, and the report for the manifest.
+
+    Scored at `temperature`, the one finalize() fits on val (computed here when not given),
+    so the scores are those served.
+    """
     model.eval()
-    # The same temperature finalize() fits (on val), so the scores are those served.
-    temperature = served_temperature(model, splits.val)
+    temperature = served_temperature(model, splits.val) if temperature is None else temperature
     feats, logits = features_and_logits(model, splits.cal.x)  # one forward of cal serves every candidate
     pool = {**plain_candidates(logits.shape[0]), **learned}
     values = aupr_errors(pool, ScoreInput(model, normalise(splits.cal.x), logits, feats, temperature), splits.cal.y)

@@ -21,7 +21,7 @@ from training.confidnet_train import fit_confidnet
 from training.data import load_mnist, make_splits
 from training.failure_select import choose_failure_scorer
 from training.finalize import BundleSpec, finalize
-from training.loop import TrainConfig
+from training.loop import TrainConfig, served_temperature
 from training.options import (
     check_confidnet_options,
     check_fitting_options,
@@ -70,11 +70,13 @@ def run(args: argparse.Namespace) -> int:
         extra.update(reports)
         return head
 
+    # Both auto choices score at the served temperature: one pass over val fits it for both.
+    temperature = served_temperature(model, splits.val) if "auto" in (args.failure_scorer, args.ood_scorer) else None
     if args.failure_scorer == "auto":
         # The bundle's own ConfidNet head competes as it is (it was trained on this model),
         # unless a recipe was asked for; a bundle without one gets one trained first.
         head = failure if m.failure.name == "confidnet" and not recipe_asked else new_head()
-        failure, extra["failure_fit"] = choose_failure_scorer(model, {"confidnet": head}, splits)
+        failure, extra["failure_fit"] = choose_failure_scorer(model, {"confidnet": head}, splits, temperature)
     elif args.failure_scorer:  # asked for by name: fitted anew, even if it is the same kind
         extra.pop("failure_fit", None)  # auto's choice, which this name overrides
         if args.failure_scorer == "confidnet":
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             drop_head()
             failure = build_scorer(args.failure_scorer)
-    ood, chosen = fit_ood_scorer(args.ood_scorer or m.ood.name, model, splits)
+    ood, chosen = fit_ood_scorer(args.ood_scorer or m.ood.name, model, splits, temperature)
     if chosen:
         extra["ood_fit"] = chosen
     spec = BundleSpec(

@@ -87,8 +87,9 @@ def _supports_layers(model: UncertaintyModel, x: torch.Tensor) -> bool:
     return True
 
 
-def choose_auto(model: UncertaintyModel, splits: Splits) -> tuple[Scorer, dict[str, Any]]:
-    """Fit every supported candidate and keep the best by the ID-only FGSM-proxy AUROC."""
+def choose_auto(model: UncertaintyModel, splits: Splits, temperature: float | None = None) -> tuple[Scorer, dict[str, Any]]:
+    """Fit every supported candidate and keep the best by the ID-only FGSM-proxy AUROC, scored at
+    the served `temperature` (computed here when not given)."""
     model.eval()
     _, choice_x = _val_parts(splits)
     with torch.no_grad():
@@ -98,7 +99,7 @@ def choose_auto(model: UncertaintyModel, splits: Splits) -> tuple[Scorer, dict[s
     fitted = {n: fit_named(n, model, splits) for n in names}
     x_choice = normalise(choice_x)
     # MSP, entropy and mutual information depend on the temperature: rank them as served.
-    temperature = served_temperature(model, splits.val)
+    temperature = served_temperature(model, splits.val) if temperature is None else temperature
     proxies = fgsm_proxy(model, x_choice, [MNIST_STD])
     aurocs = proxy_aurocs({n: s for n, (s, _) in fitted.items()}, model, x_choice, proxies, temperature)
     best = max(aurocs.values())
@@ -108,8 +109,8 @@ def choose_auto(model: UncertaintyModel, splits: Splits) -> tuple[Scorer, dict[s
     return scorer, {**report, "auto_chosen": chosen, "auto_rule": rule, "auto_proxy_auroc": aurocs, "auto_temperature": temperature}
 
 
-def fit_ood_scorer(name: str, model: UncertaintyModel, splits: Splits) -> tuple[Scorer, dict[str, Any]]:
-    """The scorer `name` (or the `auto` choice) fitted on ID data, and what was chosen."""
+def fit_ood_scorer(name: str, model: UncertaintyModel, splits: Splits, temperature: float | None = None) -> tuple[Scorer, dict[str, Any]]:
+    """The scorer `name` (or the `auto` choice, at the served `temperature`) fitted on ID data, and what was chosen."""
     if name == "auto":
-        return choose_auto(model, splits)
+        return choose_auto(model, splits, temperature)
     return fit_named(name, model, splits)

@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import io
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sqlalchemy import Engine, Row
 
     from models.bundle import Bundle
     from service.schemas import PredictionPublic
@@ -89,7 +89,7 @@ def differing_fields(logged: dict[str, Any], replayed: PredictionPublic) -> list
     return out
 
 
-def _rows(engine: Engine, model: str | None, since: Any, until: Any, limit: int | None) -> Iterator[Sequence[Any]]:
+def _rows(engine: Engine, model: str | None, since: Any, until: Any, limit: int | None) -> Iterator[Row[Any]]:
     """Successful predictions with a stored input, oldest first, a few hundred at a time."""
     from sqlalchemy import select
 
@@ -139,11 +139,10 @@ def replay(
     spec = bundle.manifest.input
     shape = (spec.channels, spec.height, spec.width)
     pipeline, result = Pipeline(bundle), {}
-    names = ["request_id", "model_name", "model_version", "input_pixels", *EXACT, *CLOSE, *METHODS]
     batch: list[tuple[dict[str, Any], torch.Tensor]] = []
 
     def flush() -> None:
-        out = pipeline.run(torch.stack([x for _, x in batch]))
+        out = pipeline.run(torch.stack([x for _, x in batch])).with_values()  # once per batch, as served
         for i, (row, _) in enumerate(batch):
             answer = build_prediction(out.row(i), bundle.manifest, row["request_id"], 0.0)
             tally = _tally(result, row)
@@ -156,8 +155,8 @@ def replay(
                     tally.examples.append((row["request_id"], differ))
         batch.clear()
 
-    for values in _rows(engine, model, since, until, limit):
-        row = dict(zip(names, values, strict=True))
+    for selected in _rows(engine, model, since, until, limit):
+        row = dict(selected._mapping)
         try:
             batch.append((row, _pixels(row["input_pixels"], shape)))
         except BadInput as e:
@@ -202,15 +201,10 @@ def report(result: dict[tuple[str, str], Tally], bundle: Bundle) -> tuple[list[s
 
 def _run(args: argparse.Namespace) -> int:
     from models.bundle import load_bundle
-    from models.usage import UsageError
-    from service.commands.requestlog import _engine
-    from service.db.queries import WindowError, check_window
+    from service.commands.requestlog import _engine, _window
     from service.settings import Settings
 
-    try:
-        check_window(args.since, args.until)
-    except WindowError as e:
-        raise UsageError(e.describe("--since", "--until")) from e
+    _window(args)
     bundle = load_bundle(Path(args.bundle) if args.bundle else Settings().model_dir)
     engine = _engine(args)
     try:

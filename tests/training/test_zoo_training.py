@@ -11,6 +11,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from models import calibration
 from models.bundle import Bundle, load_bundle, save_bundle
 from models.manifest import Manifest
 from models.pipeline import Pipeline
@@ -401,12 +402,18 @@ def test_refit_auto_lets_the_stored_head_compete_without_retraining(zoo: dict[st
     assert m.failure.name == m.metrics["failure_fit"]["auto_chosen"] == (max(defined, key=defined.get) if defined else "msp")
 
 
-def test_train_auto_trains_a_head_and_serves_the_winner(data_dir: Path, tmp_path: Path) -> None:
+def test_train_auto_trains_a_head_and_serves_the_winner(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "auto"
     args = ["train", "--method", "deterministic", "--data-dir", str(data_dir), "--out", str(out), "--train-size", "300"]
-    args += ["--val-size", "600", "--epochs", "1", "--skip-test", "--quiet", "--failure-scorer", "auto"]
+    args += ["--val-size", "600", "--epochs", "1", "--skip-test", "--quiet", "--failure-scorer", "auto", "--ood-scorer", "auto"]
+    fits: list[float] = []
+    real_fit = calibration.fit_temperature
+    monkeypatch.setattr(calibration, "fit_temperature", lambda *a, **k: fits.append(real_fit(*a, **k)) or fits[-1])
     assert vigil(args) == 0
     m = load_bundle(out).manifest
+    # Both auto choices scored at the temperature the bundle serves, fitted once for both of them
+    # (the other fit is finalize's own, from the validation logits it needs anyway).
+    assert len(fits) == 2 and fits[0] == pytest.approx(fits[1]) and m.metrics["ood_fit"]["auto_temperature"] == pytest.approx(m.temperature)
     assert "confidnet_fit" in m.metrics  # the head was trained, whether or not it won
     table = m.metrics["failure_fit"]["auto_cal_aupr_error"]
     assert set(table) == {"msp", "entropy", "confidnet"}  # S = 1: no mutual information

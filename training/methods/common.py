@@ -11,7 +11,7 @@ from training.confidnet_train import fit_confidnet
 from training.data import Splits
 from training.failure_select import choose_failure_scorer
 from training.finalize import BundleSpec
-from training.loop import TrainConfig
+from training.loop import TrainConfig, served_temperature
 from training.options import MethodOptions
 from training.scorer_fit import fit_ood_scorer
 
@@ -32,14 +32,16 @@ def bundle_spec(
     """
     model.eval()
     extra: dict[str, Any] = {}
+    # Both auto choices score at the served temperature: one pass over val fits it for both.
+    temperature = served_temperature(model, splits.val) if "auto" in (opts.failure_scorer, opts.ood_scorer) else None
     if opts.failure_scorer in ("confidnet", "auto"):
         failure, reports = fit_confidnet(model, splits, cfg, opts.arch_params, opts.confidnet_passes, opts.confidnet_finetune_epochs)
         extra.update(reports)
         if opts.failure_scorer == "auto":  # the trained head competes with MCP & co. on held-out data
-            failure, extra["failure_fit"] = choose_failure_scorer(model, {"confidnet": failure}, splits)
+            failure, extra["failure_fit"] = choose_failure_scorer(model, {"confidnet": failure}, splits, temperature)
     else:
         failure = build_scorer(opts.failure_scorer)
-    ood, chosen = fit_ood_scorer(opts.ood_scorer, model, splits)
+    ood, chosen = fit_ood_scorer(opts.ood_scorer, model, splits, temperature)
     if chosen:
         extra["ood_fit"] = chosen
     return BundleSpec(
