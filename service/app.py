@@ -110,7 +110,7 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
     app.state.metrics = Metrics(lambda: getattr(app.state, "ctx", None))
     app.add_middleware(ObserveMiddleware, metrics=app.state.metrics, log_requests=settings.log_requests)  # inside RequestIdMiddleware
     app.add_middleware(OipErrorMiddleware)  # /v2 errors in the OIP shape tritonclient reads
-    app.add_middleware(HeadAsGet, routes=lambda: app.router.routes)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     for r in (predict.router, predict_batch.router, models.router, health.router, requests.router, feedback.router, reports.router):

@@ -73,8 +73,8 @@ class _StateCollector(Collector):
             )
             yield GaugeMetricFamily(
                 "vigil_log_spool_bytes",
-                "Size of the spool file: rows waiting for the database (alert when it does not shrink)",
-                value=file_size(fallback.spool.path),
+                "Size of the spool and its rescue files: rows waiting for the database (alert when it does not shrink)",
+                value=fallback.spool.size(),
             )
         yield GaugeMetricFamily(
             "vigil_log_database_up",
@@ -133,13 +133,6 @@ class _StateCollector(Collector):
         info = GaugeMetricFamily("vigil_model_info", "The served model (always 1)", labels=["name", "version", "method"])
         info.add_metric([manifest.name, manifest.version, manifest.method], 1.0)
         yield info
-
-
-def file_size(path: Path) -> float:
-    try:
-        return float(path.stat().st_size)
-    except OSError:  # no spool file yet
-        return 0.0
 
 
 def resident_bytes(pid: int | None) -> float:

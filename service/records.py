@@ -5,13 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from starlette.requests import Request
 
 from models.manifest import Manifest
+
+if TYPE_CHECKING:  # service.errors imports the rejection log, which builds records
+    from service.errors import ApiError
 
 
 def client_id(request: Request, salt: str) -> str | None:
@@ -34,6 +38,16 @@ def base_record(request: Request, manifest: Manifest, salt: str, endpoint: str) 
         "client_id": client_id(request, salt),
         "model_name": manifest.name,
         "model_version": manifest.version,
+    }
+
+
+def error_fields(e: ApiError, start: float) -> dict[str, Any]:
+    """What a refused request's record says about the refusal, and its latency since `start`."""
+    return {
+        "http_status": e.status,
+        "error_code": e.code,
+        "error_message": e.message[:500],
+        "latency_ms": round((time.perf_counter() - start) * 1000, 3),
     }
 
 

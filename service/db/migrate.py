@@ -33,14 +33,17 @@ def downgrade(url: str, revision: str) -> None:
 
 def revisions(url: str) -> tuple[str | None, str | None]:
     """(the database's revision, the newest one in `migrations/`)."""
-    cfg = alembic_config(url)
-    head = ScriptDirectory.from_config(cfg).get_current_head()
     engine = make_engine(url)  # bounded connection attempts
     try:
-        with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision(), head
+        return _revisions(engine)
     finally:
         engine.dispose()
+
+
+def _revisions(engine: Engine) -> tuple[str | None, str | None]:
+    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision(), head
 
 
 def history(url: str) -> list[str]:
@@ -51,6 +54,5 @@ def history(url: str) -> list[str]:
 
 def is_at_head(engine: Engine) -> bool:
     """True when the database's Alembic revision is the newest one in `migrations/`."""
-    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision() == head
+    current, head = _revisions(engine)
+    return current == head

@@ -103,14 +103,7 @@ def default_spool_path(database_url: str) -> Path:
 def stray_spools(path: Path) -> list[Path]:
     """Non-empty default-named spools beside `path` that are not `path`: rows another database
     URL (or an older naming) left there, which this process will not replay."""
-    found = []
-    for p in path.parent.glob(f"{SPOOL_PREFIX}*.jsonl"):
-        try:
-            if p != path and p.stat().st_size > 0:
-                found.append(p)
-        except OSError:  # replayed and removed meanwhile
-            continue
-    return sorted(found)
+    return sorted(p for p in path.parent.glob(f"{SPOOL_PREFIX}*.jsonl") if p != path and _size(p) > 0)
 
 
 class Spool:
@@ -173,6 +166,10 @@ class Spool:
 
     def has_rows(self) -> bool:
         return bool(self._files())
+
+    def size(self) -> int:
+        """Bytes of rows waiting for the database: the spool and its rescue files."""
+        return sum(_size(p) for p in (self.path, *self._rescued()))
 
     def _rows_naming(self, among: set[str]) -> Iterator[dict[str, Any]]:
         """The complete spooled rows (spool and side files) of the request ids in `among`, under

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Any
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 
 from service.context import AppContext
 from service.errors import ApiError
-from service.records import input_fields, pixel_fields
+from service.records import error_fields, input_fields, pixel_fields
 from service.respond import log_fields
 from service.routes.predict import submit
 from service.schemas import PredictionPublic
@@ -62,17 +61,12 @@ def log_error(
         e.status == 404
     ):  # an unknown model was named: do not credit the served one (as service/rejections.py)
         record.update(model_name=None, model_version=None)
-    record.update(
-        http_status=e.status, error_code=e.code, error_message=e.message[:500]
-    )
-    record["latency_ms"] = round((time.perf_counter() - start) * 1000, 3)
-    submit(ctx, record)
+    submit(ctx, record | error_fields(e, start))
 
 
 def log_failed_inputs(ctx: AppContext, record: dict[str, Any], pixels: np.ndarray, e: ApiError, start: float) -> None:
     """Inference failed for the whole request: one record per input, `<request id>-<i>`, as
     v1's batch logs its items, so a client's per-input ids find their failure."""
-    latency = round((time.perf_counter() - start) * 1000, 3)
-    failure = {"http_status": e.status, "error_code": e.code, "error_message": e.message[:500], "latency_ms": latency}
+    failure = error_fields(e, start)
     for i, x in enumerate(pixels):
         submit(ctx, {**record, **tensor_fields(x), **failure, "request_id": f"{record['request_id']}-{i}"})

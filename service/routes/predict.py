@@ -15,7 +15,7 @@ from service.context import AppContext, CtxDep
 from service.db.writer import QueueFull
 from service.decode import decode_image, decodes_quickly
 from service.errors import ApiError
-from service.records import base_record, input_fields, pixel_fields
+from service.records import base_record, error_fields, input_fields, pixel_fields
 from service.rejections import mark_logged
 from service.respond import build_prediction, log_fields
 from service.schemas import PredictionPublic, error_responses
@@ -115,8 +115,6 @@ async def predict(request: Request, ctx: CtxDep, _client: ClientDep) -> Response
             record.setdefault("input_sha256", None)
             if data and record["input_sha256"] is None:
                 record.update(input_fields(data))
-            record.update(http_status=e.status, error_code=e.code, error_message=e.message[:500])
-            record["latency_ms"] = round((time.perf_counter() - start) * 1000, 3)
-            submit(ctx, record)
+            submit(ctx, record | error_fields(e, start))
             mark_logged(request)
         raise

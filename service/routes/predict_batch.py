@@ -23,7 +23,7 @@ from service.batch_upload import FIELD, batch_images
 from service.body_limit import too_large
 from service.context import AppContext, CtxDep
 from service.errors import ApiError
-from service.records import base_record, input_fields
+from service.records import base_record, error_fields, input_fields
 from service.rejections import mark_logged
 from service.respond import build_prediction, log_fields
 from service.routes.predict import _decode, submit
@@ -88,9 +88,7 @@ def _item_record(request: Request, ctx: AppContext, i: int, data: bytes, fields:
 
 
 def _log_error(ctx: AppContext, record: dict[str, Any], e: ApiError, start: float) -> None:
-    record.update(http_status=e.status, error_code=e.code, error_message=e.message[:500])
-    record["latency_ms"] = round((time.perf_counter() - start) * 1000, 3)
-    submit(ctx, record)
+    submit(ctx, record | error_fields(e, start))
 
 
 def _ensure_log_room(ctx: AppContext, n: int) -> None:

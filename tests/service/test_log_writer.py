@@ -405,3 +405,13 @@ def test_the_writers_timeouts_keep_the_urls_own_session_options(pg_url: str) -> 
             conn.rollback()
         assert shown == ["vigil_elsewhere", "2500ms", "2500ms"]
     engine.dispose()
+
+
+def test_spool_size_counts_rescued_rows_too(tmp_path: Path) -> None:
+    # Rows set aside in a rescue file still wait for the database: the gauge must not say 0.
+    spool = Spool(tmp_path / "spool.jsonl")
+    assert spool.size() == 0
+    (tmp_path / "spool.jsonl.rescue-1").write_text('{"request_id": "a"}\n')
+    assert spool.size() == 20
+    (tmp_path / "spool.jsonl").write_text('{"request_id": "b"}\n')
+    assert spool.size() == 40
