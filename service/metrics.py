@@ -86,6 +86,12 @@ class _StateCollector(Collector):
             "Failed (and retried) request-log batch inserts",
             value=writer.failures,
         )
+        watchdog = getattr(writer, "watchdog", None)
+        yield CounterMetricFamily(
+            "vigil_log_database_stalls",
+            "Request-log database calls broken after making no progress for twice VIGIL_LOG_WRITE_TIMEOUT_S (a hung server)",
+            value=watchdog.stalls if watchdog is not None else 0,
+        )
         yield CounterMetricFamily(
             "vigil_log_records_spooled",
             "Records spooled to disk while the database was down",

@@ -59,7 +59,9 @@ class Settings(BaseSettings):
     log_drain_timeout_s: float = Field(5.0, gt=0)
     #: Seconds one request-log insert may wait on the database (a lock, a hung server) before
     #: it fails and its rows go to the spool: a database that hangs must not fill the queue
-    #: and refuse predictions (503 log_backpressure) while nothing is written.
+    #: and refuse predictions (503 log_backpressure) while nothing is written. A PostgreSQL
+    #: call that makes no progress for twice this (a server that no longer answers at all, where
+    #: its own timeouts cannot fire) has its connection broken by the writer's watchdog.
     log_write_timeout_s: float = Field(5.0, gt=0)
 
     # Request log (issue 5)

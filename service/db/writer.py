@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +30,7 @@ from service.db.fallback import Fallback
 from service.db.journal import Journal, orphans, unstored
 from service.db.rows import COLUMNS, T, to_json
 from service.db.spool import Spool, default_spool_path
+from service.db.watchdog import Watchdog
 from service.settings import Settings
 
 log = logging.getLogger("vigil.writer")
@@ -36,6 +38,10 @@ log = logging.getLogger("vigil.writer")
 #: restarted leaves its rows to the processes still running on the same spool.
 ADOPT_EVERY_S = 30.0
 Overflow = Literal["reject", "spool"]
+#: A database call is broken when it makes no progress for this many times
+#: VIGIL_LOG_WRITE_TIMEOUT_S: past the server's own statement and lock timeouts, with room for
+#: the error's way back, a call still waiting has a server that no longer answers.
+STALL_FACTOR = 2.0
 
 
 class QueueFull(Exception):
@@ -61,8 +67,12 @@ class LogWriter:
         overflow: Overflow = "reject",
         writer_id: str | None = None,
         replay_interval_s: float = 1.0,
+        stall_limit_s: float | None = None,
     ) -> None:
         self.engine = engine
+        #: Breaks a database call that makes no progress for `stall_limit_s` (a server that
+        #: hangs where its own timeouts cannot fire); None: calls are bounded by the server only.
+        self.watchdog = Watchdog(engine, stall_limit_s) if stall_limit_s is not None else None
         self.batch_size = batch_size
         self.flush_s = flush_ms / 1000.0
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
@@ -92,7 +102,13 @@ class LogWriter:
         self._thread = threading.Thread(target=self._run, name="vigil-log-writer", daemon=True)
 
     def start(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.start()
         self._thread.start()
+
+    def _database(self) -> AbstractContextManager[None]:
+        """Around every call into the database, for the watchdog to time."""
+        return self.watchdog.section() if self.watchdog is not None else nullcontext()
 
     def submit(self, record: dict[str, Any]) -> None:
         row = {c: storable(record.get(c)) for c in COLUMNS}
@@ -148,6 +164,8 @@ class LogWriter:
         elif late := drain(self.queue):  # submitted while STOP was being queued
             self.chain.link(late)
             self._write(late)
+        if self.watchdog is not None:
+            self.watchdog.stop()
         if saved:  # else the journal keeps the lost rows for the next start to store
             self.journal.close()
         if self.fallback.pending:
@@ -188,8 +206,11 @@ class LogWriter:
             if batch:
                 self._write(batch)
             self._writing = []
-            if self.fallback.due(now=stopping) and self.fallback.replay(self.engine):
-                self._db_down = False
+            if self.fallback.due(now=stopping):
+                with self._database():
+                    replayed = self.fallback.replay(self.engine)
+                if replayed:
+                    self._db_down = False
 
     def _adopt(self) -> None:
         """Store the rows that processes killed on this spool had queued and not stored (those
@@ -201,7 +222,8 @@ class LogWriter:
             for orphan in orphans(self.fallback.spool.path, self.journal.lock_path):
                 with orphan:
                     try:
-                        fresh = unstored(orphan.rows(), self.fallback.spool, self.engine)
+                        with self._database():
+                            fresh = unstored(orphan.rows(), self.fallback.spool, self.engine)
                     except SQLAlchemyError as e:  # the database is away: every journal would fail alike
                         retry = True
                         log.warning("journals of killed processes not adopted yet (%s); next try in %.1fs", type(e).__name__, self.fallback.interval_s)
@@ -232,7 +254,7 @@ class LogWriter:
     def _write(self, batch: list[dict[str, Any]]) -> None:
         if not self._db_down:
             try:
-                with self.engine.begin() as conn:
+                with self._database(), self.engine.begin() as conn:
                     conn.execute(insert(T), batch)
                 self.written += len(batch)
                 self._settled(batch)
@@ -273,4 +295,6 @@ def build_writer(engine: Engine, settings: Settings) -> LogWriter:
         overflow=settings.log_queue_full,
         writer_id=new_writer_id(settings.log_writer_id),
         replay_interval_s=settings.log_replay_interval_s,
+        # SQLite's own busy timeout bounds its waits: no socket for a watchdog to break.
+        stall_limit_s=None if engine.dialect.name == "sqlite" else STALL_FACTOR * settings.log_write_timeout_s,
     )
