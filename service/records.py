@@ -29,6 +29,12 @@ def client_id(request: Request, salt: str) -> str | None:
     return "ip:" + hashlib.sha256(f"{salt}:{host}".encode()).hexdigest()[:24]
 
 
+def item_id(request_id: str, i: int) -> str:
+    """The id of a batch's `i`-th input: its own record, prediction and error carry it, so a
+    client finds each input's row from the request id it was given."""
+    return f"{request_id}-{i}"
+
+
 def base_record(request: Request, manifest: Manifest, salt: str, endpoint: str) -> dict[str, Any]:
     return {
         "request_id": request.state.request_id,

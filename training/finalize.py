@@ -16,7 +16,6 @@ import torch
 
 from models.base import UncertaintyModel
 from models.bundle import Bundle, save_bundle
-from models.calibration import fit_temperature
 from models.conformal import aps_scores, conformal_quantile
 from models.manifest import ConformalSpec, Manifest, ScorerSpec
 from models.pipeline import Pipeline, PipelineOutput
@@ -25,7 +24,7 @@ from models.thresholds import pass_rate_threshold, selective_risk_threshold
 from models.uncertainty import uncertainty
 from training import metrics
 from training.data import Split, Splits
-from training.loop import normalise, predict_logits
+from training.loop import normalise, predict_logits, served_temperature
 from training.scorer_fit import fit_rows
 
 MNIST_CLASSES = [str(i) for i in range(10)]
@@ -49,6 +48,9 @@ class BundleSpec:
     alpha: float = 0.01
     training_seconds: float = 0.0
     extra_metrics: dict[str, Any] = field(default_factory=dict)
+    #: The served temperature when a choice before `finalize` (an auto scorer) already fitted
+    #: it on validation; None: `finalize` fits it.
+    temperature: float | None = None
 
 
 def run_pipeline(pipeline: Pipeline, data: Split, batch_size: int = 500) -> PipelineOutput:
@@ -98,8 +100,7 @@ def finalize(model: UncertaintyModel, spec: BundleSpec, splits: Splits, out: Pat
     model.eval()
     for m in (model, spec.failure_scorer, spec.ood_scorer):
         m.requires_grad_(False)
-    val_logits = predict_logits(model.sample_logits, splits.val)
-    temperature = fit_temperature(val_logits, splits.val.y)
+    temperature = spec.temperature if spec.temperature is not None else served_temperature(model, splits.val)
     fields = _manifest_fields(spec, temperature, 0.0, 0.0, 1.0, splits.fingerprint)
     val_out = run_pipeline(_pipeline(model, spec, fields), splits.val)
     correct = val_out.probs.argmax(-1) == splits.val.y

@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         training_seconds=m.training_seconds - replaced + (time.perf_counter() - start),
         extra_metrics=extra,
+        temperature=temperature,
     )
     test = None if args.skip_test else load_mnist(data_dir, train=False)
     manifest = finalize(model, spec, splits, Path(args.out), test=test)

@@ -10,7 +10,7 @@ import torch
 
 from service.context import AppContext
 from service.errors import ApiError
-from service.records import error_fields, input_fields, pixel_fields
+from service.records import error_fields, input_fields, item_id, pixel_fields
 from service.respond import log_fields
 from service.routes.predict import submit
 from service.schemas import PredictionPublic
@@ -69,4 +69,4 @@ def log_failed_inputs(ctx: AppContext, record: dict[str, Any], pixels: np.ndarra
     v1's batch logs its items, so a client's per-input ids find their failure."""
     failure = error_fields(e, start)
     for i, x in enumerate(pixels):
-        submit(ctx, {**record, **tensor_fields(x), **failure, "request_id": f"{record['request_id']}-{i}"})
+        submit(ctx, {**record, **tensor_fields(x), **failure, "request_id": item_id(record["request_id"], i)})

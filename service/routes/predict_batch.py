@@ -23,7 +23,7 @@ from service.batch_upload import FIELD, batch_images
 from service.body_limit import too_large
 from service.context import AppContext, CtxDep
 from service.errors import ApiError
-from service.records import base_record, error_fields, input_fields
+from service.records import base_record, error_fields, input_fields, item_id
 from service.rejections import mark_logged
 from service.respond import build_prediction, log_fields
 from service.routes.predict import _decode, submit
@@ -82,7 +82,7 @@ def _decode_all(ctx: AppContext, parts: list[bytes]) -> list[Decoded]:
 
 def _item_record(request: Request, ctx: AppContext, i: int, data: bytes, fields: dict[str, Any] | None) -> dict[str, Any]:
     record = base_record(request, ctx.bundle.manifest, ctx.settings.client_id_salt, ENDPOINT)
-    record["request_id"] = f"{request.state.request_id}-{i}"
+    record["request_id"] = item_id(request.state.request_id, i)
     record.update(fields if fields is not None else input_fields(data))
     return record
 
@@ -144,7 +144,7 @@ async def predict_batch(request: Request, ctx: CtxDep, _client: ClientDep) -> Ba
             results.append(BatchItemError(status=d.status, error=ErrorDetail(code=d.code, message=d.message, request_id=record["request_id"])))
             continue
         assert out is not None
-        pred = build_prediction(out.row(rows[i]), ctx.bundle.manifest, f"{request.state.request_id}-{i}", latency)
+        pred = build_prediction(out.row(rows[i]), ctx.bundle.manifest, item_id(request.state.request_id, i), latency)
         record = _item_record(request, ctx, i, data, d[1])
         record.update(log_fields(pred), http_status=200)
         submit(ctx, record)

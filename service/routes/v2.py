@@ -32,7 +32,7 @@ from service.oip.schemas import (
     ServerMetadata,
     TensorMetadata,
 )
-from service.records import base_record
+from service.records import base_record, item_id
 from service.rejections import mark_logged
 from service.respond import build_prediction
 from service.upload import read_limited
@@ -178,9 +178,7 @@ async def infer(
         inferring = None
         latency = (time.perf_counter() - start) * 1000
         rid = request.state.request_id
-        ids = [
-            f"{rid}-{i}" for i in range(len(pixels))
-        ]  # as /v1/predict/batch names its items
+        ids = [item_id(rid, i) for i in range(len(pixels))]  # as /v1/predict/batch names its items
         preds = [
             build_prediction(out.row(i), manifest, ids[i], latency)
             for i in range(len(pixels))

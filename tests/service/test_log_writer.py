@@ -379,6 +379,31 @@ def test_a_database_that_hangs_sends_rows_to_the_spool_not_the_queue(pg_url: str
     engine.dispose()
 
 
+def test_a_locked_sqlite_file_sends_rows_to_the_spool_after_the_write_timeout(tmp_path: Path) -> None:
+    """SQLite's busy timeout is the writer's VIGIL_LOG_WRITE_TIMEOUT_S (it was a fixed 30 s):
+    another process's write lock holds an insert that long at most, then its rows spool."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    upgrade(url)
+    engine = make_engine(url, statement_timeout_s=0.3)  # as the service builds the writer's engine
+    w = writer(engine, Spool(tmp_path / "spool.jsonl"), replay_s=0.2)
+    w.start()
+    recs = [record(i) for i in range(20)]
+    holder = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # a migration, or another writer's long transaction
+    try:
+        for r in recs:
+            w.submit(r)
+        wait_for(lambda: w.spooled == 20, timeout=5)  # well before 30 s
+        assert w.failures >= 1 and w.written == 0 and w.depth() == 0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    wait_for(lambda: w.replayed == 20, timeout=10)
+    w.stop()
+    assert sorted(stored_ids(engine)) == sorted(r["request_id"] for r in recs)
+    engine.dispose()
+
+
 def test_one_database_written_differently_shares_one_spool_and_others_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from service.db.spool import default_spool_path, stray_spools
 
@@ -415,3 +440,38 @@ def test_spool_size_counts_rescued_rows_too(tmp_path: Path) -> None:
     assert spool.size() == 20
     (tmp_path / "spool.jsonl").write_text('{"request_id": "b"}\n')
     assert spool.size() == 40
+
+
+def test_a_database_that_stays_away_is_logged_once_a_minute_not_once_a_replay(tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outage is logged loudly once by the failed insert; its replays, one a second, would
+    otherwise add 3 600 lines an hour. The first failure of a run is logged, then one a minute,
+    with the count so far; a success ends the run."""
+    from service.db import fallback as fb
+
+    spool = Spool(tmp_path / "spool.jsonl")
+    spool.append([record(0)])
+    away = make_engine(f"sqlite:///{tmp_path / 'missing' / 'log.db'}")  # its folder does not exist: every connect fails
+    f = fb.Fallback(spool, interval_s=0.0, chunk=50)
+    clock = [1000.0]
+    monkeypatch.setattr(fb.time, "monotonic", lambda: clock[0])
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "spool replay failed" in r.getMessage()]
+
+    with caplog.at_level(logging.WARNING, logger="vigil.writer"):
+        for _ in range(30):  # 30 tries within one second
+            assert not f.replay(away)
+            clock[0] += 1 / 30
+        assert f.replay_failures == 30 and len(said()) == 1 and "1 time(s) in a row" in said()[0]
+        clock[0] += fb.REPEAT_S  # a minute later: the next failure is said again, with the count
+        assert not f.replay(away)
+        assert len(said()) == 2 and "31 time(s) in a row" in said()[1]
+        upgrade(f"sqlite:///{tmp_path / 'log.db'}")
+        back = make_engine(f"sqlite:///{tmp_path / 'log.db'}")
+        assert f.replay(back) and not f.pending  # the run ends: the next failure is news again
+        spool.append([record(1)])
+        assert not f.replay(away)
+        assert len(said()) == 3 and "1 time(s) in a row" in said()[2]
+    away.dispose()
+    back.dispose()
+

@@ -19,7 +19,6 @@ from service.app import create_app
 from service.cli import main as vigil
 from service.settings import Settings
 from tests.images import digit_png
-from training import finalize
 from training.data import load_mnist
 from training.loop import normalise
 
@@ -410,16 +409,27 @@ def test_train_auto_trains_a_head_and_serves_the_winner(data_dir: Path, tmp_path
     fits: list[float] = []
     real_fit = calibration.fit_temperature
     monkeypatch.setattr(calibration, "fit_temperature", lambda *a, **k: fits.append(real_fit(*a, **k)) or fits[-1])
-    monkeypatch.setattr(finalize, "fit_temperature", real_fit)  # finalize's own fit is not counted
     assert vigil(args) == 0
     m = load_bundle(out).manifest
-    # Both auto choices scored at the temperature the bundle serves, fitted once for both of them.
+    # Both auto choices scored at the temperature the bundle serves, fitted once for both of
+    # them and for the bundle.
     assert len(fits) == 1 and fits[0] == pytest.approx(m.temperature) and m.metrics["ood_fit"]["auto_temperature"] == pytest.approx(m.temperature)
     assert "confidnet_fit" in m.metrics  # the head was trained, whether or not it won
     table = m.metrics["failure_fit"]["auto_cal_aupr_error"]
     assert set(table) == {"msp", "entropy", "confidnet"}  # S = 1: no mutual information
     defined = {k: v for k, v in table.items() if v is not None}
     assert m.failure.name == m.metrics["failure_fit"]["auto_chosen"] == (max(defined, key=defined.get) if defined else "msp")
+
+
+def test_train_without_auto_fits_the_served_temperature_once(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "plain"
+    args = ["train", "--method", "deterministic", "--data-dir", str(data_dir), "--out", str(out), "--train-size", "300"]
+    args += ["--val-size", "600", "--epochs", "1", "--skip-test", "--quiet"]
+    fits: list[float] = []
+    real_fit = calibration.fit_temperature
+    monkeypatch.setattr(calibration, "fit_temperature", lambda *a, **k: fits.append(real_fit(*a, **k)) or fits[-1])
+    assert vigil(args) == 0
+    assert len(fits) == 1 and fits[0] == pytest.approx(load_bundle(out).manifest.temperature)  # finalize fitted it
 
 
 @pytest.mark.parametrize(

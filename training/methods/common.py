@@ -58,4 +58,5 @@ def bundle_spec(
         alpha=opts.alpha,
         training_seconds=time.perf_counter() - start,
         extra_metrics=extra,
+        temperature=temperature,
     )
