@@ -17,6 +17,7 @@ from service.db.engine import make_engine
 from service.db.migrate import is_at_head, upgrade
 from service.db.spool import stray_spools
 from service.db.writer import build_writer
+from service.dbcalls import DatabaseCalls
 from service.docs import install_openapi
 from service.docs_pages import install_docs_pages
 from service.errors import UnexpectedErrorMiddleware, install_error_handlers
@@ -67,7 +68,8 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
         nonlocal bundle
         if bundle is None:
             bundle = load_bundle(settings.model_dir)
-        engine = make_engine(settings.database_url)
+        # Requests' own database work is bounded too (service/dbcalls.py).
+        engine = make_engine(settings.database_url, statement_timeout_s=settings.db_timeout_s)
         if settings.migrate_on_start:
             upgrade(settings.database_url)
         elif not is_at_head(engine):
@@ -82,7 +84,8 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
         except BaseException:
             log_engine.dispose()
             raise
-        app.state.ctx = AppContext(settings, bundle, runtime, engine, writer, list(app.state.keyring.admin))
+        db = DatabaseCalls(settings.db_concurrency, settings.db_timeout_s)
+        app.state.ctx = AppContext(settings, bundle, runtime, engine, writer, list(app.state.keyring.admin), db=db)
         app.state.ctx.metrics = app.state.metrics  # counts every request-log record (issue 7)
         log.info("serving %s v%s (%s) from %s", bundle.manifest.name, bundle.manifest.version, bundle.manifest.method, settings.model_dir)
         # Which database and spool this process logs to (password masked), so an operator can tell.

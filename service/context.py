@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from models.bundle import Bundle
 from service.db.writer import LogWriter
+from service.dbcalls import DatabaseCalls
 from service.metrics import Metrics
 from service.runtime import InferenceRuntime
 from service.settings import Settings
@@ -26,6 +27,8 @@ class AppContext:
     admin_key_digests: list[str]
     #: Prometheus metrics (service/metrics.py, issue 7); set by the lifespan, None in bare contexts.
     metrics: Metrics | None = None
+    #: Runs the database work of log reads, reports, the monitor and feedback (service/dbcalls.py).
+    db: DatabaseCalls = field(default_factory=lambda: DatabaseCalls(8, 30.0))
 
 
 async def get_ctx(request: Request) -> AppContext:

@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./vigil.db"
     #: Apply Alembic migrations at start (`vigil serve --migrate`); off, an unmigrated database stops it.
     migrate_on_start: bool = False
+    #: Requests that may wait on the database at once (log reads, reports, the monitor,
+    #: feedback), on threads of their own: a database that hangs holds these, not the threads
+    #: that decode images for predictions. One more waits up to 5 s, then is answered 503
+    #: database_busy.
+    db_concurrency: int = Field(8, ge=1, le=64)
+    #: Seconds one such statement may run or wait on a lock (PostgreSQL's statement and lock
+    #: timeout, SQLite's busy timeout) before it is answered 503 database_unavailable.
+    db_timeout_s: float = Field(30.0, gt=0)
     #: Seconds `vigil serve` waits on SIGTERM for in-flight requests before closing them; the
     #: request log then drains. Keep it under the orchestrator's grace period.
     shutdown_timeout_s: float = Field(20.0, gt=0)

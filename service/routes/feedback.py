@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
 
 from service.access import ACCESS_ERRORS, ClientDep
 from service.context import CtxDep
 from service.db.feedback import NoPrediction, UnknownRequest, add_feedback
+from service.dbcalls import DB_ERRORS
 from service.errors import ApiError
 from service.params import DbText
 from service.records import client_id
@@ -46,6 +46,7 @@ JsonBody = Annotated[None, Depends(require_json)]
         415: {"model": ErrorResponse, "description": "The body is not declared application/json (`unsupported_media_type`), or is compressed (`unsupported_encoding`)."},
         422: {"model": ErrorResponse, "description": "Label outside the served model's classes, or a malformed body."},
         **ACCESS_ERRORS,
+        **DB_ERRORS,
     },
     summary="Attach the true label to a logged prediction",
 )
@@ -56,7 +57,7 @@ async def post_feedback(request_id: DbText, body: FeedbackCreate, request: Reque
         raise ApiError(422, "invalid_label", f"label must be a class index from 0 to {len(classes) - 1}, got {body.label}")
     who = client_id(request, ctx.settings.client_id_salt)
     try:
-        row, replaced = await run_in_threadpool(
+        row, replaced = await ctx.db.run(
             add_feedback, ctx.engine, request_id, body.label, body.note, who, ctx.writer.pending_status
         )
     except UnknownRequest as e:

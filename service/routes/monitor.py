@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from service import monitor
 from service.access import ADMIN_ERRORS, require_admin_for_metrics
 from service.context import CtxDep
+from service.dbcalls import DB_ERRORS
 
 router = APIRouter(tags=["monitor"])
 
@@ -98,13 +99,11 @@ class MonitorSummary(BaseModel):
     response_model=MonitorSummary,
     summary="Aggregate view of recent requests (for the monitor page)",
     dependencies=[Depends(require_admin_for_metrics)],  # admin-only with VIGIL_METRICS_ADMIN_ONLY
-    responses=ADMIN_ERRORS,
+    responses={**ADMIN_ERRORS, **DB_ERRORS},
 )
-def monitor_summary(ctx: CtxDep) -> dict[str, Any]:
+async def monitor_summary(ctx: CtxDep) -> dict[str, Any]:
     """Counts, rates and histograms over the last `VIGIL_MONITOR_WINDOW_MINUTES` (at most
     `VIGIL_MONITOR_MAX_ROWS` newest records). Rows still in the writer's queue are not yet
     counted (typically under 100 ms)."""
     s = ctx.settings
-    return monitor.summary(
-        ctx.engine, ctx.bundle.manifest, s.monitor_window_minutes, s.monitor_max_rows
-    )
+    return await ctx.db.run(monitor.summary, ctx.engine, ctx.bundle.manifest, s.monitor_window_minutes, s.monitor_max_rows)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from starlette.concurrency import run_in_threadpool
 
 from service.access import ADMIN_ERRORS
 from service.analysis.summary import summarise
 from service.auth import AdminDep
 from service.context import CtxDep
 from service.db.queries import WindowError, report_window
+from service.dbcalls import DB_ERRORS
 from service.errors import ApiError
 from service.params import ModelName, UtcTime
 from service.query_params import StrictQuery
@@ -20,7 +20,7 @@ from service.schemas_report import SummaryPublic
 router = APIRouter(tags=["request log"])
 
 
-@router.get("/v1/reports/summary", response_model=SummaryPublic, responses=ADMIN_ERRORS, summary="Summary of the request log (admin)")
+@router.get("/v1/reports/summary", response_model=SummaryPublic, responses={**ADMIN_ERRORS, **DB_ERRORS}, summary="Summary of the request log (admin)")
 async def summary(
     ctx: CtxDep,
     _admin: AdminDep,
@@ -35,4 +35,4 @@ async def summary(
         start, end = report_window(since, until)
     except WindowError as e:
         raise ApiError(422, "invalid_window", str(e)) from e
-    return await run_in_threadpool(summarise, ctx.engine, ctx.bundle.manifest, start, end, model)
+    return await ctx.db.run(summarise, ctx.engine, ctx.bundle.manifest, start, end, model)

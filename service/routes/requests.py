@@ -18,6 +18,7 @@ from service.db.queries import (
     get_request,
     list_requests,
 )
+from service.dbcalls import DB_ERRORS
 from service.errors import ApiError
 from service.params import DbText, ModelName, UtcTime
 from service.query_params import StrictQuery
@@ -31,12 +32,13 @@ router = APIRouter(tags=["request log"])
     response_model=RequestPage,
     responses={
         **ADMIN_ERRORS,
+        **DB_ERRORS,
         400: {"model": ErrorResponse, "description": "A cursor this service did not hand out."},  # found by the fuzzer (issue 8)
         422: {"model": ErrorResponse, "description": "A parameter out of range, or since not before until (`invalid_window`)."},
     },
     summary="List logged requests (admin)",
 )
-def list_logged(
+async def list_logged(
     ctx: CtxDep,
     _admin: AdminDep,
     _strict: StrictQuery,
@@ -56,30 +58,38 @@ def list_logged(
     except WindowError as e:  # as the summary answers it
         raise ApiError(422, "invalid_window", str(e)) from e
     f = RequestFilter(since, until, model, decision, flagged, has_feedback)
-    with ctx.engine.connect() as conn:
-        try:
-            rows, next_cursor = list_requests(conn, f, limit, cursor)
-        except BadCursor as e:
-            raise ApiError(400, "invalid_cursor", "cursor is not one this service handed out") from e
-        fb = feedback_for(conn, [r.request_id for r in rows])
-    return RequestPage(items=[logged(r, fb.get(r.request_id, [])) for r in rows], next_cursor=next_cursor)
+
+    def read() -> RequestPage:
+        with ctx.engine.connect() as conn:
+            try:
+                rows, next_cursor = list_requests(conn, f, limit, cursor)
+            except BadCursor as e:
+                raise ApiError(400, "invalid_cursor", "cursor is not one this service handed out") from e
+            fb = feedback_for(conn, [r.request_id for r in rows])
+        return RequestPage(items=[logged(r, fb.get(r.request_id, [])) for r in rows], next_cursor=next_cursor)
+
+    return await ctx.db.run(read)
 
 
 @router.get(
     "/v1/requests/{request_id}",
     response_model=LoggedRequestDetail,
-    responses={**ADMIN_ERRORS, 404: {"model": ErrorResponse, "description": "Not logged (yet)."}},
+    responses={**ADMIN_ERRORS, **DB_ERRORS, 404: {"model": ErrorResponse, "description": "Not logged (yet)."}},
     summary="One logged request with its feedback history (admin)",
 )
-def get_logged(request_id: DbText, ctx: CtxDep, _admin: AdminDep, _strict: StrictQuery) -> LoggedRequest:
+async def get_logged(request_id: DbText, ctx: CtxDep, _admin: AdminDep, _strict: StrictQuery) -> LoggedRequest:
     """One logged request (answered or refused) with its hash-chain fields and the whole
     feedback history. 404 while its row is still queued: retry shortly."""
-    with ctx.engine.connect() as conn:
-        row = get_request(conn, request_id)
-        if row is None:
-            pending = ctx.writer.pending_status(request_id) is not None
-            msg = "not in the database yet (queued or spooled); retry shortly" if pending else "no logged request with this id"
-            raise ApiError(404, "unknown_request", msg)
-        fb = feedback_for(conn, [request_id])
-    return logged(row, fb.get(request_id, []), detail=True)
+
+    def read() -> LoggedRequest:
+        with ctx.engine.connect() as conn:
+            row = get_request(conn, request_id)
+            if row is None:
+                pending = ctx.writer.pending_status(request_id) is not None
+                msg = "not in the database yet (queued or spooled); retry shortly" if pending else "no logged request with this id"
+                raise ApiError(404, "unknown_request", msg)
+            fb = feedback_for(conn, [request_id])
+        return logged(row, fb.get(request_id, []), detail=True)
+
+    return await ctx.db.run(read)
 

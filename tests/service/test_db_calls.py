@@ -1,0 +1,79 @@
+"""Requests that wait on the database (log reads, feedback) when it is slow or hung: a 503 that
+says when to retry, on threads that cannot take the predictions' with them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from tests.images import noise_png
+from tests.service.own_postgres import own_postgres
+from tests.service.test_log_stall import frozen
+from tests.service.test_log_writer import table_locked
+
+ADMIN = {"Authorization": "Bearer test-admin-key-0123456789abcdef"}
+PNG = {"content-type": "image/png"}
+
+
+def settings_for(url: str, bundle: Path, tmp_path: Path, **extra: object) -> Settings:
+    return Settings(model_dir=bundle, database_url=url, migrate_on_start=True, admin_api_keys=[ADMIN["Authorization"][7:]],
+                    log_spool_path=tmp_path / "spool.jsonl", log_write_timeout_s=0.3, **extra)  # type: ignore[arg-type]  # fmt: skip
+
+
+@pytest.mark.postgres
+def test_a_locked_request_log_answers_503_with_retry_after_not_a_wait(tiny_bundle: Path, pg_url: str, tmp_path: Path) -> None:
+    with TestClient(create_app(settings_for(pg_url, tiny_bundle, tmp_path, db_timeout_s=0.5))) as client:
+        rid = client.post("/v1/predict", content=noise_png(0), headers=PNG).json()["request_id"]
+        with table_locked(pg_url):  # a migration, or a stuck transaction, holds the table
+            for method, path, body in (("GET", "/v1/requests", None), ("GET", f"/v1/requests/{rid}", None),
+                                       ("POST", f"/v1/requests/{rid}/feedback", {"label": 1}), ("GET", "/v1/reports/summary", None)):  # fmt: skip
+                t0 = time.monotonic()
+                r = client.request(method, path, json=body, headers=ADMIN)
+                # The lock timeout ends the wait; before, the request waited as long as the lock.
+                assert (r.status_code, r.json()["error"]["code"]) == (503, "database_unavailable"), (path, r.text)
+                assert r.headers["retry-after"] == "5" and time.monotonic() - t0 < 5
+                assert "lock" not in r.json()["error"]["message"]  # the database's own words stay in the service log
+            assert client.post("/v1/predict", content=noise_png(1), headers=PNG).status_code == 200  # predictions go on
+        deadline = time.monotonic() + 10
+        while (r := client.get(f"/v1/requests/{rid}", headers=ADMIN)).status_code != 200:
+            assert time.monotonic() < deadline, r.text
+            time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_hung_database_holds_only_its_own_threads(tiny_bundle: Path, tmp_path: Path) -> None:
+    with own_postgres() as pg:
+        settings = settings_for(pg.url, tiny_bundle, tmp_path, db_concurrency=2, db_timeout_s=0.5)
+        app = create_app(settings)
+        with TestClient(app) as client:
+            assert client.get("/v1/requests", headers=ADMIN).status_code == 200  # pooled connections exist
+            answers: list[httpx.Response] = []
+            with frozen(pg):
+                hung = [threading.Thread(target=lambda: answers.append(client.post("/v1/requests/x/feedback", json={"label": 1})))
+                        for _ in range(2)]  # fmt: skip
+                for t in hung:
+                    t.start()
+                deadline = time.monotonic() + 5
+                while app.state.ctx.db._admit.value > 0:  # both admitted, both waiting on the database
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+                t0 = time.monotonic()
+                r = client.post("/v1/requests/x/feedback", json={"label": 1})
+                assert (r.status_code, r.json()["error"]["code"]) == (503, "database_busy"), r.text
+                assert r.headers["retry-after"] == "5" and time.monotonic() - t0 < 3
+                # The images are decoded on the shared threads, which the hung database does not hold.
+                assert client.post("/v1/predict", content=noise_png(2), headers=PNG).status_code == 200
+            for t in hung:
+                t.join(30)
+            # The server answered again: the two that waited got their own answer (an unknown id),
+            # or, where the hang outlasted a new connection's timeout, a 503.
+            assert sorted(a.status_code for a in answers) in ([404, 404], [404, 503], [503, 503])
+            assert client.post("/v1/requests/x/feedback", json={"label": 1}).status_code == 404
