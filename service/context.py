@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -29,6 +30,8 @@ class AppContext:
     metrics: Metrics | None = None
     #: Runs the database work of log reads, reports, the monitor and feedback (service/dbcalls.py).
     db: DatabaseCalls = field(default_factory=lambda: DatabaseCalls(8, 30.0))
+    #: /readyz's database check in flight, shared by the probes that come while it waits.
+    db_probe: asyncio.Future[bool] | None = None
 
 
 async def get_ctx(request: Request) -> AppContext:

@@ -13,6 +13,7 @@ state, not the service's fault, and both say when to retry.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -57,14 +58,30 @@ class DatabaseCalls:
             raise ApiError(503, "database_busy", BUSY, RETRY) from None
         try:
             return await anyio.to_thread.run_sync(fn, *args, limiter=self._threads)
-        except (OperationalError, PoolTimeout) as e:
+        except PoolTimeout as e:
             raise unavailable(e) from e
         except DBAPIError as e:
-            if not e.connection_invalidated:
-                raise
+            if not database_state(e):
+                raise  # a bug in the call: the 500, with its traceback in the log
             raise unavailable(e) from e
         finally:
             self._admit.release()
+
+
+#: SQLite raises OperationalError for its missing tables and columns too; only these say the
+#: database itself is busy or away.
+SQLITE_STATES = ("locked", "busy", "unable to open", "disk i/o")
+
+
+def database_state(e: DBAPIError) -> bool:
+    """Whether `e` is the database's state (away, busy, a statement it cancelled), not a bug."""
+    if e.connection_invalidated:
+        return True
+    if not isinstance(e, OperationalError):
+        return False
+    if isinstance(e.orig, sqlite3.Error):
+        return any(s in str(e.orig).lower() for s in SQLITE_STATES)
+    return True  # PostgreSQL: connection failures, QueryCanceled, LockNotAvailable
 
 
 def unavailable(e: Exception) -> ApiError:

@@ -89,7 +89,7 @@ class _StateCollector(Collector):
         watchdog = getattr(writer, "watchdog", None)
         yield CounterMetricFamily(
             "vigil_log_database_stalls",
-            "Request-log database calls broken after making no progress for twice VIGIL_LOG_WRITE_TIMEOUT_S (a hung server)",
+            "Times the request-log writer's database work made no progress for twice VIGIL_LOG_WRITE_TIMEOUT_S (a hung server); each breaks its open connections",
             value=watchdog.stalls if watchdog is not None else 0,
         )
         yield CounterMetricFamily(

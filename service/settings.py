@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     migrate_on_start: bool = False
     #: Requests that may wait on the database at once (log reads, reports, the monitor,
     #: feedback), on threads of their own: a database that hangs holds these, not the threads
-    #: that decode images for predictions. One more waits up to 5 s, then is answered 503
-    #: database_busy.
+    #: that decode images for predictions. One more waits up to 5 s (or VIGIL_DB_TIMEOUT_S, if
+    #: shorter), then is answered 503 database_busy.
     db_concurrency: int = Field(8, ge=1, le=64)
     #: Seconds one such statement may run or wait on a lock (PostgreSQL's statement and lock
     #: timeout, SQLite's busy timeout) before it is answered 503 database_unavailable.

@@ -19,8 +19,8 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ log = logging.getLogger("vigil.spool")
 
 #: How long a shutdown rescue waits for the spool's lock before writing a side file.
 RESCUE_WAIT_S = 2.0
+#: Lines read between two `Spool.progress` calls while scanning (a fraction of a second).
+PROGRESS_LINES = 10_000
 #: A row's request id as `to_json` writes it (compact separators, so no space after the colon).
 _REQUEST_ID = re.compile(r'"request_id":"([^"\\]*)"')
 
@@ -111,15 +113,24 @@ class Spool:
         self.path = path
         self._lock_path = path.with_name(path.name + ".lock")
         self.rejected_path = path.with_name(path.name + ".rejected")
+        #: Called as the spool's own slow work moves on (its lock taken, every
+        #: `PROGRESS_LINES` lines read), so that the writer's watchdog, which times the
+        #: database, does not take a wait on another replica's replay for a hung server.
+        self.progress: Callable[[], None] = lambda: None
+        #: Around each wait for the lock: the watchdog's `paused`, for the same reason.
+        self.waiting: Callable[[], AbstractContextManager[None]] = nullcontext
 
     @contextmanager
     def _locked(self, wait_s: float | None = None) -> Iterator[bool]:
         """Holds the lock; with `wait_s`, yields False instead once that long has passed."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self._lock_path, "a") as lock:
-            if not _acquire(lock.fileno(), wait_s):
+            with self.waiting():
+                acquired = _acquire(lock.fileno(), wait_s)
+            if not acquired:
                 yield False
                 return
+            self.progress()
             try:
                 yield True
             finally:
@@ -180,7 +191,9 @@ class Spool:
         with self._locked():
             for path in self._files():
                 with open(path, encoding="utf-8", errors="replace") as f:
-                    for line in f:
+                    for n, line in enumerate(f, 1):
+                        if n % PROGRESS_LINES == 0:
+                            self.progress()
                         m = _REQUEST_ID.search(line)
                         if m is None or m.group(1) not in among:
                             continue
@@ -206,6 +219,7 @@ class Spool:
         """Fold side files into the spool (under the lock). A crash between the append and the
         unlink only repeats rows, which the replay's ON CONFLICT DO NOTHING absorbs."""
         for side in self._rescued():
+            self.progress()
             # Line by line, each terminated: a tail torn by a crash cannot swallow the next row.
             _append(self.path, side.read_text(encoding="utf-8", errors="replace").splitlines())
             side.unlink()
@@ -226,6 +240,7 @@ class Spool:
                     self._reject([line], f"unreadable: {e}")
                     continue
                 if len(chunk) >= size:
+                    self.progress()
                     yield chunk
                     chunk = []
         if chunk:

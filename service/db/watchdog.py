@@ -39,7 +39,7 @@ log = logging.getLogger("vigil.writer")
 class Watchdog:
     def __init__(self, engine: Engine, limit_s: float) -> None:
         self.limit_s = limit_s
-        #: Stalls broken so far (the metric vigil_log_database_stalls_total).
+        #: Stalls found so far (the metric vigil_log_database_stalls_total).
         self.stalls = 0
         #: id(dbapi connection) -> (token, our duplicate of its socket). The duplicate is ours:
         #: shutting it down reaches the connection's socket, and it cannot be closed and its
@@ -50,17 +50,20 @@ class Watchdog:
         #: Connections garbage-collected without a pool event, forgotten at the next look under
         #: the lock: a finalizer may run on any thread, even one holding the lock.
         self._dropped: collections.deque[tuple[int, int]] = collections.deque()
-        self._busy = 0
+        #: Open sections per thread: a request thread spooling on overflow, which waits on
+        #: the same lock, must not pause the writer thread's clock.
+        self._busy: dict[int, int] = {}
         self._progress = time.monotonic()
         self._stop = threading.Event()
-        for name in ("connect",):
-            event.listen(engine.pool, name, self._watch)
+        # First among the connect hooks: the dialect's setup and the session timeouts run
+        # queries too, and a server that stops answering during them must find the socket watched.
+        event.listen(engine.pool, "connect", self._watch, insert=True)
         for name in ("close", "close_detached"):
             event.listen(engine.pool, name, self._unwatch)
         # Statement boundaries and transaction ends are progress: a long replay of many
         # chunks is not a stall, one call that never returns is.
         for name in ("before_cursor_execute", "after_cursor_execute", "commit", "rollback"):
-            event.listen(engine, name, self._tick)
+            event.listen(engine, name, self.progress)
         self._thread = threading.Thread(target=self._run, name="vigil-log-watchdog", daemon=True)
 
     def start(self) -> None:
@@ -79,14 +82,32 @@ class Watchdog:
     @contextmanager
     def section(self) -> Iterator[None]:
         """Around each piece of the writer's work that talks to the database."""
+        me = threading.get_ident()
         with self._lock:
-            self._busy += 1
+            self._busy[me] = self._busy.get(me, 0) + 1
             self._progress = time.monotonic()
         try:
             yield
         finally:
             with self._lock:
-                self._busy -= 1
+                self._busy[me] -= 1
+                if not self._busy[me]:
+                    del self._busy[me]
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Around a wait that is not the database's (the spool's lock, held by another
+        replica's replay for as long as that takes): this thread's sections do not count it."""
+        me = threading.get_ident()
+        with self._lock:
+            depth = self._busy.pop(me, 0)
+        try:
+            yield
+        finally:
+            with self._lock:
+                if depth:
+                    self._busy[me] = depth
+                    self._progress = time.monotonic()
 
     def check(self, now: float | None = None) -> int:
         """Break the watched connections if the writer is stalled; how many were broken."""
@@ -101,9 +122,11 @@ class Watchdog:
             for key, (token, fd) in list(self._socks.items()):
                 broken += _shutdown(fd)
                 self._forget(key, token)
+        self.stalls += 1
         if broken:
-            self.stalls += 1
             log.error("request-log database call made no progress for %.1f s: %d connection(s) broken; rows go to the spool until a replay succeeds", self.limit_s, broken)
+        else:  # still connecting (libpq's connect_timeout, if the URL has one, ends that)
+            log.error("request-log database call made no progress for %.1f s, and no connection is open to break (still connecting?)", self.limit_s)
         return broken
 
     def _run(self) -> None:
@@ -114,12 +137,14 @@ class Watchdog:
             except Exception:  # the watchdog must outlive anything odd; the writer needs it
                 log.exception("request-log watchdog check failed")
 
-    def _tick(self, *_args: Any, **_kw: Any) -> None:
+    def progress(self, *_args: Any, **_kw: Any) -> None:
+        """The writer's work moved on (a statement, a transaction's end, the spool's own slow
+        work): the stall clock starts again."""
         self._progress = time.monotonic()
 
     def _watch(self, dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         fileno = getattr(dbapi_conn, "fileno", None)
-        if fileno is None:
+        if fileno is None or self._stop.is_set():  # stopped: nothing would close the duplicate
             return
         key, token = id(dbapi_conn), next(self._tokens)
         with self._lock:
@@ -129,10 +154,11 @@ class Watchdog:
         weakref.finalize(dbapi_conn, self._dropped.append, (key, token))
 
     def _unwatch(self, dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry | None = None) -> None:
-        with self._lock:
-            entry = self._socks.get(id(dbapi_conn))
-            if entry is not None:
-                self._forget(id(dbapi_conn), entry[0])
+        # Deferred like a finalizer, not done under the lock here: the pool may close a
+        # connection from the garbage collector, on a thread that holds the lock already.
+        entry = self._socks.get(id(dbapi_conn))
+        if entry is not None:
+            self._dropped.append((id(dbapi_conn), entry[0]))
 
     def _collect(self) -> None:
         while self._dropped:

@@ -30,10 +30,15 @@ def _select_one(ctx: AppContext) -> bool:
 
 
 async def _database_answers(ctx: AppContext) -> bool:
-    """Whether the database answers within `DATABASE_CHECK_S`; a check still waiting then is
-    left to finish on its thread (libpq's network bounds end it within seconds)."""
+    """Whether the database answers within `DATABASE_CHECK_S`. A check still waiting then is
+    left to finish on its thread, and the next probes wait on that same check instead of
+    starting their own: a server that stopped answering (where no timeout ends the wait) holds
+    one thread and one connection, not one per probe."""
+    check = ctx.db_probe
+    if check is None or check.done():
+        check = ctx.db_probe = asyncio.ensure_future(asyncio.to_thread(_select_one, ctx))
     try:
-        return await asyncio.wait_for(asyncio.to_thread(_select_one, ctx), DATABASE_CHECK_S)
+        return await asyncio.wait_for(asyncio.shield(check), DATABASE_CHECK_S)
     except TimeoutError:
         return False
 

@@ -51,18 +51,18 @@ def test_a_locked_request_log_answers_503_with_retry_after_not_a_wait(tiny_bundl
 @pytest.mark.postgres
 def test_a_hung_database_holds_only_its_own_threads(tiny_bundle: Path, tmp_path: Path) -> None:
     with own_postgres() as pg:
-        settings = settings_for(pg.url, tiny_bundle, tmp_path, db_concurrency=2, db_timeout_s=0.5)
+        # One database thread, and its pooled connection made before the hang: the hung call is
+        # that connection's ping, which no timeout ends (a new connection's would, after 5 s).
+        settings = settings_for(pg.url, tiny_bundle, tmp_path, db_concurrency=1, db_timeout_s=0.5)
         app = create_app(settings)
         with TestClient(app) as client:
             assert client.get("/v1/requests", headers=ADMIN).status_code == 200  # pooled connections exist
             answers: list[httpx.Response] = []
             with frozen(pg):
-                hung = [threading.Thread(target=lambda: answers.append(client.post("/v1/requests/x/feedback", json={"label": 1})))
-                        for _ in range(2)]  # fmt: skip
-                for t in hung:
-                    t.start()
+                hung = threading.Thread(target=lambda: answers.append(client.post("/v1/requests/x/feedback", json={"label": 1})))
+                hung.start()
                 deadline = time.monotonic() + 5
-                while app.state.ctx.db._admit.value > 0:  # both admitted, both waiting on the database
+                while app.state.ctx.db._admit.value > 0:  # admitted, waiting on the database
                     assert time.monotonic() < deadline
                     time.sleep(0.01)
                 t0 = time.monotonic()
@@ -71,9 +71,36 @@ def test_a_hung_database_holds_only_its_own_threads(tiny_bundle: Path, tmp_path:
                 assert r.headers["retry-after"] == "5" and time.monotonic() - t0 < 3
                 # The images are decoded on the shared threads, which the hung database does not hold.
                 assert client.post("/v1/predict", content=noise_png(2), headers=PNG).status_code == 200
-            for t in hung:
-                t.join(30)
-            # The server answered again: the two that waited got their own answer (an unknown id),
-            # or, where the hang outlasted a new connection's timeout, a 503.
-            assert sorted(a.status_code for a in answers) in ([404, 404], [404, 503], [503, 503])
+                # Readiness says so within its second, and its probes share one check in flight
+                # (one thread and connection held, not one per probe).
+                probes = [client.get("/readyz") for _ in range(3)]
+                # (ready all the same: the spool takes the rows)
+                assert [(p.status_code, p.json()["checks"]["database"]) for p in probes] == [(200, False)] * 3
+                first = app.state.ctx.db_probe
+                assert first is not None and not first.done()
+                assert client.get("/readyz").json()["checks"]["database"] is False and app.state.ctx.db_probe is first
+            hung.join(30)
+            # The server answered again: the request that waited got its own answer (an unknown id).
+            assert [a.status_code for a in answers] == [404]
             assert client.post("/v1/requests/x/feedback", json={"label": 1}).status_code == 404
+
+
+def test_only_the_databases_own_state_is_a_503() -> None:
+    """SQLite raises OperationalError for a missing table too: that is a bug (500), a locked
+    file is not; on PostgreSQL every OperationalError is the server's state."""
+    import sqlite3
+
+    import psycopg
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from service.dbcalls import database_state
+
+    def wrapped(orig: Exception, cls: type[Exception] = OperationalError) -> Exception:
+        return cls("SELECT 1", {}, orig)  # type: ignore[call-arg]
+
+    assert database_state(wrapped(sqlite3.OperationalError("database is locked")))  # type: ignore[arg-type]
+    assert database_state(wrapped(sqlite3.OperationalError("unable to open database file")))  # type: ignore[arg-type]
+    assert not database_state(wrapped(sqlite3.OperationalError("no such table: request_log")))  # type: ignore[arg-type]
+    assert database_state(wrapped(psycopg.errors.QueryCanceled("canceling statement due to statement timeout")))  # type: ignore[arg-type]
+    assert not database_state(wrapped(psycopg.errors.UndefinedTable("relation does not exist"), ProgrammingError))  # type: ignore[arg-type]
+

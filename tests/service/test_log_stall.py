@@ -24,6 +24,7 @@ from sqlalchemy import create_engine
 from service.db.audit import verify
 from service.db.engine import make_engine
 from service.db.migrate import upgrade
+from service.db.spool import Spool
 from service.db.watchdog import Watchdog
 from service.db.writer import STALL_FACTOR, build_writer
 from service.metrics import _StateCollector
@@ -103,8 +104,16 @@ def test_a_server_that_stops_answering_sends_rows_to_the_spool_and_loses_none(tm
         engine.dispose()
 
 
+def closed(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return True
+    return False
+
+
 def test_the_watchdog_breaks_only_a_call_that_makes_no_progress() -> None:
-    """On a socket pair: a section that ticks, or none at all, is left alone."""
+    """On a socket pair: a section that makes progress, or none at all, is left alone."""
     import socket
 
     engine = create_engine("sqlite://")
@@ -117,14 +126,16 @@ def test_the_watchdog_breaks_only_a_call_that_makes_no_progress() -> None:
 
     conn = Conn()
     dog._watch(conn, None)  # type: ignore[arg-type]
+    (_token, dup), = dog._socks.values()
     t0 = time.monotonic()
-    assert dog.check(t0 + 5) == 0  # no section: an idle pool is not a stall
+    assert dog.check(t0 + 5) == 0 and dog.stalls == 0  # no section: an idle pool is not a stall
     with dog.section():
-        dog._tick()  # a statement started or finished
-        assert dog.check(time.monotonic() + 0.5) == 0
+        dog.progress()  # a statement started or finished
+        assert dog.check(time.monotonic() + 0.5) == 0 and dog.stalls == 0
         assert dog.check(time.monotonic() + 1.5) == 1 and dog.stalls == 1
-        assert dog._socks == {}  # broken and forgotten: the pool replaces it
-        assert dog.check(time.monotonic() + 3.0) == 0 and dog.stalls == 1  # nothing left to break
+        assert dog._socks == {} and closed(dup)  # broken and forgotten: the pool replaces it
+        # Still stalled a limit later (connecting, say): counted and said, nothing to break.
+        assert dog.check(time.monotonic() + 3.0) == 0 and dog.stalls == 2
     # Shut both ways: a reader blocked on this socket wakes up with end-of-file.
     got: list[bytes] = []
     reader = threading.Thread(target=lambda: got.append(ours.recv(10)))
@@ -132,16 +143,50 @@ def test_the_watchdog_breaks_only_a_call_that_makes_no_progress() -> None:
     reader.join(5)
     assert got == [b""]
     dog._unwatch(conn)  # the pool's close event after the break: nothing left to close
-    # A connection dropped without a pool event gives its duplicate back at the next look.
-    other = Conn()
-    dog._watch(other, None)  # type: ignore[arg-type]
-    assert len(dog._socks) == 1
-    del other
-    gc.collect()
-    assert dog.check() == 0 and dog._socks == {}
+    # A closed connection, or one dropped without a pool event, gives its duplicate back at
+    # the next look.
+    for drop in ("close event", "garbage collected"):
+        other = Conn()
+        dog._watch(other, None)  # type: ignore[arg-type]
+        (_token, dup), = dog._socks.values()
+        if drop == "close event":
+            dog._unwatch(other)  # type: ignore[arg-type]
+        del other
+        gc.collect()
+        assert dog.check() == 0 and dog._socks == {} and closed(dup), drop
     # SQLite's connections have no socket: nothing to watch.
     with engine.connect():
         assert dog._socks == {}
     dog.stop()
     ours.close()
     peer.close()
+
+
+def test_a_wait_on_the_spools_lock_is_not_a_stall(tmp_path: Path) -> None:
+    """Another replica replaying a large spool holds its lock for as long as that takes; the
+    writer waiting for it is not waiting on the database."""
+    import fcntl
+
+    dog = Watchdog(create_engine("sqlite://"), limit_s=0.2)
+    spool = Spool(tmp_path / "spool.jsonl")
+    spool.progress, spool.waiting = dog.progress, dog.paused
+    holder = open(tmp_path / "spool.jsonl.lock", "a")  # noqa: SIM115 - released below
+    fcntl.flock(holder, fcntl.LOCK_EX)  # the other replica
+    stalls_seen: list[int] = []
+
+    def writer_replays() -> None:
+        with dog.section():
+            spool.append([record(0)])  # waits on the lock
+            stalls_seen.append(dog.check())  # just got it: the clock started again
+
+    t = threading.Thread(target=writer_replays)
+    t.start()
+    time.sleep(0.3)
+    assert dog.check(time.monotonic() + 1.0) == 0 and dog.stalls == 0  # waiting, well past the limit
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    holder.close()
+    t.join(5)
+    assert stalls_seen == [0] and dog.stalls == 0 and dog._busy == {}
+    with dog.section():  # the writer's own time in a section still counts
+        assert dog.check(time.monotonic() + 1.0) == 0 and dog.stalls == 1
+    dog.stop()

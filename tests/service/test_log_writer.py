@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import Engine, delete, select, update
@@ -453,7 +454,8 @@ def test_a_database_that_stays_away_is_logged_once_a_minute_not_once_a_replay(tm
     away = make_engine(f"sqlite:///{tmp_path / 'missing' / 'log.db'}")  # its folder does not exist: every connect fails
     f = fb.Fallback(spool, interval_s=0.0, chunk=50)
     clock = [1000.0]
-    monkeypatch.setattr(fb.time, "monotonic", lambda: clock[0])
+    # A stand-in for the module's `time`, not the global one: other threads keep their clock.
+    monkeypatch.setattr(fb, "time", SimpleNamespace(monotonic=lambda: clock[0], sleep=time.sleep))
 
     def said() -> list[str]:
         return [r.getMessage() for r in caplog.records if "spool replay failed" in r.getMessage()]
