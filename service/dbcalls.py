@@ -70,7 +70,7 @@ class DatabaseCalls:
 
 #: SQLite raises OperationalError for its missing tables and columns too; only these say the
 #: database itself is busy or away.
-SQLITE_STATES = ("locked", "busy", "unable to open", "disk i/o")
+SQLITE_STATES = ("locked", "busy", "unable to open", "disk i/o", "full", "readonly")
 
 
 def database_state(e: DBAPIError) -> bool:

@@ -54,6 +54,8 @@ class Watchdog:
         #: the same lock, must not pause the writer thread's clock.
         self._busy: dict[int, int] = {}
         self._progress = time.monotonic()
+        #: A stall with nothing to break was logged; said again only after progress.
+        self._said_unbreakable = False
         self._stop = threading.Event()
         # First among the connect hooks: the dialect's setup and the session timeouts run
         # queries too, and a server that stops answering during them must find the socket watched.
@@ -122,10 +124,12 @@ class Watchdog:
             for key, (token, fd) in list(self._socks.items()):
                 broken += _shutdown(fd)
                 self._forget(key, token)
-        self.stalls += 1
         if broken:
+            self.stalls += 1
             log.error("request-log database call made no progress for %.1f s: %d connection(s) broken; rows go to the spool until a replay succeeds", self.limit_s, broken)
-        else:  # still connecting (libpq's connect_timeout, if the URL has one, ends that)
+        elif not self._said_unbreakable:  # still connecting (libpq's connect_timeout, if the URL has one, ends that): once until it moves on
+            self.stalls += 1
+            self._said_unbreakable = True
             log.error("request-log database call made no progress for %.1f s, and no connection is open to break (still connecting?)", self.limit_s)
         return broken
 
@@ -138,9 +142,17 @@ class Watchdog:
                 log.exception("request-log watchdog check failed")
 
     def progress(self, *_args: Any, **_kw: Any) -> None:
-        """The writer's work moved on (a statement, a transaction's end, the spool's own slow
-        work): the stall clock starts again."""
+        """The writer's database work moved on (a statement, a transaction's end): the stall
+        clock starts again. Only the writer uses this engine, so any thread's event counts."""
         self._progress = time.monotonic()
+        self._said_unbreakable = False
+
+    def spool_progress(self) -> None:
+        """The spool's own slow work moved on, counted only for a thread inside a section: a
+        request thread spooling on a full queue, a row at a time, must not keep the writer's
+        hung call alive by restarting its clock."""
+        if threading.get_ident() in self._busy:
+            self.progress()
 
     def _watch(self, dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         fileno = getattr(dbapi_conn, "fileno", None)
@@ -148,6 +160,8 @@ class Watchdog:
             return
         key, token = id(dbapi_conn), next(self._tokens)
         with self._lock:
+            if self._stop.is_set():  # stopped meanwhile: stop() has closed every duplicate
+                return
             self._collect()
             self._socks[key] = (token, os.dup(fileno()))
         # A connection dropped without a pool event still gives its duplicate back.

@@ -79,7 +79,7 @@ class LogWriter:
         spool = spool or Spool(default_spool_path(engine.url.render_as_string(hide_password=False)))
         self.fallback = Fallback(spool, replay_interval_s, batch_size)
         if self.watchdog is not None:
-            spool.progress, spool.waiting = self.watchdog.progress, self.watchdog.paused
+            spool.progress, spool.waiting = self.watchdog.spool_progress, self.watchdog.paused
         self.overflow = overflow
         self.journal = Journal(spool.path)
         #: When to look next for the journals of killed processes: at once at the start

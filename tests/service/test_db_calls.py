@@ -51,12 +51,14 @@ def test_a_locked_request_log_answers_503_with_retry_after_not_a_wait(tiny_bundl
 @pytest.mark.postgres
 def test_a_hung_database_holds_only_its_own_threads(tiny_bundle: Path, tmp_path: Path) -> None:
     with own_postgres() as pg:
-        # One database thread, and its pooled connection made before the hang: the hung call is
-        # that connection's ping, which no timeout ends (a new connection's would, after 5 s).
+        # One database thread, so one hung request fills it.
         settings = settings_for(pg.url, tiny_bundle, tmp_path, db_concurrency=1, db_timeout_s=0.5)
         app = create_app(settings)
         with TestClient(app) as client:
-            assert client.get("/v1/requests", headers=ADMIN).status_code == 200  # pooled connections exist
+            assert client.get("/v1/requests", headers=ADMIN).status_code == 200
+            engine = app.state.ctx.engine
+            with engine.connect(), engine.connect():  # two pooled connections: every hung call below is a
+                pass  # ping that no timeout ends (a new connection's would, after libpq's 5 s)
             answers: list[httpx.Response] = []
             with frozen(pg):
                 hung = threading.Thread(target=lambda: answers.append(client.post("/v1/requests/x/feedback", json={"label": 1})))

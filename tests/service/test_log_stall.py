@@ -77,6 +77,7 @@ def test_a_server_that_stops_answering_sends_rows_to_the_spool_and_loses_none(tm
         engine = make_engine(pg.url, statement_timeout_s=settings.log_write_timeout_s)  # as the service builds it
         w = build_writer(engine, settings)
         assert w.watchdog is not None and w.watchdog.limit_s == STALL_FACTOR * 0.25
+        assert w.fallback.spool.progress == w.watchdog.spool_progress and w.fallback.spool.waiting == w.watchdog.paused
         w.start()
         before = [record(i) for i in range(10)]
         for r in before:
@@ -134,8 +135,13 @@ def test_the_watchdog_breaks_only_a_call_that_makes_no_progress() -> None:
         assert dog.check(time.monotonic() + 0.5) == 0 and dog.stalls == 0
         assert dog.check(time.monotonic() + 1.5) == 1 and dog.stalls == 1
         assert dog._socks == {} and closed(dup)  # broken and forgotten: the pool replaces it
-        # Still stalled a limit later (connecting, say): counted and said, nothing to break.
+        # Still stalled a limit later (connecting, say): counted and said once, nothing to break.
         assert dog.check(time.monotonic() + 3.0) == 0 and dog.stalls == 2
+        assert dog.check(time.monotonic() + 4.5) == 0 and dog.stalls == 2
+        dog.spool_progress()  # this thread is in the section: its spool work is progress
+        assert dog.check(time.monotonic() + 0.5) == 0
+        dog.progress()
+        assert dog.check(time.monotonic() + 1.5) == 0 and dog.stalls == 3  # moved on, then stalled again: said again
     # Shut both ways: a reader blocked on this socket wakes up with end-of-file.
     got: list[bytes] = []
     reader = threading.Thread(target=lambda: got.append(ours.recv(10)))
@@ -173,6 +179,15 @@ def test_a_wait_on_the_spools_lock_is_not_a_stall(tmp_path: Path) -> None:
     holder = open(tmp_path / "spool.jsonl.lock", "a")  # noqa: SIM115 - released below
     fcntl.flock(holder, fcntl.LOCK_EX)  # the other replica
     stalls_seen: list[int] = []
+    waiting = threading.Event()
+
+    @contextmanager
+    def seen_waiting() -> Iterator[None]:
+        with dog.paused():
+            waiting.set()
+            yield
+
+    spool.waiting = seen_waiting
 
     def writer_replays() -> None:
         with dog.section():
@@ -181,7 +196,7 @@ def test_a_wait_on_the_spools_lock_is_not_a_stall(tmp_path: Path) -> None:
 
     t = threading.Thread(target=writer_replays)
     t.start()
-    time.sleep(0.3)
+    assert waiting.wait(5)
     assert dog.check(time.monotonic() + 1.0) == 0 and dog.stalls == 0  # waiting, well past the limit
     fcntl.flock(holder, fcntl.LOCK_UN)
     holder.close()
@@ -190,3 +205,20 @@ def test_a_wait_on_the_spools_lock_is_not_a_stall(tmp_path: Path) -> None:
     with dog.section():  # the writer's own time in a section still counts
         assert dog.check(time.monotonic() + 1.0) == 0 and dog.stalls == 1
     dog.stop()
+
+
+def test_another_threads_spool_work_does_not_hide_the_writers_stall(tmp_path: Path) -> None:
+    """With VIGIL_LOG_QUEUE_FULL=spool, request threads append to the spool a row at a time
+    while the writer's call hangs: their appends are not the writer's progress."""
+    dog = Watchdog(create_engine("sqlite://"), limit_s=0.2)
+    spool = Spool(tmp_path / "spool.jsonl")
+    spool.progress, spool.waiting = dog.spool_progress, dog.paused
+    with dog.section():  # the writer, hung since now
+        time.sleep(0.1)
+        appender = threading.Thread(target=lambda: [spool.append([record(i)]) for i in range(20)])
+        appender.start()
+        appender.join(10)
+        # 0.25 s and more since the writer's last progress, 0.15 s since the last append.
+        assert dog.check(time.monotonic() + 0.15) == 0 and dog.stalls == 1  # stalled, nothing to break: counted
+    dog.stop()
+
