@@ -116,7 +116,19 @@ def _db_downgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: The commands defined here. Any other, or none (`vigil --help`), loads the entry points'
+#: commands too, whose modules import torch and the training code (seconds on a small CPU):
+#: `vigil db upgrade` in a migration job or an init container need not wait for them.
+BUILT_IN = ("serve", "db", "keys")
+
+
+def _needs_plugins(argv: list[str]) -> bool:
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return command not in BUILT_IN
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole CLI; with `argv` naming a built-in command, only the built-in ones."""
     parser = argparse.ArgumentParser(prog="vigil", description="Uncertainty-aware image classification service")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the HTTP service")
@@ -141,13 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--url", default=None, help="database URL (default VIGIL_DATABASE_URL)")
     down.set_defaults(func=_db_downgrade)
     keys_cli.register(sub)  # issue 8: `vigil keys new|digest`
-    for ep in entry_points(group="vigil.commands"):
-        ep.load()(sub)
+    if argv is None or _needs_plugins(argv):
+        for ep in entry_points(group="vigil.commands"):
+            ep.load()(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except Exception as e:

@@ -11,8 +11,6 @@ import argparse
 import secrets
 import sys
 
-from service.auth import DIGEST_PREFIX, key_digest, key_id
-
 
 def _settings_pepper() -> str:
     from service.settings import Settings
@@ -21,6 +19,9 @@ def _settings_pepper() -> str:
 
 
 def _new(args: argparse.Namespace) -> int:
+    # Imported here: service.auth imports the service (torch), which `vigil --help` need not wait for.
+    from service.auth import DIGEST_PREFIX, key_digest, key_id
+
     key = "vgl_" + secrets.token_urlsafe(32)  # 256 random bits: guessing is hopeless, so no slow hash is needed
     d = key_digest(key, _settings_pepper())
     print(f"key:    {key}\nentry:  {DIGEST_PREFIX}{d}\nkey id: {key_id(d)}")
@@ -28,6 +29,8 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _digest(args: argparse.Namespace) -> int:
+    from service.auth import DIGEST_PREFIX, key_digest, key_id
+
     key = sys.stdin.readline().strip()  # from stdin, so the key stays out of the shell history
     if not key:
         print("give the key on standard input", file=sys.stderr)
