@@ -85,7 +85,7 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
             log_engine.dispose()
             raise
         db = DatabaseCalls(settings.db_concurrency, settings.db_timeout_s)
-        app.state.ctx = AppContext(settings, bundle, runtime, engine, writer, list(app.state.keyring.admin), db=db)
+        app.state.ctx = AppContext(settings, bundle, runtime, engine, writer, list(app.state.keyring.admin), db)
         app.state.ctx.metrics = app.state.metrics  # counts every request-log record (issue 7)
         log.info("serving %s v%s (%s) from %s", bundle.manifest.name, bundle.manifest.version, bundle.manifest.method, settings.model_dir)
         # Which database and spool this process logs to (password masked), so an operator can tell.

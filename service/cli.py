@@ -127,8 +127,9 @@ def _needs_plugins(argv: list[str]) -> bool:
     return command not in BUILT_IN
 
 
-def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The whole CLI; with `argv` naming a built-in command, only the built-in ones."""
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The CLI for `argv`: the built-in commands, and the entry points' unless `argv` names a
+    built-in one."""
     parser = argparse.ArgumentParser(prog="vigil", description="Uncertainty-aware image classification service")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="run the HTTP service")
@@ -153,7 +154,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     down.add_argument("--url", default=None, help="database URL (default VIGIL_DATABASE_URL)")
     down.set_defaults(func=_db_downgrade)
     keys_cli.register(sub)  # issue 8: `vigil keys new|digest`
-    if argv is None or _needs_plugins(argv):
+    if _needs_plugins(argv):
         for ep in entry_points(group="vigil.commands"):
             ep.load()(sub)
     return parser

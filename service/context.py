@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -26,10 +26,10 @@ class AppContext:
     writer: LogWriter
     #: SHA-256 digests of the admin keys (see service/auth.py); raw keys are not kept.
     admin_key_digests: list[str]
+    #: Runs the database work of log reads, reports, the monitor and feedback (service/dbcalls.py).
+    db: DatabaseCalls
     #: Prometheus metrics (service/metrics.py, issue 7); set by the lifespan, None in bare contexts.
     metrics: Metrics | None = None
-    #: Runs the database work of log reads, reports, the monitor and feedback (service/dbcalls.py).
-    db: DatabaseCalls = field(default_factory=lambda: DatabaseCalls(8, 30.0))
     #: /readyz's database check in flight, shared by the probes that come while it waits.
     db_probe: asyncio.Future[bool] | None = None
 

@@ -22,6 +22,7 @@ import anyio.to_thread
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from service.db.engine import driver_reason
 from service.errors import ApiError
 from service.schemas import ErrorResponse
 
@@ -87,6 +88,5 @@ def database_state(e: DBAPIError) -> bool:
 def unavailable(e: Exception) -> ApiError:
     """The 503 for a database that failed the call; the reason goes to the service log only
     (it may name hosts and tables a client has no business seeing)."""
-    reason = str(getattr(e, "orig", None) or e).strip().splitlines()
-    log.warning("database call failed: %s: %s", type(e).__name__, reason[0] if reason else "")
+    log.warning("database call failed: %s: %s", type(e).__name__, driver_reason(e))
     return ApiError(503, "database_unavailable", UNAVAILABLE, RETRY)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.bundle import Bundle, BundleError, load_bundle
-from service.db.engine import make_engine, missing_sqlite_file
+from service.db.engine import driver_reason, make_engine, missing_sqlite_file
 from service.db.migrate import is_at_head
 from service.db.spool import Spool
 from service.db.writer import spool_path
@@ -42,8 +42,7 @@ def preflight(settings: Settings) -> Bundle:
             raise StartupProblem(f"database {engine.url!r} is not at the newest schema: run `vigil db upgrade` or start with --migrate")
     except SQLAlchemyError as e:
         # repr(engine.url) masks the password; the driver's first line says what failed.
-        reason = str(e.orig if getattr(e, "orig", None) else e).strip().splitlines()[0]
-        raise StartupProblem(f"cannot reach the database {engine.url!r}: {reason}") from e
+        raise StartupProblem(f"cannot reach the database {engine.url!r}: {driver_reason(e)}") from e
     finally:
         engine.dispose()
     return bundle

@@ -47,12 +47,19 @@ def base_record(request: Request, manifest: Manifest, salt: str, endpoint: str) 
     }
 
 
+def refusal_fields(status: int, code: str, message: str) -> dict[str, Any]:
+    """What a refused request's record says about the refusal. A 404 named something that is
+    not served (a model, a path): the served model is not credited with it."""
+    fields: dict[str, Any] = {"http_status": status, "error_code": code, "error_message": message[:500]}
+    if status == 404:
+        fields.update(model_name=None, model_version=None)
+    return fields
+
+
 def error_fields(e: ApiError, start: float) -> dict[str, Any]:
-    """What a refused request's record says about the refusal, and its latency since `start`."""
+    """`refusal_fields` of `e`, and the latency since `start`."""
     return {
-        "http_status": e.status,
-        "error_code": e.code,
-        "error_message": e.message[:500],
+        **refusal_fields(e.status, e.code, e.message),
         "latency_ms": round((time.perf_counter() - start) * 1000, 3),
     }
 

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.routing import compile_path
 
 from service.db.writer import QueueFull
-from service.records import base_record
+from service.records import base_record, refusal_fields
 
 log = logging.getLogger("vigil.rejections")
 
@@ -69,9 +69,7 @@ def log_rejection(request: Request, status: int, code: str, message: str) -> Non
     template = route_template(request)
     endpoint = template or request.url.path
     record = base_record(request, ctx.bundle.manifest, ctx.settings.client_id_salt, endpoint[:64])
-    if status == 404:  # the request named something that is not served: do not credit the served model
-        record.update(model_name=None, model_version=None)
-    record.update(http_status=status, error_code=code, error_message=message[:500])
+    record.update(refusal_fields(status, code, message))
     try:
         ctx.writer.submit(record)
     except QueueFull:  # say so loudly; the client still gets its 4xx

@@ -27,7 +27,7 @@ from models.scorers.base import ScoreInput, Scorer
 from models.scorers.registry import build_scorer
 from training import metrics
 from training.data import Splits
-from training.loop import features_and_logits, normalise, served_temperature
+from training.loop import features_and_logits, normalise
 
 #: Parameter-free candidates, in order of preference on ties.
 PLAIN_CANDIDATES = ("msp", "entropy")
@@ -48,15 +48,14 @@ def aupr_errors(scorers: Mapping[str, Scorer], inp: ScoreInput, labels: torch.Te
 
 
 def choose_failure_scorer(
-    model: UncertaintyModel, learned: Mapping[str, Scorer], splits: Splits, temperature: float | None = None
+    model: UncertaintyModel, learned: Mapping[str, Scorer], splits: Splits, temperature: float
 ) -> tuple[Scorer, dict[str, Any]]:
     """The served failure scorer among the plain candidates and `learned`, and the report for the manifest.
 
-    Scored at `temperature`, the one finalize() fits on val (computed here when not given),
-    so the scores are those served.
+    Scored at `temperature`, the served one (`training.loop.served_temperature`), so the
+    scores are those served.
     """
     model.eval()
-    temperature = served_temperature(model, splits.val) if temperature is None else temperature
     feats, logits = features_and_logits(model, splits.cal.x)  # one forward of cal serves every candidate
     pool = {**plain_candidates(logits.shape[0]), **learned}
     values = aupr_errors(pool, ScoreInput(model, normalise(splits.cal.x), logits, feats, temperature), splits.cal.y)

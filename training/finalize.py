@@ -24,7 +24,7 @@ from models.thresholds import pass_rate_threshold, selective_risk_threshold
 from models.uncertainty import uncertainty
 from training import metrics
 from training.data import Split, Splits
-from training.loop import normalise, predict_logits, served_temperature
+from training.loop import normalise, predict_logits
 from training.scorer_fit import fit_rows
 
 MNIST_CLASSES = [str(i) for i in range(10)]
@@ -43,14 +43,14 @@ class BundleSpec:
     method_params: dict[str, Any]
     failure_scorer: Scorer
     ood_scorer: Scorer
+    #: The temperature served, fitted on validation (`training.loop.served_temperature`) once,
+    #: before the scorers were chosen at it.
+    temperature: float
     target_risk: float = 0.005
     ood_pass_rate: float = 0.99
     alpha: float = 0.01
     training_seconds: float = 0.0
     extra_metrics: dict[str, Any] = field(default_factory=dict)
-    #: The served temperature when a choice before `finalize` (an auto scorer) already fitted
-    #: it on validation; None: `finalize` fits it.
-    temperature: float | None = None
 
 
 def run_pipeline(pipeline: Pipeline, data: Split, batch_size: int = 500) -> PipelineOutput:
@@ -59,7 +59,7 @@ def run_pipeline(pipeline: Pipeline, data: Split, batch_size: int = 500) -> Pipe
     return PipelineOutput.concat(outs)
 
 
-def _manifest_fields(spec: BundleSpec, temperature: float, failure_t: float, ood_t: float, qhat: float, fp: str) -> dict[str, Any]:
+def _manifest_fields(spec: BundleSpec, failure_t: float, ood_t: float, qhat: float, fp: str) -> dict[str, Any]:
     return {
         "name": spec.name,
         "version": spec.version,
@@ -68,7 +68,7 @@ def _manifest_fields(spec: BundleSpec, temperature: float, failure_t: float, ood
         "arch_params": spec.arch_params,
         "method_params": spec.method_params,
         "class_names": MNIST_CLASSES,
-        "temperature": temperature,
+        "temperature": spec.temperature,
         "failure": ScorerSpec(
             name=spec.failure_scorer.name,
             params=spec.failure_scorer.params(),
@@ -100,8 +100,7 @@ def finalize(model: UncertaintyModel, spec: BundleSpec, splits: Splits, out: Pat
     model.eval()
     for m in (model, spec.failure_scorer, spec.ood_scorer):
         m.requires_grad_(False)
-    temperature = spec.temperature if spec.temperature is not None else served_temperature(model, splits.val)
-    fields = _manifest_fields(spec, temperature, 0.0, 0.0, 1.0, splits.fingerprint)
+    fields = _manifest_fields(spec, 0.0, 0.0, 1.0, splits.fingerprint)
     val_out = run_pipeline(_pipeline(model, spec, fields), splits.val)
     correct = val_out.probs.argmax(-1) == splits.val.y
     failure_t, risk, coverage = selective_risk_threshold(val_out.failure_score, correct, spec.target_risk)
@@ -114,7 +113,7 @@ def finalize(model: UncertaintyModel, spec: BundleSpec, splits: Splits, out: Pat
     # class deterministically, which can only raise coverage above 1 - alpha.
     u = torch.rand(len(splits.cal), generator=torch.Generator().manual_seed(0))
     qhat = conformal_quantile(aps_scores(cal_out.probs, splits.cal.y, u), spec.alpha)
-    fields = _manifest_fields(spec, temperature, failure_t, ood_t, qhat, splits.fingerprint)
+    fields = _manifest_fields(spec, failure_t, ood_t, qhat, splits.fingerprint)
     fields["metrics"] = {
         "validation": {
             "selective_risk": risk,
@@ -125,7 +124,7 @@ def finalize(model: UncertaintyModel, spec: BundleSpec, splits: Splits, out: Pat
         **spec.extra_metrics,
     }
     if test is not None:
-        fields["metrics"]["test"] = test_metrics(model, temperature, test)
+        fields["metrics"]["test"] = test_metrics(model, spec.temperature, test)
     n = min(REFERENCE_SIZE, len(splits.val))
     fields["reference"] = {
         "confidence": [round(float(v), 6) for v in val_out.probs.max(-1).values[:n]],

@@ -70,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
         extra.update(reports)
         return head
 
-    # Both auto choices score at the served temperature: one pass over val fits it for both.
-    temperature = served_temperature(model, splits.val) if "auto" in (args.failure_scorer, args.ood_scorer) else None
+    # The served temperature, fitted once: both auto choices score at it, and the bundle serves it.
+    temperature = served_temperature(model, splits.val)
     if args.failure_scorer == "auto":
         # The bundle's own ConfidNet head competes as it is (it was trained on this model),
         # unless a recipe was asked for; a bundle without one gets one trained first.

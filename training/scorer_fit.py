@@ -28,7 +28,7 @@ from models.scorers.mahalanobis_layers import MahalanobisLayers
 from models.scorers.odin import ODIN
 from models.scorers.registry import build_scorer
 from training.data import Splits
-from training.loop import MNIST_STD, features_and_logits, normalise, served_temperature
+from training.loop import MNIST_STD, features_and_logits, normalise
 from training.ood_select import ODIN_T, choose_odin_eps, fgsm_proxy, proxy_aurocs
 
 #: Fitting subsets: enough for stable statistics, cheap on 2 cores.
@@ -87,9 +87,9 @@ def _supports_layers(model: UncertaintyModel, x: torch.Tensor) -> bool:
     return True
 
 
-def choose_auto(model: UncertaintyModel, splits: Splits, temperature: float | None = None) -> tuple[Scorer, dict[str, Any]]:
+def choose_auto(model: UncertaintyModel, splits: Splits, temperature: float) -> tuple[Scorer, dict[str, Any]]:
     """Fit every supported candidate and keep the best by the ID-only FGSM-proxy AUROC, scored at
-    the served `temperature` (computed here when not given)."""
+    the served `temperature`."""
     model.eval()
     _, choice_x = _val_parts(splits)
     with torch.no_grad():
@@ -99,7 +99,6 @@ def choose_auto(model: UncertaintyModel, splits: Splits, temperature: float | No
     fitted = {n: fit_named(n, model, splits) for n in names}
     x_choice = normalise(choice_x)
     # MSP, entropy and mutual information depend on the temperature: rank them as served.
-    temperature = served_temperature(model, splits.val) if temperature is None else temperature
     proxies = fgsm_proxy(model, x_choice, [MNIST_STD])
     aurocs = proxy_aurocs({n: s for n, (s, _) in fitted.items()}, model, x_choice, proxies, temperature)
     best = max(aurocs.values())
@@ -109,7 +108,7 @@ def choose_auto(model: UncertaintyModel, splits: Splits, temperature: float | No
     return scorer, {**report, "auto_chosen": chosen, "auto_rule": rule, "auto_proxy_auroc": aurocs, "auto_temperature": temperature}
 
 
-def fit_ood_scorer(name: str, model: UncertaintyModel, splits: Splits, temperature: float | None = None) -> tuple[Scorer, dict[str, Any]]:
+def fit_ood_scorer(name: str, model: UncertaintyModel, splits: Splits, temperature: float) -> tuple[Scorer, dict[str, Any]]:
     """The scorer `name` (or the `auto` choice, at the served `temperature`) fitted on ID data, and what was chosen."""
     if name == "auto":
         return choose_auto(model, splits, temperature)

@@ -93,17 +93,12 @@ def _rows(engine: Engine, model: str | None, since: Any, until: Any, limit: int 
     """Successful predictions with a stored input, oldest first, a few hundred at a time."""
     from sqlalchemy import select
 
+    from service.db.queries import RequestFilter
     from service.db.tables import RequestRecord as R
 
     columns = [R.request_id, R.model_name, R.model_version, R.input_pixels, *(getattr(R, n) for n in EXACT + CLOSE + METHODS)]
     stmt = select(*columns).where(R.input_pixels.is_not(None), R.predicted_label.is_not(None))
-    if model is not None:
-        stmt = stmt.where(R.model_name == model)
-    if since is not None:
-        stmt = stmt.where(R.received_at >= since)
-    if until is not None:
-        stmt = stmt.where(R.received_at < until)
-    stmt = stmt.order_by(R.id).limit(limit)
+    stmt = RequestFilter(since, until, model).apply(stmt).order_by(R.id).limit(limit)
     with engine.connect() as conn:
         for part in conn.execution_options(yield_per=256).execute(stmt).partitions():
             yield from part

@@ -64,6 +64,13 @@ def make_engine(url: str, statement_timeout_s: float | None = None) -> Engine:
     return engine
 
 
+def driver_reason(e: BaseException) -> str:
+    """The first line of what the driver said (SQLAlchemy wraps it in `orig`), for a log line or
+    a one-line error: its later lines repeat the statement and its parameters."""
+    lines = str(getattr(e, "orig", None) or e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
 def missing_sqlite_file(url: str) -> Path | None:
     """The SQLite file `url` names, when it does not exist (None for other backends): connecting
     would create it empty."""

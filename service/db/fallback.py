@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.db.engine import driver_reason
 from service.db.spool import Spool
 
 log = logging.getLogger("vigil.writer")
@@ -65,9 +66,8 @@ class Fallback:
             now = time.monotonic()
             if self._failing == 1 or now - self._said_at >= REPEAT_S:
                 self._said_at = now
-                reason = str(getattr(e, "orig", None) or e).strip().splitlines()
                 log.warning("spool replay failed %d time(s) in a row (%s: %s); retried every %.1fs", self._failing,
-                            type(e).__name__, reason[0] if reason else "", self.interval_s)  # fmt: skip
+                            type(e).__name__, driver_reason(e), self.interval_s)  # fmt: skip
             self._next = now + self.interval_s
             return False
         except Exception:  # anything else must not end the writer thread, which every row needs

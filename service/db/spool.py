@@ -113,11 +113,12 @@ class Spool:
         self.path = path
         self._lock_path = path.with_name(path.name + ".lock")
         self.rejected_path = path.with_name(path.name + ".rejected")
-        #: Called as the spool's own slow work moves on (its lock taken, every
-        #: `PROGRESS_LINES` lines read), so that the writer's watchdog, which times the
-        #: database, does not take a wait on another replica's replay for a hung server.
+        #: Called as the spool's own slow work moves on (every `PROGRESS_LINES` lines read, each
+        #: chunk or side file), so that the writer's watchdog, which times the database, does
+        #: not take a long scan for a hung server.
         self.progress: Callable[[], None] = lambda: None
-        #: Around each wait for the lock: the watchdog's `paused`, for the same reason.
+        #: Around each wait for the lock (the watchdog's `paused`): another replica's replay may
+        #: hold it for as long as that takes.
         self.waiting: Callable[[], AbstractContextManager[None]] = nullcontext
 
     @contextmanager
@@ -130,7 +131,6 @@ class Spool:
             if not acquired:
                 yield False
                 return
-            self.progress()
             try:
                 yield True
             finally:

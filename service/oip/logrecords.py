@@ -57,11 +57,7 @@ def log_error(
     if e.code == "log_backpressure":
         return
     record.update(input_fields(body))
-    if (
-        e.status == 404
-    ):  # an unknown model was named: do not credit the served one (as service/rejections.py)
-        record.update(model_name=None, model_version=None)
-    submit(ctx, record | error_fields(e, start))
+    submit(ctx, record | error_fields(e, start))  # a 404 (an unknown model) credits no model
 
 
 def log_failed_inputs(ctx: AppContext, record: dict[str, Any], pixels: np.ndarray, e: ApiError, start: float) -> None:

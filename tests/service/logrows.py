@@ -1,10 +1,12 @@
-"""Helpers for request-log tests: synthetic records and reading rows back."""
+"""Helpers for request-log tests: synthetic records, reading rows back, a lock held on the table."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -58,3 +60,17 @@ def logged(url: str, request_id: str) -> RequestRecord:
     finally:
         engine.dispose()
     raise AssertionError(f"request {request_id} was not logged")
+
+
+@contextmanager
+def table_locked(url: str) -> Iterator[None]:
+    """Another session holds the request log's lock (a long migration, a stuck transaction)."""
+    holder = make_engine(url)
+    with holder.connect() as conn:
+        trans = conn.begin()
+        conn.exec_driver_sql("LOCK TABLE request_log IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            trans.rollback()
+    holder.dispose()

@@ -14,9 +14,8 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.settings import Settings
 from tests.images import noise_png
+from tests.service.logrows import table_locked
 from tests.service.own_postgres import own_postgres
-from tests.service.test_log_stall import frozen
-from tests.service.test_log_writer import table_locked
 
 ADMIN = {"Authorization": "Bearer test-admin-key-0123456789abcdef"}
 PNG = {"content-type": "image/png"}
@@ -60,7 +59,7 @@ def test_a_hung_database_holds_only_its_own_threads(tiny_bundle: Path, tmp_path:
             with engine.connect(), engine.connect():  # two pooled connections: every hung call below is a
                 pass  # ping that no timeout ends (a new connection's would, after libpq's 5 s)
             answers: list[httpx.Response] = []
-            with frozen(pg):
+            with pg.frozen():
                 hung = threading.Thread(target=lambda: answers.append(client.post("/v1/requests/x/feedback", json={"label": 1})))
                 hung.start()
                 deadline = time.monotonic() + 5

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ from service.db.writer import STALL_FACTOR, build_writer
 from service.metrics import _StateCollector
 from service.settings import Settings
 from tests.service.logrows import record, stored_ids
-from tests.service.own_postgres import OwnPostgres, own_postgres
+from tests.service.own_postgres import own_postgres
 
 
 def wait_for(condition: Callable[[], bool], timeout: float) -> None:
@@ -38,33 +37,6 @@ def wait_for(condition: Callable[[], bool], timeout: float) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.02)
-
-
-def children(parent: int) -> list[int]:
-    """The processes whose parent is `parent` (from /proc: field 4 of each stat file)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        if int(fields[1]) == parent:
-            found.append(int(stat.parent.name))
-    return found
-
-
-@contextmanager
-def frozen(pg: OwnPostgres) -> Iterator[None]:
-    """Every process of the instance stopped, its sockets left open."""
-    postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
-    pids = [postmaster, *children(postmaster)]
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
 
 
 @pytest.mark.slow
@@ -84,7 +56,7 @@ def test_a_server_that_stops_answering_sends_rows_to_the_spool_and_loses_none(tm
             w.submit(r)
         wait_for(lambda: w.written == 10, timeout=10)  # a pooled connection now waits for the next batch
         during = [record(i) for i in range(10, 50)]
-        with caplog.at_level(logging.ERROR, logger="vigil.writer"), frozen(pg):
+        with caplog.at_level(logging.ERROR, logger="vigil.writer"), pg.frozen():
             for r in during:
                 w.submit(r)
             # Without the watchdog the insert (its pre-ping, in fact) waits for ever and the
@@ -175,7 +147,7 @@ def test_a_wait_on_the_spools_lock_is_not_a_stall(tmp_path: Path) -> None:
 
     dog = Watchdog(create_engine("sqlite://"), limit_s=0.2)
     spool = Spool(tmp_path / "spool.jsonl")
-    spool.progress, spool.waiting = dog.progress, dog.paused
+    spool.progress, spool.waiting = dog.spool_progress, dog.paused  # as the writer wires them
     holder = open(tmp_path / "spool.jsonl.lock", "a")  # noqa: SIM115 - released below
     fcntl.flock(holder, fcntl.LOCK_EX)  # the other replica
     stalls_seen: list[int] = []

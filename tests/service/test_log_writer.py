@@ -26,7 +26,7 @@ from service.db.spool import Spool
 from service.db.tables import RequestRecord
 from service.db.writer import LogWriter, QueueFull, build_writer
 from service.settings import Settings
-from tests.service.logrows import count, record, stored_ids
+from tests.service.logrows import count, record, stored_ids, table_locked
 
 T = RequestRecord.__table__
 
@@ -339,20 +339,6 @@ def test_a_restart_under_a_fixed_writer_name_loses_no_row(engine: Engine, db_url
     with engine.connect() as conn:
         chains = set(conn.scalars(select(T.c.writer_id)))
     assert len(chains) == 2 and {c.rsplit("-", 1)[0] for c in chains} == {"web-1"}
-
-
-@contextmanager
-def table_locked(url: str) -> Iterator[None]:
-    """Another session holds the request log's lock (a long migration, a stuck transaction)."""
-    holder = make_engine(url)
-    with holder.connect() as conn:
-        trans = conn.begin()
-        conn.exec_driver_sql("LOCK TABLE request_log IN ACCESS EXCLUSIVE MODE")
-        try:
-            yield
-        finally:
-            trans.rollback()
-    holder.dispose()
 
 
 @pytest.mark.postgres

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import shutil
@@ -76,6 +77,13 @@ def test_the_bundle_that_logged_the_answers_gives_them_again(
     assert "decisions that change" not in out and "AUDIT FAILED" not in out
     assert vigil(["replay", "--url", logged, "--bundle", str(mc_bundle), "--limit", "3"]) == 0
     assert "same answer: 3; different: 0" in capsys.readouterr().out
+    # The window selects rows by when they were received: all of them within the last day,
+    # none before 2000 or from a day ahead on.
+    assert vigil(["replay", "--url", logged, "--bundle", str(mc_bundle), "--since", "24h"]) == 0
+    assert "same answer: 11; different: 0" in capsys.readouterr().out
+    ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    for window in (["--until", "2000-01-01T00:00"], ["--since", ahead]):
+        assert vigil(["replay", "--url", logged, "--bundle", str(mc_bundle), *window]) == 3, window
 
 
 def test_a_bundle_changed_under_the_same_name_and_version_fails_the_audit(

@@ -13,7 +13,12 @@ from models.deterministic import Deterministic
 from models.scorers.base import ScoreInput, Scorer
 from training.data import Split, Splits, make_splits
 from training.failure_select import aupr_errors, choose_failure_scorer, plain_candidates
-from training.loop import features_and_logits, normalise, predict_logits
+from training.loop import (
+    features_and_logits,
+    normalise,
+    predict_logits,
+    served_temperature,
+)
 
 
 class Fixed(Scorer):
@@ -44,7 +49,7 @@ def setup(data_dir: Path) -> tuple[UncertaintyModel, Splits, torch.Tensor]:
 def test_a_head_that_knows_the_errors_is_served(setup: tuple[UncertaintyModel, Splits, torch.Tensor]) -> None:
     model, splits, wrong = setup
     oracle = Fixed(wrong.float())
-    chosen, report = choose_failure_scorer(model, {"confidnet": oracle}, splits)
+    chosen, report = choose_failure_scorer(model, {"confidnet": oracle}, splits, served_temperature(model, splits.val))
     assert chosen is oracle
     assert report["auto_chosen"] == "confidnet"
     assert report["auto_cal_aupr_error"]["confidnet"] == pytest.approx(100.0)
@@ -54,7 +59,7 @@ def test_a_head_that_knows_the_errors_is_served(setup: tuple[UncertaintyModel, S
 def test_a_head_worse_than_mcp_is_not_served(setup: tuple[UncertaintyModel, Splits, torch.Tensor]) -> None:
     model, splits, wrong = setup
     backwards = Fixed(1.0 - wrong.float())  # ranks every success above every error
-    chosen, report = choose_failure_scorer(model, {"confidnet": backwards}, splits)
+    chosen, report = choose_failure_scorer(model, {"confidnet": backwards}, splits, served_temperature(model, splits.val))
     table = report["auto_cal_aupr_error"]
     assert report["auto_chosen"] == max(table, key=table.get) != "confidnet"
     assert chosen.name == report["auto_chosen"]
@@ -63,7 +68,7 @@ def test_a_head_worse_than_mcp_is_not_served(setup: tuple[UncertaintyModel, Spli
 def test_ties_go_to_the_earlier_candidate(setup: tuple[UncertaintyModel, Splits, torch.Tensor]) -> None:
     model, splits, wrong = setup
     a, b = Fixed(wrong.float()), Fixed(wrong.float())
-    chosen, report = choose_failure_scorer(model, {"first": a, "second": b}, splits)
+    chosen, report = choose_failure_scorer(model, {"first": a, "second": b}, splits, served_temperature(model, splits.val))
     assert chosen is a and report["auto_chosen"] == "first"
 
 
@@ -86,6 +91,6 @@ def test_without_errors_on_cal_mcp_is_served(setup: tuple[UncertaintyModel, Spli
     with torch.no_grad():
         predicted = predict_logits(model.sample_logits, splits.cal)[0].argmax(-1)
     perfect = Splits(splits.train, splits.val, Split(splits.cal.x, predicted), splits.fingerprint)
-    chosen, report = choose_failure_scorer(model, {"confidnet": Fixed(torch.rand(len(predicted)))}, perfect)
+    chosen, report = choose_failure_scorer(model, {"confidnet": Fixed(torch.rand(len(predicted)))}, perfect, served_temperature(model, perfect.val))
     assert report["auto_chosen"] == "msp" and chosen.name == "msp"
     assert report["auto_cal_aupr_error"]["confidnet"] is None  # undefined, and stored as such

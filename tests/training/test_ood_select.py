@@ -76,7 +76,8 @@ def test_choose_odin_eps_takes_the_best_proxy_auroc_and_the_smaller_eps_on_ties(
 
 
 def test_auto_fits_every_candidate_and_serves_the_best_by_the_proxy() -> None:
-    scorer, report = fit_ood_scorer("auto", _model(3), _splits())
+    model, splits = _model(3), _splits()
+    scorer, report = fit_ood_scorer("auto", model, splits, served_temperature(model, splits.val))
     aurocs = report["auto_proxy_auroc"]
     assert set(aurocs) == set(AUTO_CANDIDATES)
     assert scorer.name == report["auto_chosen"] and aurocs[scorer.name] == max(aurocs.values())
@@ -85,13 +86,13 @@ def test_auto_fits_every_candidate_and_serves_the_best_by_the_proxy() -> None:
 
 def test_auto_ranks_the_candidates_at_the_served_temperature() -> None:
     # MSP, entropy and mutual information change with the temperature: the choice must score
-    # them as the bundle will serve them (the temperature finalize fits on val), not at T = 1.
+    # them as the bundle will serve them (the served temperature, fitted on val), not at T = 1.
     model, splits = build_model("ensemble", "small_cnn", TINY_ARCH, {"members": 3}).eval(), _splits()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.5 * torch.randn_like(p))
-    _, report = fit_ood_scorer("auto", model, splits)
     temperature = served_temperature(model, splits.val)
+    _, report = fit_ood_scorer("auto", model, splits, temperature)
     assert report["auto_temperature"] == pytest.approx(temperature) and abs(temperature - 1.0) > 0.05
     n = fit_rows(len(splits.val))
     x = normalise(splits.val.x[n : 2 * n])  # the part no candidate was fitted on
@@ -104,7 +105,8 @@ def test_auto_ranks_the_candidates_at_the_served_temperature() -> None:
 
 def test_auto_on_a_sampled_model_without_layers() -> None:
     model = build_model("variational", "small_cnn", TINY_ARCH, {"num_samples": 3, "seed": 0}).eval()
-    _, report = fit_ood_scorer("auto", model, _splits())
+    splits = _splits()
+    _, report = fit_ood_scorer("auto", model, splits, served_temperature(model, splits.val))
     names = set(report["auto_proxy_auroc"])
     assert "mahalanobis_layers" not in names and {"mutual_information", "entropy"} <= names
 
@@ -113,7 +115,7 @@ def test_auto_on_a_sampled_model_without_layers() -> None:
 def test_named_scorers_are_fitted_and_score_in_distribution_data(name: str) -> None:
     splits = _splits()
     model = _model(4)
-    scorer, report = fit_ood_scorer(name, model, splits)
+    scorer, report = fit_ood_scorer(name, model, splits, 1.0)  # a named scorer: the temperature is auto's only
     assert scorer.name == name
     if name == "odin":
         assert report["odin_temperature"] == 1000.0 and str(report["odin_eps"]) in report["odin_proxy_auroc_by_eps"]

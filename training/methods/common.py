@@ -32,8 +32,8 @@ def bundle_spec(
     """
     model.eval()
     extra: dict[str, Any] = {}
-    # Both auto choices score at the served temperature: one pass over val fits it for both.
-    temperature = served_temperature(model, splits.val) if "auto" in (opts.failure_scorer, opts.ood_scorer) else None
+    # The served temperature, fitted once: both auto choices score at it, and the bundle serves it.
+    temperature = served_temperature(model, splits.val)
     if opts.failure_scorer in ("confidnet", "auto"):
         failure, reports = fit_confidnet(model, splits, cfg, opts.arch_params, opts.confidnet_passes, opts.confidnet_finetune_epochs)
         extra.update(reports)
