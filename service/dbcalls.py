@@ -24,7 +24,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service.db.engine import driver_reason
 from service.errors import ApiError
-from service.schemas import ErrorResponse
+from service.schemas import ErrorResponse, error_body
 
 log = logging.getLogger("vigil.db")
 R = TypeVar("R")
@@ -38,6 +38,9 @@ DB_ERRORS: dict[int | str, dict[str, Any]] = {
     503: {
         "model": ErrorResponse,
         "description": "The database is slow, hung or away: every database thread busy (`database_busy`) or the call failed (`database_unavailable`); retry after the Retry-After header.",
+        # Declared with the routes, so that every route that spreads DB_ERRORS shows this example
+        # rather than the generic 503 (inference backpressure), which these routes never answer.
+        "content": {"application/json": {"example": error_body("database_unavailable", UNAVAILABLE)}},
     }
 }
 

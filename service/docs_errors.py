@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from service.auth import ADMIN_KEY_REQUIRED
-from service.dbcalls import UNAVAILABLE
+from service.schemas import EXAMPLE_ERROR_ID, error_body
 
-RID = "9b2f0c1d7e6a4f5b8c3d2e1f0a9b8c7d"
+RID = EXAMPLE_ERROR_ID
 
 #: Per status, the most common answer (code, message).
 BY_STATUS: dict[int, tuple[str, str]] = {
@@ -33,21 +33,9 @@ BY_STATUS: dict[int, tuple[str, str]] = {
 #: GET endpoints behind the admin key (the last two with VIGIL_METRICS_ADMIN_ONLY): their 401.
 ADMIN_PATHS = ("/v1/requests", "/v1/requests/{request_id}", "/v1/reports/summary", "/v1/monitor", "/metrics")
 
-#: The operations whose database work runs in service/dbcalls.py (their 503).
-DB_OPERATIONS = (
-    ("get", "/v1/requests"),
-    ("get", "/v1/requests/{request_id}"),
-    ("get", "/v1/reports/summary"),
-    ("get", "/v1/monitor"),
-    ("post", "/v1/requests/{request_id}/feedback"),
-)
-
 #: Where an operation's answer for a status differs from `BY_STATUS`: (method, path, status).
+#: (The database routes' 503 example comes with their declaration, service.dbcalls.DB_ERRORS.)
 BY_OPERATION: dict[tuple[str, str, int], tuple[str, str]] = {
-    **{
-        (method, path, 503): ("database_unavailable", UNAVAILABLE)
-        for method, path in DB_OPERATIONS
-    },
     ("post", "/v1/predict", 422): ("corrupt_image", "the image could not be decoded: image file is truncated"),
     ("post", "/v1/predict/batch", 413): ("too_many_images", "a batch may carry at most 64 images"),
     ("post", "/v1/predict/batch", 415): ("unsupported_media_type", "send multipart/form-data with one 'images' field per image, not image/png"),
@@ -80,4 +68,4 @@ def error_example(method: str, path: str, status: int) -> dict[str, Any] | None:
     code, message = found
     if path.startswith("/v2"):
         return {"error": message, "code": code, "request_id": RID}
-    return {"error": {"code": code, "message": message, "request_id": RID}}
+    return error_body(code, message)

@@ -8,6 +8,8 @@ collector instead of being copied on every change.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,23 @@ from prometheus_client.registry import Collector
 
 #: The endpoints whose inputs are logged, as their route templates label the series.
 PREDICTION_ENDPOINTS = ("/v1/predict", "/v1/predict/batch", "/v2/models/{name}/infer")
+log = logging.getLogger("vigil.metrics")
+
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _spool_bytes(spool: Any) -> float:
+    """The spool's size, or NaN (Prometheus's "unknown") when its folder cannot be read.
+
+    The spool's own size check treats only a missing file as empty: an unreadable one must
+    not look empty to the replay. A scrape, though, must not fail on it, or every other
+    series (the one that would show the outage among them) goes with it.
+    """
+    try:
+        return float(spool.size())
+    except OSError as e:
+        log.warning("vigil_log_spool_bytes unknown: the spool at %s cannot be read (%s)", spool.path, e)
+        return math.nan
 
 
 class _StateCollector(Collector):
@@ -74,7 +92,7 @@ class _StateCollector(Collector):
             yield GaugeMetricFamily(
                 "vigil_log_spool_bytes",
                 "Size of the spool and its rescue files: rows waiting for the database (alert when it does not shrink)",
-                value=fallback.spool.size(),
+                value=_spool_bytes(fallback.spool),
             )
         yield GaugeMetricFamily(
             "vigil_log_database_up",

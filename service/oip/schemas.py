@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from service.params import Text
+from service.schemas import EXAMPLE_ERROR_ID
 
 #: Client strings are `Text`: the id is echoed and names appear in error messages.
 Param = Text | int | float | bool
@@ -136,7 +137,7 @@ class OipError(BaseModel):
             "example": {
                 "error": "the input contains NaN or infinite values",
                 "code": "non_finite_values",
-                "request_id": "9b2f0c1d7e6a4f5b8c3d2e1f0a9b8c7d",
+                "request_id": EXAMPLE_ERROR_ID,
             }
         }
     )

@@ -31,12 +31,15 @@ def test_a_locked_request_log_answers_503_with_retry_after_not_a_wait(tiny_bundl
     with TestClient(create_app(settings_for(pg_url, tiny_bundle, tmp_path, db_timeout_s=0.5))) as client:
         rid = client.post("/v1/predict", content=noise_png(0), headers=PNG).json()["request_id"]
         with table_locked(pg_url):  # a migration, or a stuck transaction, holds the table
+            spec = client.get("/openapi.json").json()["paths"]
             for method, path, body in (("GET", "/v1/requests", None), ("GET", f"/v1/requests/{rid}", None),
                                        ("POST", f"/v1/requests/{rid}/feedback", {"label": 1}), ("GET", "/v1/reports/summary", None)):  # fmt: skip
                 t0 = time.monotonic()
                 r = client.request(method, path, json=body, headers=ADMIN)
                 # The lock timeout ends the wait; before, the request waited as long as the lock.
                 assert (r.status_code, r.json()["error"]["code"]) == (503, "database_unavailable"), (path, r.text)
+                documented = spec[path.replace(rid, "{request_id}")][method.lower()]["responses"]["503"]
+                assert documented["content"]["application/json"]["example"]["error"]["code"] == "database_unavailable"
                 assert r.headers["retry-after"] == "5" and time.monotonic() - t0 < 5
                 assert "lock" not in r.json()["error"]["message"]  # the database's own words stay in the service log
             assert client.post("/v1/predict", content=noise_png(1), headers=PNG).status_code == 200  # predictions go on

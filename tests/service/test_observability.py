@@ -18,6 +18,7 @@ from service.app import create_app
 from service.db.engine import make_engine
 from service.db.journal import Journal
 from service.db.migrate import upgrade
+from service.db.spool import Spool
 from service.logs import JsonFormatter
 from service.metrics import Metrics
 from service.routes.pages import STATIC_DIR
@@ -294,3 +295,23 @@ def test_an_operator_sees_the_model_memory_and_a_spool_that_drains(tmp_path: Pat
         up = samples(client.get("/metrics").text)
         assert value(up, "vigil_log_records_replayed_total") == 3 and value(up, "vigil_log_spool_bytes") == 0.0
         assert value(up, "vigil_log_database_up") == 1.0
+
+
+def test_a_spool_that_cannot_be_read_leaves_the_scrape_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Root reads any folder, so the unreadable spool is made by its size check failing."""
+
+    def unreadable(self: Spool) -> int:
+        raise PermissionError(13, "Permission denied", str(self.path))
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True)
+    with TestClient(create_app(settings)) as client:
+        monkeypatch.setattr(Spool, "size", unreadable)
+        with caplog.at_level(logging.WARNING, logger="vigil.metrics"):
+            response = client.get("/metrics")
+        assert response.status_code == 200
+        scraped = samples(response.text)
+        assert np.isnan(scraped[("vigil_log_spool_bytes", frozenset())])
+        assert scraped[("vigil_log_database_up", frozenset())] == 1.0  # the rest still comes
+        assert any("cannot be read" in r.getMessage() and "Permission denied" in r.getMessage() for r in caplog.records)
