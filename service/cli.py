@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from models.usage import int_in
 from service import keys_cli
+
+#: Exit status of a command that fails on a bug (sysexits' EX_SOFTWARE); 2 is a user's mistake.
+BUG = 70
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -165,13 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 -- every failure ends in a status that says whose it is
         # Imported only on the way out, so that `vigil --help` stays fast.
         from service.cli_errors import user_error
 
         message = user_error(e)
         if message is None or os.environ.get("VIGIL_DEBUG", "").lower() not in ("", "0", "false", "no"):
-            raise
+            traceback.print_exc()
+        if message is None:
+            # Not Python's exit status 1, which `vigil replay` and `vigil audit verify` give a
+            # failed audit: a script must tell "the log does not check out" from "vigil broke".
+            print(f"vigil {args.command}: internal error (a bug, not a mistake of yours): {type(e).__name__}; exit status {BUG}", file=sys.stderr)
+            return BUG
         print(f"vigil {args.command}: error: {message}", file=sys.stderr)
         return 2
 

@@ -12,7 +12,8 @@ must give the row's answer again:
 Rows are reported by the model (name, version) that logged them, so the rows of the
 bundle's own version are audited whatever else was selected. Exit status: 0, 1 when the
 audit failed (an answer differs, or a stored input of its own rows cannot be replayed),
-2 for a usage error, 3 when no row was selected (an audit of nothing is no pass).
+2 for a usage error, 3 when no row was selected (an audit of nothing is no pass), 70 for a bug
+(service/cli.py).
 """
 
 from __future__ import annotations

@@ -142,3 +142,36 @@ def test_feedback_refuses_what_is_not_json_and_counts_characters(admin_client: T
     assert r.status_code == 422 and "at most 100 characters, got 101" in r.json()["error"]["message"]
     assert c.post(path, content=b'{"label": 1}').json()["error"]["code"] == "unsupported_media_type"  # no Content-Type
     assert c.post(path, content=b'{"label": 1}', headers={"content-type": "application/json; charset=utf-8"}).status_code == 404
+
+
+@pytest.mark.parametrize("debug", ["", "1"])
+def test_a_command_that_breaks_exits_70_with_its_traceback_not_1_or_2(
+    debug: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """1 is a failed audit (`vigil replay`, `vigil audit verify`) and 2 a user's mistake: a bug is neither."""
+    from service import cli
+
+    def broken(args: object) -> int:
+        raise KeyError("a bug inside the command")
+
+    monkeypatch.setattr(cli, "_db_current", broken)
+    monkeypatch.setenv("VIGIL_DEBUG", debug)
+    assert cli.main(["db", "current", "--url", f"sqlite:///{tmp_path / 'log.db'}"]) == cli.BUG == 70
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "a bug inside the command" in err
+    assert err.rstrip().endswith("vigil db: internal error (a bug, not a mistake of yours): KeyError; exit status 70")
+
+
+def test_a_users_mistake_keeps_its_one_line_and_status_2_unless_debugging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service import cli
+
+    unreachable = "postgresql+psycopg://nobody@127.0.0.1:1/vigil"  # nothing listens on port 1
+    assert cli.main(["db", "current", "--url", unreachable]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vigil db: error:") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("VIGIL_DEBUG", "1")
+    assert cli.main(["db", "current", "--url", unreachable]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("vigil db: error:")
