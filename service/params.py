@@ -10,9 +10,10 @@ otherwise surface as a 500.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from service.db.queries import utc
 
@@ -56,8 +57,19 @@ def db_text(max_length: int) -> Any:
         return value
 
     return Annotated[DbText, AfterValidator(at_most), Field(json_schema_extra={"maxLength": max_length})]
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def not_a_number(value: object) -> object:
+    """Refuse a bare number, which pydantic would read as Unix time: `since=20261130` (a
+    compact date) filtered from 1970-08-23, and `until=0` ended the window in 1970."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError(f"must be an ISO 8601 time such as 2026-11-30T12:00:00Z, not a number: {value!r}")
+    return value
+
+
 #: An ISO 8601 time from a client, converted to UTC (naive means UTC).
-UtcTime = Annotated[dt.datetime, AfterValidator(in_utc)]
+UtcTime = Annotated[dt.datetime, BeforeValidator(not_a_number), AfterValidator(in_utc)]
 
 
 #: A model name to filter the log by, and a feedback note.

@@ -18,6 +18,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.errors import error_body
 from service.rejections import PREDICT_PATH, log_rejection
 
+#: The 503 this middleware answers, as the prediction routes document it: under load the
+#: most common one, so every prediction route's 503 description names it first.
+OVERLOADED_DOC = "more prediction requests in flight than VIGIL_MAX_INFLIGHT (`overloaded`)"
+
 
 @dataclass
 class Inflight:

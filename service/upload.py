@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 from python_multipart.multipart import parse_options_header
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
@@ -78,7 +78,9 @@ async def image_bytes(request: Request, limit: int) -> bytes:
     form = await parse_form(request, body, max_files=1, part_limit=limit, too_many=one_file)
     try:
         upload = form.get("image")
-        if not isinstance(upload, UploadFile):
+        if isinstance(upload, str):  # a part without a filename: `curl -F 'image=<f'` sends one
+            raise ApiError(422, "not_a_file", "the 'image' part is a text field (it has no filename); send the image as a file part: curl -F image=@digit.png")
+        if upload is None:
             raise ApiError(422, "missing_image_field", "the multipart body has no file field named 'image'")
         return await upload.read()
     finally:

@@ -6,6 +6,7 @@ from typing import Any
 
 from service.access import ACCESS_ERRORS
 from service.oip.schemas import InferRequest, OipError
+from service.shedding import OVERLOADED_DOC
 
 
 def _inline(schema: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +70,7 @@ BINARY_OK = {
 INFER_ERRORS: dict[int | str, dict[str, Any]] = {200: BINARY_OK} | {
     s: {"model": OipError, "description": d}
     for s, d in {
-        400: "Not JSON, bad binary sizes, both `data` and `binary_data_size` on one input, or an unknown output name.",
+        400: "Not JSON, bad binary sizes, both `data` and `binary_data_size` on one input, an unknown output name (`unknown_output`), an output asked for twice (`repeated_output`), or Triton's classification extension (`unsupported_parameter`: not served).",
         401: str(ACCESS_ERRORS[401]["description"]),
         404: "No such model (or version).",
         413: "Body over VIGIL_MAX_BATCH_UPLOAD_BYTES.",
@@ -77,6 +78,6 @@ INFER_ERRORS: dict[int | str, dict[str, Any]] = {200: BINARY_OK} | {
         422: "Wrong input count, name (must be `input`), datatype (must be FP32), shape, or batch size (over VIGIL_MAX_BATCH_IMAGES); non-numeric, NaN/Inf or out-of-[0,1] values; text that is not valid Unicode.",
         429: str(ACCESS_ERRORS[429]["description"]),
         500: "Inference failed (`inference_error`) or the server erred (`internal_error`); the request is logged: quote its id.",
-        503: "The request log or the inference queue is full; retry after the Retry-After header.",
+        503: f"Overloaded: {OVERLOADED_DOC}; the request log or the inference queue is full (`log_backpressure`, `inference_backpressure`), inference timed out (`inference_timeout`) or the inference process is being restarted (`inference_unavailable`); retry after the Retry-After header.",
     }.items()
 }

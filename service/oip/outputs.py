@@ -67,6 +67,12 @@ def selected(req: InferRequest) -> list[tuple[str, bool]]:
                 "unknown_output",
                 f"no output named {o.name!r}; outputs: {', '.join(OUTPUTS)}",
             )
+        if any(name == o.name for name, _ in picks):  # the answer has one tensor per name
+            raise ApiError(400, "repeated_output", f"output {o.name!r} is asked for more than once")
+        if "classification" in (o.parameters or {}):
+            # Triton's classification extension (top-k class strings) is not served; ignoring
+            # it would hand back a tensor of another shape than the client decodes.
+            raise ApiError(400, "unsupported_parameter", f"outputs[{o.name!r}].parameters.classification: the classification extension is not supported; ask for 'predicted_label' or 'probabilities'")
         picks.append((o.name, _flag(o.parameters, "binary_data", default_binary, f"outputs[{o.name!r}].parameters")))
     return picks
 

@@ -123,7 +123,7 @@ def to_pixels(
         arr = _from_json(t, count)
     if not np.isfinite(arr).all():
         raise ApiError(
-            422, "non_finite_values", "the input contains NaN or infinite values"
+            422, "non_finite_values", "the input contains NaN or infinite values (a JSON number beyond FP32's range, about ±3.4e38, is infinite in FP32)"
         )
     if arr.min() < 0.0 or arr.max() > 1.0:
         raise ApiError(

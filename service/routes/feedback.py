@@ -16,6 +16,7 @@ from service.db.feedback import NoPrediction, UnknownRequest, add_feedback
 from service.dbcalls import DB_ERRORS
 from service.errors import ApiError
 from service.params import DbText
+from service.query_params import StrictQuery
 from service.records import client_id
 from service.schemas import ErrorResponse
 from service.schemas_log import FeedbackCreate, FeedbackPublic, FeedbackReceipt
@@ -44,13 +45,13 @@ JsonBody = Annotated[None, Depends(require_json)]
         409: {"model": ErrorResponse, "description": "The request was refused (`no_prediction`): there is nothing to label."},
         413: {"model": ErrorResponse, "description": "The body is over the size limit (`payload_too_large`)."},
         415: {"model": ErrorResponse, "description": "The body is not declared application/json (`unsupported_media_type`), or is compressed (`unsupported_encoding`)."},
-        422: {"model": ErrorResponse, "description": "Label outside the served model's classes, or a malformed body."},
+        422: {"model": ErrorResponse, "description": "Label outside the served model's classes, a malformed body, or a query parameter (`unknown_parameter`: this endpoint takes none)."},
         **ACCESS_ERRORS,
         **DB_ERRORS,
     },
     summary="Attach the true label to a logged prediction",
 )
-async def post_feedback(request_id: DbText, body: FeedbackCreate, request: Request, ctx: CtxDep, _client: ClientDep, _json: JsonBody) -> FeedbackReceipt:
+async def post_feedback(request_id: DbText, body: FeedbackCreate, request: Request, ctx: CtxDep, _client: ClientDep, _json: JsonBody, _strict: StrictQuery) -> FeedbackReceipt:
     """`label` is the true class index. Posting again replaces the label; history is kept."""
     classes = ctx.bundle.manifest.class_names
     if not 0 <= body.label < len(classes):

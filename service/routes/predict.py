@@ -15,10 +15,12 @@ from service.context import AppContext, CtxDep
 from service.db.writer import QueueFull
 from service.decode import decode_image, decodes_quickly
 from service.errors import ApiError
+from service.query_params import reject_unknown_query
 from service.records import base_record, error_fields, input_fields, pixel_fields
 from service.rejections import mark_logged
 from service.respond import build_prediction, log_fields
 from service.schemas import PredictionPublic, error_responses
+from service.shedding import OVERLOADED_DOC
 from service.upload import image_bytes
 
 router = APIRouter(tags=["predict"])
@@ -28,9 +30,10 @@ ERRORS = error_responses(
         400: "Empty body or malformed multipart.",
         413: "Body over the size limit, or image with too many pixels (refused before decoding).",
         415: "Missing/unsupported content type, not an image, a format outside the allow-list, or a compressed body (`unsupported_encoding`).",
-        422: "Corrupt, truncated or multi-frame image, no 'image' field (`missing_image_field`), or more than one file (`unexpected_file_field`).",
+        422: "Corrupt, truncated or multi-frame image, no 'image' field (`missing_image_field`), an 'image' part that is text, not a file (`not_a_file`), "
+        "more than one file (`unexpected_file_field`), or a query parameter (`unknown_parameter`: this endpoint takes none).",
         500: "Inference failed for the batch this input was in (`inference_error`); the request is logged: quote its id.",
-        503: "Overloaded: the request log queue or the inference queue is full (`log_backpressure`, `inference_backpressure`), "
+        503: f"Overloaded: {OVERLOADED_DOC}, the request log queue or the inference queue is full (`log_backpressure`, `inference_backpressure`), "
         "inference took longer than VIGIL_INFERENCE_TIMEOUT_S (`inference_timeout`), or the inference process stopped and "
         "is being restarted (`inference_unavailable`); retry after the Retry-After header.",
     }
@@ -100,6 +103,8 @@ async def predict(request: Request, ctx: CtxDep, _client: ClientDep) -> Response
     record = base_record(request, manifest, ctx.settings.client_id_salt, "/v1/predict")
     data = b""
     try:
+        # `?model=...` or a typo would otherwise be ignored and look like it took effect.
+        reject_unknown_query(request)
         data = await image_bytes(request, ctx.settings.max_upload_bytes)
         pixels, fields = await decode(ctx, data)
         record.update(fields)

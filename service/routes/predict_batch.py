@@ -23,6 +23,7 @@ from service.batch_upload import FIELD, batch_images
 from service.body_limit import too_large
 from service.context import AppContext, CtxDep
 from service.errors import ApiError
+from service.query_params import reject_unknown_query
 from service.records import base_record, error_fields, input_fields, item_id
 from service.rejections import mark_logged
 from service.respond import build_prediction, log_fields
@@ -32,6 +33,7 @@ from service.schemas import (
     PredictionPublic,
     error_responses,
 )
+from service.shedding import OVERLOADED_DOC
 
 router = APIRouter(tags=["predict"])
 ENDPOINT = "/v1/predict/batch"
@@ -41,9 +43,10 @@ ERRORS = error_responses(
         400: "Empty body or malformed multipart.",
         413: "More images than the batch limit (`too_many_images`), or a body or image over the size limit.",
         415: "Not multipart/form-data, or a compressed body (`unsupported_encoding`).",
-        422: "No file fields named 'images' (`missing_image_field`), a file in a field of another name (`unexpected_file_field`), or a text part named 'images' (`not_a_file`).",
+        422: "No file fields named 'images' (`missing_image_field`), a file in a field of another name (`unexpected_file_field`), a text part named 'images' (`not_a_file`), or a query parameter (`unknown_parameter`: this endpoint takes none).",
         500: "Inference failed for the batch (`inference_error`); every image is logged: quote the request id.",
-        503: "Inference or the request log is saturated, inference timed out, or the inference process is being restarted; "
+        503: f"Overloaded: {OVERLOADED_DOC}; inference or the request log is saturated (`inference_backpressure`, `log_backpressure`), "
+        "inference timed out (`inference_timeout`), or the inference process is being restarted (`inference_unavailable`); "
         "retry after Retry-After.",
     }
 )
@@ -114,12 +117,15 @@ async def predict_batch(request: Request, ctx: CtxDep, _client: ClientDep) -> Ba
     start = time.perf_counter()
     s = ctx.settings
     try:
+        reject_unknown_query(request)
         parts = await batch_images(request, s.max_batch_upload_bytes, s.max_upload_bytes, s.max_batch_images)
         _ensure_log_room(ctx, len(parts))  # first: a batch refused for the server's state costs no more tokens
         charge_images(request, len(parts))
     except ApiError as e:
         if e.code != "log_backpressure":
-            _log_error(ctx, base_record(request, ctx.bundle.manifest, s.client_id_salt, ENDPOINT) | input_fields(b""), e, start)
+            # No input fields: the refusal is the whole body's, not one image's (input_bytes 0
+            # would claim an empty image), as /v1/predict logs a refusal before its image.
+            _log_error(ctx, base_record(request, ctx.bundle.manifest, s.client_id_salt, ENDPOINT) | {"input_sha256": None}, e, start)
             mark_logged(request)
         raise
     decoded = await run_in_threadpool(_decode_all, ctx, parts)

@@ -47,7 +47,7 @@ def _model(ctx: AppContext, name: str, version: str | None = None) -> None:
         raise ApiError(
             404,
             "unknown_model",
-            f"no model {name!r} version {version or 'any'}; served: {m.name!r} version {m.version!r}",
+            f"no model named {name!r}{'' if version is None else f' in version {version!r}'}; served: {m.name!r} version {m.version!r}",
         )
 
 

@@ -75,6 +75,9 @@ ROWS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("wrong-content-type", "POST", RAW, {"content": b"{}", "headers": {"content-type": "application/json"}}, 415, "unsupported_media_type"),
     ("missing-content-type", "POST", RAW, {"content": b"abc"}, 415, "missing_content_type"),
     ("no-image-field", "POST", RAW, {"files": {"file": ("a.png", TRUNCATED_PNG, "image/png")}}, 422, "missing_image_field"),
+    ("query-parameter", "POST", RAW + "?model=nope", {"content": b"x", "headers": IMG}, 422, "unknown_parameter"),
+    ("batch-query-parameter", "POST", "/v1/predict/batch?model=nope", {"files": [("images", ("a.png", TRUNCATED_PNG, "image/png"))]}, 422, "unknown_parameter"),
+    ("text-image-field", "POST", RAW, {"content": b'--xx\r\nContent-Disposition: form-data; name="image"\r\n\r\n\x89PNG\r\n--xx--\r\n', "headers": {"content-type": "multipart/form-data; boundary=xx"}}, 422, "not_a_file"),
     ("malformed-multipart", "POST", RAW, {"content": b"--x\r\nbroken", "headers": {"content-type": "multipart/form-data; boundary=y"}}, 400, "malformed_multipart"),
     ("animated-gif", "POST", RAW, {"content": h.animated_gif(), "headers": {"content-type": "image/gif"}}, 422, "multi_frame_image"),
     ("multipage-tiff", "POST", RAW, {"content": h.multipage_tiff(), "headers": {"content-type": "image/tiff"}}, 422, "multi_frame_image"),
@@ -115,6 +118,8 @@ def test_bad_input_answer_and_log(app_url: tuple[TestClient, str], case: str, me
     assert err["code"] == code and err["message"] and err["request_id"] == r.headers["x-request-id"]
     row = logged(url, err["request_id"])
     assert (row.http_status, row.error_code, row.decision) == (status, code, None)
+    if path.startswith("/v1/predict/batch"):  # refused whole: the row describes no one image
+        assert (row.input_bytes, row.input_sha256) == (None, None), case
 
 
 def error_of(body: dict[str, Any], path: str) -> dict[str, Any]:
@@ -137,6 +142,8 @@ def test_feedback_json_errors_are_named(app_url: tuple[TestClient, str]) -> None
     for body, status, code in cases:
         r = client.post(url, content=body, headers=ctype)
         assert (r.status_code, r.json()["error"]["code"]) == (status, code), body[:40]
+    r = client.post(url + "?label=3", content=b'{"label": 1}', headers=ctype)  # not a second way to send it
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "unknown_parameter") and "'label'" in r.json()["error"]["message"]
     # Not JSON, but not an upload path either: the JSON cap, not the upload one (the body is
     # read before the key check, so a big one cost memory before its 401).
     r = client.post(url, content=b"x" * (LIMIT + 1), headers={"content-type": "text/plain"})

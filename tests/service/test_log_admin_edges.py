@@ -80,6 +80,12 @@ def test_admin_requests_refuse_bad_windows_cursors_and_stray_parameters(admin_cl
         assert "'decison'" in r.json()["error"]["message"]
         assert c.get(path, params={"decison": "accept"}).status_code == 401  # nothing before the key check
     assert c.get("/v1/requests", params={"decision": "accept", "limit": 5}, headers=ADMIN).status_code == 200
+    # A bare number is not read as Unix time: a compact date would have filtered from 1970.
+    for path, name, number in (("/v1/requests", "since", "20261130"), ("/v1/reports/summary", "until", "0.0"), ("/v1/requests", "until", " 1e9")):
+        r = c.get(path, params={name: number}, headers=ADMIN)
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_request"), (path, r.text)
+        assert name in r.json()["error"]["message"] and "ISO 8601" in r.json()["error"]["message"]
+    assert c.get("/v1/requests", params={"since": "2026-11-30", "until": "2026-12-01T00:00:00+01:00"}, headers=ADMIN).status_code == 200
 
 
 @pytest.mark.parametrize(

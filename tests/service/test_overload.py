@@ -44,3 +44,12 @@ def test_burst_is_shed_with_503_and_the_service_recovers(tiny_bundle: Path, tmp_
         assert client.post("/v1/predict", content=PNG, headers={"content-type": "image/png"}).status_code == 200
         err = shed[0].json()["error"]
         assert logged(url, err["request_id"]).error_code == err["code"]
+        # Each code a caller meets here is one the docs name, on every prediction route.
+        paths = client.get("/openapi.json").json()["paths"]
+        for path in ("/v1/predict", "/v1/predict/batch", "/v2/models/{name}/infer"):
+            documented = paths[path]["post"]["responses"]["503"]["description"]
+            assert all(f"`{code}`" in documented for code in error_codes(shed)), (path, documented)
+
+
+def error_codes(answers: list[httpx.Response]) -> set[str]:
+    return {r.json()["error"]["code"] for r in answers}

@@ -75,7 +75,11 @@ def test_health_and_metadata(client: TestClient) -> None:
     assert names["prediction_set"] == ("BOOL", [-1, 10])
     missing = client.get("/v2/models/nope")
     assert missing.status_code == 404 and missing.json()["code"] == "unknown_model"
-    assert client.get(f"{MODEL}/versions/7").status_code == 404
+    # The shipped model answers exactly as /docs shows it.
+    documented = client.get("/openapi.json").json()["paths"]["/v2/models/{name}"]["get"]["responses"]["404"]
+    assert missing.json()["error"] == documented["content"]["application/json"]["example"]["error"]
+    version = client.get(f"{MODEL}/versions/7")
+    assert version.status_code == 404 and "in version '7'" in version.json()["error"]
 
 
 def test_infer_matches_v1_and_logs_each_input(
@@ -294,6 +298,18 @@ BAD = [
         },
         400,
         "unknown_output",
+    ),
+    (
+        "repeated_output",
+        {"inputs": [{"name": "input", "shape": [1, 28, 28], "datatype": "FP32", "data": ZEROS}], "outputs": [{"name": "decision"}, {"name": "decision"}]},
+        400,
+        "repeated_output",
+    ),
+    (
+        "classification_extension",
+        {"inputs": [{"name": "input", "shape": [1, 28, 28], "datatype": "FP32", "data": ZEROS}], "outputs": [{"name": "probabilities", "parameters": {"classification": 3}}]},
+        400,
+        "unsupported_parameter",
     ),
 ]
 
