@@ -21,6 +21,8 @@ from training.methods import TRAINERS
 from training.options import (
     MethodOptions,
     check_confidnet_options,
+    check_identity,
+    check_method_options,
     check_scorer_names,
     check_writable,
     default_epochs,
@@ -39,6 +41,8 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     failure_scorer = args.failure_scorer or ("confidnet" if args.method == "confidnet" else "msp")
     check_scorer_names(failure_scorer, args.ood_scorer)
+    check_method_options(args.method, args.members, args.samples, (failure_scorer, args.ood_scorer))
+    check_identity(args.name, args.version)
     check_writable(Path(args.out), "dir")
     check_confidnet_options(args.method, failure_scorer, args.confidnet_passes, args.confidnet_finetune_epochs)
     if args.base_bundle and args.method == "deterministic":  # before the data are read
@@ -53,7 +57,7 @@ def _train(args: argparse.Namespace) -> int:
     opts = MethodOptions(
         name=args.name or f"mnist-{args.method.replace('_', '-')}",
         version=args.version,
-        members=args.members,
+        members=args.members or MethodOptions.members,
         num_samples=args.samples,
         failure_scorer=failure_scorer,
         ood_scorer=args.ood_scorer,
@@ -90,7 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=positive_int, default=1, help="train N seeds (seed, seed+1, ...) into OUT/seed<k>")
     p.add_argument("--train-size", type=positive_int, default=None, help="cap on training images (tests)")
     p.add_argument("--val-size", type=positive_int, default=10_000, help="validation + conformal calibration images (default: 10000)")
-    p.add_argument("--members", type=positive_int, default=5, help="ensemble members (ensemble only; default: 5)")
+    p.add_argument("--members", type=positive_int, default=None, help="ensemble members (ensemble only; default: 5)")
     p.add_argument(
         "--samples",
         type=positive_int,
@@ -100,8 +104,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--failure-scorer",
         default=None,
-        help="msp (the default; confidnet for --method confidnet), entropy, mutual_information, confidnet (trains a "
-        "ConfidNet head), or auto: a ConfidNet head is trained and the best of it, MCP and the others on held-out data "
+        help="msp (the default; confidnet for --method confidnet), entropy, mutual_information (sampled models), "
+        "odin, energy, mahalanobis, mahalanobis_layers (fitted as for OOD), confidnet (trains a ConfidNet head), or auto: a ConfidNet head is trained and the best of it, MCP and the others on held-out data "
         "is served (training/failure_select.py)",
     )
     p.add_argument("--ood-scorer", default="auto", help="OOD scorer, or auto (the default): the best by an ID-only criterion (training/scorer_fit.py)")

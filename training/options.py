@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from models.manifest import Manifest
 from models.scorers.registry import SCORERS
 from models.usage import UsageError, int_in
 from training.confidnet_fit import PASSES
@@ -17,12 +20,55 @@ positive_int = int_in(1, None, "positive integer")
 nonnegative_int = int_in(0, None, "non-negative integer")
 
 
+#: Failure scorers only: a ConfidNet head predicts this model's errors on digits, and says
+#: nothing trained about inputs that are no digits.
+FAILURE_ONLY = ("confidnet",)
+#: Methods that take each option; anything else would ignore it without a word.
+SAMPLED_METHODS = ("mc_dropout", "laplace", "variational")
+
+
 def check_scorer_names(failure_scorer: str | None, ood_scorer: str | None) -> None:
     """Refuse an unknown scorer name before any training (it was refused after it all)."""
     known = sorted({*SCORERS, "auto"})
     for flag, name in (("--failure-scorer", failure_scorer), ("--ood-scorer", ood_scorer)):
         if name is not None and name not in known:
             raise UsageError(f"{flag}: unknown scorer {name!r}; known: {', '.join(known)}")
+    if ood_scorer in FAILURE_ONLY:
+        ood = sorted({*SCORERS, "auto"} - set(FAILURE_ONLY))
+        raise UsageError(f"--ood-scorer: {ood_scorer} is a failure scorer (it predicts this model's errors on digits); OOD scorers: {', '.join(ood)}")
+
+
+def check_method_options(method: str, members: int | None, samples: int | None, scorers: tuple[str | None, ...]) -> None:
+    """Refuse, before any training, an option the method would ignore, or a scorer that would
+    give every input the same score.
+
+    `members` / `samples` are as given on the command line (None: not asked for). Mutual
+    information is the spread between samples: 0 for every input of a model answering with
+    one, whose threshold then abstains on (or, for OOD, passes) everything.
+    """
+    if members is not None and method != "ensemble":
+        raise UsageError(f"--members is for --method ensemble, not {method}")
+    if samples is not None and method not in SAMPLED_METHODS:
+        raise UsageError(f"--samples is for --method {', '.join(SAMPLED_METHODS)}, not {method}")
+    check_spread_scorers(method in ("deterministic", "confidnet") or members == 1 or samples == 1, method, scorers)
+
+
+def check_spread_scorers(one_sample: bool, method: str, scorers: tuple[str | None, ...]) -> None:
+    """Refuse mutual information on a model that answers with one sample (see above)."""
+    if one_sample and "mutual_information" in scorers:
+        raise UsageError(f"mutual_information is 0 for every input of a model that answers with one sample ({method}); use entropy or msp")
+
+
+def check_identity(name: str | None, version: str | None) -> None:
+    """Refuse a `--name` / `--version` the manifest would refuse, before any training (it
+    was refused when the bundle was written, after all the work)."""
+    for field_name, value in (("name", name), ("version", version)):
+        if value is None:
+            continue
+        try:
+            Manifest.__pydantic_validator__.validate_assignment(Manifest.model_construct(), field_name, value)
+        except ValidationError as e:
+            raise UsageError(f"--{field_name} {value!r}: {e.errors()[0]['msg']}") from None
 
 
 def check_writable(path: Path, kind: str) -> None:

@@ -11,45 +11,67 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 from models.bundle import load_bundle
+from models.manifest import Manifest
 from models.scorers.base import Scorer
-from models.scorers.registry import build_scorer
+from models.usage import UsageError
 from training.confidnet_train import fit_confidnet
 from training.data import load_mnist, make_splits
 from training.failure_select import choose_failure_scorer
 from training.finalize import BundleSpec, finalize
 from training.loop import TrainConfig, served_temperature
 from training.options import (
+    MethodOptions,
     check_confidnet_options,
     check_fitting_options,
+    check_identity,
     check_scorer_names,
+    check_spread_scorers,
     check_writable,
     nonnegative_int,
 )
-from training.scorer_fit import fit_ood_scorer
+from training.scorer_fit import fit_named, fit_ood_scorer
 
 #: The manifest reports `fit_confidnet` writes about the head it trains.
 HEAD_REPORTS = ("confidnet_fit", "confidnet_finetune")
 
 
+def own_rules(m: Manifest, args: argparse.Namespace) -> tuple[float, float, float]:
+    """(target risk, OOD pass rate, alpha): the ones asked for, else the bundle's own. The
+    options' defaults used to replace a bundle's own rules without a word, keeping its name
+    and version (a bundle trained for 2 % risk came back fitted for 0.5 %). Bundles written
+    before the targets were recorded fall back to `vigil train`'s defaults."""
+    defaults = MethodOptions()
+    return (
+        args.target_risk if args.target_risk is not None else m.failure.target if m.failure.target is not None else defaults.target_risk,
+        args.ood_pass_rate if args.ood_pass_rate is not None else m.ood.target if m.ood.target is not None else defaults.ood_pass_rate,
+        args.alpha if args.alpha is not None else m.conformal.alpha,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    check_fitting_options(args.target_risk, args.ood_pass_rate, args.alpha)
     check_scorer_names(args.failure_scorer, args.ood_scorer)
+    check_identity(args.name, args.version)
     check_writable(Path(args.out), "dir")
     bundle = load_bundle(Path(args.bundle))
     m = bundle.manifest
+    target_risk, ood_pass_rate, alpha = own_rules(m, args)
+    check_fitting_options(target_risk, ood_pass_rate, alpha)
+    one_sample = m.method in ("deterministic", "confidnet") or m.method_params.get("num_samples", m.method_params.get("members")) == 1
+    check_spread_scorers(one_sample, m.method, (args.failure_scorer, args.ood_scorer))
     check_confidnet_options(m.method, args.failure_scorer, args.confidnet_passes, args.confidnet_finetune_epochs)
     recipe_asked = args.confidnet_passes is not None or args.confidnet_finetune_epochs > 0
     record = m.metrics.get("training")
     if record is None:
-        raise SystemExit(f"{args.bundle}: the manifest does not record its training seed and split sizes")
+        raise UsageError(f"{args.bundle}: the manifest does not record its training seed and split sizes")
     data_dir = Path(args.data_dir)
     splits = make_splits(data_dir, val_size=record["val_size"], seed=record["seed"], train_size=record["train_size"])
     if splits.fingerprint != m.data_fingerprint:
-        raise SystemExit("the rebuilt splits do not match the bundle's data fingerprint; refusing to refit")
+        raise UsageError("the rebuilt splits do not match the bundle's data fingerprint (another MNIST copy under --data-dir?); refusing to refit")
     start = time.perf_counter()
     model = bundle.model
     extra = {k: v for k, v in m.metrics.items() if k not in ("validation", "test", "ood_fit")}
@@ -83,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             failure = new_head()
         else:
             drop_head()
-            failure = build_scorer(args.failure_scorer)
+            failure = fit_named(args.failure_scorer, model, splits)[0]  # Mahalanobis and ODIN are fitted, the others built
     ood, chosen = fit_ood_scorer(args.ood_scorer or m.ood.name, model, splits, temperature)
     if chosen:
         extra["ood_fit"] = chosen
@@ -96,15 +118,20 @@ def run(args: argparse.Namespace) -> int:
         method_params=m.method_params,
         failure_scorer=failure,
         ood_scorer=ood,
-        target_risk=args.target_risk,
-        ood_pass_rate=args.ood_pass_rate,
-        alpha=args.alpha,
+        target_risk=target_risk,
+        ood_pass_rate=ood_pass_rate,
+        alpha=alpha,
         training_seconds=m.training_seconds - replaced + (time.perf_counter() - start),
         extra_metrics=extra,
         temperature=temperature,
     )
     test = None if args.skip_test else load_mnist(data_dir, train=False)
     manifest = finalize(model, spec, splits, Path(args.out), test=test)
+    if (spec.name, spec.version) == (m.name, m.version):
+        # Not refused (a refit in place of a bundle never served is fine), but said: rows the
+        # original logged would fail `vigil replay`'s audit against this bundle.
+        print(f"warning: {args.out} keeps {m.name} v{m.version}, but its thresholds and scores may answer otherwise; "
+              "pass --version to tell the two apart in the request log (vigil replay audits by name and version)", file=sys.stderr)  # fmt: skip
     print(json.dumps({"bundle": args.out, "ood": manifest.ood.name, "failure": manifest.failure.name}, indent=2))
     return 0
 
@@ -129,8 +156,8 @@ def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
         help="with --failure-scorer confidnet or auto, on a single network: fine-tune a copy of the encoder with the new head for N epochs",
     )
     p.add_argument("--ood-scorer", default=None, help="default: the bundle's current scorer")
-    p.add_argument("--target-risk", type=float, default=0.005)
-    p.add_argument("--ood-pass-rate", type=float, default=0.99)
-    p.add_argument("--alpha", type=float, default=0.01)
+    p.add_argument("--target-risk", type=float, default=None, help="max error rate among accepted validation predictions (default: the bundle's own)")
+    p.add_argument("--ood-pass-rate", type=float, default=None, help="share of in-distribution validation inputs the OOD gate passes (default: the bundle's own)")
+    p.add_argument("--alpha", type=float, default=None, help="conformal miscoverage (default: the bundle's own)")
     p.add_argument("--skip-test", action="store_true")
     p.set_defaults(func=run)

@@ -6,14 +6,13 @@ import time
 from typing import Any
 
 from models.base import UncertaintyModel
-from models.scorers.registry import build_scorer
 from training.confidnet_train import fit_confidnet
 from training.data import Splits
 from training.failure_select import choose_failure_scorer
 from training.finalize import BundleSpec
 from training.loop import TrainConfig, served_temperature
 from training.options import MethodOptions
-from training.scorer_fit import fit_ood_scorer
+from training.scorer_fit import fit_named, fit_ood_scorer
 
 
 def bundle_spec(
@@ -40,7 +39,7 @@ def bundle_spec(
         if opts.failure_scorer == "auto":  # the trained head competes with MCP & co. on held-out data
             failure, extra["failure_fit"] = choose_failure_scorer(model, {"confidnet": failure}, splits, temperature)
     else:
-        failure = build_scorer(opts.failure_scorer)
+        failure = fit_named(opts.failure_scorer, model, splits)[0]  # Mahalanobis and ODIN are fitted, the others built
     ood, chosen = fit_ood_scorer(opts.ood_scorer, model, splits, temperature)
     if chosen:
         extra["ood_fit"] = chosen
