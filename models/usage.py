@@ -8,11 +8,32 @@ before any work; `vigil` prints it as one line (service/cli_errors.py). A plain
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 
 class UsageError(ValueError):
     """A refused option or input, with a message that says how to fix it."""
+
+
+def prepare_output_file(path: Path, flag: str) -> None:
+    """Before any work: refuse an output file that cannot be written, and create the folders
+    it goes in (they were approved and then never made, so `--out new/x.json` failed with
+    FileNotFoundError after the whole evaluation)."""
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a directory, not a file to write")
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{flag} {path}: cannot write there ({ancestor} is a file, not a folder)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write there ({e.strerror or e})") from e
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{flag} {path}: cannot write there (permission denied)")
 
 
 def int_in(low: int, high: int | None, name: str) -> Callable[[str], int]:

@@ -13,9 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from alembic.util import CommandError
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
-from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    OperationalError,
+    ProgrammingError,
+)
 
 from models.bundle import BundleError, validation_summary
 from models.usage import UsageError
@@ -66,6 +72,10 @@ def user_error(e: BaseException) -> str | None:
         if _not_migrated(reason):
             return f"the database is not migrated ({reason}): run `vigil db upgrade`"
         return f"database error: {reason}"
+    if type(e) is DatabaseError:  # not a subclass (a constraint is a bug): "file is not a database"
+        return f"database error: {_first_line(e.orig if e.orig is not None else e)}"
+    if isinstance(e, CommandError):
+        return f"migration: {_first_line(e)}"  # an unknown or out-of-range revision
     if isinstance(e, ModuleNotFoundError):
         return f"a driver or module is not installed: {_first_line(e)}"
     if isinstance(e, (UsageError, BundleError, *_PATH_ERRORS)):

@@ -181,7 +181,7 @@ EXAMPLES: dict[type[BaseModel], Any] = {
             "model": "mnist-default/3",
             "confidence": None,
             "ood_score": None,
-            "verdict": "not enough recent predictions (2, need 50) to judge drift",
+            "verdict": "not enough recent predictions of mnist-default/3 (2, need 50) to judge drift",
         },
     },
 }

@@ -43,7 +43,7 @@ def _train(args: argparse.Namespace) -> int:
     check_scorer_names(failure_scorer, args.ood_scorer)
     check_method_options(args.method, args.members, args.samples, (failure_scorer, args.ood_scorer))
     check_identity(args.name, args.version)
-    check_writable(Path(args.out), "dir")
+    check_writable(Path(args.out))
     check_confidnet_options(args.method, failure_scorer, args.confidnet_passes, args.confidnet_finetune_epochs)
     if args.base_bundle and args.method == "deterministic":  # before the data are read
         raise UsageError("--base-bundle builds another method on a deterministic network; --method deterministic would only copy it")

@@ -47,11 +47,13 @@ def _dataset(kind: type[datasets.MNIST], root: Path, train: bool, download: bool
     try:
         return _to_split(kind(root=str(root), train=train, download=download))
     except RuntimeError as e:  # torchvision's "Dataset not found or corrupted"
-        if download or "not found" not in str(e):
+        if download:  # torchvision's "Error downloading ...": no internet, or the mirror is away
+            raise UsageError(f"could not download {kind.__name__} into {root} ({str(e).strip().splitlines()[0]}): without internet, point --data-dir or VIGIL_DATA_DIR at a copy") from e
+        if "not found" not in str(e):
             raise
         raise FileNotFoundError(
             f"no {kind.__name__} under {root} (torchvision's layout: {root}/{kind.__name__}/raw): "
-            "pass --data-dir or set VIGIL_DATA_DIR, or add --download"
+            "pass --data-dir or set VIGIL_DATA_DIR (vigil train and vigil evaluate also take --download)"
         ) from e
 
 
@@ -61,6 +63,11 @@ def load_mnist(root: Path, train: bool, download: bool = False) -> Split:
 
 def load_fashion_mnist(root: Path, train: bool = False, download: bool = False) -> Split:
     return _dataset(datasets.FashionMNIST, root, train, download)
+
+
+#: The smallest validation size whose every part (validation, calibration, scorer fit and
+#: choice) holds images.
+MIN_VAL_SIZE = 10
 
 
 def make_splits(
@@ -74,8 +81,10 @@ def make_splits(
 
     `train_size` caps the training part (tests use a few hundred images).
     """
-    if val_size < 2:
-        raise UsageError(f"the validation size must be at least 2 (halves for validation and calibration), got {val_size}")
+    if val_size < MIN_VAL_SIZE:
+        # Halves for validation and calibration, and the validation half parted again to fit
+        # and choose the OOD scorers: below this a part is empty and a fit fails after training.
+        raise UsageError(f"the validation size must be at least {MIN_VAL_SIZE} (halves for validation and calibration), got {val_size}")
     full = load_mnist(root, train=True, download=download)
     if val_size >= len(full):
         raise UsageError(f"the validation size {val_size} leaves no training images (MNIST train has {len(full)})")
@@ -84,6 +93,9 @@ def make_splits(
     val_idx, cal_idx, train_idx = perm[:half], perm[half:val_size], perm[val_size:]
     if train_size is not None:
         train_idx = train_idx[:train_size]
+        missing = (torch.bincount(full.y[train_idx], minlength=int(full.y.max()) + 1) == 0).nonzero().flatten().tolist()
+        if missing:  # class statistics (Mahalanobis, Laplace) need every class: refused before training
+            raise UsageError(f"the {len(train_idx)} training images hold no digit {', '.join(map(str, missing))}: raise --train-size")
     digest = hashlib.sha256()
     digest.update(full.x.numpy().tobytes())
     digest.update(perm.numpy().tobytes())

@@ -241,20 +241,30 @@ def bundle_folders(paths: list[str]) -> list[Path]:
 
 
 def check_names(manifests: list[Manifest], seeds: int | None, baseline: str | None) -> None:
-    """From the manifests alone, before any bundle is evaluated: `--seeds N` needs every model
-    (manifest name) with N bundles of N different training seeds; `--baseline` a model's name."""
+    """From the manifests alone, before any bundle is evaluated: bundles sharing a name are
+    averaged as seeds of one model, so they must be one method, each of its own seed (two
+    bundles of seed 0, or a deterministic and an MC dropout network both named alike, were
+    averaged without a word); `--seeds N` needs every model with exactly N of them;
+    `--baseline` a model's name."""
     by_name: dict[str, list[int | None]] = defaultdict(list)
+    methods: dict[str, set[str]] = defaultdict(set)
     for m in manifests:
         by_name[m.name].append(training_seed(m))
+        methods[m.name].add(m.method)
     if baseline is not None and baseline not in by_name:
         raise UsageError(f"--baseline {baseline!r} is none of the models evaluated: {', '.join(sorted(by_name))}")
     for name, got in by_name.items():
-        if seeds and (len(got) != seeds or len(set(got)) != len(got)):
+        if len(methods[name]) > 1:
+            raise UsageError(f"bundles named {name!r} are of different methods ({', '.join(sorted(methods[name]))}): only seeds of one model may share a name")
+        known = [s for s in got if s is not None]
+        if len(set(known)) != len(known):
+            raise UsageError(f"model {name!r} has several bundles of one training seed ({sorted(known)}): they are not seeds of it; give them different names")
+        if seeds and len(got) != seeds:
             raise UsageError(f"--seeds {seeds}: model {name!r} has {len(got)} bundle(s) with training seeds {got}")
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output_files(args.out, args.markdown)
+    check_output_files(out=args.out, markdown=args.markdown)
     paths = bundle_folders(args.bundles)
     check_names([read_manifest(p) for p in paths], args.seeds, args.baseline)
     test = load_mnist(Path(args.data_dir), train=False, download=args.download).head(args.limit)

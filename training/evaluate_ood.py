@@ -25,6 +25,7 @@ import torch
 from models.bundle import Bundle, load_bundle
 from models.pipeline import Pipeline
 from models.scorers.base import Scorer
+from models.usage import UsageError
 from training.data import Split, Splits, load_mnist, make_splits
 from training.finalize import run_pipeline
 from training.metrics import auroc_gain, ood_detection
@@ -62,6 +63,10 @@ def build_scorers(bundle: Bundle, splits: Splits) -> tuple[dict[str, Scorer], di
 def fitting_splits(bundle: Bundle, args: argparse.Namespace) -> Splits:
     """MNIST train/val as the bundle was trained on them (manifest record), else as asked; never test."""
     record = bundle.manifest.metrics.get("training") or {}
+    if args.val_size and "val_size" in record and args.val_size > record["val_size"]:
+        # The split takes validation images first: a larger one reaches into the images the
+        # network was trained on, and the scores fitted and chosen there would flatter it.
+        raise UsageError(f"--val-size {args.val_size} is over the bundle's {record['val_size']}: its validation images would include ones it was trained on")
     val_size = args.val_size or record.get("val_size", 10_000)
     train_size = args.train_size or record.get("train_size")
     return make_splits(Path(args.data_dir), val_size=val_size, seed=record.get("seed", args.seed), train_size=train_size)
@@ -131,7 +136,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output_files(args.out, args.markdown)
+    check_output_files(out=args.out, markdown=args.markdown)
     res = evaluate(args)
     table = markdown(res)
     print(table)

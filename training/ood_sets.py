@@ -63,6 +63,8 @@ def load_folder(folder: Path, spec: InputSpec) -> tuple[torch.Tensor, list[str]]
     and takes six formats, a folder's multi-frame file contributes its first frame and
     netpbm files are read too: the evaluation measures the data.
     """
+    if not folder.is_dir():  # rglob finds nothing in a missing folder or under a file
+        raise UsageError(f"{folder} is not a folder of images" + (" (it does not exist)" if not folder.exists() else ""))
     pixels, skipped = [], []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         try:

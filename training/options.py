@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from models.manifest import Manifest
 from models.scorers.registry import SCORERS
-from models.usage import UsageError, int_in
+from models.usage import UsageError, int_in, prepare_output_file
 from training.confidnet_fit import PASSES
 from training.loop import TrainConfig
 
@@ -71,24 +71,23 @@ def check_identity(name: str | None, version: str | None) -> None:
             raise UsageError(f"--{field_name} {value!r}: {e.errors()[0]['msg']}") from None
 
 
-def check_writable(path: Path, kind: str) -> None:
-    """Refuse, before any work, an output (`kind` "dir" or "file") that cannot be written."""
-    if kind == "dir" and path.exists() and not path.is_dir():
+def check_writable(path: Path) -> None:
+    """Refuse, before any work, an output folder that cannot be written."""
+    if path.exists() and not path.is_dir():
         raise UsageError(f"{path} exists and is not a directory")
-    if kind == "file" and path.is_dir():
-        raise UsageError(f"{path} is a directory, not a file to write")
-    parent = path if kind == "dir" else path.parent
+    parent = path
     while not parent.exists():  # the nearest existing ancestor is where the folders get created
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise UsageError(f"cannot write {path}: {parent} is not a writable directory")
 
 
-def check_output_files(*paths: str | None) -> None:
-    """Refuse, before an evaluation, a given output file (`--out`, `--markdown`) that cannot be written."""
-    for path in paths:
+def check_output_files(**paths: str | None) -> None:
+    """Before an evaluation: each given output file (`out=`, `markdown=`: the flag's name) can
+    be written, its folders made."""
+    for flag, path in paths.items():
         if path:
-            check_writable(Path(path), "file")
+            prepare_output_file(Path(path), f"--{flag}")
 
 
 def check_fitting_options(target_risk: float, ood_pass_rate: float, alpha: float) -> None:

@@ -56,7 +56,7 @@ def own_rules(m: Manifest, args: argparse.Namespace) -> tuple[float, float, floa
 def run(args: argparse.Namespace) -> int:
     check_scorer_names(args.failure_scorer, args.ood_scorer)
     check_identity(args.name, args.version)
-    check_writable(Path(args.out), "dir")
+    check_writable(Path(args.out))
     bundle = load_bundle(Path(args.bundle))
     m = bundle.manifest
     target_risk, ood_pass_rate, alpha = own_rules(m, args)

@@ -38,12 +38,13 @@ def compare(recent: np.ndarray, reference: np.ndarray) -> Comparison | None:
     return Comparison(stat, p, len(recent), len(reference), med_r, med_ref, p < ALPHA and stat >= MIN_EFFECT)
 
 
-def verdict(confidence: Comparison | None, ood: Comparison | None, n_recent: int, has_reference: bool) -> str:
-    """One plain sentence an operator can act on."""
+def verdict(confidence: Comparison | None, ood: Comparison | None, n_recent: int, has_reference: bool, served: str) -> str:
+    """One plain sentence an operator can act on; `served` names the bundle whose reference
+    and whose predictions are compared (rows of other models or versions are not counted)."""
     if not has_reference:
         return "no validation reference for this model in the served bundle: drift cannot be judged"
     if confidence is None or ood is None:
-        return f"not enough recent predictions ({n_recent}, need {MIN_RECENT}) to judge drift"
+        return f"not enough recent predictions of {served} ({n_recent}, need {MIN_RECENT}) to judge drift"
     parts = []
     if ood.drifted:
         way = "higher" if ood.recent_median > ood.reference_median else "lower"

@@ -67,7 +67,7 @@ def _drift(w: Window, manifest: Manifest, model: str | None) -> DriftPublic:
     conf = compare(w.confidence[mine], np.asarray(ref.get("confidence", []))) if has_ref else None
     ood = compare(w.ood_score[mine], np.asarray(ref.get("ood_score", []))) if has_ref else None
     return DriftPublic(model=served if has_ref else None, confidence=_ks(conf), ood_score=_ks(ood),
-                       verdict=verdict(conf, ood, int(mine.sum()), has_ref))  # fmt: skip
+                       verdict=verdict(conf, ood, int(mine.sum()), has_ref, served))  # fmt: skip
 
 
 def _histogram(w: Window, manifest: Manifest) -> HistogramPublic:

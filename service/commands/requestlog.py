@@ -78,7 +78,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from models.bundle import read_manifest
-    from models.usage import UsageError
+    from models.usage import UsageError, prepare_output_file
     from service.analysis.summary import summarise
     from service.db.queries import WindowError, report_window
     from service.report.html import render
@@ -88,6 +88,7 @@ def _report(args: argparse.Namespace) -> int:
         since, until = report_window(args.since, args.until)
     except WindowError as e:
         raise UsageError(e.describe("--since", "--until")) from e
+    prepare_output_file(Path(args.out), "--out")
     manifest = read_manifest(Path(args.bundle) if args.bundle else Settings().model_dir)
     engine = _engine(args)
     summary = summarise(engine, manifest, since, until, args.model)
@@ -98,7 +99,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from models.usage import UsageError
+    from models.usage import UsageError, prepare_output_file
     from service.db.queries import RequestFilter
     from service.exporting import to_csv, to_parquet
 
@@ -106,8 +107,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.out == "":
         raise UsageError("--out is empty: name the file to write")
     out = Path(args.out or f"vigil-requests.{args.format}")
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a directory, not a file to write")
+    prepare_output_file(out, "--out")
     engine = _engine(args)
     # Written beside the target and renamed at the end: a failed export leaves no file that
     # looks like a complete (or empty) log. Created first, so an unwritable place is refused
@@ -139,7 +139,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     for name, func, text in (("report", _report, "write a self-contained HTML report"), ("export", _export, "export the request log")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--url", default=None, help=url_help)
-        p.add_argument("--since", type=when, default=None, help="ISO time or 90m/24h/7d ago (report default: 24h)")
+        p.add_argument("--since", type=when, default=None, help="ISO time or 90m/24h/7d ago (default: " + ("24h ago)" if name == "report" else "every row)"))
         p.add_argument("--until", type=when, default=None)
         p.add_argument("--model", default=None, help="only this model name")
         p.set_defaults(func=func)

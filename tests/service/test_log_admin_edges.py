@@ -168,6 +168,16 @@ def test_a_command_that_breaks_exits_70_with_its_traceback_not_1_or_2(
     assert err.rstrip().endswith("vigil db: internal error (a bug, not a mistake of yours): KeyError; exit status 70")
 
 
+def test_a_file_that_is_no_database_is_a_mistake_not_a_bug(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from service.cli import main as vigil
+
+    log = tmp_path / "requests.log"
+    log.write_text("GET / 200\n")  # the access log passed where the request log's database goes
+    assert vigil(["audit", "verify", "--url", f"sqlite:///{log}"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "vigil audit: error: database error: file is not a database"
+
+
 def test_a_users_mistake_keeps_its_one_line_and_status_2_unless_debugging(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -39,8 +39,8 @@ def test_drift_verdicts() -> None:
     shifted = compare(rng.normal(1.0, 1.0, 500), ref)
     assert same is not None and not same.drifted
     assert shifted is not None and shifted.drifted and shifted.p_value < 1e-6
-    assert verdict(same, same, 500, True).startswith("no evidence of drift")
-    words = verdict(same, shifted, 500, True)
+    assert verdict(same, same, 500, True, "m/1").startswith("no evidence of drift")
+    words = verdict(same, shifted, 500, True, "m/1")
     assert words.startswith("drift:") and "OOD scores are higher" in words
-    assert "not enough" in verdict(compare(ref[:10], ref), None, 10, True)
-    assert "no validation reference" in verdict(None, None, 0, False)
+    assert verdict(compare(ref[:10], ref), None, 10, True, "m/1") == "not enough recent predictions of m/1 (10, need 50) to judge drift"
+    assert "no validation reference" in verdict(None, None, 0, False, "m/1")

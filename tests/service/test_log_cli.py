@@ -37,14 +37,14 @@ def test_audit_report_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert vigil(["audit", "verify", "--url", url]) == 0
     assert "OK: 200 rows in 2 chain(s)" in capsys.readouterr().out
 
-    report = tmp_path / "report.html"
+    report = tmp_path / "reports" / "report.html"  # its folder made, as every output's
     assert vigil(["report", "--url", url, "--since", "1h", "--out", str(report)]) == 0
     html = report.read_text()
     assert html.count("<svg") == 4 and "Reliability diagram" in html and "http" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "drift" in capsys.readouterr().out
 
-    assert vigil(["export", "--url", url, "--format", "csv", "--out", str(tmp_path / "log.csv")]) == 0
-    with open(tmp_path / "log.csv", newline="") as f:
+    assert vigil(["export", "--url", url, "--format", "csv", "--out", str(tmp_path / "exports" / "log.csv")]) == 0
+    with open(tmp_path / "exports" / "log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 200 and "input_pixels" not in rows[0]
     assert sum(r["true_label"] != "" for r in rows) == 30 and len(json.loads(rows[0]["probabilities"])) == 10

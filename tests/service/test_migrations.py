@@ -49,6 +49,10 @@ def test_an_operator_can_see_and_undo_the_schema_version(db_url: str, capsys: py
     assert vigil(["db", "downgrade", "-1", "--url", db_url, "--yes"]) == 0
     assert capsys.readouterr().out.strip().endswith("downgraded to revision 0001")
     assert not is_at_head(make_engine(db_url))
+    for revision, says in (("nosuchrev", "Can't locate revision identified by 'nosuchrev'"), ("+1", "Relative revision +1")):
+        assert vigil(["db", "downgrade", revision, "--url", db_url, "--yes"]) == 2  # a mistake, not a bug (70)
+        err = capsys.readouterr().err
+        assert err.startswith(f"vigil db: error: migration: {says}") and "Traceback" not in err, err
     assert vigil(["db", "upgrade", "--url", db_url]) == 0 and is_at_head(make_engine(db_url))
 
 

@@ -106,3 +106,17 @@ def test_evaluate_ood_reports_every_scorer_on_every_set(tiny_bundle: Path, data_
     assert "| fashion_mnist | odin |" in md.read_text() and "3 unreadable file(s) skipped" in md.read_text()
     g = res["vs_msp"]["fashion_mnist"]["odin"]
     assert f"| odin | {g['delta_auroc']:+.2f} | {g['ci95_low']:+.2f} to {g['ci95_high']:+.2f} |" in md.read_text()
+
+
+def test_evaluate_ood_refuses_a_folder_that_is_none_and_a_validation_split_reaching_into_training(
+    tiny_bundle: Path, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["evaluate-ood", str(tiny_bundle), "--data-dir", str(data_dir), "--limit", "50"]
+    image = tmp_path / "one.png"
+    Image.new("L", (28, 28)).save(image)
+    for folder, says in ((tmp_path / "nowhere", "is not a folder of images (it does not exist)"), (image, "one.png is not a folder of images")):
+        assert vigil([*args, "--ood-dir", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err, err
+    assert vigil([*args, "--val-size", "1001"]) == 2  # the tiny bundle was fitted with 1000
+    assert "--val-size 1001 is over the bundle's 1000" in capsys.readouterr().err

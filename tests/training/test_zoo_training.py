@@ -211,9 +211,18 @@ def test_seeds_train_one_bundle_per_seed(data_dir: Path, tmp_path: Path, capsys:
     assert result["aggregate"]["mnist-deterministic"]["after_temperature.accuracy"]["mean"] == pytest.approx(sum(acc) / 2)
     # Asked for 3 seeds, or given one seed in two folders: refused, not averaged over what is there.
     shutil.copytree(out / "seed3", tmp_path / "seed3-copy")
-    for bundles, n, got in (([str(out)], "3", "[3, 4]"), ([str(out / "seed3"), str(tmp_path / "seed3-copy")], "2", "[3, 3]")):
-        err = refused(capsys, ["evaluate", *bundles, "--seeds", n, "--data-dir", str(data_dir), "--limit", "50"])
-        assert f"vigil evaluate: error: --seeds {n}: model 'mnist-deterministic'" in err and f"training seeds {got}" in err, err
+    err = refused(capsys, ["evaluate", str(out), "--seeds", "3", "--data-dir", str(data_dir), "--limit", "50"])
+    assert "vigil evaluate: error: --seeds 3: model 'mnist-deterministic'" in err and "training seeds [3, 4]" in err, err
+    # One seed in two folders is no two seeds, with or without --seeds.
+    for extra in (["--seeds", "2"], []):
+        err = refused(capsys, ["evaluate", str(out / "seed3"), str(tmp_path / "seed3-copy"), *extra, "--data-dir", str(data_dir), "--limit", "50"])
+        assert "model 'mnist-deterministic' has several bundles of one training seed ([3, 3])" in err, err
+    # Another method under the same name is no seed of it either.
+    mc = tmp_path / "mc"
+    assert vigil(["train", "--method", "mc_dropout", "--base-bundle", str(out / "seed4"), "--seed", "4", "--name", "mnist-deterministic", "--out", str(mc),
+                  "--data-dir", str(data_dir), "--train-size", "200", "--val-size", "400", "--skip-test", "--quiet", "--ood-scorer", "msp"]) == 0  # fmt: skip
+    err = refused(capsys, ["evaluate", str(out / "seed3"), str(mc), "--data-dir", str(data_dir), "--limit", "50"])
+    assert "bundles named 'mnist-deterministic' are of different methods (deterministic, mc_dropout)" in err, err
     # The same folder named twice is one bundle, not two seeds.
     err = refused(capsys, ["evaluate", str(out / "seed3"), str(out / "seed3"), "--seeds", "2", "--data-dir", str(data_dir), "--limit", "50"])
     assert "1 bundle(s) with training seeds [3]" in err
@@ -450,7 +459,8 @@ def test_train_without_auto_fits_the_served_temperature_once(data_dir: Path, tmp
         (["--ood-scorer", "odn"], "--ood-scorer: unknown scorer 'odn'"),
         (["--epochs", "0"], "0 is not a positive integer"),
         (["--train-size", "-5"], "-5 is not a positive integer"),
-        (["--val-size", "1"], "at least 2"),
+        (["--val-size", "9"], "the validation size must be at least 10"),
+        (["--train-size", "20"], "the 20 training images hold no digit 0: raise --train-size"),
         (["--seeds", "0"], "0 is not a positive integer"),
         (["--members", "3"], "--members is for --method ensemble, not deterministic"),
         (["--samples", "3"], "--samples is for --method mc_dropout, laplace, variational, not deterministic"),
@@ -485,6 +495,18 @@ def test_an_unwritable_out_or_a_missing_data_dir_is_refused_before_training(
     assert "is not a writable directory" in err
     err = refused(capsys, ["train", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b"), *small])
     assert f"no MNIST under {tmp_path / 'nowhere'}" in err and "--data-dir" in err
+
+
+def test_a_download_that_fails_is_said_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """torchvision's RuntimeError from a machine without internet was a traceback (status 70 now)."""
+
+    class MNIST:
+        def __init__(self, *a: object, **k: object) -> None:
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://example.invalid/, got:\n<urlopen error>")
+
+    monkeypatch.setattr("torchvision.datasets.MNIST", MNIST)
+    err = refused(capsys, ["train", "--download", "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "b"), "--quiet"])
+    assert "could not download MNIST into" in err and "(Error downloading train-images-idx3-ubyte.gz:)" in err and "--data-dir" in err, err
 
 
 @pytest.mark.parametrize(
@@ -572,6 +594,13 @@ def test_epochs_default_to_what_the_method_needs(zoo: dict[str, Path], data_dir:
     assert default.weights_sha256 == explicit.weights_sha256
 
 
+def test_evaluate_writes_into_folders_it_makes(tiny_bundle: Path, data_dir: Path, tmp_path: Path) -> None:
+    """A missing folder was approved, then never made: the write failed after the evaluation."""
+    md, js = tmp_path / "new" / "deep" / "t.md", tmp_path / "other" / "t.json"
+    assert vigil(["evaluate", str(tiny_bundle), "--data-dir", str(data_dir), "--limit", "20", "--resamples", "10", "--markdown", str(md), "--out", str(js)]) == 0
+    assert "| model |" in md.read_text() and "aggregate" in json.loads(js.read_text())
+
+
 def test_evaluate_refuses_an_unwritable_output_before_evaluating(
     tiny_bundle: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -581,7 +610,7 @@ def test_evaluate_refuses_an_unwritable_output_before_evaluating(
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     err = refused(capsys, ["evaluate", str(tiny_bundle), "--data-dir", str(data_dir), "--limit", "20", "--markdown", str(blocker / "t.md")])
-    assert "is not a writable directory" in err
+    assert f"--markdown {blocker / 't.md'}: cannot write there ({blocker} is a file, not a folder)" in err
     err = refused(capsys, ["evaluate", str(tiny_bundle), "--data-dir", str(data_dir), "--limit", "20", "--out", str(tmp_path)])
     assert "is a directory" in err
     monkeypatch.setattr(evaluate_mod, "load_mnist", lambda *a, **k: pytest.fail("read the test set before refusing"))
