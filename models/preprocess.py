@@ -63,14 +63,31 @@ def _wide_to_gray(img: Image.Image) -> Image.Image:
     return Image.fromarray((arr / hi * 255.0).round().astype(np.uint8), mode="L")
 
 
+def _paper(rgba: Image.Image) -> tuple[int, int, int, int]:
+    """What a transparent background stands for: the colour the ink is drawn against.
+
+    White paper, unless the ink (the visible pixels, weighted by their opacity) is light: a
+    white stroke on a transparent canvas, as drawing apps export it, over white paper was
+    white on white, an empty image the service rejected as out of distribution.
+    """
+    arr = np.asarray(rgba, dtype=np.float64)
+    alpha = arr[..., 3] / 255.0
+    if alpha.sum() == 0:
+        return (255, 255, 255, 255)
+    luminance = arr[..., :3] @ np.array([0.299, 0.587, 0.114])  # ITU-R 601, as Pillow's "L"
+    ink = float((luminance * alpha).sum() / alpha.sum())
+    return (0, 0, 0, 255) if ink > 127.5 else (255, 255, 255, 255)
+
+
 def _flatten(img: Image.Image, target: str) -> Image.Image:
-    """Any accepted mode -> 8-bit `target` ("L" or "RGB"); transparency over white paper."""
+    """Any accepted mode -> 8-bit `target` ("L" or "RGB"); transparency over paper that
+    contrasts with the ink (white, or black under light ink)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return _wide_to_gray(img).convert(target)
     has_alpha = img.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (img.mode == "P" and "transparency" in img.info)
     if has_alpha:
         rgba = img.convert("RGBA")
-        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        paper = Image.new("RGBA", rgba.size, _paper(rgba))
         return Image.alpha_composite(paper, rgba).convert(target)
     if img.mode != target:
         return img.convert("RGB").convert(target) if target == "L" else img.convert(target)
@@ -78,7 +95,7 @@ def _flatten(img: Image.Image, target: str) -> Image.Image:
 
 
 def _to_gray(img: Image.Image) -> Image.Image:
-    """Any mode -> 8-bit grayscale; transparency is composited over white paper."""
+    """Any mode -> 8-bit grayscale; transparency is composited over paper (`_paper`)."""
     return _flatten(img, "L")
 
 

@@ -12,8 +12,13 @@ A route that sets a header itself keeps its own value.
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import error_body
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
@@ -58,12 +63,28 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with its refused preflights in the service's one error shape.
+
+    Starlette answers them text/plain ("Disallowed CORS origin"); a client that parses every
+    4xx as `{"error": {...}}` met the only error that was not.
+    """
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        message = bytes(response.body).decode()
+        body = error_body("cors_refused", f"{message} (VIGIL_CORS_ORIGINS lists the origins this service answers)", None)
+        return JSONResponse(body, response.status_code, headers={k: v for k, v in response.headers.items() if k.startswith("access-control-") or k == "vary"})
+
+
 def add_cors(app: FastAPI, origins: list[str]) -> None:
     """CORS stays closed (no Access-Control-* headers at all) unless origins are configured."""
     if not origins:
         return
     app.add_middleware(
-        CORSMiddleware,
+        JsonCORSMiddleware,
         allow_origins=origins,
         allow_credentials=False,  # keys travel in headers, never cookies
         allow_methods=["GET", "POST"],

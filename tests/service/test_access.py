@@ -149,7 +149,13 @@ def test_cors_closed_by_default_and_configurable(open_app: TestClient, locked: t
     c, _ = locked
     ok = c.options("/v1/predict", headers={**pre, "origin": "https://ok.example"})
     assert ok.headers["access-control-allow-origin"] == "https://ok.example"
-    assert "access-control-allow-origin" not in c.options("/v1/predict", headers=pre).headers
+    refused = c.options("/v1/predict", headers=pre)
+    assert "access-control-allow-origin" not in refused.headers
+    # Refused in the one error shape, as every 4xx (Starlette's own is text/plain).
+    assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
+    assert refused.json()["error"]["code"] == "cors_refused" and "Disallowed CORS origin" in refused.json()["error"]["message"]
+    method = c.options("/v1/predict", headers={**pre, "origin": "https://ok.example", "access-control-request-method": "DELETE"})
+    assert method.status_code == 400 and "Disallowed CORS method" in method.json()["error"]["message"]
 
 
 def test_production_refuses_default_secrets_and_keyless_lockdown() -> None:

@@ -182,3 +182,21 @@ def test_an_exif_rotated_photo_is_read_upright(orientation: int, fmt: str, side:
     tolerance = 0.0 if fmt == "PNG" else 0.1
     assert float((model_input(tagged) - want).abs().max()) <= tolerance
     assert float((model_input(untagged) - want).abs().max()) > 0.5  # the digit is not symmetric under the turn
+
+
+@pytest.mark.parametrize("ink", [255, 0])
+def test_a_digit_on_a_transparent_canvas_is_read_whatever_its_ink(ink: int) -> None:
+    """Drawing apps export strokes on a transparent canvas, white or black: both are the digit.
+    A white stroke used to land on white paper, an empty image rejected as out of distribution."""
+    from models.manifest import InputSpec
+    from models.preprocess import to_model_input
+
+    seven = Image.open(Path(__file__).parents[2] / "service/static/gallery/clear-7.png").convert("L")
+    canvas = Image.merge("RGBA", (*(Image.new("L", seven.size, ink),) * 3, seven))  # the stroke is the opacity
+
+    def model_input(img: Image.Image) -> torch.Tensor:
+        return to_model_input(decode_image(h.encode(img, "PNG"), max_pixels=25_000_000, max_side=10_000).image, InputSpec())
+
+    want = model_input(seven)
+    assert float((model_input(canvas) - want).abs().max()) <= 1 / 255 + 1e-6
+    assert float(want.max()) > 0.9  # a digit, not an empty frame
