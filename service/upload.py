@@ -49,10 +49,22 @@ def _require_closed(request: Request, body: bytes) -> None:
         raise ApiError(400, "malformed_multipart", "the multipart body ends before its closing boundary (truncated upload?)")
 
 
+def _without_preamble(request: Request, body: bytes) -> bytes:
+    """The body from its first delimiter on. RFC 2046 (Sec. 5.1.1) lets text precede it, which
+    the parser refuses ("Invalid multipart data"); a body without one is left as it is."""
+    _, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if not boundary or body.startswith(b"--" + boundary):
+        return body
+    first = body.find(b"\r\n--" + boundary)
+    return body[first + 2 :] if first >= 0 else body
+
+
 async def parse_form(request: Request, body: bytes, max_files: int, part_limit: int, too_many: ApiError | None = None) -> FormData:
     """A multipart body read whole, parsed; 400 `malformed_multipart` when it is not one, or
     `too_many` (if given) when it carries more than `max_files` files. The caller closes it."""
     _require_closed(request, body)
+    body = _without_preamble(request, body)
     parser = MultiPartParser(request.headers, _once(body), max_files=max_files, max_fields=10, max_part_size=part_limit)
     try:
         return await parser.parse()

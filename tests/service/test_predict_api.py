@@ -103,6 +103,22 @@ def test_truncated_png_is_422(tiny_bundle: Path, tmp_path: Path, digits: tuple[t
     assert row.error_code == "corrupt_image" and row.input_sha256 is not None
 
 
+def test_a_multipart_preamble_is_skipped_as_rfc_2046_allows(tiny_bundle: Path, tmp_path: Path, digits: tuple[torch.Tensor, torch.Tensor]) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    part = b'Content-Disposition: form-data; name="%s"; filename="d.png"\r\nContent-Type: image/png\r\n\r\n'
+    pngs = [digit_png(digits[0][i]) for i in range(2)]
+    one = b"--xx\r\n" + part % b"image" + pngs[0] + b"\r\n--xx--\r\n"
+    two = b"".join(b"--xx\r\n" + part % b"images" + png + b"\r\n" for png in pngs) + b"--xx--\r\n"
+    ctype = {"content-type": "multipart/form-data; boundary=xx"}
+    with TestClient(create_app(Settings(model_dir=tiny_bundle, database_url=url, migrate_on_start=True))) as client:
+        for path, body in (("/v1/predict", one), ("/v1/predict/batch", two)):
+            plain = client.post(path, content=body, headers=ctype)
+            prefaced = client.post(path, content=b"This is a message in MIME format.\r\n" + body, headers=ctype)
+            assert plain.status_code == prefaced.status_code == 200, prefaced.text
+            label = (lambda r: r.json()["prediction"]["label"]) if path == "/v1/predict" else (lambda r: [x["prediction"]["label"] for x in r.json()["results"]])
+            assert label(prefaced) == label(plain)
+
+
 def test_health_and_readiness(tiny_bundle: Path, db_url: str) -> None:
     with TestClient(create_app(Settings(model_dir=tiny_bundle, database_url=db_url, migrate_on_start=True))) as client:
         assert client.get("/healthz").json()["status"] == "ok"
