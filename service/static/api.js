@@ -20,17 +20,30 @@ async function parse(resp) {
   return body;
 }
 
+// The longest the page waits for an answer (the server's own inference timeout is 10 s).
+const TIMEOUT_MS = 20000;
+
+// fetch, with the browser's bare "Failed to fetch" and a hung server said in words.
+async function call(url, options) {
+  try {
+    return await fetch(url, { ...options, signal: AbortSignal.timeout(TIMEOUT_MS) });
+  } catch (err) {
+    const words = err.name === "TimeoutError" ? `no answer from the service within ${TIMEOUT_MS / 1000} s` : "the service did not answer: is it running, and is this page its own?";
+    throw Object.assign(new Error(words), { code: err.name === "TimeoutError" ? "timeout" : "network_error" });
+  }
+}
+
 export async function predict(blob, filename = "image.png") {
   const form = new FormData();
   form.append("image", blob, filename);
-  return parse(await fetch("/v1/predict", { method: "POST", body: form, headers: headers() }));
+  return parse(await call("/v1/predict", { method: "POST", body: form, headers: headers() }));
 }
 
 export async function sendFeedback(requestId, label, note) {
   const body = JSON.stringify({ label, note: note || null });
-  return parse(await fetch(`/v1/requests/${encodeURIComponent(requestId)}/feedback`, {
+  return parse(await call(`/v1/requests/${encodeURIComponent(requestId)}/feedback`, {
     method: "POST", body, headers: headers({ "Content-Type": "application/json" }),
   }));
 }
 
-export async function getJson(url) { return parse(await fetch(url, { headers: headers() })); }
+export async function getJson(url) { return parse(await call(url, { headers: headers() })); }

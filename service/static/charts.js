@@ -39,15 +39,26 @@ export function probabilityBars(host, probs, names, top) {
 export function scoreGauge(host, name, score, threshold, flagged) {
   const W = 420, H = 58, pad = 10, scaleMax = Math.max(score, threshold) * 1.25 || 1;
   const x = (v) => pad + (Math.min(v, scaleMax) / scaleMax) * (W - 2 * pad);
-  const label = `${name} score ${fmt(score)} ${flagged ? "is above" : "is below"} its threshold ${fmt(threshold)}`;
+  const [s, t] = apart(score, threshold);
+  const label = `${name} score ${s} ${flagged ? "is above" : "is below"} its threshold ${t}`;
   const svg = frame(host, W, H, label, `gauge-${name}`);
   el("rect", { x: pad, y: 18, width: W - 2 * pad, height: 16, fill: "#e8ebf0", rx: 3 }, svg);
   el("rect", { x: pad, y: 18, width: Math.max(x(score) - pad, 2), height: 16, rx: 3, class: flagged ? "bar flagged" : "bar ok" }, svg);
   el("line", { x1: x(threshold), x2: x(threshold), y1: 15, y2: 42, class: "threshold" }, svg); // below the score text
   // Near an edge the label grows inwards instead of being cut off by it.
   const anchor = x(threshold) < W / 4 ? "start" : x(threshold) > (3 * W) / 4 ? "end" : "middle";
-  el("text", { x: x(threshold), y: 54, "text-anchor": anchor }, svg, `threshold ${fmt(threshold)}`);
-  el("text", { x: pad, y: 12 }, svg, `score ${fmt(score)}`);
+  el("text", { x: x(threshold), y: 54, "text-anchor": anchor }, svg, `threshold ${t}`);
+  el("text", { x: pad, y: 12 }, svg, `score ${s}`);
+}
+
+// A score and its threshold, with as many digits as it takes to tell them apart: rounded
+// alike, a flagged 0.434 read "score 0.43 is above its threshold 0.43".
+export function apart(score, threshold) {
+  for (let digits = 2; digits <= 8; digits++) {
+    const s = fmt(score, digits), t = fmt(threshold, digits);
+    if (s !== t || score === threshold) return [s, t];
+  }
+  return [String(score), String(threshold)];
 }
 
 // Per class: the range [min, max] the samples gave, and the averaged probability as a dot.
@@ -125,8 +136,8 @@ export function reliabilityDiagram(host, rel) {
   el("text", { x: left + side + 8, y: base - side + 4 }, svg, "accuracy 1");
 }
 
-export function fmt(v) {
+export function fmt(v, digits = 2) {
   if (v === null || v === undefined) return "–";
   const a = Math.abs(v);
-  return a >= 100 ? v.toFixed(0) : a >= 1 ? v.toFixed(2) : v.toPrecision(2);
+  return a >= 100 && digits === 2 ? v.toFixed(0) : a >= 1 ? v.toFixed(digits) : v.toPrecision(digits);
 }

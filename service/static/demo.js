@@ -1,7 +1,7 @@
 // The demo page: three ways in (draw, upload, gallery), one result panel, and feedback.
 import { apiKey, getJson, predict, sendFeedback, setApiKey } from "./api.js";
 import { drawingPad } from "./draw.js";
-import { showError, showPending, showPrediction } from "./result.js";
+import { showError, showHint, showIdle, showPending, showPrediction } from "./result.js";
 
 const $ = (id) => document.getElementById(id);
 let card = null;
@@ -10,12 +10,19 @@ let current = null;
 // answer to an earlier image never lands next to a later one (and feedback never goes astray).
 let latest = 0;
 
-// On a phone the result is below the inputs: bring it into view (not while drawing, though).
+// Bring the decision into view when it is not (on a phone the result is below the inputs;
+// on a laptop the examples are below the fold, and the badge scrolled away above them).
+// Not after drawing: the pad stays put, and the verdict under it shows the decision.
 function reveal() {
-  if (!window.matchMedia("(max-width: 820px)").matches) return;
+  const top = $("badge").getBoundingClientRect().top;
+  if (top >= 0 && top < window.innerHeight - 80) return;
   const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
   $("result").scrollIntoView({ behavior: still ? "auto" : "smooth" });
 }
+
+// Milliseconds the pen may rest before a drawing is sent: a 7 or a 4 drawn in two strokes
+// was classified (and logged) after its first, often as out of distribution.
+const PEN_REST_MS = 700;
 
 async function classify(blob, filename) {
   const mine = ++latest;
@@ -26,6 +33,7 @@ async function classify(blob, filename) {
   preview.src = URL.createObjectURL(blob);
   preview.alt = "The image that was sent";
   preview.hidden = false;
+  preview.onerror = () => { preview.hidden = true; }; // a file the browser cannot show either
   try {
     const answer = await predict(blob, filename);
     if (mine !== latest) return;
@@ -37,12 +45,22 @@ async function classify(blob, filename) {
 }
 
 function setUpDrawing() {
-  const pad = drawingPad($("pad"), async () => classify(await pad.toBlob(), "drawing.png"));
+  let resting = null;
+  const send = async () => { resting = null; classify(await pad.toBlob(), "drawing.png"); };
+  const wait = () => { clearTimeout(resting); resting = null; };
+  const pad = drawingPad($("pad"), () => { wait(); resting = setTimeout(send, PEN_REST_MS); }, wait);
   $("classify-drawing").addEventListener("click", async () => {
-    if (pad.isEmpty()) return showError(new Error("Draw something first."));
-    classify(await pad.toBlob(), "drawing.png");
+    wait();
+    if (pad.isEmpty()) return showHint("Draw a digit on the black pad first, then lift the pen.");
+    send();
   });
-  $("clear-drawing").addEventListener("click", () => pad.clear());
+  $("clear-drawing").addEventListener("click", () => {
+    wait();
+    latest++; // an answer still on its way belongs to the wiped drawing
+    pad.clear();
+    current = null;
+    showIdle();
+  });
 }
 
 function setUpUpload() {
@@ -79,7 +97,14 @@ async function setUpGallery() {
         const img = Object.assign(document.createElement("img"), { src: `/static/gallery/${item.file}`, alt: "" });
         btn.append(img, item.caption);
         btn.addEventListener("click", async () => {
-          const blob = await (await fetch(`/static/gallery/${item.file}`)).blob();
+          let blob;
+          try {
+            const resp = await fetch(`/static/gallery/${item.file}`);
+            if (!resp.ok) throw new Error(`the example could not be loaded (HTTP ${resp.status})`);
+            blob = await resp.blob();
+          } catch (err) {
+            return showError(err);
+          }
           classify(blob, item.file).then(reveal);
         });
         const li = document.createElement("li");
@@ -116,7 +141,9 @@ async function loadCard() {
     card = null; // the page still works; class names fall back to indices
   }
   const names = card ? card.class_names : [...Array(10).keys()].map(String);
-  $("truth").replaceChildren(...names.map((n, i) => Object.assign(document.createElement("option"), { value: String(i), textContent: n })));
+  // No label until one is chosen (the select is `required`): a default recorded 0 in one click.
+  const choose = Object.assign(document.createElement("option"), { value: "", textContent: "choose…", selected: true });
+  $("truth").replaceChildren(choose, ...names.map((n, i) => Object.assign(document.createElement("option"), { value: String(i), textContent: n })));
 }
 
 const key = $("api-key");

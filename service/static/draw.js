@@ -1,6 +1,7 @@
 // The drawing pad: white strokes on black like MNIST, a thick round brush, pointer events
-// (mouse, touch and pen alike). `onStrokeEnd` fires when the pen lifts.
-export function drawingPad(canvas, onStrokeEnd) {
+// (mouse, touch and pen alike). `onStrokeEnd` fires when the pen lifts, `onStrokeStart` when
+// it touches down again.
+export function drawingPad(canvas, onStrokeEnd, onStrokeStart = () => {}) {
   const ctx = canvas.getContext("2d");
   let drawing = false, inked = false, last = null;
 
@@ -32,6 +33,7 @@ export function drawingPad(canvas, onStrokeEnd) {
   canvas.addEventListener("pointerdown", (e) => {
     e.preventDefault();
     canvas.setPointerCapture(e.pointerId);
+    onStrokeStart();
     drawing = true;
     last = point(e);
     line(last, last);

@@ -4,27 +4,55 @@ import { fmt, probabilityBars, sampleRanges, scoreGauge } from "./charts.js";
 const TITLES = { accept: "Accept", abstain: "Abstain", reject_ood: "Reject: out of distribution" };
 const $ = (id) => document.getElementById(id);
 
-export function showError(err) {
-  const badge = $("badge");
-  badge.dataset.decision = "error";
-  badge.textContent = "Error";
+// The badge, and its copy under the drawing pad (on a phone the result is far below it).
+function setBadge(decision, text) {
+  for (const badge of [$("badge"), $("pad-verdict")]) {
+    badge.dataset.decision = decision;
+    badge.textContent = text;
+  }
+}
+
+function clearAnswer(decision, badgeText, meaning) {
+  // Nothing of the previous answer may stay beside the new state.
+  setBadge(decision, badgeText);
   $("pred-label").textContent = "–";
   $("pred-label").classList.remove("void");
   $("confidence").textContent = "";
-  $("meaning").textContent = `${err.message}` + (err.code ? ` (${err.code})` : "") + (err.requestId ? ` — request ${err.requestId}` : "");
+  $("meaning").textContent = meaning;
   $("details").hidden = true;
 }
 
+const sentence = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+
+export function showError(err) {
+  const where = (err.code ? ` (${err.code})` : "") + (err.requestId ? ` — request ${err.requestId}` : "");
+  clearAnswer("error", "Error", `${sentence(err.message)}${where}`);
+}
+
+export function showHint(text) {
+  clearAnswer("none", "Nothing to classify", text);
+}
+
+export function showIdle() {
+  clearAnswer("none", "No input yet", "Draw, upload or pick an image to see the decision and why.");
+  $("preview").hidden = true;
+}
+
 export function showPending() {
-  // Nothing of the previous answer may stay beside the new image while it is on its way.
-  const badge = $("badge");
-  badge.dataset.decision = "none";
-  badge.textContent = "Thinking…";
-  $("pred-label").textContent = "–";
-  $("pred-label").classList.remove("void");
-  $("confidence").textContent = "";
-  $("meaning").textContent = "Waiting for the server's answer…";
-  $("details").hidden = true;
+  clearAnswer("none", "Thinking…", "Waiting for the server's answer…");
+}
+
+// A calibrated 0.99996 is not certainty: never shown as 100.0 %.
+function percent(p) {
+  return p >= 0.9995 ? "over 99.9%" : `${(100 * p).toFixed(1)}%`;
+}
+
+function confidenceText(r) {
+  if (r.decision === "reject_ood") {
+    // Calibration holds for digits like the training data; for this input the number means nothing.
+    return "— no confidence can be given: the input is unlike the training data";
+  }
+  return `${percent(r.confidence)} calibrated confidence`;
 }
 
 // Split conformal coverage is marginal, over inputs like the calibration digits: it promises
@@ -37,13 +65,12 @@ function setHint(alpha, decision) {
 
 export function showPrediction(r, card) {
   const names = card ? card.class_names : r.probabilities.map((_, i) => String(i));
-  const badge = $("badge");
-  badge.dataset.decision = r.decision;
-  badge.textContent = TITLES[r.decision];
+  setBadge(r.decision, TITLES[r.decision]);
+  $("pad-verdict").textContent = `${TITLES[r.decision]} — ${r.prediction.class_name}`;
   $("pred-label").textContent = r.prediction.class_name;
   $("pred-label").dataset.label = String(r.prediction.label);
   $("pred-label").classList.toggle("void", r.decision === "reject_ood");
-  $("confidence").textContent = `${(100 * r.confidence).toFixed(1)}% calibrated confidence` + (r.decision === "reject_ood" ? " — not to be used" : "");
+  $("confidence").textContent = confidenceText(r);
   $("meaning").textContent = (card && card.decisions[r.decision]) || "";
   $("details").hidden = false;
 
@@ -76,4 +103,5 @@ export function showPrediction(r, card) {
   $("latency").textContent = `${r.latency_ms.toFixed(1)} ms on the server`;
   $("request-id").textContent = r.request_id;
   $("fb-status").textContent = "";
+  $("truth").value = ""; // a label chosen for the previous image must not be sent for this one
 }

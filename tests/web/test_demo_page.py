@@ -244,3 +244,53 @@ def test_a_late_answer_never_replaces_a_newer_one(page: Page) -> None:
     expect(page.locator("#badge")).to_have_attribute("data-decision", "accept")
     expect(page.locator("#pred-label")).to_have_text("2")
     assert page.locator("#request-id").inner_text() == shown
+
+
+def test_a_two_stroke_digit_is_sent_once_when_the_pen_rests(page: Page) -> None:
+    """Each pen lift used to send the drawing: a 7's first stroke was classified and logged."""
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/v1/predict") else None)
+    page.goto("/")
+    box = page.locator("#pad").bounding_box()
+    assert box is not None
+    left, right, top, bottom = box["x"] + box["width"] * 0.25, box["x"] + box["width"] * 0.75, box["y"] + box["height"] * 0.2, box["y"] + box["height"] * 0.85
+    for start, end in (((left, top), (right, top)), ((right, top), (left + (right - left) * 0.3, bottom))):  # a 7: bar, then stem
+        page.mouse.move(*start)
+        page.mouse.down()
+        for i in range(1, 11):
+            page.mouse.move(start[0] + (end[0] - start[0]) * i / 10, start[1] + (end[1] - start[1]) * i / 10)
+        page.mouse.up()
+    expect(page.locator("#badge")).not_to_have_text("No input yet", timeout=15_000)
+    expect(page.locator("#badge")).not_to_have_text("Thinking…", timeout=15_000)
+    page.wait_for_timeout(1000)
+    assert len(sent) == 1, sent
+    page.click("#clear-drawing")  # wipes the verdict with the drawing
+    expect(page.locator("#badge")).to_have_text("No input yet")
+    page.click("#classify-drawing")
+    expect(page.locator("#badge")).to_have_text("Nothing to classify")
+    assert len(sent) == 1
+
+
+def test_the_decision_comes_into_view_and_says_no_more_than_it_knows(page: Page, artifacts: Path) -> None:
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto("/")
+    noise = page.locator('#gallery button[data-file="noise.png"]')
+    noise.scroll_into_view_if_needed()  # the examples are below the fold, the badge above them
+    noise.click()
+    decided(page, "reject_ood")
+    page.wait_for_timeout(800)  # the smooth scroll
+    top = page.eval_on_selector("#badge", "b => b.getBoundingClientRect().top")
+    assert 0 <= top < 800, top
+    # Calibration holds for digits like the training data: no percentage for noise.
+    expect(page.locator("#confidence")).to_have_text("— no confidence can be given: the input is unlike the training data")
+    page.screenshot(path=str(artifacts / "demo-noise-in-view.png"))
+    page.click('#gallery button[data-file="clear-7.png"]')
+    decided(page, "accept")
+    expect(page.locator("#confidence")).to_have_text(re.compile(r"^(over 99\.9%|\d{1,2}\.\d%) calibrated confidence$"))
+    # No label chosen: nothing is recorded (it defaulted to 0, a wrong label in one click).
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/feedback") else None)
+    page.click("#feedback button[type=submit]")
+    assert page.eval_on_selector("#truth", "s => s.validity.valueMissing") is True
+    page.wait_for_timeout(300)
+    assert sent == [] and page.locator("#fb-status").inner_text() == ""
