@@ -74,7 +74,7 @@ class Settings(BaseSettings):
 
     # Request log (issue 5)
     #: Where rows wait while the database is away (JSON lines); default next to the SQLite
-    #: file, else ./vigil-spool-<digest of the database URL>.jsonl. Each process's journal
+    #: file, else ./vigil-spool-<digest of the database's backend, host, port and name>.jsonl. Each process's journal
     #: (the rows it has queued, for the next start if it is killed) is kept beside it.
     log_spool_path: Path | None = None
     #: A full log queue: "reject" answers 503 + Retry-After; "spool" writes the row to the

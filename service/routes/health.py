@@ -53,9 +53,15 @@ def healthz(ctx: CtxDep) -> JSONResponse:
     """200 while the process answers and can compute: for a liveness probe (restart when it
     fails). 503 when its inference process failed to start several times in a row (the bundle
     gone from disk, memory exhausted): only a restart of the whole service can help then."""
-    remote = ctx.runtime.remote
-    computing = remote is None or remote.failed_restarts < UNRECOVERABLE_AFTER
+    computing = can_compute(ctx)
     return _answer({"inference": computing}, computing)
+
+
+def can_compute(ctx: AppContext) -> bool:
+    """False once the inference process failed to start UNRECOVERABLE_AFTER times in a row:
+    the liveness of /healthz and OIP's /v2/health/live alike."""
+    remote = ctx.runtime.remote
+    return remote is None or remote.failed_restarts < UNRECOVERABLE_AFTER
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}}, summary="Readiness: model ready, request log writable")

@@ -35,6 +35,7 @@ from service.oip.schemas import (
 from service.records import base_record, item_id
 from service.rejections import mark_logged
 from service.respond import build_prediction
+from service.routes.health import can_compute
 from service.upload import read_limited
 
 router = APIRouter(tags=["open inference protocol (v2)"])
@@ -59,10 +60,13 @@ def server_metadata() -> ServerMetadata:
     )
 
 
-@router.get("/v2/health/live", response_model=Live, summary="Liveness (OIP)")
-def live() -> Live:
-    """200 while the process is up (same as /healthz)."""
-    return Live(live=True)
+@router.get("/v2/health/live", response_model=Live, responses={503: {"model": Live}}, summary="Liveness (OIP)")
+def live(ctx: CtxDep) -> JSONResponse:
+    """200 while the process can compute, 503 (`live: false`) once its inference process failed
+    to start several times in a row, as /healthz: KServe probes this path, and a pod that can
+    no longer compute must be restarted."""
+    ok = can_compute(ctx)
+    return JSONResponse(Live(live=ok).model_dump(), status_code=200 if ok else 503)
 
 
 @router.get(

@@ -103,6 +103,7 @@ def test_every_endpoint_has_a_summary_examples_and_vigils_error_shapes(
                         if ref.split("/")[-1] not in (
                             expected,
                             "Health",
+                            "Live",
                             "Ready",
                             "ModelReady",
                         ):

@@ -173,11 +173,13 @@ def test_liveness_fails_once_the_inference_process_cannot_be_started(tiny_bundle
         assert client.get("/healthz").status_code == 200
         monkeypatch.setattr(runtime, "remote", SimpleNamespace(failed_restarts=UNRECOVERABLE_AFTER - 1, alive=False))
         assert client.get("/healthz").status_code == 200  # still trying: restarts may work
+        assert client.get("/v2/health/live").json() == {"live": True}
         assert client.get("/readyz").json()["checks"]["model"] is False  # but no traffic meanwhile
         monkeypatch.setattr(runtime, "remote", SimpleNamespace(failed_restarts=UNRECOVERABLE_AFTER, alive=False))
-        dead = client.get("/healthz")
+        dead, oip_dead = client.get("/healthz"), client.get("/v2/health/live")  # KServe probes the latter
         monkeypatch.undo()  # the real runtime shuts down
         assert dead.status_code == 503 and dead.json() == {"status": "not_ready", "checks": {"inference": False}}
+        assert oip_dead.status_code == 503 and oip_dead.json() == {"live": False}
 
 
 def test_readiness_answers_within_its_bound_when_the_database_stops_answering(
@@ -196,3 +198,25 @@ def test_readiness_answers_within_its_bound_when_the_database_stops_answering(
     # Probes give up after 2-3 s: the answer must come first, saying the database is away.
     assert took < 4, took
     assert ready.status_code == 200 and ready.json()["checks"] == {"model": True, "database": False, "request_log": True}
+
+
+def test_a_full_request_log_refuses_predictions_with_retry_after(tiny_bundle: Path, tmp_path: Path, digits: tuple[torch.Tensor, torch.Tensor], monkeypatch: pytest.MonkeyPatch) -> None:
+    """503 log_backpressure, the one refusal that is not logged: the log is what is full."""
+    from service.db.writer import QueueFull
+
+    def full(record: object) -> None:
+        raise QueueFull
+
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    png = digit_png(digits[0][0])
+    with TestClient(create_app(Settings(model_dir=tiny_bundle, database_url=url, migrate_on_start=True))) as client:
+        writer = client.app.state.ctx.writer  # type: ignore[attr-defined]
+        with monkeypatch.context() as m:
+            m.setattr(writer, "submit", full)
+            m.setattr(writer, "depth", lambda: writer.queue.maxsize)
+            answers = [client.post("/v1/predict", content=png, headers={"content-type": "image/png"}),
+                       client.post("/v1/predict/batch", files=[("images", ("a.png", png, "image/png"))])]  # fmt: skip
+        for r in answers:
+            assert (r.status_code, r.json()["error"]["code"], r.headers["retry-after"]) == (503, "log_backpressure", "1"), r.text
+        assert client.post("/v1/predict", content=png, headers={"content-type": "image/png"}).status_code == 200  # room again
+    assert [row.http_status for row in rows(url)] == [200]
