@@ -45,6 +45,9 @@ class ScorerSpec(_Strict):
     #: scorer's target selective risk, the OOD scorer's in-distribution pass rate.
     #: None in bundles written before it was recorded.
     target: float | None = Field(None, ge=0, le=1)
+    #: The failure threshold's confidence that the risk is within `target` (SGR); None: the
+    #: target is met on validation only.
+    confidence: float | None = Field(None, gt=0, lt=1)
 
 
 class ConformalSpec(_Strict):

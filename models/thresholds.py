@@ -11,12 +11,19 @@ from __future__ import annotations
 import math
 
 import torch
+from scipy.stats import beta
 
 
 def _above(s: torch.Tensor, i: int) -> float:
     """A threshold just above sorted `s[i]`: halfway to the next larger score, if any."""
     larger = s[i + 1 :][s[i + 1 :] > s[i]]
     return float((s[i] + larger[0]) / 2) if len(larger) else float(s[i])
+
+
+def _below(s: torch.Tensor) -> float:
+    """A threshold under every sorted score `s`, by a margin float32 scores still see (1e-12
+    under a float32 score rounds back onto it, and that input was accepted)."""
+    return float(s[0]) - max(1e-6, abs(float(s[0])) * 1e-6)
 
 
 def pass_rate_threshold(scores: torch.Tensor, pass_rate: float) -> float:
@@ -49,6 +56,48 @@ def selective_risk_threshold(scores: torch.Tensor, correct: torch.Tensor, target
     distinct[:-1] = s[1:] > s[:-1]
     ok = (risk <= target_risk) & distinct
     if not ok.any():
-        return float(s[0]) - 1e-12, 0.0, 0.0
+        return _below(s), 0.0, 0.0
     i = int(torch.nonzero(ok).max())
     return _above(s, i), float(risk[i]), float((i + 1) / len(s))
+
+
+def risk_upper_bound(errors: int, n: int, delta: float) -> float:
+    """One-sided Clopper-Pearson bound: the error rate is below it with probability >= 1 - delta
+    (the binomial tail inversion B*(r, delta, n) of Geifman & El-Yaniv 2017)."""
+    if n == 0 or errors >= n:
+        return 1.0
+    return float(beta.ppf(1 - delta, errors + 1, n - errors))
+
+
+def guaranteed_risk_threshold(scores: torch.Tensor, correct: torch.Tensor, target_risk: float, confidence: float) -> tuple[float, float, float, float]:
+    """Selection with guaranteed risk (SGR; Geifman & El-Yaniv, NeurIPS 2017).
+
+    The largest threshold found whose accepted set's error rate is at most `target_risk` with
+    probability >= `confidence` over the draw of the fitting data: a binary search over the
+    cut points with at most k = ceil(log2(cuts + 1)) tests, each bounded at (1 - confidence) / k, so that
+    every bound tested holds at once (a union bound). `selective_risk_threshold` only meets
+    the target on the fitting data, and its test risk lands on either side of it.
+
+    Returns (threshold, achieved risk, coverage, risk bound); accepts nothing when no cut passes.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError("confidence must be in (0, 1)")
+    order = torch.argsort(scores)
+    s = scores[order].double()
+    errors = (~correct[order].bool()).long().cumsum(0)
+    cuts = torch.nonzero(torch.cat([s[1:] > s[:-1], torch.tensor([True])])).flatten().tolist()
+    k = math.ceil(math.log2(len(cuts) + 1))  # the most steps a binary search over them takes
+    delta = (1.0 - confidence) / k
+    lo, hi, best = 0, len(cuts) - 1, None
+    for _ in range(k):
+        mid = (lo + hi + 1) // 2
+        i = cuts[mid]
+        bound = risk_upper_bound(int(errors[i]), i + 1, delta)
+        if bound <= target_risk:
+            best, lo = (i, bound), mid + 1
+        else:
+            hi = mid - 1
+    if best is None:
+        return _below(s), 0.0, 0.0, 1.0
+    i, bound = best
+    return _above(s, i), float(errors[i]) / (i + 1), (i + 1) / len(s), bound

@@ -20,7 +20,11 @@ from models.conformal import aps_scores, conformal_quantile
 from models.manifest import ConformalSpec, Manifest, ScorerSpec
 from models.pipeline import Pipeline, PipelineOutput
 from models.scorers.base import Scorer
-from models.thresholds import pass_rate_threshold, selective_risk_threshold
+from models.thresholds import (
+    guaranteed_risk_threshold,
+    pass_rate_threshold,
+    selective_risk_threshold,
+)
 from models.uncertainty import uncertainty
 from training import metrics
 from training.data import Split, Splits
@@ -47,6 +51,9 @@ class BundleSpec:
     #: before the scorers were chosen at it.
     temperature: float
     target_risk: float = 0.005
+    #: With a value (e.g. 0.9), the failure threshold bounds the risk with that probability
+    #: (SGR, `models.thresholds.guaranteed_risk_threshold`); None: it meets it on validation.
+    risk_confidence: float | None = None
     ood_pass_rate: float = 0.99
     alpha: float = 0.01
     training_seconds: float = 0.0
@@ -57,6 +64,13 @@ def run_pipeline(pipeline: Pipeline, data: Split, batch_size: int = 500) -> Pipe
     """The served computation over a whole split, concatenated."""
     outs = [pipeline.run(data.x[i : i + batch_size]) for i in range(0, len(data), batch_size)]
     return PipelineOutput.concat(outs)
+
+
+def _failure_criterion(spec: BundleSpec) -> str:
+    if spec.risk_confidence is None:
+        return f"largest threshold with at most {100 * spec.target_risk:g}% errors among accepted validation predictions"
+    return (f"largest threshold found whose error rate among accepted predictions is at most {100 * spec.target_risk:g}% "
+            f"with {100 * spec.risk_confidence:g}% confidence (selection with guaranteed risk, Geifman & El-Yaniv 2017, on validation)")  # fmt: skip
 
 
 def _manifest_fields(spec: BundleSpec, failure_t: float, ood_t: float, qhat: float, fp: str) -> dict[str, Any]:
@@ -73,8 +87,9 @@ def _manifest_fields(spec: BundleSpec, failure_t: float, ood_t: float, qhat: flo
             name=spec.failure_scorer.name,
             params=spec.failure_scorer.params(),
             threshold=failure_t,
-            criterion=f"largest threshold with at most {100 * spec.target_risk:g}% errors among accepted validation predictions",
+            criterion=_failure_criterion(spec),
             target=spec.target_risk,
+            confidence=spec.risk_confidence,
         ),
         "ood": ScorerSpec(
             name=spec.ood_scorer.name,
@@ -103,7 +118,11 @@ def finalize(model: UncertaintyModel, spec: BundleSpec, splits: Splits, out: Pat
     fields = _manifest_fields(spec, 0.0, 0.0, 1.0, splits.fingerprint)
     val_out = run_pipeline(_pipeline(model, spec, fields), splits.val)
     correct = val_out.probs.argmax(-1) == splits.val.y
-    failure_t, risk, coverage = selective_risk_threshold(val_out.failure_score, correct, spec.target_risk)
+    bound: dict[str, float] = {}
+    if spec.risk_confidence is None:
+        failure_t, risk, coverage = selective_risk_threshold(val_out.failure_score, correct, spec.target_risk)
+    else:
+        failure_t, risk, coverage, bound["risk_bound"] = guaranteed_risk_threshold(val_out.failure_score, correct, spec.target_risk, spec.risk_confidence)
     # The OOD threshold on validation inputs the scorer was not fitted on (its layer
     # standardisation and ODIN's eps used val[:n]), so the pass rate is an honest estimate.
     ood_val = val_out.ood_score[fit_rows(len(splits.val)) :]
@@ -117,6 +136,7 @@ def finalize(model: UncertaintyModel, spec: BundleSpec, splits: Splits, out: Pat
     fields["metrics"] = {
         "validation": {
             "selective_risk": risk,
+            **bound,
             "coverage": coverage,
             "ood_pass_rate": float((ood_val <= ood_t).float().mean()),
             **metrics.classification(val_out.probs, splits.val.y),

@@ -90,11 +90,13 @@ def check_output_files(**paths: str | None) -> None:
             prepare_output_file(Path(path), f"--{flag}")
 
 
-def check_fitting_options(target_risk: float, ood_pass_rate: float, alpha: float) -> None:
+def check_fitting_options(target_risk: float, ood_pass_rate: float, alpha: float, risk_confidence: float | None = None) -> None:
     """Refuse out-of-range threshold options up front: the bundle's schema would refuse them
     only when it is written, after all the training (`vigil train`) or fitting (`vigil refit`)."""
     if not 0.0 <= target_risk < 1.0:
         raise UsageError(f"target risk must be in [0, 1), got {target_risk}")
+    if risk_confidence is not None and not 0.0 < risk_confidence < 1.0:
+        raise UsageError(f"risk confidence must be in (0, 1), got {risk_confidence}")
     if not 0.0 < ood_pass_rate <= 1.0:
         raise UsageError(f"OOD pass rate must be in (0, 1], got {ood_pass_rate}")
     if not 0.0 < alpha < 1.0:
@@ -149,6 +151,9 @@ class MethodOptions:
     #: As `vigil train`: the OOD scorer that wins the ID-only criterion (training/scorer_fit.py).
     ood_scorer: str = "auto"
     target_risk: float = 0.005
+    #: None: the failure threshold meets the target risk on validation; a probability: it
+    #: bounds it with that confidence (SGR, models/thresholds.py).
+    risk_confidence: float | None = None
     ood_pass_rate: float = 0.99
     alpha: float = 0.01
     #: A deterministic bundle whose network the other methods build on (training/base_net.py):
@@ -165,7 +170,7 @@ class MethodOptions:
         return {} if self.num_samples is None else {"num_samples": self.num_samples}
 
     def __post_init__(self) -> None:
-        check_fitting_options(self.target_risk, self.ood_pass_rate, self.alpha)
+        check_fitting_options(self.target_risk, self.ood_pass_rate, self.alpha, self.risk_confidence)
         if self.confidnet_finetune_epochs < 0:
             raise UsageError(f"ConfidNet fine-tuning epochs must be >= 0, got {self.confidnet_finetune_epochs}")
         if self.confidnet_passes not in PASSES:

@@ -40,8 +40,8 @@ from training.scorer_fit import fit_named, fit_ood_scorer
 HEAD_REPORTS = ("confidnet_fit", "confidnet_finetune")
 
 
-def own_rules(m: Manifest, args: argparse.Namespace) -> tuple[float, float, float]:
-    """(target risk, OOD pass rate, alpha): the ones asked for, else the bundle's own. The
+def own_rules(m: Manifest, args: argparse.Namespace) -> tuple[float, float, float, float | None]:
+    """(target risk, OOD pass rate, alpha, risk confidence): the ones asked for, else the bundle's own. The
     options' defaults used to replace a bundle's own rules without a word, keeping its name
     and version (a bundle trained for 2 % risk came back fitted for 0.5 %). Bundles written
     before the targets were recorded fall back to `vigil train`'s defaults."""
@@ -50,6 +50,7 @@ def own_rules(m: Manifest, args: argparse.Namespace) -> tuple[float, float, floa
         args.target_risk if args.target_risk is not None else m.failure.target if m.failure.target is not None else defaults.target_risk,
         args.ood_pass_rate if args.ood_pass_rate is not None else m.ood.target if m.ood.target is not None else defaults.ood_pass_rate,
         args.alpha if args.alpha is not None else m.conformal.alpha,
+        args.risk_confidence if args.risk_confidence is not None else m.failure.confidence,
     )
 
 
@@ -59,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     check_writable(Path(args.out))
     bundle = load_bundle(Path(args.bundle))
     m = bundle.manifest
-    target_risk, ood_pass_rate, alpha = own_rules(m, args)
-    check_fitting_options(target_risk, ood_pass_rate, alpha)
+    target_risk, ood_pass_rate, alpha, risk_confidence = own_rules(m, args)
+    check_fitting_options(target_risk, ood_pass_rate, alpha, risk_confidence)
     one_sample = m.method in ("deterministic", "confidnet") or m.method_params.get("num_samples", m.method_params.get("members")) == 1
     check_spread_scorers(one_sample, m.method, (args.failure_scorer, args.ood_scorer))
     check_confidnet_options(m.method, args.failure_scorer, args.confidnet_passes, args.confidnet_finetune_epochs)
@@ -119,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         failure_scorer=failure,
         ood_scorer=ood,
         target_risk=target_risk,
+        risk_confidence=risk_confidence,
         ood_pass_rate=ood_pass_rate,
         alpha=alpha,
         training_seconds=m.training_seconds - replaced + (time.perf_counter() - start),
@@ -157,6 +159,7 @@ def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
     )
     p.add_argument("--ood-scorer", default=None, help="default: the bundle's current scorer")
     p.add_argument("--target-risk", type=float, default=None, help="max error rate among accepted validation predictions (default: the bundle's own)")
+    p.add_argument("--risk-confidence", type=float, default=None, help="bound the target risk with this probability (SGR; default: the bundle's own)")
     p.add_argument("--ood-pass-rate", type=float, default=None, help="share of in-distribution validation inputs the OOD gate passes (default: the bundle's own)")
     p.add_argument("--alpha", type=float, default=None, help="conformal miscoverage (default: the bundle's own)")
     p.add_argument("--skip-test", action="store_true")

@@ -25,6 +25,9 @@ class ScorerCard(BaseModel):
     target: float | None = Field(
         None, description="What the threshold was fitted for: the target selective risk (failure) or the in-distribution pass rate (ood)."
     )
+    confidence: float | None = Field(
+        None, description="Failure threshold only: the probability with which its target risk is a bound (selection with guaranteed risk); null: the target is met on validation only."
+    )
 
 
 class ModelCard(BaseModel):

@@ -669,3 +669,22 @@ def test_refit_fits_a_mahalanobis_or_odin_failure_scorer_and_keeps_the_bundles_r
     assert (m.failure.name, m.ood.name) == ("mahalanobis", "odin") and m.ood.params["eps"] >= 0
     served = Pipeline(load_bundle(again)).run(load_mnist(data_dir, train=False).x[:8])
     assert served.failure_score.isfinite().all() and served.failure_score.std() > 0  # fitted means: scores differ
+
+
+def test_refit_with_risk_confidence_bounds_the_risk_and_keeps_the_choice(tiny_bundle: Path, data_dir: Path, tmp_path: Path) -> None:
+    base = ["--data-dir", str(data_dir), "--skip-test", "--target-risk", "0.2"]  # the tiny network is right 57 % of the time
+    plain, sure, again = tmp_path / "plain", tmp_path / "sure", tmp_path / "again"
+    assert vigil(["refit", str(tiny_bundle), "--out", str(plain), *base]) == 0
+    assert vigil(["refit", str(tiny_bundle), "--out", str(sure), *base, "--risk-confidence", "0.9", "--version", "2"]) == 0
+    p, s = load_bundle(plain).manifest, load_bundle(sure).manifest
+    assert (p.failure.confidence, s.failure.confidence) == (None, 0.9)
+    assert "with 90% confidence" in s.failure.criterion and "Geifman" in s.failure.criterion
+    v = s.metrics["validation"]
+    assert v["selective_risk"] <= v["risk_bound"] <= 0.2 and v["coverage"] > 0 and "risk_bound" not in p.metrics["validation"]
+    assert s.failure.threshold <= p.failure.threshold and v["coverage"] <= p.metrics["validation"]["coverage"]  # the price of the bound
+    assert vigil(["refit", str(sure), "--out", str(again), "--data-dir", str(data_dir), "--skip-test", "--version", "3"]) == 0
+    assert load_bundle(again).manifest.failure.confidence == 0.9  # the bundle's own rule, kept
+    settings = Settings(model_dir=sure, database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True)
+    with TestClient(create_app(settings)) as client:  # the model card says which promise the threshold makes
+        failure = client.get("/v1/models").json()[0]["failure"]
+    assert (failure["target"], failure["confidence"]) == (0.2, 0.9)

@@ -53,6 +53,7 @@ def bundle_spec(
         failure_scorer=failure,
         ood_scorer=ood,
         target_risk=opts.target_risk,
+        risk_confidence=opts.risk_confidence,
         ood_pass_rate=opts.ood_pass_rate,
         alpha=opts.alpha,
         training_seconds=time.perf_counter() - start,
