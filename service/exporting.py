@@ -45,6 +45,22 @@ def _rows(engine: Engine, f: RequestFilter) -> Iterator[list[dict[str, Any]]]:
             yield [dict(r) for r in part]
 
 
+#: A text cell starting with one of these is a formula to a spreadsheet (OWASP's CSV
+#: injection): a feedback note `=HYPERLINK(...)`, posted by anyone holding a request id,
+#: would run when an analyst opened the export.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """One CSV cell: lists and booleans as JSON (true/false, as the API writes them, not
+    Python's True); text that a spreadsheet would take for a formula behind a quote."""
+    if isinstance(value, (list, bool)):
+        return json.dumps(value)
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def to_csv(engine: Engine, f: RequestFilter, out: Path) -> int:
     names = [c.name for c in COLUMNS if c.name != "input_pixels"]
     n = 0
@@ -54,8 +70,7 @@ def to_csv(engine: Engine, f: RequestFilter, out: Path) -> int:
         for chunk in _rows(engine, f):
             for r in chunk:
                 vals = [utc(r[c]).isoformat() if isinstance(r[c], dt.datetime) else r[c] for c in names]
-                # Lists and booleans as JSON (true/false, as the API writes them, not Python's True).
-                w.writerow([json.dumps(v) if isinstance(v, (list, bool)) else v for v in vals])
+                w.writerow([_cell(v) for v in vals])
             n += len(chunk)
     return n
 

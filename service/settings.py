@@ -19,6 +19,11 @@ from service.db.chain import NAME_MAX
 DEFAULT_MODEL_DIR = Path(models.__file__).resolve().parent / "bundles" / "default"
 
 
+def _placeholder(secret: str, default: str) -> bool:
+    """The development default, or deploy/env.example's "change-me..." copied as it is."""
+    return secret == default or secret.lower().startswith("change-me")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="ignore")
 
@@ -159,14 +164,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Settings:
-        if self.environment == "production" and self.client_id_salt == "vigil-dev-salt":
-            raise ValueError("set VIGIL_CLIENT_ID_SALT to a secret value in production")
+        if self.environment == "production" and _placeholder(self.client_id_salt, "vigil-dev-salt"):
+            raise ValueError("set VIGIL_CLIENT_ID_SALT to a secret value in production (not the development default or deploy/env.example's placeholder)")
         return self
 
     @model_validator(mode="after")
     def _no_default_pepper_in_production(self) -> Settings:
-        if self.environment == "production" and self.api_key_pepper == "vigil-dev-pepper":
-            raise ValueError("set VIGIL_API_KEY_PEPPER to a secret value in production")
+        if self.environment == "production" and _placeholder(self.api_key_pepper, "vigil-dev-pepper"):
+            raise ValueError("set VIGIL_API_KEY_PEPPER to a secret value in production (not the development default or deploy/env.example's placeholder)")
         if self.require_api_key and not (self.api_keys or self.admin_api_keys):
             raise ValueError("VIGIL_REQUIRE_API_KEY is set but no keys are configured (VIGIL_API_KEYS)")
         return self

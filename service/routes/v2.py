@@ -167,7 +167,8 @@ async def infer(
     try:
         _model(ctx, name, version)
         body = await read_limited(request, ctx.settings.max_batch_upload_bytes)
-        req, chunks = tensors.parse_request(body, request.headers.get(HEADER))
+        # Off the event loop: parsing and validating up to VIGIL_MAX_JSON_BYTES of JSON takes a while.
+        req, chunks = await run_in_threadpool(tensors.parse_request, body, request.headers.get(HEADER), ctx.settings.max_json_bytes)
         picks = outputs.selected(req)
         pixels = await run_in_threadpool(
             tensors.to_pixels,

@@ -161,6 +161,13 @@ def test_cors_closed_by_default_and_configurable(open_app: TestClient, locked: t
 def test_production_refuses_default_secrets_and_keyless_lockdown() -> None:
     with pytest.raises(ValueError, match="VIGIL_API_KEY_PEPPER"):
         Settings(environment="production", client_id_salt="s3cret")
+    # deploy/env.example's placeholders, copied as they are, are no secrets either.
+    example = dict(line.split("=", 1) for line in (Path(__file__).parents[2] / "deploy" / "env.example").read_text().splitlines() if line.startswith("VIGIL_"))
+    with pytest.raises(ValueError, match="VIGIL_CLIENT_ID_SALT .*placeholder"):
+        Settings(environment="production", client_id_salt=example["VIGIL_CLIENT_ID_SALT"], api_key_pepper="p3pper")
+    with pytest.raises(ValueError, match="VIGIL_API_KEY_PEPPER .*placeholder"):
+        Settings(environment="production", client_id_salt="s3cret", api_key_pepper=example["VIGIL_API_KEY_PEPPER"])
+    assert Settings(environment="production", client_id_salt="s3cret", api_key_pepper="p3pper").environment == "production"
     with pytest.raises(ValueError, match="no keys are configured"):
         Settings(require_api_key=True)
     with pytest.raises(ValueError, match="64 hex digits"):

