@@ -17,12 +17,12 @@ from service.upload import parse_form, read_limited
 FIELD = "images"
 
 
-async def batch_images(request: Request, body_limit: int, part_limit: int, max_images: int) -> list[bytes]:
+async def batch_images(request: Request, body_limit: int, part_limit: int, max_images: int, idle_s: float) -> list[bytes]:
     """The uploaded images' bytes, in the order sent, or an `ApiError` saying what is wrong."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", f"send multipart/form-data with one '{FIELD}' field per image, not {ctype or 'no content type'}")
-    body = await read_limited(request, body_limit)
+    body = await read_limited(request, body_limit, idle_s)
     if not body:
         raise ApiError(400, "empty_body", "the request carries no images")
     too_many = ApiError(413, "too_many_images", f"a batch may carry at most {max_images} images")

@@ -21,6 +21,7 @@ BY_STATUS: dict[int, tuple[str, str]] = {
     401: ("unauthorized", "an API key is required (Authorization: Bearer <key> or X-API-Key)"),
     403: ("admin_disabled", "no admin keys are configured (set VIGIL_ADMIN_API_KEYS)"),
     404: ("unknown_request", "no logged request with id 'nope'"),
+    408: ("body_timeout", "no part of the request body arrived for 10 s (VIGIL_BODY_IDLE_TIMEOUT_S)"),
     409: ("no_prediction", f"request '{RID}' was refused, so it has no prediction to label"),
     413: ("payload_too_large", "the request body is 25.8 MiB; the limit is 5 MiB (5242880 bytes)"),
     415: ("not_an_image", "the body is not a recognised image; accepted formats: BMP, GIF, JPEG, PNG, TIFF, WEBP"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
+import anyio
 from python_multipart.multipart import parse_options_header
 from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -17,13 +18,32 @@ from service.body_limit import byte_count, too_large
 from service.errors import ApiError
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
+async def _chunks(request: Request, idle_s: float) -> AsyncGenerator[bytes, None]:
+    """The body's chunks; 408 when none comes for `idle_s` (nginx's client_body_timeout).
+
+    uvicorn waits for a body without end, and a prediction holds one of VIGIL_MAX_INFLIGHT's
+    slots while it waits: 64 connections that sent their headers and went quiet refused
+    every other prediction (503 overloaded) for as long as they stayed open.
+    """
+    stream = request.stream().__aiter__()
+    while True:
+        with anyio.move_on_after(idle_s) as waited:
+            try:
+                chunk = await stream.__anext__()
+            except StopAsyncIteration:
+                return
+        if waited.cancelled_caught:
+            raise ApiError(408, "body_timeout", f"no part of the request body arrived for {idle_s:g} s (VIGIL_BODY_IDLE_TIMEOUT_S)")
+        yield chunk
+
+
+async def read_limited(request: Request, limit: int, idle_s: float) -> bytes:
     declared = byte_count(request.headers.get("content-length"))
     if declared is not None and declared > limit:
         raise ApiError(413, "payload_too_large", too_large("the request body", declared, limit))
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in _chunks(request, idle_s):
         size += len(chunk)
         if size > limit:
             raise ApiError(413, "payload_too_large", too_large("the request body", None, limit))
@@ -74,14 +94,14 @@ async def parse_form(request: Request, body: bytes, max_files: int, part_limit: 
         raise ApiError(400, "malformed_multipart", f"the multipart body could not be parsed: {e.message}") from e
 
 
-async def image_bytes(request: Request, limit: int) -> bytes:
+async def image_bytes(request: Request, limit: int, idle_s: float) -> bytes:
     """The uploaded image's bytes, or an `ApiError` saying what is wrong with the request."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if not ctype:
         raise ApiError(415, "missing_content_type", "set Content-Type: multipart/form-data (field 'image') or image/*")
     if not (ctype == "multipart/form-data" or ctype.startswith("image/")):
         raise ApiError(415, "unsupported_media_type", f"Content-Type {ctype} is not accepted; use multipart/form-data or image/*")
-    body = await read_limited(request, limit)
+    body = await read_limited(request, limit, idle_s)
     if ctype.startswith("image/"):
         return body
     if not body:

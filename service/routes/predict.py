@@ -28,6 +28,7 @@ router = APIRouter(tags=["predict"])
 ERRORS = error_responses(
     {
         400: "Empty body or malformed multipart.",
+        408: "No byte of the upload for VIGIL_BODY_IDLE_TIMEOUT_S (`body_timeout`).",
         413: "Body over the size limit, or image with too many pixels (refused before decoding).",
         415: "Missing/unsupported content type, not an image, a format outside the allow-list, or a compressed body (`unsupported_encoding`).",
         422: "Corrupt, truncated or multi-frame image, no 'image' field (`missing_image_field`), an 'image' part that is text, not a file (`not_a_file`), "
@@ -105,7 +106,7 @@ async def predict(request: Request, ctx: CtxDep, _client: ClientDep) -> Response
     try:
         # `?model=...` or a typo would otherwise be ignored and look like it took effect.
         reject_unknown_query(request)
-        data = await image_bytes(request, ctx.settings.max_upload_bytes)
+        data = await image_bytes(request, ctx.settings.max_upload_bytes, ctx.settings.body_idle_timeout_s)
         pixels, fields = await decode(ctx, data)
         record.update(fields)
         out = await ctx.runtime.run(pixels.unsqueeze(0))

@@ -41,6 +41,7 @@ ENDPOINT = "/v1/predict/batch"
 ERRORS = error_responses(
     {
         400: "Empty body or malformed multipart.",
+        408: "No byte of the upload for VIGIL_BODY_IDLE_TIMEOUT_S (`body_timeout`).",
         413: "More images than the batch limit (`too_many_images`), or a body or image over the size limit.",
         415: "Not multipart/form-data, or a compressed body (`unsupported_encoding`).",
         422: "No file fields named 'images' (`missing_image_field`), a file in a field of another name (`unexpected_file_field`), a text part named 'images' (`not_a_file`), or a query parameter (`unknown_parameter`: this endpoint takes none).",
@@ -118,7 +119,7 @@ async def predict_batch(request: Request, ctx: CtxDep, _client: ClientDep) -> Ba
     s = ctx.settings
     try:
         reject_unknown_query(request)
-        parts = await batch_images(request, s.max_batch_upload_bytes, s.max_upload_bytes, s.max_batch_images)
+        parts = await batch_images(request, s.max_batch_upload_bytes, s.max_upload_bytes, s.max_batch_images, s.body_idle_timeout_s)
         _ensure_log_room(ctx, len(parts))  # first: a batch refused for the server's state costs no more tokens
         charge_images(request, len(parts))
     except ApiError as e:

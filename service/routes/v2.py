@@ -166,7 +166,7 @@ async def infer(
     inferring: np.ndarray | None = None  # the inputs while inference runs on them
     try:
         _model(ctx, name, version)
-        body = await read_limited(request, ctx.settings.max_batch_upload_bytes)
+        body = await read_limited(request, ctx.settings.max_batch_upload_bytes, ctx.settings.body_idle_timeout_s)
         # Off the event loop: parsing and validating up to VIGIL_MAX_JSON_BYTES of JSON takes a while.
         req, chunks = await run_in_threadpool(tensors.parse_request, body, request.headers.get(HEADER), ctx.settings.max_json_bytes)
         picks = outputs.selected(req)

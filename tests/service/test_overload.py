@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -53,3 +54,29 @@ def test_burst_is_shed_with_503_and_the_service_recovers(tiny_bundle: Path, tmp_
 
 def error_codes(answers: list[httpx.Response]) -> set[str]:
     return {r.json()["error"]["code"] for r in answers}
+
+
+def test_an_upload_that_goes_quiet_gives_its_slot_back(tiny_bundle: Path, tmp_path: Path) -> None:
+    """Headers and a few bytes, then silence: 408 body_timeout, logged, and its in-flight slot
+    free again (64 such connections refused every other prediction while they stayed open)."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    s = Settings(model_dir=tiny_bundle, database_url=url, migrate_on_start=True, max_inflight=1, body_idle_timeout_s=0.5)
+    with TestClient(create_app(s)) as client:
+
+        async def quiet_then_real() -> tuple[httpx.Response, httpx.Response]:
+            async def stalls() -> AsyncIterator[bytes]:
+                yield PNG[:3]
+                await asyncio.sleep(30)  # never sends the rest
+                yield PNG[3:]
+
+            transport = httpx.ASGITransport(app=client.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                stalled = c.post("/v1/predict", content=stalls(), headers={"content-type": "image/png", "content-length": str(len(PNG))})
+                return await asyncio.wait_for(stalled, 10), await c.post("/v1/predict", content=PNG, headers={"content-type": "image/png"})
+
+        assert client.portal is not None
+        stalled, after = client.portal.call(quiet_then_real)
+        assert (stalled.status_code, stalled.json()["error"]["code"]) == (408, "body_timeout"), stalled.text
+        assert after.status_code == 200 and client.app.state.inflight.current == 0
+        err = stalled.json()["error"]
+        assert logged(url, err["request_id"]).error_code == "body_timeout"
