@@ -1,6 +1,7 @@
 """Where request-log rows go while the database is away, and when to try it again.
 
-Rows are appended to the spool (retried, never dropped, if even the disk refuses); while
+Rows are appended to the spool (the writer retries them, never drops them, if even the disk
+refuses, trying the database between attempts); while
 the spool holds rows the writer asks `due()` every so often and then `replay()`s it.
 Appends may come from request threads (overflow) while the writer replays, so the
 "rows are waiting" flag changes only under a lock.
@@ -34,19 +35,20 @@ class Fallback:
         self.replay_failures = self._failing = 0
         self._said_at = 0.0
         self.pending = spool.has_rows()  # left over from an earlier run: replay first
+        #: True from an append the disk refused (full) until one succeeds.
+        self.refusing = False
         self._next = 0.0
         self._lock = threading.Lock()
 
     def store(self, rows: list[dict[str, Any]]) -> None:
-        delay = 0.1
-        while True:  # never drop: a full disk is retried loudly until it frees up
-            try:
-                self.spool.append(rows)
-                break
-            except OSError:
-                log.exception("cannot append %d rows to spool %s; retrying in %.1fs", len(rows), self.spool.path, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        """Append `rows` once; OSError when the disk refuses (the writer retries them, trying
+        the database in between: it may be back before the disk frees up)."""
+        try:
+            self.spool.append(rows)
+        except OSError:
+            self.refusing = True  # readiness: neither the database nor the spool takes rows
+            raise
+        self.refusing = False
         self.spooled += len(rows)
         with self._lock:
             if not self.pending:

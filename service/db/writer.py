@@ -157,9 +157,15 @@ class LogWriter:
         if self._stopped:
             return
         self._stopped = True  # from now on submit() spools directly
-        self.queue.put(STOP)
+        deadline = time.monotonic() + timeout
+        try:
+            # Bounded: on a full queue (a writer stuck on a full disk) a plain put waited past
+            # the orchestrator's grace period, and the kill lost every queued row.
+            self.queue.put(STOP, timeout=timeout)
+        except queue.Full:
+            pass  # the writer thread is stuck: the rescue below takes what is queued
         self._full.set()
-        self._thread.join(timeout)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
         saved = True
         if self._thread.is_alive():
             saved = self._rescue(timeout)
@@ -256,10 +262,7 @@ class LogWriter:
     def _write(self, batch: list[dict[str, Any]]) -> None:
         if not self._db_down:
             try:
-                with self._database(), self.engine.begin() as conn:
-                    conn.execute(insert(T), batch)
-                self.written += len(batch)
-                self._settled(batch)
+                self._insert(batch)
                 return
             except Exception:  # any driver or server error: the rows go to the spool
                 self.failures += 1
@@ -267,12 +270,35 @@ class LogWriter:
                 log.exception("request-log insert of %d rows failed; spooling until the database is back", len(batch))
         self._spool(batch)
 
+    def _insert(self, batch: list[dict[str, Any]]) -> None:
+        with self._database(), self.engine.begin() as conn:
+            conn.execute(insert(T), batch)
+        self.written += len(batch)
+        self._settled(batch)
+
     def _spool_now(self, rows: list[dict[str, Any]]) -> None:
         self.chain.link(rows)
         self._spool(rows)
 
     def _spool(self, rows: list[dict[str, Any]]) -> None:
-        self.fallback.store(rows)
+        """Into the spool, never dropped. While the disk refuses them (full), the database is
+        tried between attempts: a writer that only retried the spool stayed wedged after the
+        database came back, its queue full and every prediction refused."""
+        delay = 0.1
+        while True:
+            try:
+                self.fallback.store(rows)
+                break
+            except OSError:
+                log.exception("cannot append %d rows to spool %s; trying the database, then the spool again in %.1fs", len(rows), self.fallback.spool.path, delay)
+            try:
+                self._insert(rows)
+                return
+            except Exception:  # still away: wait, then both again
+                self.failures += 1
+                log.warning("request-log insert of %d rows failed too; retrying", len(rows), exc_info=True)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
         self._settled(rows)
 
     def _settled(self, rows: list[dict[str, Any]]) -> None:

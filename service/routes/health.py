@@ -77,6 +77,7 @@ async def readyz(ctx: CtxDep) -> JSONResponse:
     checks = {
         "model": ctx.runtime.ready and (remote is None or remote.alive),
         "database": database,
-        "request_log": database or ctx.writer.fallback.spool.writable(),
+        # A spool append the disk refused (full) counts, not only whether a file can be created.
+        "request_log": database or (ctx.writer.fallback.spool.writable() and not ctx.writer.fallback.refusing),
     }
     return _answer(checks, checks["model"] and checks["request_log"])

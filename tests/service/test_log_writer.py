@@ -463,3 +463,48 @@ def test_a_database_that_stays_away_is_logged_once_a_minute_not_once_a_replay(tm
     away.dispose()
     back.dispose()
 
+
+
+def _disk_full(self: Spool, rows: list[dict[str, object]]) -> None:
+    raise OSError(28, "No space left on device")
+
+
+def test_a_full_spool_disk_does_not_wedge_the_writer_once_the_database_is_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Database away and spool disk full: rows wait, retried on both; the database back, they
+    are stored without the disk freeing up (the writer retried only the spool, its queue filled
+    and every prediction was refused until someone freed disk space)."""
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    engine = make_engine(url)  # no schema yet: every insert fails like a database that is away
+    spool = Spool(tmp_path / "spool.jsonl")
+    monkeypatch.setattr(Spool, "append", _disk_full)
+    w = writer(engine, spool)
+    w.start()
+    recs = [record(i) for i in range(20)]
+    for r in recs:
+        w.submit(r)
+    wait_for(lambda: w.fallback.refusing and w.failures >= 2)  # neither takes rows: readiness says so
+    upgrade(url)  # the database comes back; the disk stays full
+    wait_for(lambda: len(stored_ids(engine)) == 20)
+    assert sorted(stored_ids(engine)) == sorted(r["request_id"] for r in recs) and verify(engine).ok
+    w.stop()
+    engine.dispose()
+
+
+def test_stop_with_a_full_queue_and_a_stuck_writer_ends_within_its_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """stop() queued its end marker with a blocking put: on a full queue it waited past any grace period."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'away.db'}")  # never migrated: the database stays away
+    monkeypatch.setattr(Spool, "append", _disk_full)
+    w = LogWriter(engine, 3, 50, 20, spool=Spool(tmp_path / "spool.jsonl"), replay_interval_s=0.05)
+    w.start()
+    w.submit(record(0))
+    wait_for(lambda: w.failures >= 2)  # the writer holds that row, retrying disk and database
+    for i in range(1, 10):  # and the queue fills behind it
+        try:
+            w.submit(record(i))
+        except QueueFull:
+            break
+    assert w.queue.full()
+    t0 = time.monotonic()
+    w.stop(timeout=1.0)
+    assert time.monotonic() - t0 < 3.0
+    engine.dispose()
