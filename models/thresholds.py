@@ -90,6 +90,8 @@ def guaranteed_risk_threshold(scores: torch.Tensor, correct: torch.Tensor, targe
     delta = (1.0 - confidence) / k
     lo, hi, best = 0, len(cuts) - 1, None
     for _ in range(k):
+        if lo > hi:  # the search has ended (every cut above the last one tested passed or failed)
+            break
         mid = (lo + hi + 1) // 2
         i = cuts[mid]
         bound = risk_upper_bound(int(errors[i]), i + 1, delta)

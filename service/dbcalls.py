@@ -23,8 +23,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service.db.engine import driver_reason
-from service.errors import ApiError
-from service.schemas import ErrorResponse, error_body
+from service.errors import ApiError, error_body
+from service.schemas import EXAMPLE_ERROR_ID, ErrorResponse
 
 log = logging.getLogger("vigil.db")
 R = TypeVar("R")
@@ -40,7 +40,7 @@ DB_ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "The database is slow, hung or away: every database thread busy (`database_busy`) or the call failed (`database_unavailable`); retry after the Retry-After header.",
         # Declared with the routes, so that every route that spreads DB_ERRORS shows this example
         # rather than the generic 503 (inference backpressure), which these routes never answer.
-        "content": {"application/json": {"example": error_body("database_unavailable", UNAVAILABLE)}},
+        "content": {"application/json": {"example": error_body("database_unavailable", UNAVAILABLE, EXAMPLE_ERROR_ID)}},
     }
 }
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from service.auth import ADMIN_KEY_REQUIRED
-from service.schemas import EXAMPLE_ERROR_ID, error_body
+from service.errors import error_body
+from service.schemas import EXAMPLE_ERROR_ID
 
 RID = EXAMPLE_ERROR_ID
 
@@ -69,4 +70,4 @@ def error_example(method: str, path: str, status: int) -> dict[str, Any] | None:
     code, message = found
     if path.startswith("/v2"):
         return {"error": message, "code": code, "request_id": RID}
-    return error_body(code, message)
+    return error_body(code, message, RID)

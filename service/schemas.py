@@ -77,11 +77,6 @@ class PredictionPublic(BaseModel):
 EXAMPLE_ERROR_ID = "9b2f0c1d7e6a4f5b8c3d2e1f0a9b8c7d"
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    """An error as the v1 routes answer it, for the documentation's examples."""
-    return {"error": {"code": code, "message": message, "request_id": EXAMPLE_ERROR_ID}}
-
-
 class ErrorDetail(BaseModel):
     code: str = Field(description="Stable machine-readable error code, e.g. not_an_image.")
     message: str = Field(description="Human-readable explanation.")
@@ -91,7 +86,7 @@ class ErrorDetail(BaseModel):
 class ErrorResponse(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "example": error_body("not_an_image", "the body is not a recognised image")
+            "example": {"error": {"code": "not_an_image", "message": "the body is not a recognised image", "request_id": EXAMPLE_ERROR_ID}}
         }
     )
 

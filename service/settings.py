@@ -139,7 +139,8 @@ class Settings(BaseSettings):
     #: Buckets kept at most (least recently used dropped), so spoofed clients cannot grow memory.
     rate_limit_max_clients: int = Field(10_000, ge=1)
     #: JSON bodies, and every body outside the prediction paths, over this are refused (413)
-    #: while streaming; image and tensor uploads to the prediction paths over the larger of
+    #: while streaming, and so is the JSON part of a v2 inference request whatever its content
+    #: type; image and tensor uploads to the prediction paths over the larger of
     #: max_upload_bytes and max_batch_upload_bytes, plus 64 KiB of multipart overhead, likewise.
     max_json_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     #: Seconds a prediction's upload may go without a byte before it is refused (408

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -56,4 +57,4 @@ def test_the_unshifted_row_is_what_the_model_answers_those_digits(data_dir: Path
     assert [r["prediction"]["label"] for r in got] == out.probs.argmax(-1).tolist()
     assert [sorted(r["prediction_set"]) for r in got] == [torch.nonzero(s).flatten().tolist() for s in out.prediction_sets]
     row = st.tally(got, y.tolist())
-    assert row.accuracy == 100 * float((out.probs.argmax(-1) == y).float().mean())
+    assert row.accuracy == pytest.approx(100 * float((out.probs.argmax(-1) == y).double().mean()))

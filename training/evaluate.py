@@ -259,7 +259,7 @@ def check_names(manifests: list[Manifest], seeds: int | None, baseline: str | No
         known = [s for s in got if s is not None]
         if len(set(known)) != len(known):
             raise UsageError(f"model {name!r} has several bundles of one training seed ({sorted(known)}): they are not seeds of it; give them different names")
-        if seeds and len(got) != seeds:
+        if seeds and (len(got) != seeds or len(set(got)) != len(got)):  # unrecorded seeds (None) cannot be told apart
             raise UsageError(f"--seeds {seeds}: model {name!r} has {len(got)} bundle(s) with training seeds {got}")
 
 

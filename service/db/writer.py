@@ -293,6 +293,9 @@ class LogWriter:
                 log.exception("cannot append %d rows to spool %s; trying the database, then the spool again in %.1fs", len(rows), self.fallback.spool.path, delay)
             try:
                 self._insert(rows)
+                # The database is back: later batches go to it first (the disk is still full),
+                # and readiness no longer counts the refused append.
+                self._db_down = self.fallback.refusing = False
                 return
             except Exception:  # still away: wait, then both again
                 self.failures += 1

@@ -45,8 +45,13 @@ async function classify(blob, filename) {
 }
 
 function setUpDrawing() {
-  let resting = null;
-  const send = async () => { resting = null; classify(await pad.toBlob(), "drawing.png"); };
+  let resting = null, drawing = 0; // `drawing` counts Clears: a send awaiting its PNG must not outlive one
+  const send = async () => {
+    resting = null;
+    const mine = drawing;
+    const blob = await pad.toBlob();
+    if (mine === drawing) classify(blob, "drawing.png");
+  };
   const wait = () => { clearTimeout(resting); resting = null; };
   const pad = drawingPad($("pad"), () => { wait(); resting = setTimeout(send, PEN_REST_MS); }, wait);
   $("classify-drawing").addEventListener("click", async () => {
@@ -56,6 +61,7 @@ function setUpDrawing() {
   });
   $("clear-drawing").addEventListener("click", () => {
     wait();
+    drawing++;
     latest++; // an answer still on its way belongs to the wiped drawing
     pad.clear();
     current = null;

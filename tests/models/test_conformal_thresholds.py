@@ -161,3 +161,11 @@ def test_a_guaranteed_threshold_accepts_nothing_it_cannot_vouch_for() -> None:
     ok[::5] = False  # 20 % errors everywhere: no subset is within 0.5 % with 50 draws
     t, risk, coverage, bound = guaranteed_risk_threshold(u, ok, 0.005, 0.9)
     assert (coverage, risk, bound) == (0.0, 0.0, 1.0) and bool((u <= t).sum() == 0)
+
+
+@pytest.mark.parametrize("n", [2, 5, 8, 13, 1000])
+def test_a_guaranteed_threshold_accepts_everything_when_every_cut_passes(n: int) -> None:
+    """The search ended early and read past its last cut (IndexError) whenever the top cut passed."""
+    u = torch.linspace(0, 1, n)
+    t, risk, coverage, bound = guaranteed_risk_threshold(u, torch.ones(n, dtype=torch.bool), 0.999, 0.9)
+    assert (coverage, risk) == (1.0, 0.0) and bound <= 0.999 and bool((u <= t).all())

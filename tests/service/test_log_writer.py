@@ -486,6 +486,8 @@ def test_a_full_spool_disk_does_not_wedge_the_writer_once_the_database_is_back(t
     upgrade(url)  # the database comes back; the disk stays full
     wait_for(lambda: len(stored_ids(engine)) == 20)
     assert sorted(stored_ids(engine)) == sorted(r["request_id"] for r in recs) and verify(engine).ok
+    # Back to normal: later rows go to the database first, and nothing claims otherwise.
+    assert w.database_up and not w.fallback.refusing
     w.stop()
     engine.dispose()
 
@@ -504,7 +506,11 @@ def test_stop_with_a_full_queue_and_a_stuck_writer_ends_within_its_timeout(tmp_p
         except QueueFull:
             break
     assert w.queue.full()
+    queued = [r["request_id"] for r in list(w.queue.queue)]
     t0 = time.monotonic()
     w.stop(timeout=1.0)
     assert time.monotonic() - t0 < 3.0
+    # Not only quick: the queued rows were rescued (to the spool's side file: its append refuses).
+    rescued = {from_json(line)["request_id"] for f in tmp_path.glob("spool.jsonl*") for line in f.read_text().splitlines(keepends=True)}
+    assert set(queued) <= rescued, (queued, rescued)
     engine.dispose()

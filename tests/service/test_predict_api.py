@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,32 @@ def test_a_full_request_log_refuses_predictions_with_retry_after(tiny_bundle: Pa
             assert (r.status_code, r.json()["error"]["code"], r.headers["retry-after"]) == (503, "log_backpressure", "1"), r.text
         assert client.post("/v1/predict", content=png, headers={"content-type": "image/png"}).status_code == 200  # room again
     assert [row.http_status for row in rows(url)] == [200]
+
+
+def test_readiness_fails_while_neither_the_database_nor_a_full_disk_takes_rows(tiny_bundle: Path, tmp_path: Path, digits: tuple[torch.Tensor, torch.Tensor], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty file can still be created on a full disk: the refused append is what counts."""
+    from service.db.engine import make_engine
+    from service.db.spool import Spool
+    from service.routes import health
+
+    async def away(ctx: object) -> bool:
+        return False
+
+    def disk_full(self: Spool, rows: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    s = Settings(model_dir=tiny_bundle, database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True, log_flush_ms=10, log_spool_path=tmp_path / "spool.jsonl")
+    with TestClient(create_app(s)) as client:
+        writer = client.app.state.ctx.writer  # type: ignore[attr-defined]
+        monkeypatch.setattr(health, "_database_answers", away)
+        assert client.get("/readyz").json()["checks"]["request_log"] is True  # the spool would take them
+        monkeypatch.setattr(Spool, "append", disk_full)
+        writer.engine = make_engine(f"sqlite:///{tmp_path / 'late.db'}")  # not migrated: inserts fail
+        assert client.post("/v1/predict", content=digit_png(digits[0][0]), headers={"content-type": "image/png"}).status_code == 200
+        deadline = time.monotonic() + 10
+        while not writer.fallback.refusing:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        r = client.get("/readyz")
+        assert r.status_code == 503 and r.json()["checks"]["request_log"] is False
+        monkeypatch.undo()  # the disk frees up: the row is spooled and the writer stops cleanly

@@ -273,14 +273,13 @@ def test_a_two_stroke_digit_is_sent_once_when_the_pen_rests(page: Page) -> None:
 
 def test_the_decision_comes_into_view_and_says_no_more_than_it_knows(page: Page, artifacts: Path) -> None:
     page.set_viewport_size({"width": 1280, "height": 800})
+    page.emulate_media(reduced_motion="reduce")  # an instant scroll: nothing to wait for
     page.goto("/")
     noise = page.locator('#gallery button[data-file="noise.png"]')
     noise.scroll_into_view_if_needed()  # the examples are below the fold, the badge above them
     noise.click()
     decided(page, "reject_ood")
-    page.wait_for_timeout(800)  # the smooth scroll
-    top = page.eval_on_selector("#badge", "b => b.getBoundingClientRect().top")
-    assert 0 <= top < 800, top
+    page.wait_for_function("() => { const t = document.getElementById('badge').getBoundingClientRect().top; return t >= 0 && t < 800; }", timeout=5000)
     # Calibration holds for digits like the training data: no percentage for noise.
     expect(page.locator("#confidence")).to_have_text("— no confidence can be given: the input is unlike the training data")
     page.screenshot(path=str(artifacts / "demo-noise-in-view.png"))
