@@ -171,7 +171,11 @@ class LogWriter:
             saved = self._rescue(timeout)
         elif late := drain(self.queue):  # submitted while STOP was being queued
             self.chain.link(late)
-            self._write(late)
+            try:
+                self._write(late, deadline)
+            except TimeoutError:  # the database and the disk both refuse them: a side file, or named as lost
+                self._writing = late
+                saved = self._rescue(timeout)
         if self.watchdog is not None:
             self.watchdog.stop()
         if saved:  # else the journal keeps the lost rows for the next start to store
@@ -259,7 +263,7 @@ class LogWriter:
         self._write(batch)
         self._writing = []
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
+    def _write(self, batch: list[dict[str, Any]], deadline: float | None = None) -> None:
         if not self._db_down:
             try:
                 self._insert(batch)
@@ -268,7 +272,7 @@ class LogWriter:
                 self.failures += 1
                 self._db_down = True
                 log.exception("request-log insert of %d rows failed; spooling until the database is back", len(batch))
-        self._spool(batch)
+        self._spool(batch, deadline)
 
     def _insert(self, batch: list[dict[str, Any]]) -> None:
         with self._database(), self.engine.begin() as conn:
@@ -280,10 +284,11 @@ class LogWriter:
         self.chain.link(rows)
         self._spool(rows)
 
-    def _spool(self, rows: list[dict[str, Any]]) -> None:
+    def _spool(self, rows: list[dict[str, Any]], deadline: float | None = None) -> None:
         """Into the spool, never dropped. While the disk refuses them (full), the database is
         tried between attempts: a writer that only retried the spool stayed wedged after the
-        database came back, its queue full and every prediction refused."""
+        database came back, its queue full and every prediction refused. Past `deadline` (a
+        shutdown's), TimeoutError: the caller rescues them otherwise."""
         delay = 0.1
         while True:
             try:
@@ -300,6 +305,8 @@ class LogWriter:
             except Exception:  # still away: wait, then both again
                 self.failures += 1
                 log.warning("request-log insert of %d rows failed too; retrying", len(rows), exc_info=True)
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise TimeoutError(f"{len(rows)} rows neither spooled nor stored by the shutdown's deadline")
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
         self._settled(rows)

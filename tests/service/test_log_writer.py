@@ -514,3 +514,23 @@ def test_stop_with_a_full_queue_and_a_stuck_writer_ends_within_its_timeout(tmp_p
     rescued = {from_json(line)["request_id"] for f in tmp_path.glob("spool.jsonl*") for line in f.read_text().splitlines(keepends=True)}
     assert set(queued) <= rescued, (queued, rescued)
     engine.dispose()
+
+
+def test_rows_queued_during_stop_are_rescued_when_database_and_disk_both_refuse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows a request queued while stop() queued its end marker were written with no
+    deadline: with the database away and the disk full, stop() never returned."""
+    import service.db.writer as writer_mod
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'away.db'}")  # never migrated: the database stays away
+    monkeypatch.setattr(Spool, "append", _disk_full)
+    w = writer(engine, Spool(tmp_path / "spool.jsonl"))
+    w.start()
+    late = [record(7)]
+    calls = iter([late])
+    monkeypatch.setattr(writer_mod, "drain", lambda q: next(calls, []))  # one row slipped in behind STOP
+    t0 = time.monotonic()
+    w.stop(timeout=1.0)
+    assert time.monotonic() - t0 < 3.0
+    rescued = {from_json(line)["request_id"] for f in tmp_path.glob("spool.jsonl*") for line in f.read_text().splitlines(keepends=True)}
+    assert late[0]["request_id"] in rescued
+    engine.dispose()
