@@ -40,6 +40,11 @@ from training.scorer_fit import fit_named, fit_ood_scorer
 HEAD_REPORTS = ("confidnet_fit", "confidnet_finetune")
 
 
+def confidence_or_off(text: str) -> float | str:
+    """`--risk-confidence`'s value on refit: a probability, or "off" to drop a bundle's bound."""
+    return "off" if text == "off" else float(text)
+
+
 def own_rules(m: Manifest, args: argparse.Namespace) -> tuple[float, float, float, float | None]:
     """(target risk, OOD pass rate, alpha, risk confidence): the ones asked for, else the bundle's own. The
     options' defaults used to replace a bundle's own rules without a word, keeping its name
@@ -50,7 +55,7 @@ def own_rules(m: Manifest, args: argparse.Namespace) -> tuple[float, float, floa
         args.target_risk if args.target_risk is not None else m.failure.target if m.failure.target is not None else defaults.target_risk,
         args.ood_pass_rate if args.ood_pass_rate is not None else m.ood.target if m.ood.target is not None else defaults.ood_pass_rate,
         args.alpha if args.alpha is not None else m.conformal.alpha,
-        args.risk_confidence if args.risk_confidence is not None else m.failure.confidence,
+        None if args.risk_confidence == "off" else args.risk_confidence if args.risk_confidence is not None else m.failure.confidence,
     )
 
 
@@ -159,7 +164,7 @@ def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
     )
     p.add_argument("--ood-scorer", default=None, help="default: the bundle's current scorer")
     p.add_argument("--target-risk", type=float, default=None, help="max error rate among accepted validation predictions (default: the bundle's own)")
-    p.add_argument("--risk-confidence", type=float, default=None, help="bound the target risk with this probability (SGR; default: the bundle's own)")
+    p.add_argument("--risk-confidence", type=confidence_or_off, default=None, help="bound the target risk with this probability (SGR), or off: meet it on validation only (default: the bundle's own)")
     p.add_argument("--ood-pass-rate", type=float, default=None, help="share of in-distribution validation inputs the OOD gate passes (default: the bundle's own)")
     p.add_argument("--alpha", type=float, default=None, help="conformal miscoverage (default: the bundle's own)")
     p.add_argument("--skip-test", action="store_true")

@@ -684,6 +684,9 @@ def test_refit_with_risk_confidence_bounds_the_risk_and_keeps_the_choice(tiny_bu
     assert s.failure.threshold <= p.failure.threshold and v["coverage"] <= p.metrics["validation"]["coverage"]  # the price of the bound
     assert vigil(["refit", str(sure), "--out", str(again), "--data-dir", str(data_dir), "--skip-test", "--version", "3"]) == 0
     assert load_bundle(again).manifest.failure.confidence == 0.9  # the bundle's own rule, kept
+    off = tmp_path / "off"
+    assert vigil(["refit", str(sure), "--out", str(off), "--data-dir", str(data_dir), "--skip-test", "--version", "4", "--risk-confidence", "off"]) == 0
+    assert load_bundle(off).manifest.failure.confidence is None and load_bundle(off).manifest.failure.threshold == p.failure.threshold
     settings = Settings(model_dir=sure, database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True)
     with TestClient(create_app(settings)) as client:  # the model card says which promise the threshold makes
         failure = client.get("/v1/models").json()[0]["failure"]
