@@ -40,20 +40,25 @@ def pass_rate_threshold(scores: torch.Tensor, pass_rate: float) -> float:
     return _above(s, k)
 
 
+def _sorted_cuts(scores: torch.Tensor, correct: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scores sorted ascending (float64), errors among the first i+1, and where a cut may fall:
+    only between distinct scores, so that ties are accepted or refused together."""
+    order = torch.argsort(scores)
+    s = scores[order].double()
+    errors = (~correct[order].bool()).double().cumsum(0)
+    distinct = torch.ones_like(s, dtype=torch.bool)
+    distinct[:-1] = s[1:] > s[:-1]
+    return s, errors, distinct
+
+
 def selective_risk_threshold(scores: torch.Tensor, correct: torch.Tensor, target_risk: float) -> tuple[float, float, float]:
     """Largest threshold whose accepted set (score <= t) has error rate <= `target_risk`.
 
     Returns (threshold, achieved risk, coverage). If even the most confident input
     alone is wrong, the threshold accepts nothing (coverage 0).
     """
-    order = torch.argsort(scores)
-    s = scores[order].double()
-    errors = (~correct[order].bool()).double().cumsum(0)
-    n = torch.arange(1, len(s) + 1, dtype=torch.float64)
-    risk = errors / n
-    # Only cut between distinct score values: ties are accepted or refused together.
-    distinct = torch.ones_like(s, dtype=torch.bool)
-    distinct[:-1] = s[1:] > s[:-1]
+    s, errors, distinct = _sorted_cuts(scores, correct)
+    risk = errors / torch.arange(1, len(s) + 1, dtype=torch.float64)
     ok = (risk <= target_risk) & distinct
     if not ok.any():
         return _below(s), 0.0, 0.0
@@ -82,10 +87,8 @@ def guaranteed_risk_threshold(scores: torch.Tensor, correct: torch.Tensor, targe
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError("confidence must be in (0, 1)")
-    order = torch.argsort(scores)
-    s = scores[order].double()
-    errors = (~correct[order].bool()).long().cumsum(0)
-    cuts = torch.nonzero(torch.cat([s[1:] > s[:-1], torch.tensor([True])])).flatten().tolist()
+    s, errors, distinct = _sorted_cuts(scores, correct)
+    cuts = torch.nonzero(distinct).flatten().tolist()
     k = math.ceil(math.log2(len(cuts) + 1))  # the most steps a binary search over them takes
     delta = (1.0 - confidence) / k
     lo, hi, best = 0, len(cuts) - 1, None

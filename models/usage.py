@@ -17,15 +17,20 @@ class UsageError(ValueError):
     """A refused option or input, with a message that says how to fix it."""
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path`, or its nearest ancestor that exists: where the missing folders get created."""
+    while not path.exists():
+        path = path.parent
+    return path
+
+
 def prepare_output_file(path: Path, flag: str) -> None:
     """Before any work: refuse an output file that cannot be written, and create the folders
     it goes in (they were approved and then never made, so `--out new/x.json` failed with
     FileNotFoundError after the whole evaluation)."""
     if path.is_dir():
         raise UsageError(f"{flag} {path} is a directory, not a file to write")
-    ancestor = path.parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
+    ancestor = nearest_existing(path.parent)
     if not ancestor.is_dir():
         raise UsageError(f"{flag} {path}: cannot write there ({ancestor} is a file, not a folder)")
     try:

@@ -14,8 +14,6 @@ from service.auth import ADMIN_KEY_REQUIRED
 from service.errors import error_body
 from service.schemas import EXAMPLE_ERROR_ID
 
-RID = EXAMPLE_ERROR_ID
-
 #: Per status, the most common answer (code, message).
 BY_STATUS: dict[int, tuple[str, str]] = {
     400: ("empty_body", "the request carries no image bytes"),
@@ -23,7 +21,7 @@ BY_STATUS: dict[int, tuple[str, str]] = {
     403: ("admin_disabled", "no admin keys are configured (set VIGIL_ADMIN_API_KEYS)"),
     404: ("unknown_request", "no logged request with id 'nope'"),
     408: ("body_timeout", "no part of the request body arrived for 10 s (VIGIL_BODY_IDLE_TIMEOUT_S)"),
-    409: ("no_prediction", f"request '{RID}' was refused, so it has no prediction to label"),
+    409: ("no_prediction", f"request '{EXAMPLE_ERROR_ID}' was refused, so it has no prediction to label"),
     413: ("payload_too_large", "the request body is 25.8 MiB; the limit is 5 MiB (5242880 bytes)"),
     415: ("not_an_image", "the body is not a recognised image; accepted formats: BMP, GIF, JPEG, PNG, TIFF, WEBP"),
     422: ("invalid_request", "query.limit: Input should be less than or equal to 500"),
@@ -69,5 +67,5 @@ def error_example(method: str, path: str, status: int) -> dict[str, Any] | None:
         return None
     code, message = found
     if path.startswith("/v2"):
-        return {"error": message, "code": code, "request_id": RID}
-    return error_body(code, message, RID)
+        return {"error": message, "code": code, "request_id": EXAMPLE_ERROR_ID}
+    return error_body(code, message, EXAMPLE_ERROR_ID)

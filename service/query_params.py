@@ -29,6 +29,8 @@ def _query_names(dependant: Any) -> set[str]:
 
 
 def reject_unknown_query(request: Request) -> None:
+    if not request.query_params:  # every prediction: nothing to look up
+        return
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from models.manifest import Manifest
 from models.scorers.registry import SCORERS
-from models.usage import UsageError, int_in, prepare_output_file
+from models.usage import UsageError, int_in, nearest_existing, prepare_output_file
 from training.confidnet_fit import PASSES
 from training.loop import TrainConfig
 
@@ -75,9 +75,7 @@ def check_writable(path: Path) -> None:
     """Refuse, before any work, an output folder that cannot be written."""
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path} exists and is not a directory")
-    parent = path
-    while not parent.exists():  # the nearest existing ancestor is where the folders get created
-        parent = parent.parent
+    parent = nearest_existing(path)
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise UsageError(f"cannot write {path}: {parent} is not a writable directory")
 

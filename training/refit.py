@@ -45,17 +45,23 @@ def confidence_or_off(text: str) -> float | str:
     return "off" if text == "off" else float(text)
 
 
+def first_given(*values: float | None, last: float) -> float:
+    """The first value that is not None: an option given, else the bundle's own, else `last`."""
+    return next((v for v in values if v is not None), last)
+
+
 def own_rules(m: Manifest, args: argparse.Namespace) -> tuple[float, float, float, float | None]:
     """(target risk, OOD pass rate, alpha, risk confidence): the ones asked for, else the bundle's own. The
     options' defaults used to replace a bundle's own rules without a word, keeping its name
     and version (a bundle trained for 2 % risk came back fitted for 0.5 %). Bundles written
     before the targets were recorded fall back to `vigil train`'s defaults."""
     defaults = MethodOptions()
+    keep = args.risk_confidence is None
     return (
-        args.target_risk if args.target_risk is not None else m.failure.target if m.failure.target is not None else defaults.target_risk,
-        args.ood_pass_rate if args.ood_pass_rate is not None else m.ood.target if m.ood.target is not None else defaults.ood_pass_rate,
-        args.alpha if args.alpha is not None else m.conformal.alpha,
-        None if args.risk_confidence == "off" else args.risk_confidence if args.risk_confidence is not None else m.failure.confidence,
+        first_given(args.target_risk, m.failure.target, last=defaults.target_risk),
+        first_given(args.ood_pass_rate, m.ood.target, last=defaults.ood_pass_rate),
+        first_given(args.alpha, last=m.conformal.alpha),
+        m.failure.confidence if keep else None if args.risk_confidence == "off" else args.risk_confidence,
     )
 
 
