@@ -7,15 +7,39 @@ and a client's long-run rate stays `rate` images per second whatever its batch s
 so a flood of distinct clients costs bounded memory. An evicted client starts afresh with a
 full bucket, so eviction passes over buckets still in debt: forgetting one would hand a fresh
 burst to exactly the client that spent past its own.
+
+A client without a key is bucketed by its network, not its address (`network_of`): one IPv6
+subscriber is handed a /64, 2**64 addresses, and one bucket per address would give it as many
+fresh bursts.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+
+#: The IPv6 prefix one subscriber is handed (RFC 6177's /64 at the least; a /56 or /48 is common
+#: too, but a /64 is what one LAN holds, so a shorter prefix would throttle neighbours together).
+IPV6_CLIENT_PREFIX = 64
+
+
+def network_of(host: str) -> str:
+    """The address a client's bucket is kept for: IPv6 by its /64, an IPv4-mapped IPv6 address as
+    the IPv4 one it is; IPv4, or a host that is no address (a test client's name), as it is."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
+    return host
+
 
 #: Least recently used buckets looked at for one that owes nothing, per eviction: the lock is
 #: held, so the search is bounded; if all of them owe, the oldest goes anyway.

@@ -172,3 +172,21 @@ def test_production_refuses_default_secrets_and_keyless_lockdown() -> None:
         Settings(require_api_key=True)
     with pytest.raises(ValueError, match="64 hex digits"):
         create_app(Settings(api_keys=["hmac-sha256:short"]))
+
+
+def test_an_ipv6_client_has_one_bucket_for_its_whole_64(tiny_bundle: Path, tmp_path: Path) -> None:
+    """One subscriber holds a /64: a fresh address per request must not buy a fresh burst."""
+    from service.ratelimit import network_of
+
+    assert network_of("2001:db8:1:2:aaaa::1") == network_of("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert network_of("2001:db8:1:3::1") != network_of("2001:db8:1:2::1")  # the neighbouring /64
+    assert network_of("::ffff:192.0.2.7") == "192.0.2.7" and network_of("192.0.2.7") == "192.0.2.7"
+    assert network_of("testclient") == "testclient"
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    app = create_app(Settings(model_dir=tiny_bundle, database_url=url, migrate_on_start=True, rate_limit_per_s=0.2, rate_limit_burst=2))
+    statuses = []
+    with TestClient(app) as c:
+        for host in ("2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:9::3", "2001:db8:1:3::1"):
+            c._transport.client = (host, 50000)  # type: ignore[attr-defined]  # the ASGI scope's client address
+            statuses.append(post(c)[0])
+    assert statuses == [200, 200, 429, 200]  # the burst of 2 is the /64's; the next /64 has its own

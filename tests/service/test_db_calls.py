@@ -95,7 +95,7 @@ def test_only_the_databases_own_state_is_a_503() -> None:
     import sqlite3
 
     import psycopg
-    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from sqlalchemy.exc import DatabaseError, OperationalError, ProgrammingError
 
     from service.dbcalls import database_state
 
@@ -105,6 +105,12 @@ def test_only_the_databases_own_state_is_a_503() -> None:
     assert database_state(wrapped(sqlite3.OperationalError("database is locked")))  # type: ignore[arg-type]
     assert database_state(wrapped(sqlite3.OperationalError("unable to open database file")))  # type: ignore[arg-type]
     assert not database_state(wrapped(sqlite3.OperationalError("no such table: request_log")))  # type: ignore[arg-type]
+    # A file that is no (longer a) database is the operator's to mend, as a locked one is.
+    assert database_state(wrapped(sqlite3.DatabaseError("file is not a database"), DatabaseError))  # type: ignore[arg-type]
+    assert database_state(wrapped(sqlite3.DatabaseError("database disk image is malformed"), DatabaseError))  # type: ignore[arg-type]
+    assert not database_state(wrapped(sqlite3.IntegrityError("UNIQUE constraint failed: request_log.id"), DatabaseError))  # type: ignore[arg-type]
     assert database_state(wrapped(psycopg.errors.QueryCanceled("canceling statement due to statement timeout")))  # type: ignore[arg-type]
     assert not database_state(wrapped(psycopg.errors.UndefinedTable("relation does not exist"), ProgrammingError))  # type: ignore[arg-type]
+
+
 
