@@ -32,6 +32,10 @@ from prometheus_client.registry import Collector
 PREDICTION_ENDPOINTS = ("/v1/predict", "/v1/predict/batch", "/v2/models/{name}/infer")
 log = logging.getLogger("vigil.metrics")
 
+#: Refusals under load whose series exist from the start at 0 (for rate() alerts); other codes
+#: appear with their first refusal. (`log_backpressure` answers are not logged, so not counted
+#: here: `vigil_http_requests_total{status="503"}` counts them.)
+SHEDDING_CODES = ("overloaded", "inference_backpressure", "rate_limited")
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -205,6 +209,14 @@ class Metrics:
             ["endpoint", "status", "decision"],
             registry=r,
         )
+        # Why inputs are refused: `vigil_predictions` says how many (by status), this says which
+        # refusal, so an alert can tell load shedding (overloaded, log_backpressure) from bad input.
+        self.refusals = Counter(
+            "vigil_refusals",
+            "Logged inputs refused, by endpoint and error code (the response's error.code)",
+            ["endpoint", "code"],
+            registry=r,
+        )
         self.ood = Counter(
             "vigil_ood_rejections",
             "Inputs rejected as out of distribution (decision reject_ood)",
@@ -226,6 +238,8 @@ class Metrics:
             self.abstentions.labels(endpoint)
             for decision in ("accept", "abstain", "reject_ood"):
                 self.predictions.labels(endpoint, "200", decision)
+            for code in SHEDDING_CODES:
+                self.refusals.labels(endpoint, code)
 
     def observe_http(
         self, route: str, method: str, status: int, seconds: float
@@ -240,6 +254,8 @@ class Metrics:
         self.predictions.labels(
             endpoint, str(record.get("http_status")), decision
         ).inc()
+        if code := record.get("error_code"):
+            self.refusals.labels(endpoint, str(code)).inc()
         if decision == "reject_ood":
             self.ood.labels(endpoint).inc()
         elif decision == "abstain":

@@ -121,6 +121,10 @@ def test_metrics_count_routes_statuses_decisions_and_queues(tmp_path: Path, monk
         == 1
     )
     assert value(s, "vigil_ood_rejections_total", endpoint=route) == 1
+    # Which refusal it was, by the response's error code; the shedding series exist at 0.
+    assert value(s, "vigil_refusals_total", endpoint=route, code="not_an_image") == 1
+    assert s[("vigil_refusals_total", frozenset({("endpoint", route), ("code", "overloaded")}))] == 0
+    assert sum(v for (n, _), v in s.items() if n == "vigil_refusals_total") == 1  # answered inputs are no refusals
     # Each input of a v2 batch is one logged prediction, counted under its route template.
     v2_decisions = sum(
         v
