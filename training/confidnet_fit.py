@@ -68,6 +68,12 @@ against the `shift` recipe's 43.7 / 31.8 / 42.8 (39.4) and MCP's 55.6 / 30.4 / 4
 The epoch choice is not what loses: on the same three networks, the `shift` head's best epoch
 picked on test itself (an oracle no recipe may use) reaches 43.8 / 33.0 / 44.2 (40.3), still
 under MCP's 44.4; validation AUPR-Error picked epochs worth 39.4.
+Nor did other losses (2026-12-01, zoo seeds 0 and 10, the same passes; test AUPR-Error seed 0 /
+10, MCP 55.5 / 42.7, the recipe 39.4 / 40.3): a pairwise ranking loss 29.8 / 23.5, cross-entropy
+on the pass's error 35.8 (seed 0), MCP's logit plus a head started at 0 with cross-entropy
+51.8 / 35.0 or the ranking loss 54.9 / 32.5 (it falls from MCP's figure from the first epoch),
+clean features regressing the image's mean TCP over the passes 31.8 (seed 0). docs/experiments.md
+has the table.
 """
 
 from __future__ import annotations
