@@ -30,7 +30,9 @@ def test_compose_topology(compose: dict[str, dict[str, dict[str, object]]]) -> N
     assert s["migrate"]["command"] == ["vigil", "db", "upgrade"] and s["migrate"]["restart"] == "no"
     assert s["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert s["api"]["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
-    assert s["api"]["deploy"] == {"replicas": "${VIGIL_REPLICAS:-2}"}
+    assert s["api"]["deploy"] == {"replicas": "${VIGIL_REPLICAS:-2}", "resources": {"limits": {"memory": "${VIGIL_API_MEMORY_LIMIT:-3g}"}}}
+    for name, service in s.items():  # every container's log is rotated (json-file grows without end)
+        assert service["logging"] == {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}, name
     assert "ports" not in s["api"]  # only the proxy is published
     env = s["api"]["environment"]
     assert env["VIGIL_DATABASE_URL"].startswith("postgresql+psycopg://")  # type: ignore[index,union-attr]
@@ -46,6 +48,9 @@ def test_proxy_balances_over_the_api_service() -> None:
     # The replicas trust this header (FORWARDED_ALLOW_IPS): nginx must set it, not append to the
     # client's own, or a client picks its client id and steps around the rate limit.
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf and "$proxy_add_x_forwarded_for" not in conf
+    # Its access log carries the id the service logged the request under (a row to look up).
+    fmt = re.search(r"log_format vigil (.*?);", conf, flags=re.DOTALL)
+    assert fmt and "$upstream_http_x_vigil_request_id" in fmt.group(1) and "access_log /var/log/nginx/access.log vigil;" in conf
 
 
 def test_every_vigil_variable_in_compose_is_a_setting_and_access_control_reaches_the_api(
