@@ -120,6 +120,25 @@ def _db_downgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_grant(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+
+    from service.db.grants import grant_service_role
+    from service.settings import Settings
+
+    url = args.url or Settings().database_url
+    password = None
+    if args.password_env is not None:
+        password = os.environ.get(args.password_env)
+        if password is None:
+            print(f"vigil db grant: {args.password_env} is not set (--password-env names the variable holding the role's password)", file=sys.stderr)
+            return 2
+    for statement in grant_service_role(url, args.role, password):
+        print(statement)
+    print(f"role {args.role!r} may now serve from {make_url(url)!r}: point the replicas' VIGIL_DATABASE_URL at it")
+    return 0
+
+
 #: The commands defined here. Any other, or none (`vigil --help`), loads the entry points'
 #: commands too, whose modules import torch and the training code (seconds on a small CPU):
 #: `vigil db upgrade` in a migration job or an init container need not wait for them.
@@ -157,6 +176,12 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     down.add_argument("--yes", action="store_true", help="confirm: the data of the undone migrations is dropped")
     down.add_argument("--url", default=None, help="database URL (default VIGIL_DATABASE_URL)")
     down.set_defaults(func=_db_downgrade)
+    grant = db.add_parser("grant", help="give ROLE what `vigil serve` needs on PostgreSQL and nothing more (run as the owner, after upgrade)")
+    grant.add_argument("role", help="an existing PostgreSQL role, the one the replicas connect as")
+    grant.add_argument("--url", default=None, help="the schema owner's database URL (default VIGIL_DATABASE_URL)")
+    grant.add_argument("--password-env", default=None, metavar="VARIABLE",
+                       help="create ROLE with LOGIN and the password in this environment variable (or set an existing role's)")  # fmt: skip
+    grant.set_defaults(func=_db_grant)
     keys_cli.register(sub)  # issue 8: `vigil keys new|digest`
     if _needs_plugins(argv):
         for ep in entry_points(group="vigil.commands"):

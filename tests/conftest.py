@@ -69,3 +69,18 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     yield from _pg_database()
+
+
+@pytest.fixture
+def pg_role(pg_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL role name (roles are cluster-wide: unique per test); the role, if the
+    test made one, is dropped after, with its grants in `pg_url`'s database."""
+    name = f"vigil_app_{uuid.uuid4().hex[:8]}"
+    try:
+        yield name
+    finally:
+        dsn = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+                conn.execute(f'DROP OWNED BY "{name}"')
+                conn.execute(f'DROP ROLE "{name}"')

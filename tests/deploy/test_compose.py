@@ -16,7 +16,9 @@ import yaml
 
 from tests.conftest import REPO
 
-SECRETS = {"POSTGRES_PASSWORD": "pw", "VIGIL_CLIENT_ID_SALT": "salt", "VIGIL_API_KEY_PEPPER": "pepper"}
+#: The migration job's command (tests/deploy/test_two_replicas.py runs the same two steps).
+MIGRATE = "vigil db upgrade && vigil db grant vigil_app --password-env POSTGRES_APP_PASSWORD"
+SECRETS = {"POSTGRES_PASSWORD": "pw", "POSTGRES_APP_PASSWORD": "app-pw", "VIGIL_CLIENT_ID_SALT": "salt", "VIGIL_API_KEY_PEPPER": "pepper"}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,10 @@ def compose() -> dict[str, object]:
 def test_compose_topology(compose: dict[str, dict[str, dict[str, object]]]) -> None:
     s = compose["services"]
     assert set(s) == {"postgres", "migrate", "api", "proxy"}
-    assert s["migrate"]["command"] == ["vigil", "db", "upgrade"] and s["migrate"]["restart"] == "no"
+    assert s["migrate"]["command"] == ["sh", "-c", MIGRATE] and s["migrate"]["restart"] == "no"
+    # The schema's owner migrates; the replicas connect as the role it granted (no delete, no drop).
+    assert s["migrate"]["environment"]["VIGIL_DATABASE_URL"].startswith("postgresql+psycopg://vigil:")  # type: ignore[index]
+    assert s["api"]["environment"]["VIGIL_DATABASE_URL"].startswith("postgresql+psycopg://vigil_app:")  # type: ignore[index]
     assert s["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert s["api"]["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
     assert s["api"]["deploy"] == {"replicas": "${VIGIL_REPLICAS:-2}", "resources": {"limits": {"memory": "${VIGIL_API_MEMORY_LIMIT:-3g}"}}}

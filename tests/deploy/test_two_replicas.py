@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from service.cli import main as vigil
 from service.db.engine import make_engine
@@ -20,9 +21,13 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 PRODUCTION = {"VIGIL_ENVIRONMENT": "production", "VIGIL_CLIENT_ID_SALT": "test-salt", "VIGIL_API_KEY_PEPPER": "test-pepper"}
 
 
-def test_two_replicas_share_one_postgresql(pg_url: str, tmp_path: Path) -> None:
-    assert vigil(["db", "upgrade", "--url", pg_url]) == 0  # the compose file's `migrate` service
-    servers = [start(pg_url, tmp_path / f"api-{i}.log", migrate=False, env=PRODUCTION) for i in range(2)]
+def test_two_replicas_share_one_postgresql(pg_url: str, pg_role: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The compose file's `migrate` service, as the schema's owner: upgrade, then the replicas' role.
+    monkeypatch.setenv("POSTGRES_APP_PASSWORD", "app-secret")
+    assert vigil(["db", "upgrade", "--url", pg_url]) == 0
+    assert vigil(["db", "grant", pg_role, "--url", pg_url, "--password-env", "POSTGRES_APP_PASSWORD"]) == 0
+    app_url = make_url(pg_url).set(username=pg_role, password="app-secret").render_as_string(hide_password=False)
+    servers = [start(app_url, tmp_path / f"api-{i}.log", migrate=False, env=PRODUCTION) for i in range(2)]
     ids: list[str] = []
     try:
         for s in servers:

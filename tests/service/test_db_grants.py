@@ -1,0 +1,132 @@
+"""`vigil db grant ROLE`: a replica connecting as ROLE serves, logs, reads and takes feedback,
+and cannot erase or rewrite the request log."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
+
+from service.app import create_app
+from service.cli import main as vigil
+from service.db.migrate import upgrade
+from service.settings import Settings
+from tests.images import noise_png
+
+ADMIN = "grant-test-admin-key-0123456789abcdef"
+PNG = {"content-type": "image/png"}
+#: What the serving role must be refused: the log stays append-only for it.
+FORBIDDEN = (
+    "DELETE FROM request_log",
+    "UPDATE request_log SET decision = 'accept'",
+    "TRUNCATE request_log",
+    "UPDATE feedback SET true_label = 0",
+    "DELETE FROM feedback",
+    "DROP TABLE feedback",
+    "ALTER TABLE request_log DROP COLUMN row_hash",
+    "CREATE TABLE intruder (i int)",
+)
+
+
+def dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def role(pg_url: str, pg_role: str) -> str:
+    with psycopg.connect(dsn(pg_url), autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{pg_role}" LOGIN')
+    return pg_role
+
+
+@pytest.mark.postgres
+def test_a_granted_role_serves_and_cannot_erase_the_log(tiny_bundle: Path, pg_url: str, role: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    upgrade(pg_url)
+    app_url = make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    with psycopg.connect(dsn(app_url)) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("SELECT count(*) FROM request_log")  # before the grant the role reads nothing
+    assert vigil(["db", "grant", role, "--url", pg_url]) == 0
+    assert f"role '{role}' may now serve" in capsys.readouterr().out
+
+    spool = tmp_path / "spool.jsonl"
+    settings = Settings(model_dir=tiny_bundle, database_url=app_url, admin_api_keys=[ADMIN], log_spool_path=spool)
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    with TestClient(create_app(settings)) as client:
+        rid = client.post("/v1/predict", content=noise_png(0), headers=PNG).json()["request_id"]
+        batch = client.post("/v1/predict/batch", files=[("images", ("a.png", noise_png(1), "image/png"))])
+        assert batch.status_code == 200
+        deadline = time.monotonic() + 10
+        while (r := client.get(f"/v1/requests/{rid}", headers=admin)).status_code != 200:
+            assert time.monotonic() < deadline, r.text
+            time.sleep(0.05)
+        # Feedback twice: the second marks the first replaced (the one column it may update).
+        for label in (3, 4):
+            r = client.post(f"/v1/requests/{rid}/feedback", json={"label": label}, headers=admin)
+            assert r.status_code in (200, 201), r.text
+        assert client.get(f"/v1/requests/{rid}", headers=admin).json()["feedback"]["label"] == 4
+        assert client.get("/v1/requests", headers=admin).status_code == 200
+        assert client.get("/v1/reports/summary", headers=admin).status_code == 200
+        ready = client.get("/readyz").json()
+        assert ready["checks"]["database"] is True and ready["checks"]["request_log"] is True
+    # Every row reached the database as the role: none was set aside for want of a privilege.
+    assert not spool.exists() or spool.stat().st_size == 0
+    with psycopg.connect(dsn(pg_url)) as conn:
+        assert conn.execute("SELECT count(*) FROM request_log").fetchone() == (2,)
+        assert conn.execute("SELECT count(*) FROM feedback").fetchone() == (2,)
+
+    # The operator's commands read the log as the same role.
+    assert vigil(["audit", "verify", "--url", app_url]) == 0
+    assert vigil(["export", "--url", app_url, "--out", str(tmp_path / "log.csv")]) == 0
+    assert (tmp_path / "log.csv").read_text().count("\n") == 3  # the header and both rows
+    assert vigil(["report", "--url", app_url, "--out", str(tmp_path / "report.html"), "--bundle", str(tiny_bundle)]) == 0
+
+    for statement in FORBIDDEN:
+        with psycopg.connect(dsn(app_url)) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
+
+
+def test_grant_refuses_sqlite_and_an_unknown_role(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert vigil(["db", "grant", "vigil_app", "--url", f"sqlite:///{tmp_path / 'log.db'}"]) == 2
+    assert "SQLite has no roles" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+def test_grant_refuses_a_missing_role_and_an_old_schema(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert vigil(["db", "grant", "vigil_app_missing", "--url", pg_url]) == 2
+    assert "vigil db upgrade" in capsys.readouterr().err  # not at head yet: upgrade first
+    upgrade(pg_url)
+    assert vigil(["db", "grant", "no_such_role_here", "--url", pg_url]) == 2
+    assert "no role 'no_such_role_here'" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+def test_grant_creates_the_role_with_the_deployments_password_and_resets_it(
+    pg_url: str, pg_role: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Compose's migration job makes the role itself, on a fresh volume or an old one."""
+    upgrade(pg_url)
+
+    def stored() -> str | None:
+        with psycopg.connect(dsn(pg_url)) as conn:
+            row = conn.execute("SELECT rolpassword, rolcanlogin FROM pg_authid WHERE rolname = %s", (pg_role,)).fetchone()
+        assert row is not None and row[1] is True
+        return row[0]
+
+    assert vigil(["db", "grant", pg_role, "--url", pg_url, "--password-env", "APP_PW"]) == 2  # unset: refused
+    assert "APP_PW is not set" in capsys.readouterr().err
+    monkeypatch.setenv("APP_PW", "it's a secret; DROP TABLE request_log")  # quoting, not SQL
+    assert vigil(["db", "grant", pg_role, "--url", pg_url, "--password-env", "APP_PW"]) == 0
+    out = capsys.readouterr().out
+    assert "CREATE ROLE" in out and "secret" not in out  # the password is never printed
+    first = stored()
+    assert first and first.startswith("SCRAM-SHA-256$")
+    monkeypatch.setenv("APP_PW", "another")
+    assert vigil(["db", "grant", pg_role, "--url", pg_url, "--password-env", "APP_PW"]) == 0
+    assert "ALTER ROLE" in capsys.readouterr().out and stored() != first
+    with psycopg.connect(dsn(pg_url)) as conn:  # the grants came with it
+        assert conn.execute("SELECT has_table_privilege(%s, 'request_log', 'INSERT')", (pg_role,)).fetchone() == (True,)
+        assert conn.execute("SELECT has_table_privilege(%s, 'request_log', 'DELETE')", (pg_role,)).fetchone() == (False,)
