@@ -117,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
             failure = new_head()
         else:
             drop_head()
-            failure = fit_named(args.failure_scorer, model, splits)[0]  # Mahalanobis and ODIN are fitted, the others built
+            failure, fitted = fit_named(args.failure_scorer, model, splits)  # Mahalanobis and ODIN are fitted, the others built
+            if fitted:  # ODIN's chosen eps and the proxy AUROCs it was chosen by
+                extra["failure_fit"] = fitted
     ood, chosen = fit_ood_scorer(args.ood_scorer or m.ood.name, model, splits, temperature)
     if chosen:
         extra["ood_fit"] = chosen

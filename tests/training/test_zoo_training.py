@@ -667,6 +667,13 @@ def test_refit_fits_a_mahalanobis_or_odin_failure_scorer_and_keeps_the_bundles_r
     m = load_bundle(again).manifest
     assert (m.failure.target, m.ood.target, m.conformal.alpha) == (0.02, 0.95, 0.05)
     assert (m.failure.name, m.ood.name) == ("mahalanobis", "odin") and m.ood.params["eps"] >= 0
+    assert "failure_fit" not in m.metrics  # Mahalanobis chooses nothing
+    odin = tmp_path / "odin"
+    assert vigil(["refit", str(strict), "--out", str(odin), *base, "--failure-scorer", "odin", "--version", "3"]) == 0
+    m = load_bundle(odin).manifest
+    # The eps ODIN chose as the failure scorer, and what chose it, are recorded as for the OOD scorer.
+    assert m.metrics["failure_fit"]["odin_eps"] == m.failure.params["eps"]
+    assert len(m.metrics["failure_fit"]["odin_proxy_auroc_by_eps"]) > 1  # a choice among several
     served = Pipeline(load_bundle(again)).run(load_mnist(data_dir, train=False).x[:8])
     assert served.failure_score.isfinite().all() and served.failure_score.std() > 0  # fitted means: scores differ
 

@@ -39,7 +39,9 @@ def bundle_spec(
         if opts.failure_scorer == "auto":  # the trained head competes with MCP & co. on held-out data
             failure, extra["failure_fit"] = choose_failure_scorer(model, {"confidnet": failure}, splits, temperature)
     else:
-        failure = fit_named(opts.failure_scorer, model, splits)[0]  # Mahalanobis and ODIN are fitted, the others built
+        failure, fitted = fit_named(opts.failure_scorer, model, splits)  # Mahalanobis and ODIN are fitted, the others built
+        if fitted:  # ODIN's chosen eps and the proxy AUROCs it was chosen by
+            extra["failure_fit"] = fitted
     ood, chosen = fit_ood_scorer(opts.ood_scorer, model, splits, temperature)
     if chosen:
         extra["ood_fit"] = chosen
