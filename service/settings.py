@@ -6,13 +6,22 @@ environment itself, and nothing is built at import time.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 import models
+from models.usage import UsageError
 from service.db.chain import NAME_MAX
 
 #: The bundle shipped in the repository (trained by `make default-model`).
@@ -24,8 +33,31 @@ def _placeholder(secret: str, default: str) -> bool:
     return secret == default or secret.lower().startswith("change-me")
 
 
+#: The variable naming a folder of secret files (Docker's or Kubernetes' secrets mounted as
+#: files, one per setting): read where the settings are built, since the folder says where to read.
+SECRETS_DIR_VARIABLE = "VIGIL_SECRETS_DIR"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Secrets in files keep them out of `docker inspect` and /proc/<pid>/environ; the
+        # environment still wins, so one variable can override a mounted file while debugging.
+        folder = os.environ.get(SECRETS_DIR_VARIABLE)
+        if not folder:
+            return init_settings, env_settings, dotenv_settings
+        if not Path(folder).is_dir():
+            raise UsageError(f"{SECRETS_DIR_VARIABLE}={folder} is not a folder (the secrets mounted as files, one per setting)")
+        return init_settings, env_settings, dotenv_settings, SecretsSettingsSource(settings_cls, secrets_dir=folder)
 
     #: "production" refuses to start with the development defaults of the client-id salt and
     #: the API-key pepper (set both); docker-compose.yml sets it.
@@ -171,6 +203,16 @@ class Settings(BaseSettings):
     def _no_default_secrets_in_production(self) -> Settings:
         if self.environment == "production" and _placeholder(self.client_id_salt, "vigil-dev-salt"):
             raise ValueError("set VIGIL_CLIENT_ID_SALT to a secret value in production (not the development default or deploy/env.example's placeholder)")
+        return self
+
+    @model_validator(mode="after")
+    def _no_placeholder_database_password_in_production(self) -> Settings:
+        try:
+            password = make_url(self.database_url).password if self.environment == "production" else None
+        except ArgumentError:  # not a URL at all: `vigil serve`'s preflight names that mistake
+            return self
+        if password is not None and _placeholder(str(password), ""):
+            raise ValueError("the database password in VIGIL_DATABASE_URL is deploy/env.example's placeholder: set POSTGRES_PASSWORD and POSTGRES_APP_PASSWORD in .env")
         return self
 
     @model_validator(mode="after")

@@ -28,6 +28,10 @@ OTHER = [
     ("VIGIL_DEBUG", "bool", "off", "Any `vigil` command shows the traceback of an error instead of its one-line message."),
     ("VIGIL_REPLICAS", "int", "`2`", "docker-compose.yml only: how many API replicas run behind the proxy."),
     ("VIGIL_HTTP_PORT", "int", "`8080`", "docker-compose.yml only: the host port the proxy publishes."),
+    ("VIGIL_API_MEMORY_LIMIT", "str", "`3g`", "docker-compose.yml only: the memory each API replica may use."),
+    ("VIGIL_SECRETS_DIR", "path", "unset",
+     ("A folder of files named as settings (`vigil_api_key_pepper`, `vigil_database_url`, ...), each holding that setting's value: "
+      "Docker or Kubernetes secrets mounted as files (`/run/secrets`). An environment variable of the same name wins.")),
     ("VIGIL_TEST_POSTGRES_URL", "str", "`postgresql+psycopg://postgres@127.0.0.1:5432/test`",
      "Tests only: the PostgreSQL server on which each database test gets a fresh database of its own."),
 ]  # fmt: skip

@@ -168,6 +168,15 @@ def test_production_refuses_default_secrets_and_keyless_lockdown() -> None:
     with pytest.raises(ValueError, match="VIGIL_API_KEY_PEPPER .*placeholder"):
         Settings(environment="production", client_id_salt="s3cret", api_key_pepper=example["VIGIL_API_KEY_PEPPER"])
     assert Settings(environment="production", client_id_salt="s3cret", api_key_pepper="p3pper").environment == "production"
+    # Both database passwords of env.example, copied into the URLs compose builds from them.
+    every = dict(line.split("=", 1) for line in (Path(__file__).parents[2] / "deploy" / "env.example").read_text().splitlines() if "=" in line and not line.startswith("#"))
+    for name in ("POSTGRES_PASSWORD", "POSTGRES_APP_PASSWORD"):
+        url = f"postgresql+psycopg://vigil_app:{every[name]}@postgres:5432/vigil"
+        with pytest.raises(ValueError, match="database password .*placeholder"):
+            Settings(environment="production", client_id_salt="s3cret", api_key_pepper="p3pper", database_url=url)
+        assert Settings(client_id_salt="s3cret", api_key_pepper="p3pper", database_url=url).database_url == url  # development: allowed
+    good = "postgresql+psycopg://vigil_app:a1b2c3@postgres:5432/vigil"
+    assert Settings(environment="production", client_id_salt="s3cret", api_key_pepper="p3pper", database_url=good).database_url == good
     with pytest.raises(ValueError, match="no keys are configured"):
         Settings(require_api_key=True)
     with pytest.raises(ValueError, match="64 hex digits"):
@@ -190,3 +199,21 @@ def test_an_ipv6_client_has_one_bucket_for_its_whole_64(tiny_bundle: Path, tmp_p
             c._transport.client = (host, 50000)  # type: ignore[attr-defined]  # the ASGI scope's client address
             statuses.append(post(c)[0])
     assert statuses == [200, 200, 429, 200]  # the burst of 2 is the /64's; the next /64 has its own
+
+
+def test_secrets_come_from_files_in_vigil_secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Docker's or Kubernetes' secrets mounted as files, one per setting; the environment wins."""
+    from models.usage import UsageError
+
+    (tmp_path / "vigil_api_key_pepper").write_text("pepper-from-a-file\n")  # as `echo` writes it
+    (tmp_path / "vigil_database_url").write_text("postgresql+psycopg://vigil_app:s3cret@db/vigil")
+    monkeypatch.setenv("VIGIL_SECRETS_DIR", str(tmp_path))
+    s = Settings()
+    assert (s.api_key_pepper, s.database_url) == ("pepper-from-a-file", "postgresql+psycopg://vigil_app:s3cret@db/vigil")
+    monkeypatch.setenv("VIGIL_DATABASE_URL", "sqlite:///from-the-environment.db")
+    assert Settings().database_url == "sqlite:///from-the-environment.db"
+    monkeypatch.delenv("VIGIL_SECRETS_DIR")
+    assert Settings().api_key_pepper == "vigil-dev-pepper"  # no folder named: no files read
+    monkeypatch.setenv("VIGIL_SECRETS_DIR", str(tmp_path / "missing"))
+    with pytest.raises(UsageError, match="is not a folder"):
+        Settings()
