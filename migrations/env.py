@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
+from service.db.engine import make_engine
 from service.db.tables import Base
 
 config = context.config
@@ -26,7 +27,9 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    # The service's engine: PostgreSQL connects within bounds (a host that never answers fails
+    # `vigil db upgrade` in seconds, not after the kernel's TCP retries), SQLite runs in WAL.
+    engine = make_engine(str(config.get_main_option("sqlalchemy.url")))
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():

@@ -83,3 +83,19 @@ def test_replicas_migrating_at_once_take_turns(pg_url: str) -> None:
     results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
     assert [rc for rc, _ in results] == [0] * 4, [err[-500:] for _, err in results]
     assert is_at_head(make_engine(pg_url))
+
+
+
+def test_upgrade_against_a_server_that_never_answers_fails_within_seconds() -> None:
+    """A host that takes the connection and says nothing (a firewall, a hung server): the
+    migration job must fail in seconds with one line, as `vigil serve` does, not wait on the
+    kernel's TCP retries (it waited for ever: libpq has no default connect timeout)."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts; nobody answers
+        url = f"postgresql+psycopg://vigil@127.0.0.1:{silent.getsockname()[1]}/vigil"
+        # In a process of its own, so that a regression fails here (TimeoutExpired), not hangs.
+        done = subprocess.run([sys.executable, "-m", "service.cli", "db", "upgrade", "--url", url],
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2 and "timeout" in done.stderr.lower(), done.stderr[-800:]
+    assert "Traceback" not in done.stderr
