@@ -24,6 +24,26 @@ SCORER_MEANINGS: dict[str, str] = {
 }
 
 
+#: Plain words for each score, for the decision texts the demo page shows to an audience: the
+#: scorer's name (what the manifest and the API say) follows in parentheses.
+SCORER_WORDS: dict[str, str] = {
+    "msp": "doubt",
+    "entropy": "spread of the probabilities",
+    "mutual_information": "disagreement between the model's samples",
+    "energy": "unfamiliarity",
+    "odin": "unfamiliarity",
+    "mahalanobis": "distance from the training digits",
+    "mahalanobis_layers": "distance from the training digits",
+    "confidnet": "learned doubt",
+}
+
+
+def scorer_words(name: str) -> str:
+    """How a decision text names a score: "the distance from the training digits (mahalanobis_layers)"."""
+    words = SCORER_WORDS.get(name)
+    return f"the {words} ({name})" if words else f"the {name} score"
+
+
 def scorer_meaning(name: str, role: str) -> str:
     """`role` is "failure" (higher = more likely wrong) or "ood" (higher = more likely out of distribution)."""
     what = "the prediction is wrong" if role == "failure" else "the image is unlike the training data"
@@ -35,15 +55,15 @@ def decision_texts(m: Manifest) -> dict[str, str]:
     val = m.metrics.get("validation", {})
     passed = val.get("ood_pass_rate")
     risk, coverage = val.get("selective_risk"), val.get("coverage")
-    f_name, f_t, o_name, o_t = m.failure.name, m.failure.threshold, m.ood.name, m.ood.threshold
-    accept = f"Here: the {o_name} score is at most {o_t:.4g} and the {f_name} score at most {f_t:.4g}."
+    failure, f_t, ood, o_t = scorer_words(m.failure.name), m.failure.threshold, scorer_words(m.ood.name), m.ood.threshold
+    accept = f"Here: {ood} is at most {o_t:.4g} and {failure} at most {f_t:.4g}."
     if risk is not None and coverage is not None:
-        accept += f" Of the validation digits, {coverage:.1%} score at most {f_t:.4g} on {f_name}, and {risk:.2%} of their predictions were wrong."
-    reject = f"Here: the {o_name} score is above {o_t:.4g}"
+        accept += f" Of the validation digits, {coverage:.1%} have {failure} at most {f_t:.4g}, and {risk:.2%} of their predictions were wrong."
+    reject = f"Here: {ood} is above {o_t:.4g}"
     reject += f", which only {1 - passed:.1%} of validation digits exceed." if passed is not None else "."
     return {
         "accept": f"{MEANINGS['accept']} {accept}",
-        "abstain": f"{MEANINGS['abstain']} Here: the image passed the {o_name} check, but the {f_name} score is above {f_t:.4g}.",
+        "abstain": f"{MEANINGS['abstain']} Here: the image passed the check of {ood}, but {failure} is above {f_t:.4g}.",
         "reject_ood": f"{MEANINGS['reject_ood']} {reject}",
     }
 

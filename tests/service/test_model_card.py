@@ -37,6 +37,9 @@ def test_model_card_says_what_is_served_and_what_decisions_mean(tiny_bundle: Pat
     assert 0 < exceed <= 0.01 and f"which only {exceed:.1%} of validation digits exceed" in card["decisions"]["reject_ood"]
     assert f"{m.ood.threshold:.4g}" in card["decisions"]["reject_ood"]
     assert f"{m.failure.threshold:.4g}" in card["decisions"]["abstain"]
+    # In words an audience reads, with the scorer's name an engineer looks up.
+    assert "the distance from the training digits (mahalanobis_layers) is above" in card["decisions"]["reject_ood"]
+    assert f"but the doubt (msp) is above {m.failure.threshold:.4g}" in card["decisions"]["abstain"]
     assert card["conformal"]["alpha"] == m.conformal.alpha and "99%" in card["conformal"]["meaning"]
     # The training options the thresholds were fitted for, as numbers (the CLI's defaults here).
     assert (card["failure"]["target"], card["ood"]["target"]) == (0.005, 0.99)
