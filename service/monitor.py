@@ -141,7 +141,9 @@ def summary(
         "requests": len(rows.decision),
         "errors": len(rows.decision) - predicted,
         "decisions": counts,
+        # Shares of the answered predictions (refusals are `errors`), side by side on the page.
         "rates": {
+            "accept": counts["accept"] / predicted if predicted else None,
             "ood": counts["reject_ood"] / predicted if predicted else None,
             "abstain": counts["abstain"] / predicted if predicted else None,
         },

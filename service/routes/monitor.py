@@ -36,7 +36,7 @@ class MonitorSummary(BaseModel):
         description="Count per decision: accept, abstain, reject_ood."
     )
     rates: dict[str, float | None] = Field(
-        description="Share of decided inputs rejected as OOD (`ood`) and abstained on (`abstain`); null with none."
+        description="Share of decided inputs accepted (`accept`), rejected as OOD (`ood`) and abstained on (`abstain`); null with none."
     )
     timeline: list[dict[str, Any]] = Field(
         description="Equal intervals over the window: start time and count per decision and `error`."
@@ -61,7 +61,7 @@ class MonitorSummary(BaseModel):
                 "requests": 42,
                 "errors": 2,
                 "decisions": {"accept": 35, "abstain": 3, "reject_ood": 2},
-                "rates": {"ood": 0.05, "abstain": 0.075},
+                "rates": {"accept": 0.875, "ood": 0.05, "abstain": 0.075},
                 "timeline": [
                     {
                         "start": "2026-11-28T10:00:00Z",

@@ -15,7 +15,7 @@ function render(s) {
   $("window").textContent = String(s.window.minutes);
   $("model").textContent = `(${s.model.name} v${s.model.version})`;
   $("t-requests").textContent = String(s.requests);
-  $("t-accept").textContent = String(s.decisions.accept);
+  $("t-accept").textContent = rate(s.rates.accept);
   $("t-abstain").textContent = rate(s.rates.abstain);
   $("t-ood").textContent = rate(s.rates.ood);
   $("t-errors").textContent = String(s.errors);

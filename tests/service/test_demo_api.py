@@ -62,7 +62,7 @@ def test_monitor_aggregates_without_revealing_requests(client: TestClient) -> No
     body = monitor_once_written(client, 4)
     assert body["requests"] == 4 and body["errors"] == 1
     assert body["decisions"] == {"accept": 2, "abstain": 0, "reject_ood": 1}
-    assert body["rates"] == {"ood": pytest.approx(1 / 3), "abstain": 0.0}
+    assert body["rates"] == {"accept": pytest.approx(2 / 3), "ood": pytest.approx(1 / 3), "abstain": 0.0}
     assert (
         sum(
             sum(b[k] for k in ("accept", "abstain", "reject_ood", "error"))
