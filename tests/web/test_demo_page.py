@@ -194,11 +194,18 @@ def test_pages_fit_a_phone_screen(page: Page, path: str, artifacts: Path) -> Non
     page.goto(path)
     page.wait_for_load_state("networkidle")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
-    if path == "/monitor":  # the timeline is drawn 920 units wide; its labels must stay legible
-        expect(page.locator('svg[data-chart="timeline"]')).to_be_visible(timeout=15_000)
-        heights = page.evaluate("""[...document.querySelectorAll('svg[data-chart="timeline"] text')]
-            .map((t) => t.getBoundingClientRect().height)""")
-        assert heights and min(heights) >= 9, heights
+    # Every chart is drawn 420-920 units wide and shrinks to the card: its labels must stay legible.
+    if path == "/monitor":
+        charts = ("timeline", "confidence", "reliability")
+    else:  # an ambiguous digit: the ensemble's samples disagree, so every chart of an answer is drawn
+        page.locator('#gallery button[data-file^="ambiguous-"]').first.click()
+        charts = ("probabilities", "gauge-failure", "gauge-ood", "samples")
+    for chart in charts:
+        expect(page.locator(f'svg[data-chart="{chart}"]')).to_be_visible(timeout=15_000)
+    # The font size on screen: the CSS size times the chart's scale to its card.
+    sizes = page.evaluate("""[...document.querySelectorAll('svg.chart text')]
+        .map((t) => [t.closest('svg').dataset.chart, parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a])""")
+    assert {c for c, _ in sizes} >= set(charts) and min(px for _, px in sizes) >= 9, sizes
     page.screenshot(
         path=str(artifacts / f"phone-{path.strip('/') or 'demo'}.png"), full_page=True
     )
