@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.rejections import log_rejection
+from service.rejections import UNLOGGABLE, log_rejection
 
 log = logging.getLogger("vigil.errors")
 #: FastAPI's answer when a JSON body parses badly in a way that is not a JSONDecodeError.
@@ -102,7 +102,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         # Not logged here: routes log their own refusals (with the input's hash), and
-        # service/access.py logs the ones it makes before a route runs.
+        # service/access.py logs the ones it makes before a route runs. A saturated log takes
+        # no row, but the refusal is counted on /metrics.
+        if exc.code in UNLOGGABLE:
+            log_rejection(request, exc.status, exc.code, exc.message)
         return JSONResponse(error_body(exc.code, exc.message, _rid(request)), exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

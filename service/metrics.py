@@ -33,9 +33,8 @@ PREDICTION_ENDPOINTS = ("/v1/predict", "/v1/predict/batch", "/v2/models/{name}/i
 log = logging.getLogger("vigil.metrics")
 
 #: Refusals under load whose series exist from the start at 0 (for rate() alerts); other codes
-#: appear with their first refusal. (`log_backpressure` answers are not logged, so not counted
-#: here: `vigil_http_requests_total{status="503"}` counts them.)
-SHEDDING_CODES = ("overloaded", "inference_backpressure", "rate_limited")
+#: appear with their first refusal.
+SHEDDING_CODES = ("overloaded", "inference_backpressure", "log_backpressure", "rate_limited")
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -209,11 +208,12 @@ class Metrics:
             ["endpoint", "status", "decision"],
             registry=r,
         )
-        # Why inputs are refused: `vigil_predictions` says how many (by status), this says which
-        # refusal, so an alert can tell load shedding (overloaded, log_backpressure) from bad input.
+        # Why inputs are refused: `vigil_predictions` says how many logged inputs were (by status),
+        # this says which refusal, logged or not (a saturated log takes no rows), so an alert can
+        # tell load shedding (overloaded, log_backpressure) from bad input.
         self.refusals = Counter(
             "vigil_refusals",
-            "Logged inputs refused, by endpoint and error code (the response's error.code)",
+            "Refused inputs, by endpoint and error code (the response's error.code), whether or not the request log took their rows",
             ["endpoint", "code"],
             registry=r,
         )
@@ -247,6 +247,11 @@ class Metrics:
         self.http_requests.labels(route, method, str(status)).inc()
         self.http_latency.labels(route, method).observe(seconds)
 
+    def observe_refusal(self, endpoint: str, code: str) -> None:
+        """Count one refused input; `observe_record` does for a logged one, the rejection log
+        for one whose row the saturated log could not take."""
+        self.refusals.labels(endpoint, code).inc()
+
     def observe_record(self, record: dict[str, Any]) -> None:
         """Count one request-log record (every logged input passes through here)."""
         endpoint = str(record.get("endpoint"))
@@ -255,7 +260,7 @@ class Metrics:
             endpoint, str(record.get("http_status")), decision
         ).inc()
         if code := record.get("error_code"):
-            self.refusals.labels(endpoint, str(code)).inc()
+            self.observe_refusal(endpoint, str(code))
         if decision == "reject_ood":
             self.ood.labels(endpoint).inc()
         elif decision == "abstain":

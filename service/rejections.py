@@ -24,8 +24,11 @@ log = logging.getLogger("vigil.rejections")
 
 #: POSTs to these paths are prediction requests, answered or not: v1 and OIP/KServe v2.
 PREDICT_PATH = re.compile(r"^/v1/predict(/[^/]*)?$|^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
+#: Hidden routes answered by a public one's code: credited to it, as the route credits its rows
+#: (a metric label or a request-log endpoint per spelling of one operation would split it).
+ALIASES = {"/v2/models/{name}/versions/{version}/infer": "/v2/models/{name}/infer"}
 #: Codes that mean the log itself is saturated: logging them would only fail again.
-_UNLOGGABLE = {"log_backpressure"}
+UNLOGGABLE = {"log_backpressure"}
 
 
 def is_predict_request(request: Request) -> bool:
@@ -45,11 +48,14 @@ def route_template(request: Request) -> str | None:
     """
     route = request.scope.get("route")
     if route is not None:
-        return str(route.path)
+        return ALIASES.get(str(route.path), str(route.path))
     # The OpenAPI paths are the public list of route templates (the router's own matching is
-    # FastAPI-internal); the schema is built once per app and cached.
+    # FastAPI-internal); the schema is built once per app and cached. The aliases' own
+    # templates are not in it (hidden routes), so they are matched too.
     path = request.url.path
-    return next((t for t in request.app.openapi()["paths"] if _pattern(t).match(path)), None)
+    templates = [*request.app.openapi()["paths"], *ALIASES]
+    template = next((t for t in templates if _pattern(t).match(path)), None)
+    return None if template is None else ALIASES.get(template, template)
 
 
 @functools.lru_cache(maxsize=256)
@@ -58,8 +64,9 @@ def _pattern(template: str) -> re.Pattern[str]:
 
 
 def log_rejection(request: Request, status: int, code: str, message: str) -> None:
-    """Write a rejected-request row for a prediction request not already logged."""
-    if status < 400 or code in _UNLOGGABLE or not is_predict_request(request):
+    """Write a rejected-request row for a prediction request not already logged, and count the
+    refusal on /metrics whether or not the log could take its row."""
+    if status < 400 or not is_predict_request(request):
         return
     if getattr(request.state, "logged", False) or not hasattr(request.state, "request_id"):
         return
@@ -67,16 +74,22 @@ def log_rejection(request: Request, status: int, code: str, message: str) -> Non
     if ctx is None:  # the lifespan has not built the service (yet)
         return
     template = route_template(request)
-    endpoint = template or request.url.path
-    record = base_record(request, ctx.bundle.manifest, ctx.settings.client_id_salt, endpoint[:64])
+    # The route's template as the metrics label, never the raw path: one series per unknown
+    # path a client invents would grow without bound.
+    label = template or "unmatched"
+    mark_logged(request)
+    if code in UNLOGGABLE:
+        if ctx.metrics is not None:
+            ctx.metrics.observe_refusal(label, code)
+        return
+    record = base_record(request, ctx.bundle.manifest, ctx.settings.client_id_salt, (template or request.url.path)[:64])
     record.update(refusal_fields(status, code, message))
     try:
         ctx.writer.submit(record)
     except QueueFull:  # say so loudly; the client still gets its 4xx
         log.error("request log saturated: rejected request %s (%s) not logged", record["request_id"], code)
+        if ctx.metrics is not None:  # under load above all, the refusals must still be counted
+            ctx.metrics.observe_refusal(label, code)
     else:
-        if ctx.metrics is not None:  # vigil_predictions_total counts every logged input
-            # The route's template as the label, never the raw path: one series per unknown
-            # path a client invents would grow without bound.
-            ctx.metrics.observe_record({**record, "endpoint": template or "unmatched"})
-    mark_logged(request)
+        if ctx.metrics is not None:  # vigil_predictions_total counts every logged input (and its refusal)
+            ctx.metrics.observe_record({**record, "endpoint": label})

@@ -238,6 +238,34 @@ def test_refusals_before_the_route_are_counted_without_a_label_per_path(tmp_path
     assert sum(counted.values()) == written == 3
 
 
+def test_refusals_are_counted_when_the_log_is_saturated_and_a_versioned_route_under_its_own_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vigil_refusals_total must count refusals under load above all, when the request log
+    cannot take their rows; and the hidden versioned v2 route is the v2 infer operation."""
+    from service.db.writer import QueueFull
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True, log_flush_ms=5,
+                        require_api_key=True, api_keys=["client-key-0123456789abcdef0123"])  # fmt: skip
+    key = {"x-api-key": "client-key-0123456789abcdef0123"}
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/v2/models/mnist-default/versions/3/infer", json={}).status_code == 401
+        writer = client.app.state.ctx.writer  # type: ignore[attr-defined]
+
+        def saturated(record: object) -> None:
+            raise QueueFull
+
+        monkeypatch.setattr(writer, "submit", saturated)
+        r = client.post("/v1/predict", content=b"not an image", headers={"content-type": "image/png", **key})
+        assert (r.status_code, r.json()["error"]["code"]) == (503, "log_backpressure")  # its row could not be queued
+        assert client.post("/v1/predict", content=b"x", headers={"content-type": "image/png"}).status_code == 401
+        s = samples(client.get("/metrics").text)
+    assert value(s, "vigil_refusals_total", endpoint="/v2/models/{name}/infer", code="unauthorized") == 1
+    assert not any(dict(labels).get("endpoint", "").endswith("/versions/{version}/infer") for (n, labels) in s if n == "vigil_refusals_total")
+    assert value(s, "vigil_refusals_total", endpoint="/v1/predict", code="log_backpressure") == 1
+    assert value(s, "vigil_refusals_total", endpoint="/v1/predict", code="unauthorized") == 1  # its row was not queued either
+
+
 def test_text_logs_escape_line_breaks_in_messages_but_keep_tracebacks() -> None:
     """A path a client sent must not start a forged line in the text log."""
     from service.logs import TextFormatter
