@@ -135,7 +135,9 @@ def _db_grant(args: argparse.Namespace) -> int:
             return 2
     for statement in grant_service_role(url, args.role, password):
         print(statement)
-    print(f"role {args.role!r} may now serve from {make_url(url)!r}: point the replicas' VIGIL_DATABASE_URL at it")
+    served = make_url(url).set(username=args.role, password=None).render_as_string(hide_password=True)
+    print(f"role {args.role!r} holds what `vigil serve` needs and no more: point the replicas' VIGIL_DATABASE_URL at {served} "
+          "(with the role's password), and grant again after every `vigil db upgrade`")  # fmt: skip
     return 0
 
 

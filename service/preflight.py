@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models.bundle import Bundle, BundleError, load_bundle
 from service.db.engine import driver_reason, make_engine, missing_sqlite_file
+from service.db.grants import missing_privileges
 from service.db.migrate import is_at_head
 from service.db.spool import Spool
 from service.db.writer import spool_path
@@ -36,8 +37,12 @@ def preflight(settings: Settings) -> Bundle:
         raise StartupProblem(f"the request-log spool {spool.path} cannot be written (VIGIL_LOG_SPOOL_PATH): rows would be lost while the database is away")
     engine = make_engine(settings.database_url)  # a bad URL or driver: `vigil`'s one-line errors (service/cli_errors.py)
     try:
-        with engine.connect():
-            pass
+        with engine.connect() as conn:
+            # A serving role short of a grant would set its rows aside, one by one, for ever.
+            lacks = missing_privileges(conn) if engine.dialect.name == "postgresql" else []
+        if lacks:
+            raise StartupProblem(f"the database user {engine.url.username!r} lacks {', '.join(lacks)}: "
+                                 f"run `vigil db grant {engine.url.username}` as the schema's owner")  # fmt: skip
         if not settings.migrate_on_start and not is_at_head(engine):
             raise StartupProblem(f"database {engine.url!r} is not at the newest schema: run `vigil db upgrade` or start with --migrate")
     except SQLAlchemyError as e:

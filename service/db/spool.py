@@ -108,6 +108,11 @@ def stray_spools(path: Path) -> list[Path]:
     return sorted(p for p in path.parent.glob(f"{SPOOL_PREFIX}*.jsonl") if p != path and _size(p) > 0)
 
 
+#: PostgreSQL's refusals of the writer itself (a missing grant, a schema not migrated, a column
+#: it lacks): every row would be refused alike, so none is set aside as bad content.
+DEPLOYMENT_FAULTS = frozenset({"42501", "42P01", "42703"})
+
+
 class Spool:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -255,6 +260,8 @@ class Spool:
         except (OperationalError, InterfaceError):
             raise  # the database is away: keep everything for the next replay
         except DBAPIError as e:
+            if getattr(e.orig, "sqlstate", None) in DEPLOYMENT_FAULTS:
+                raise  # the database refuses the writer, not the rows: keep them until it is mended
             if len(rows) == 1:
                 self._reject([to_json(rows[0])], f"refused by the database: {e.orig!r}"[:500])
                 return

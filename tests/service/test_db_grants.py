@@ -50,7 +50,7 @@ def test_a_granted_role_serves_and_cannot_erase_the_log(tiny_bundle: Path, pg_ur
     with psycopg.connect(dsn(app_url)) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("SELECT count(*) FROM request_log")  # before the grant the role reads nothing
     assert vigil(["db", "grant", role, "--url", pg_url]) == 0
-    assert f"role '{role}' may now serve" in capsys.readouterr().out
+    assert f"role '{role}' holds what" in capsys.readouterr().out
 
     spool = tmp_path / "spool.jsonl"
     settings = Settings(model_dir=tiny_bundle, database_url=app_url, admin_api_keys=[ADMIN], log_spool_path=spool)
@@ -130,3 +130,96 @@ def test_grant_creates_the_role_with_the_deployments_password_and_resets_it(
     with psycopg.connect(dsn(pg_url)) as conn:  # the grants came with it
         assert conn.execute("SELECT has_table_privilege(%s, 'request_log', 'INSERT')", (pg_role,)).fetchone() == (True,)
         assert conn.execute("SELECT has_table_privilege(%s, 'request_log', 'DELETE')", (pg_role,)).fetchone() == (False,)
+
+
+@pytest.mark.postgres
+def test_a_role_short_of_a_grant_is_refused_at_start_and_its_rows_wait_in_the_spool(
+    tiny_bundle: Path, pg_url: str, role: str, tmp_path: Path
+) -> None:
+    """A missing grant is the deployment's fault, not the rows': `vigil serve` refuses to start,
+    and a service already running keeps the rows in its spool (they were set aside for good)."""
+    from service.preflight import StartupProblem, preflight
+
+    upgrade(pg_url)
+    assert vigil(["db", "grant", role, "--url", pg_url]) == 0
+    with psycopg.connect(dsn(pg_url), autocommit=True) as conn:
+        conn.execute(f'REVOKE INSERT ON request_log FROM "{role}"')
+    app_url = make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    spool = tmp_path / "spool.jsonl"
+    settings = Settings(model_dir=tiny_bundle, database_url=app_url, log_spool_path=spool, log_replay_interval_s=0.2)
+    with pytest.raises(StartupProblem, match=f"lacks INSERT on request_log: run `vigil db grant {role}`"):
+        preflight(settings)
+
+    with TestClient(create_app(settings)) as client:
+        rid = client.post("/v1/predict", content=noise_png(0), headers=PNG).json()["request_id"]
+        deadline = time.monotonic() + 10
+        while not (spool.exists() and rid in spool.read_text()):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(1.0)  # a few replays, all refused
+        assert rid in spool.read_text() and not list(tmp_path.glob("*.rejected"))  # kept, not set aside
+        assert 'vigil_log_database_up 0.0' in client.get("/metrics").text
+        with psycopg.connect(dsn(pg_url), autocommit=True) as conn:  # the operator mends the grant
+            conn.execute(f'GRANT INSERT ON request_log TO "{role}"')
+        deadline = time.monotonic() + 10
+        while rid in spool.read_text():
+            assert time.monotonic() < deadline, "the spool was not replayed after the grant"
+            time.sleep(0.05)
+    with psycopg.connect(dsn(pg_url)) as conn:
+        assert conn.execute("SELECT count(*) FROM request_log WHERE request_id = %s", (rid,)).fetchone() == (1,)
+
+
+@pytest.mark.postgres
+def test_grant_refuses_what_it_cannot_hold_to_the_list(pg_url: str, role: str, capsys: pytest.CaptureFixture[str]) -> None:
+    upgrade(pg_url)
+    owner = dsn(pg_url)
+
+    def refused(args: list[str], why: str, url: str = pg_url) -> None:
+        assert vigil(["db", "grant", *args, "--url", url]) == 2
+        assert why in capsys.readouterr().err
+
+    refused(["postgres"], "is the user this command connects as")
+    refused(["pg_read_all_data"], "PostgreSQL's own pg_ roles")
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}_su" SUPERUSER')
+        conn.execute(f'CREATE ROLE "{role}_wide"')  # a role that may delete from the log
+    try:
+        refused([f"{role}_su"], "is a superuser")
+        with psycopg.connect(owner, autocommit=True) as conn:
+            conn.execute(f'GRANT DELETE ON request_log TO "{role}_wide"')
+            conn.execute(f'GRANT "{role}_wide" TO "{role}"')
+        refused([role], "holds DELETE on request_log through a role it is a member of")
+        with psycopg.connect(owner, autocommit=True) as conn:
+            conn.execute(f'REVOKE "{role}_wide" FROM "{role}"')
+            conn.execute(f'GRANT ALL ON request_log TO "{role}"')  # an earlier, wider grant of its own
+        assert vigil(["db", "grant", role, "--url", pg_url]) == 0  # revoked, then the list granted
+        with psycopg.connect(owner) as conn:
+            held = conn.execute("SELECT has_table_privilege(%s, 'request_log', 'DELETE'), has_table_privilege(%s, 'request_log', 'INSERT')", (role, role)).fetchone()
+        assert held == (False, True)
+        # Run as a user that owns nothing: PostgreSQL grants nothing, with a mere warning.
+        refused([f"{role}_wide"], "still lacks", url=make_url(pg_url).set(username=role).render_as_string(hide_password=False))
+    finally:
+        with psycopg.connect(owner, autocommit=True) as conn:
+            for extra in ("su", "wide"):
+                conn.execute(f'DROP OWNED BY "{role}_{extra}"')
+                conn.execute(f'DROP ROLE "{role}_{extra}"')
+
+
+@pytest.mark.postgres
+def test_grant_refuses_the_placeholder_password_and_finds_a_schema_with_capitals(
+    pg_url: str, pg_role: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    upgrade(pg_url)
+    monkeypatch.setenv("APP_PW", "change-me-too")  # deploy/env.example's, copied as it is
+    assert vigil(["db", "grant", pg_role, "--url", pg_url, "--password-env", "APP_PW"]) == 2
+    assert "placeholder" in capsys.readouterr().err
+    with psycopg.connect(dsn(pg_url), autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "Vigil_S"')
+        conn.execute("CREATE SCHEMA vigil_s")  # its lower-case namesake, which must not be granted instead
+    in_schema = pg_url + "?options=-csearch_path%3D%22Vigil_S%22"
+    upgrade(in_schema)
+    monkeypatch.setenv("APP_PW", "s3cret-enough")
+    assert vigil(["db", "grant", pg_role, "--url", in_schema, "--password-env", "APP_PW"]) == 0
+    with psycopg.connect(dsn(pg_url)) as conn:
+        held = conn.execute("SELECT has_sequence_privilege(%s, '\"Vigil_S\".request_log_id_seq', 'USAGE')", (pg_role,)).fetchone()
+    assert held == (True,)
