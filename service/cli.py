@@ -27,8 +27,8 @@ def _serve(args: argparse.Namespace) -> int:
     from service.logs import configure_logging
     from service.malloc import fix_mmap_threshold
     from service.preflight import StartupProblem, preflight
-    from service.settings import Settings
-    from service.settings_doc import unknown_variables
+    from service.settings import SECRETS_DIR_VARIABLE, Settings
+    from service.settings_doc import unknown_secret_files, unknown_variables
 
     overrides: dict[str, object] = {}
     if args.model:
@@ -38,6 +38,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings(**overrides)
     for name in unknown_variables(os.environ):  # first: a misspelt setting is often why the preflight fails
         print(f"vigil serve: warning: {name} is set but no setting has that name (misspelt?); see docs/settings.md", file=sys.stderr)
+    for name in unknown_secret_files(os.environ.get(SECRETS_DIR_VARIABLE)):
+        print(f"vigil serve: warning: {SECRETS_DIR_VARIABLE} holds {name}, which no setting reads (misspelt?); see docs/settings.md", file=sys.stderr)
     try:
         bundle = preflight(settings)
     except StartupProblem as e:

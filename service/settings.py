@@ -29,8 +29,9 @@ DEFAULT_MODEL_DIR = Path(models.__file__).resolve().parent / "bundles" / "defaul
 
 
 def _placeholder(secret: str, default: str) -> bool:
-    """The development default, or deploy/env.example's "change-me..." copied as it is."""
-    return secret == default or secret.lower().startswith("change-me")
+    """Empty (a variable set to nothing overrides a secret file), the development default, or
+    deploy/env.example's "change-me..." copied as it is."""
+    return not secret or secret == default or secret.lower().startswith("change-me")
 
 
 #: The variable naming a folder of secret files (Docker's or Kubernetes' secrets mounted as
@@ -163,7 +164,8 @@ class Settings(BaseSettings):
     api_keys: list[str] = []
     #: Secret mixed into every key digest (HMAC-SHA256): a leaked digest is useless without it.
     api_key_pepper: str = "vigil-dev-pepper"
-    #: Per-client token bucket on predict endpoints (client = key id, else hashed address):
+    #: Per-client token bucket on predict endpoints (client = key id, else hashed address; an
+    #: IPv6 address by its /64):
     #: sustained images per second (a batch of N costs N; 0 turns it off) and burst size;
     #: 429 + Retry-After beyond.
     rate_limit_per_s: float = Field(0.0, ge=0)
@@ -212,7 +214,7 @@ class Settings(BaseSettings):
         except ArgumentError:  # not a URL at all: `vigil serve`'s preflight names that mistake
             return self
         if password is not None and _placeholder(str(password), ""):
-            raise ValueError("the database password in VIGIL_DATABASE_URL is deploy/env.example's placeholder: set POSTGRES_PASSWORD and POSTGRES_APP_PASSWORD in .env")
+            raise ValueError("the database password in VIGIL_DATABASE_URL is empty or deploy/env.example's placeholder: set POSTGRES_PASSWORD and POSTGRES_APP_PASSWORD in .env")
         return self
 
     @model_validator(mode="after")

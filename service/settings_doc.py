@@ -13,6 +13,7 @@ import inspect
 import re
 import textwrap
 from collections.abc import Mapping
+from pathlib import Path
 
 import annotated_types
 from pydantic_settings import BaseSettings
@@ -30,8 +31,9 @@ OTHER = [
     ("VIGIL_HTTP_PORT", "int", "`8080`", "docker-compose.yml only: the host port the proxy publishes."),
     ("VIGIL_API_MEMORY_LIMIT", "str", "`3g`", "docker-compose.yml only: the memory each API replica may use."),
     ("VIGIL_SECRETS_DIR", "path", "unset",
-     ("A folder of files named as settings (`vigil_api_key_pepper`, `vigil_database_url`, ...), each holding that setting's value: "
-      "Docker or Kubernetes secrets mounted as files (`/run/secrets`). An environment variable of the same name wins.")),
+     ("A folder of files named as the service's settings (`vigil_api_key_pepper`, `vigil_database_url`, ...), each holding that "
+      "setting's value: Docker or Kubernetes secrets mounted as files (`/run/secrets`). An environment variable of the same name "
+      "wins. The training commands do not read it.")),
     ("VIGIL_TEST_POSTGRES_URL", "str", "`postgresql+psycopg://postgres@127.0.0.1:5432/test`",
      "Tests only: the PostgreSQL server on which each database test gets a fresh database of its own."),
 ]  # fmt: skip
@@ -122,6 +124,15 @@ if __name__ == "__main__":
 
 #: What Kubernetes injects for a Service named `vigil` (VIGIL_SERVICE_HOST, VIGIL_PORT_8000_TCP...).
 KUBERNETES_LINKS = re.compile(r"^VIGIL_(SERVICE_(HOST|PORT)(_[A-Z0-9_]+)?|PORT_\d+_(TCP|UDP|SCTP)(_[A-Z]+)?)$")
+
+
+def unknown_secret_files(folder: str | None) -> list[str]:
+    """Files in the VIGIL_SECRETS_DIR folder named like a setting but no service setting's
+    name: a misspelt file is ignored without a word (dot-entries are Kubernetes' own)."""
+    if not folder or not Path(folder).is_dir():
+        return []
+    known = {f"vigil_{name}" for name in Settings.model_fields}
+    return sorted(p.name for p in Path(folder).iterdir() if not p.name.startswith(".") and p.name.lower() not in known)
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:

@@ -175,6 +175,10 @@ def test_production_refuses_default_secrets_and_keyless_lockdown() -> None:
         with pytest.raises(ValueError, match="database password .*placeholder"):
             Settings(environment="production", client_id_salt="s3cret", api_key_pepper="p3pper", database_url=url)
         assert Settings(client_id_salt="s3cret", api_key_pepper="p3pper", database_url=url).database_url == url  # development: allowed
+    with pytest.raises(ValueError, match="database password .*empty"):
+        Settings(environment="production", client_id_salt="s3cret", api_key_pepper="p3pper", database_url="postgresql+psycopg://vigil_app:@postgres/vigil")
+    with pytest.raises(ValueError, match="VIGIL_API_KEY_PEPPER"):  # an empty variable overrides a secret file: no secret
+        Settings(environment="production", client_id_salt="s3cret", api_key_pepper="")
     good = "postgresql+psycopg://vigil_app:a1b2c3@postgres:5432/vigil"
     assert Settings(environment="production", client_id_salt="s3cret", api_key_pepper="p3pper", database_url=good).database_url == good
     with pytest.raises(ValueError, match="no keys are configured"):

@@ -155,3 +155,19 @@ def test_a_misspelt_setting_is_named_at_start(
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "vigil serve: warning: VIGIL_DATABSE_URL is set but no setting has that name (misspelt?); see docs/settings.md"
     assert len(err) == 2 and "vigil.db does not exist" in err[1] and started == []
+
+
+def test_a_misspelt_secret_file_is_named_at_start(
+    tiny_bundle: Path, tmp_path: Path, started: list[object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "vigil_databse_url").write_text("postgresql+psycopg://db/vigil")  # sic: ignored by pydantic-settings
+    (secrets / "vigil_api_key_pepper").write_text("pepper")  # a setting: read, not named
+    (secrets / "..data").mkdir()  # Kubernetes' own entries
+    monkeypatch.setenv("VIGIL_SECRETS_DIR", str(secrets))
+    monkeypatch.chdir(tmp_path)
+    assert vigil(["serve", "--model", str(tiny_bundle)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "vigil serve: warning: VIGIL_SECRETS_DIR holds vigil_databse_url, which no setting reads (misspelt?); see docs/settings.md"
+    assert len(err) == 2 and "vigil.db does not exist" in err[1] and started == []
