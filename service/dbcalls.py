@@ -75,17 +75,19 @@ class DatabaseCalls:
 #: SQLite raises OperationalError for its missing tables and columns too; only these say the
 #: database itself is busy or away.
 SQLITE_STATES = ("locked", "busy", "unable to open", "disk i/o", "full", "readonly")
-#: SQLite's DatabaseError for a file that is no database (overwritten, or damaged on disk):
-#: the file's state, which an operator mends, not a bug in the statement.
-SQLITE_BROKEN_FILE = ("file is not a database", "malformed")
+#: SQLite's primary result codes for a file that is no database (SQLITE_NOTADB) or a damaged
+#: one (SQLITE_CORRUPT): the file's state, which an operator mends, not a bug in the statement.
+#: By code, not by message: "malformed JSON" is a statement's error.
+SQLITE_BROKEN_FILE = frozenset({26, 11})
 
 
 def database_state(e: DBAPIError) -> bool:
     """Whether `e` is the database's state (away, busy, a statement it cancelled), not a bug."""
     if e.connection_invalidated:
         return True
-    if isinstance(e.orig, sqlite3.DatabaseError) and any(s in str(e.orig).lower() for s in SQLITE_BROKEN_FILE):
-        return True
+    code = getattr(e.orig, "sqlite_errorcode", None)
+    if isinstance(e.orig, sqlite3.DatabaseError) and code is not None and code & 0xFF in SQLITE_BROKEN_FILE:
+        return True  # (the low byte: extended codes such as SQLITE_CORRUPT_INDEX carry the primary one)
     if not isinstance(e, OperationalError):
         return False
     if isinstance(e.orig, sqlite3.Error):

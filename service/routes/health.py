@@ -23,7 +23,9 @@ DATABASE_CHECK_S = 1.0
 def _select_one(ctx: AppContext) -> bool:
     try:
         with ctx.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+            # A row of the schema, not `SELECT 1`: SQLite answers that without reading its file,
+            # so a file that is no (longer a) database read as a healthy one.
+            conn.execute(text("SELECT 1 FROM alembic_version LIMIT 1"))
         return True
     except Exception:  # noqa: BLE001 - any driver error means "not reachable" here
         return False

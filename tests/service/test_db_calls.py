@@ -89,7 +89,7 @@ def test_a_hung_database_holds_only_its_own_threads(tiny_bundle: Path, tmp_path:
             assert client.post("/v1/requests/x/feedback", json={"label": 1}).status_code == 404
 
 
-def test_only_the_databases_own_state_is_a_503() -> None:
+def test_only_the_databases_own_state_is_a_503(tmp_path: Path) -> None:
     """SQLite raises OperationalError for a missing table too: that is a bug (500), a locked
     file is not; on PostgreSQL every OperationalError is the server's state."""
     import sqlite3
@@ -105,12 +105,37 @@ def test_only_the_databases_own_state_is_a_503() -> None:
     assert database_state(wrapped(sqlite3.OperationalError("database is locked")))  # type: ignore[arg-type]
     assert database_state(wrapped(sqlite3.OperationalError("unable to open database file")))  # type: ignore[arg-type]
     assert not database_state(wrapped(sqlite3.OperationalError("no such table: request_log")))  # type: ignore[arg-type]
-    # A file that is no (longer a) database is the operator's to mend, as a locked one is.
-    assert database_state(wrapped(sqlite3.DatabaseError("file is not a database"), DatabaseError))  # type: ignore[arg-type]
-    assert database_state(wrapped(sqlite3.DatabaseError("database disk image is malformed"), DatabaseError))  # type: ignore[arg-type]
-    assert not database_state(wrapped(sqlite3.IntegrityError("UNIQUE constraint failed: request_log.id"), DatabaseError))  # type: ignore[arg-type]
+    # A file that is no (longer a) database is the operator's to mend, as a locked one is; a
+    # statement's own error that merely reads alike ("malformed JSON") is a bug.
+    def raised(db: str, *statements: str) -> Exception:
+        conn = sqlite3.connect(db)
+        try:
+            for sql in statements:
+                conn.execute(sql)
+        except sqlite3.Error as e:
+            return e
+        raise AssertionError(statements)
+
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database, " * 300)
+    assert database_state(wrapped(raised(str(garbage), "SELECT * FROM sqlite_master"), DatabaseError))  # type: ignore[arg-type]
+    assert not database_state(wrapped(raised(":memory:", "SELECT json('{')")))  # type: ignore[arg-type]
+    assert not database_state(wrapped(raised(":memory:", "CREATE TABLE t (i UNIQUE)", "INSERT INTO t VALUES (1), (1)"), DatabaseError))  # type: ignore[arg-type]
     assert database_state(wrapped(psycopg.errors.QueryCanceled("canceling statement due to statement timeout")))  # type: ignore[arg-type]
     assert not database_state(wrapped(psycopg.errors.UndefinedTable("relation does not exist"), ProgrammingError))  # type: ignore[arg-type]
 
 
 
+
+
+def test_readiness_reads_the_schema_so_a_file_that_is_no_database_is_not_ready(tiny_bundle: Path, tmp_path: Path) -> None:
+    """SQLite answers `SELECT 1` without reading its file: readiness said "database": true for a
+    file overwritten with garbage, while every request on it failed."""
+    db = tmp_path / "vigil.db"
+    with TestClient(create_app(settings_for(f"sqlite:///{db}", tiny_bundle, tmp_path))) as client:
+        assert client.get("/readyz").json()["checks"]["database"] is True
+        for f in tmp_path.glob("vigil.db*"):
+            f.write_bytes(b"not a database, " * 4096)  # a restore gone wrong, a disk that lost the file
+        assert client.get("/readyz").json()["checks"]["database"] is False
+        r = client.post("/v1/requests/x/feedback", json={"label": 1})
+        assert (r.status_code, r.json()["error"]["code"]) == (503, "database_unavailable"), r.text
