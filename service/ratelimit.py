@@ -27,18 +27,33 @@ from collections.abc import Callable
 IPV6_CLIENT_PREFIX = 64
 
 
+#: IPv6 prefixes whose last 32 bits are an IPv4 client's address (NAT64's well-known prefix,
+#: RFC 6052; SIIT's IPv4-translated addresses, RFC 2765): one bucket per IPv4 client behind them.
+EMBEDDED_IPV4 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::ffff:0:0:0/96"))
+
+
 def network_of(host: str) -> str:
-    """The address a client's bucket is kept for: IPv6 by its /64, an IPv4-mapped IPv6 address as
-    the IPv4 one it is; IPv4, or a host that is no address (a test client's name), as it is."""
+    """The address a client's bucket is kept for: IPv6 by its /64; an IPv6 address that carries
+    an IPv4 client's (IPv4-mapped, NAT64, SIIT, 6to4, Teredo) as that IPv4 address; a link-local
+    one whole, with its interface (a link's /64 is shared by every host on it and the next link
+    reuses it); IPv4, or a host that is no address (a test client's name), as it is."""
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
-    return host
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return host
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if any(ip in net for net in EMBEDDED_IPV4):
+        return str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.sixtofour is not None:
+        return str(ip.sixtofour)
+    if ip.teredo is not None:
+        return str(ip.teredo[1])  # (server, client): the client's public IPv4 address
+    if ip.is_link_local:
+        return host
+    return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
 
 
 #: Least recently used buckets looked at for one that owes nothing, per eviction: the lock is

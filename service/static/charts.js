@@ -25,13 +25,17 @@ export function probabilityBars(host, probs, names, top) {
   const order = probs.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]).slice(0, 3);
   const label = "Calibrated probabilities: " + order.map(([p, i]) => `${names[i]} ${pct(p)}`).join(", ");
   const svg = frame(host, W, H, label, "probabilities");
+  // Drawn narrower than its units (a phone), its labels grow (style.css) and would meet over
+  // neighbouring bars: whole percents from 10 % up there ("45%", not "45.0%").
+  const narrow = host.clientWidth > 0 && host.clientWidth < W;
+  const tag = (p) => (narrow && p >= 0.1 ? `${Math.round(100 * p)}%` : pct(p));
   const base = H - 22;
   el("line", { x1: pad, x2: W - pad, y1: base, y2: base, class: "axis" }, svg);
   probs.forEach((p, i) => {
     const h = Math.max(p * (base - 18), p > 0 ? 1 : 0), x = pad + i * bw + 4;
     el("rect", { x, y: base - h, width: bw - 8, height: h, class: i === top ? "bar top" : "bar" }, svg);
     el("text", { x: x + (bw - 8) / 2, y: H - 6, "text-anchor": "middle" }, svg, names[i]);
-    if (p >= 0.005) el("text", { x: x + (bw - 8) / 2, y: base - h - 4, "text-anchor": "middle" }, svg, pct(p));
+    if (p >= 0.005) el("text", { x: x + (bw - 8) / 2, y: base - h - 4, "text-anchor": "middle" }, svg, tag(p));
   });
 }
 
@@ -48,7 +52,7 @@ export function scoreGauge(host, name, score, threshold, flagged) {
   // Near an edge the label grows inwards instead of being cut off by it.
   const anchor = x(threshold) < W / 4 ? "start" : x(threshold) > (3 * W) / 4 ? "end" : "middle";
   el("text", { x: x(threshold), y: 54, "text-anchor": anchor }, svg, `threshold ${t}`);
-  el("text", { x: pad, y: 12 }, svg, `score ${s}`);
+  el("text", { x: pad, y: 14 }, svg, `score ${s}`); // its font's full height below the top, at a phone's size too
 }
 
 // A score and its threshold, with as many digits as it takes to tell them apart: rounded
@@ -104,11 +108,14 @@ export function stackedTimeline(host, buckets, keys) {
   const sum = totals.reduce((a, b) => a + b, 0);
   const svg = frame(host, W, H, `Decisions over time: ${sum} requests in ${n} intervals`, "timeline");
   el("line", { x1: pad, x2: W - pad, y1: base, y2: base, class: "axis" }, svg);
-  el("text", { x: pad - 6, y: 16, "text-anchor": "end" }, svg, String(top));
+  // The scale's label sits above the tallest stack, inside the chart: left of the axis it was
+  // cut off on a phone, where it grows to 26 units ("180" read "80").
+  const head = 36;
+  el("text", { x: pad, y: 28 }, svg, `${top} per interval at most`);
   buckets.forEach((b, i) => {
     let y = base;
     for (const k of keys) {
-      const h = (b[k] / top) * (base - 14);
+      const h = (b[k] / top) * (base - head);
       if (h > 0) el("rect", { x: pad + i * bw + 1, y: y - h, width: bw - 2, height: h, class: `s-${k}` }, svg);
       y -= h;
     }

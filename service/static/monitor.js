@@ -9,7 +9,8 @@ let paused = false;
 let timer = null;
 let submitted = false; // the next answer is the verdict on a key just entered
 
-const rate = (v) => (v === null ? "–" : `${(100 * v).toFixed(1)}%`);
+// null: no decided input yet; undefined: a replica of an older version, whose feed lacks that rate.
+const rate = (v) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)}%`);
 
 function render(s) {
   $("window").textContent = String(s.window.minutes);

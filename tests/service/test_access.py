@@ -195,6 +195,12 @@ def test_an_ipv6_client_has_one_bucket_for_its_whole_64(tiny_bundle: Path, tmp_p
     assert network_of("2001:db8:1:3::1") != network_of("2001:db8:1:2::1")  # the neighbouring /64
     assert network_of("::ffff:192.0.2.7") == "192.0.2.7" and network_of("192.0.2.7") == "192.0.2.7"
     assert network_of("testclient") == "testclient"
+    # Addresses that carry an IPv4 client's: one bucket per IPv4 client, not one for all of them.
+    assert network_of("64:ff9b::192.0.2.1") == "192.0.2.1" != network_of("64:ff9b::198.51.100.7")  # NAT64
+    assert network_of("::ffff:0:192.0.2.1") == "192.0.2.1"  # SIIT
+    assert network_of("2002:c000:204::1") == "192.0.2.4"  # 6to4
+    assert network_of("2001:0:4136:e378:8000:63bf:3fff:fdd2") == "192.0.2.45"  # Teredo's client
+    assert network_of("fe80::1%eth0") != network_of("fe80::1%eth1") and network_of("fe80::1%eth0") != network_of("fe80::2%eth0")
     url = f"sqlite:///{tmp_path / 'log.db'}"
     app = create_app(Settings(model_dir=tiny_bundle, database_url=url, migrate_on_start=True, rate_limit_per_s=0.2, rate_limit_burst=2))
     statuses = []

@@ -206,6 +206,26 @@ def test_pages_fit_a_phone_screen(page: Page, path: str, artifacts: Path) -> Non
     sizes = page.evaluate("""[...document.querySelectorAll('svg.chart text')]
         .map((t) => [t.closest('svg').dataset.chart, parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a])""")
     assert {c for c, _ in sizes} >= set(charts) and min(px for _, px in sizes) >= 9, sizes
+    # ...and none is cut off by its chart's edge or runs into another: drawn with labels that
+    # test it (two 45 % bars side by side; a timeline whose scale reads 180).
+    if path == "/":
+        page.evaluate("""async () => { const c = await import('/static/charts.js');
+            c.probabilityBars(document.getElementById('chart-probs'), [0.45, 0.45, 0.0, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                              [...'0123456789'], 0); }""")
+    else:
+        page.locator("#pause").click()  # the next refresh must not redraw over the test's chart
+        page.evaluate("""async () => { const c = await import('/static/charts.js');
+            const start = Date.now() - 3600e3, b = (i, n) => ({start: new Date(start + i * 60e3).toISOString(), accept: n, abstain: 0, reject_ood: 0, error: 0});
+            c.stackedTimeline(document.getElementById('chart-timeline'), [b(0, 180), b(1, 90), b(2, 0)], ['accept', 'abstain', 'reject_ood', 'error']); }""")
+    problems = page.evaluate("""[...document.querySelectorAll('svg.chart')].flatMap((svg) => {
+        const box = svg.getBoundingClientRect(), texts = [...svg.querySelectorAll('text')].map((t) => [t.textContent, t.getBBox(), t.getBoundingClientRect()]);
+        const out = texts.filter(([, , r]) => r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5)
+                         .map(([s]) => `${svg.dataset.chart}: '${s}' cut off`);
+        texts.forEach(([s, a, ra], i) => texts.slice(i + 1).forEach(([u, b, rb]) => {
+            const w = Math.min(ra.right, rb.right) - Math.max(ra.left, rb.left), h = Math.min(ra.bottom, rb.bottom) - Math.max(ra.top, rb.top);
+            if (w > 0.5 && h > 0.5) out.push(`${svg.dataset.chart}: '${s}' meets '${u}'`); }));
+        return out; })""")
+    assert problems == [], problems
     page.screenshot(
         path=str(artifacts / f"phone-{path.strip('/') or 'demo'}.png"), full_page=True
     )
