@@ -58,12 +58,12 @@ def decision_texts(m: Manifest) -> dict[str, str]:
     failure, f_t, ood, o_t = scorer_words(m.failure.name), m.failure.threshold, scorer_words(m.ood.name), m.ood.threshold
     accept = f"Here: {ood} is at most {o_t:.4g} and {failure} at most {f_t:.4g}."
     if risk is not None and coverage is not None:
-        accept += f" Of the validation digits, {coverage:.1%} have {failure} at most {f_t:.4g}, and {risk:.2%} of their predictions were wrong."
+        accept += f" Of the validation digits, {coverage:.1%} scored at most {f_t:.4g} on {failure}, and {risk:.2%} of their predictions were wrong."
     reject = f"Here: {ood} is above {o_t:.4g}"
     reject += f", which only {1 - passed:.1%} of validation digits exceed." if passed is not None else "."
     return {
         "accept": f"{MEANINGS['accept']} {accept}",
-        "abstain": f"{MEANINGS['abstain']} Here: the image passed the check of {ood}, but {failure} is above {f_t:.4g}.",
+        "abstain": f"{MEANINGS['abstain']} Here: the image passed the out-of-distribution check, with {ood} at most {o_t:.4g}, but {failure} is above {f_t:.4g}.",
         "reject_ood": f"{MEANINGS['reject_ood']} {reject}",
     }
 
