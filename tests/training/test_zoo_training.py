@@ -179,11 +179,12 @@ def test_evaluate_reports_the_served_thresholds_risk_and_coverage_on_test(zoo: d
 def test_the_training_options_are_stored_in_the_bundle(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "options"
     args = ["train", "--method", "deterministic", "--data-dir", str(data_dir), "--out", str(out), "--train-size", "300"]
-    args += ["--val-size", "800", "--epochs", "1", "--skip-test", "--quiet", "--ood-scorer", "energy", "--failure-scorer", "msp"]
+    args += ["--val-size", "800", "--epochs", "1", "--skip-test", "--quiet", "--ood-scorer", "energy", "--failure-scorer", "odin"]
     args += ["--target-risk", "0.03", "--ood-pass-rate", "0.995", "--alpha", "0.05"]
     assert vigil(args) == 0
     m = load_bundle(out).manifest
     assert (m.failure.target, m.ood.target, m.conformal.alpha) == (0.03, 0.995, 0.05)
+    assert m.metrics["failure_fit"]["odin_eps"] == m.failure.params["eps"]  # what the fitted failure scorer chose
     assert "99.5%" in m.ood.criterion and "3%" in m.failure.criterion
     val = m.metrics["validation"]
     # The thresholds honour the options on the validation data they were fitted on.
