@@ -181,7 +181,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     down.add_argument("--url", default=None, help="database URL (default VIGIL_DATABASE_URL)")
     down.set_defaults(func=_db_downgrade)
     grant = db.add_parser("grant", help="give ROLE what `vigil serve` needs on PostgreSQL and nothing more (run as the owner, after upgrade)")
-    grant.add_argument("role", help="an existing PostgreSQL role, the one the replicas connect as")
+    grant.add_argument("role", help="the PostgreSQL role the replicas connect as (made by --password-env if missing)")
     grant.add_argument("--url", default=None, help="the schema owner's database URL (default VIGIL_DATABASE_URL)")
     grant.add_argument("--password-env", default=None, metavar="VARIABLE",
                        help="create ROLE with LOGIN and the password in this environment variable (or set an existing role's)")  # fmt: skip

@@ -8,6 +8,9 @@ otherwise the bundle it loaded is the one the app serves, so start-up loads it o
 
 from __future__ import annotations
 
+import shlex
+
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.bundle import Bundle, BundleError, load_bundle
@@ -38,11 +41,12 @@ def preflight(settings: Settings) -> Bundle:
     engine = make_engine(settings.database_url)  # a bad URL or driver: `vigil`'s one-line errors (service/cli_errors.py)
     try:
         with engine.connect() as conn:
-            # A serving role short of a grant would set its rows aside, one by one, for ever.
+            # A serving role short of a grant would fill the spool with rows the database refuses.
             lacks = missing_privileges(conn) if engine.dialect.name == "postgresql" else []
+            user = conn.execute(text("SELECT current_user")).scalar_one() if lacks else ""  # PGUSER or the socket's, too
         if lacks:
-            raise StartupProblem(f"the database user {engine.url.username!r} lacks {', '.join(lacks)}: "
-                                 f"run `vigil db grant {engine.url.username}` as the schema's owner")  # fmt: skip
+            raise StartupProblem(f"the database user {user!r} lacks {', '.join(lacks)}: "
+                                 f"run `vigil db grant {shlex.quote(user)}` as the schema's owner")  # fmt: skip
         if not settings.migrate_on_start and not is_at_head(engine):
             raise StartupProblem(f"database {engine.url!r} is not at the newest schema: run `vigil db upgrade` or start with --migrate")
     except SQLAlchemyError as e:

@@ -35,9 +35,14 @@ REQUIRED: tuple[tuple[str, str, str | None], ...] = (
 )
 #: The tables whose ids come from a sequence the inserts must draw from.
 SERIAL_IDS: tuple[str, ...] = ("request_log", "feedback")
-#: Table privileges the serving role must not hold by any path (a direct grant, a membership).
+#: Table privileges the serving role must not hold by any path (a direct grant, a membership,
+#: PUBLIC). A TRIGGER could rewrite the rows it inserts. UPDATE is checked column by column too
+#: (`UPDATE (row_hash)` rewrites the chain as well as a table-wide UPDATE), but for the one
+#: column the list grants.
 FORBIDDEN: tuple[tuple[str, str], ...] = tuple(
-    (table, privilege) for table in ("request_log", "feedback") for privilege in ("UPDATE", "DELETE", "TRUNCATE")
+    (table, privilege)
+    for table in ("request_log", "feedback", "alembic_version")
+    for privilege in ("UPDATE", "DELETE", "TRUNCATE", "TRIGGER")
 )
 #: What deploy/env.example ships: never a role's password.
 PLACEHOLDER_PREFIX = "change-me"
@@ -53,7 +58,7 @@ def grant_statements(conn: Connection, role: str, schema: str) -> list[str]:
     quote = conn.dialect.identifier_preparer.quote
     who = quote(role)
     tables = sorted({table for table, _, _ in REQUIRED})
-    out = [f"GRANT USAGE ON SCHEMA {quote(schema)} TO {who}"]
+    out = [f"REVOKE CREATE ON SCHEMA {quote(schema)} FROM {who}", f"GRANT USAGE ON SCHEMA {quote(schema)} TO {who}"]
     out += [f"REVOKE ALL ON {_qualified(conn, schema, t)} FROM {who}" for t in tables]  # what an earlier grant left
     for table, rows in groupby(sorted(REQUIRED, key=lambda r: r[0]), key=lambda r: r[0]):
         privileges = ", ".join(p if c is None else f"{p} ({quote(c)})" for _, p, c in rows)
@@ -62,8 +67,14 @@ def grant_statements(conn: Connection, role: str, schema: str) -> list[str]:
     return out
 
 
+def _exists(conn: Connection, name: str) -> bool:
+    return conn.execute(text("SELECT to_regclass(:t)"), {"t": name}).scalar_one() is not None
+
+
 def _sequences(conn: Connection, schema: str) -> list[str]:
-    found = (conn.execute(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": _qualified(conn, schema, t)}).scalar_one() for t in SERIAL_IDS)
+    """The id sequences of the tables that exist (a database being migrated lacks some)."""
+    tables = [_qualified(conn, schema, t) for t in SERIAL_IDS]
+    found = (conn.execute(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": t}).scalar_one() for t in tables if _exists(conn, t))
     return [s for s in found if s is not None]
 
 
@@ -77,7 +88,7 @@ def missing_privileges(conn: Connection, role: str | None = None) -> list[str]:
         return [f"USAGE on schema {schema}"]
     for table, privilege, column in REQUIRED:
         name = _qualified(conn, schema, table)
-        if conn.execute(text("SELECT to_regclass(:t)"), {"t": name}).scalar_one() is None:
+        if not _exists(conn, name):
             continue
         if column is None:
             held = conn.execute(text("SELECT has_table_privilege(:r, :t, :p)"), {"r": who, "t": name, "p": privilege}).scalar_one()
@@ -92,24 +103,42 @@ def missing_privileges(conn: Connection, role: str | None = None) -> list[str]:
 
 
 def excess_privileges(conn: Connection, role: str) -> list[str]:
-    """The `FORBIDDEN` privileges `role` holds, by whatever path."""
+    """The `FORBIDDEN` privileges `role` holds, by whatever path, and CREATE on the schema."""
     schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+    allowed = {(t, c) for t, p, c in REQUIRED if p == "UPDATE" and c is not None}
     held = []
+    if conn.execute(text("SELECT has_schema_privilege(:r, :s, 'CREATE')"), {"r": role, "s": schema}).scalar_one():
+        held.append(f"CREATE on schema {schema}")
     for table, privilege in FORBIDDEN:
         name = _qualified(conn, schema, table)
-        if conn.execute(text("SELECT has_table_privilege(:r, :t, :p)"), {"r": role, "t": name, "p": privilege}).scalar_one():
+        args = {"r": role, "t": name, "p": privilege}
+        if conn.execute(text("SELECT has_table_privilege(:r, :t, :p)"), args).scalar_one():
             held.append(f"{privilege} on {table}")
+        elif privilege == "UPDATE":
+            columns = conn.execute(text("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:t) AND attnum > 0 AND NOT attisdropped"), args).scalars()
+            held += [f"UPDATE on {table} ({c})" for c in columns
+                     if (table, c) not in allowed and conn.execute(text("SELECT has_column_privilege(:r, :t, :c, 'UPDATE')"), {**args, "c": c}).scalar_one()]  # fmt: skip
     return held
 
 
-def _check_role(conn: Connection, role: str) -> None:
+def _check_owner(conn: Connection, schema: str) -> None:
+    """Refuse a runner who does not own the tables: PostgreSQL would grant nothing, with a mere
+    warning, and revoke nothing either."""
+    for table in sorted({t for t, _, _ in REQUIRED}):
+        owns = conn.execute(text("SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class WHERE oid = to_regclass(:t)"),
+                            {"t": _qualified(conn, schema, table)}).scalar_one_or_none()  # fmt: skip
+        if not owns:
+            raise UsageError(f"this user does not own {table}: run `vigil db grant` as the schema's owner (the URL `vigil db upgrade` used)")
+
+
+def _check_role(conn: Connection, role: str, must_exist: bool = True) -> None:
     """Refuse a role that cannot be held to the list: the connected user, a superuser."""
     if role == conn.execute(text("SELECT current_user")).scalar_one():
         raise UsageError(f"{role!r} is the user this command connects as (the schema's owner): grant to the role the replicas connect as")
     row = conn.execute(text("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = :r"), {"r": role}).first()
-    if row is None:
+    if row is None and must_exist:
         raise UsageError(f"no role {role!r} in this PostgreSQL: create it first, or pass --password-env VARIABLE")
-    if row[0]:
+    if row is not None and row[0]:
         raise UsageError(f"{role!r} is a superuser (or bypasses row security): no grant limits it; serve as an ordinary role")
 
 
@@ -154,9 +183,10 @@ def grant_service_role(url: str, role: str, password: str | None = None) -> list
 def _grant(engine: Engine, role: str, password: str | None) -> list[str]:
     try:
         with engine.begin() as conn:
-            done = [] if password is None else [_ensure_login(conn, role, password)]
-            _check_role(conn, role)
             schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+            _check_owner(conn, schema)
+            _check_role(conn, role, must_exist=password is None)
+            done = [] if password is None else [_ensure_login(conn, role, password)]
             statements = grant_statements(conn, role, schema)
             for statement in statements:
                 conn.execute(text(statement))
@@ -164,7 +194,10 @@ def _grant(engine: Engine, role: str, password: str | None) -> list[str]:
             if missing := missing_privileges(conn, role):
                 raise UsageError(f"{role!r} still lacks {', '.join(missing)}: run this as the schema's owner (the URL `vigil db upgrade` used)")
             if excess := excess_privileges(conn, role):
-                raise UsageError(f"{role!r} holds {', '.join(excess)} through a role it is a member of (or PUBLIC): revoke that membership")
+                raise UsageError(f"{role!r} holds {', '.join(excess)} through a role it is a member of, or PUBLIC: revoke that")
         return done + statements
     except DBAPIError as e:  # a role the owner may not create or alter, a name PostgreSQL reserves
-        raise UsageError(f"the database refused the grant: {driver_reason(e)}") from e
+        hint = ""
+        if password is not None and "permission denied" in driver_reason(e):
+            hint = " (creating a role or setting its password needs CREATEROLE: create it as an administrator, then grant without --password-env)"
+        raise UsageError(f"the database refused the grant: {driver_reason(e)}{hint}") from e

@@ -196,8 +196,19 @@ def test_grant_refuses_what_it_cannot_hold_to_the_list(pg_url: str, role: str, c
         with psycopg.connect(owner) as conn:
             held = conn.execute("SELECT has_table_privilege(%s, 'request_log', 'DELETE'), has_table_privilege(%s, 'request_log', 'INSERT')", (role, role)).fetchone()
         assert held == (False, True)
-        # Run as a user that owns nothing: PostgreSQL grants nothing, with a mere warning.
-        refused([f"{role}_wide"], "still lacks", url=make_url(pg_url).set(username=role).render_as_string(hide_password=False))
+        # Run as a user that owns nothing: PostgreSQL would grant nothing, with a mere warning.
+        refused([f"{role}_wide"], "does not own", url=make_url(pg_url).set(username=role).render_as_string(hide_password=False))
+        # A column's UPDATE rewrites the log as well as the table's (the hash chain's column here).
+        with psycopg.connect(owner, autocommit=True) as conn:
+            conn.execute(f'REVOKE ALL ON request_log FROM "{role}_wide"')
+            conn.execute(f'GRANT UPDATE (row_hash) ON request_log TO "{role}_wide"')
+            conn.execute(f'GRANT "{role}_wide" TO "{role}"')
+        refused([role], "holds UPDATE on request_log (row_hash)")
+        with psycopg.connect(owner, autocommit=True) as conn:
+            conn.execute(f'REVOKE "{role}_wide" FROM "{role}"')
+            conn.execute(f'GRANT CREATE ON SCHEMA public TO "{role}_wide"')
+            conn.execute(f'GRANT "{role}_wide" TO "{role}"')
+        refused([role], "holds CREATE on schema public")
     finally:
         with psycopg.connect(owner, autocommit=True) as conn:
             for extra in ("su", "wide"):
@@ -223,3 +234,17 @@ def test_grant_refuses_the_placeholder_password_and_finds_a_schema_with_capitals
     with psycopg.connect(dsn(pg_url)) as conn:
         held = conn.execute("SELECT has_sequence_privilege(%s, '\"Vigil_S\".request_log_id_seq', 'USAGE')", (pg_role,)).fetchone()
     assert held == (True,)
+
+
+@pytest.mark.postgres
+def test_the_privilege_check_lets_a_migration_start_on_an_empty_or_older_database(tiny_bundle: Path, pg_url: str, tmp_path: Path) -> None:
+    """`vigil serve --migrate` on an empty database, or one a migration behind, as its owner:
+    the tables still to come are the migration's to make, not privileges to miss."""
+    from service.db.migrate import downgrade
+    from service.preflight import preflight
+
+    settings = Settings(model_dir=tiny_bundle, database_url=pg_url, migrate_on_start=True, log_spool_path=tmp_path / "spool.jsonl")
+    assert preflight(settings).manifest.name == "tiny"  # empty: no table, no sequence yet
+    upgrade(pg_url)
+    downgrade(pg_url, "-1")  # request_log without feedback
+    assert preflight(settings).manifest.name == "tiny"
