@@ -92,6 +92,11 @@ class _StateCollector(Collector):
                 "Failed replays of the spool (the database still away)",
                 value=fallback.replay_failures,
             )
+            yield CounterMetricFamily(
+                "vigil_log_records_rejected",
+                "Spooled rows the database refused for their content, set aside in <spool>.rejected (alert on any: they are stored nowhere else)",
+                value=fallback.spool.rejected,
+            )
             yield GaugeMetricFamily(
                 "vigil_log_spool_bytes",
                 "Size of the spool and its rescue files: rows waiting for the database (alert when it does not shrink)",

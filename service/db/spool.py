@@ -118,6 +118,9 @@ class Spool:
         self.path = path
         self._lock_path = path.with_name(path.name + ".lock")
         self.rejected_path = path.with_name(path.name + ".rejected")
+        #: Rows this process set aside in `rejected_path` (for /metrics: each one is a row the
+        #: database will not hold until someone looks).
+        self.rejected = 0
         #: Called as the spool's own slow work moves on (every `PROGRESS_LINES` lines read, each
         #: chunk or side file), so that the writer's watchdog, which times the database, does
         #: not take a long scan for a hung server.
@@ -232,6 +235,7 @@ class Spool:
     def _reject(self, lines: list[str], why: str) -> None:
         """Keep what the database will never take (or cannot be parsed) beside the spool, loudly."""
         _append(self.rejected_path, lines)
+        self.rejected += len(lines)
         log.error("spool %s: %d row(s) moved to %s: %s", self.path, len(lines), self.rejected_path, why)
 
     def _chunks(self, size: int) -> Iterator[list[dict[str, Any]]]:
@@ -251,9 +255,10 @@ class Spool:
         if chunk:
             yield chunk
 
-    def _insert(self, engine: Engine, rows: list[dict[str, Any]]) -> None:
+    def _insert(self, engine: Engine, rows: list[dict[str, Any]]) -> int:
         """Insert rows; a row the database refuses (too long, bad value) must not block the
-        rest for ever, so refused chunks are bisected and the bad rows set aside."""
+        rest for ever, so refused chunks are bisected and the bad rows set aside. Returns
+        how many rows went into the database."""
         try:
             with engine.begin() as conn:
                 insert_ignoring_duplicates(conn, rows)
@@ -264,9 +269,9 @@ class Spool:
                 raise  # the database refuses the writer, not the rows: keep them until it is mended
             if len(rows) == 1:
                 self._reject([to_json(rows[0])], f"refused by the database: {e.orig!r}"[:500])
-                return
-            self._insert(engine, rows[: len(rows) // 2])
-            self._insert(engine, rows[len(rows) // 2 :])
+                return 0
+            return self._insert(engine, rows[: len(rows) // 2]) + self._insert(engine, rows[len(rows) // 2 :])
+        return len(rows)
 
     def replay(self, engine: Engine, chunk: int = 500) -> int:
         """Insert every spooled row (one transaction per chunk), then empty the spool.
@@ -279,8 +284,7 @@ class Spool:
                 return 0
             self._adopt_rescued()
             for rows in self._chunks(chunk):
-                self._insert(engine, rows)
-                count += len(rows)
+                count += self._insert(engine, rows)  # not the rows set aside
             with open(self.path, "r+") as f:
                 f.truncate(0)
                 os.fsync(f.fileno())

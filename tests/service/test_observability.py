@@ -141,6 +141,7 @@ def test_metrics_count_routes_statuses_decisions_and_queues(tmp_path: Path, monk
     ):
         assert (gauge, frozenset()) in s
     assert value(s, "vigil_log_records_written_total") >= 0
+    assert s[("vigil_log_records_rejected_total", frozenset())] == 0  # present from the start, for an alert on any
 
 
 def test_each_app_has_its_own_registry() -> None:
