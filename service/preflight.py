@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models.bundle import Bundle, BundleError, load_bundle
 from service.db.engine import driver_reason, make_engine, missing_sqlite_file
-from service.db.grants import missing_privileges
+from service.db.grants import missing_privileges, unowned_tables
 from service.db.migrate import is_at_head
 from service.db.spool import Spool
 from service.db.writer import spool_path
@@ -40,15 +40,21 @@ def preflight(settings: Settings) -> Bundle:
         raise StartupProblem(f"the request-log spool {spool.path} cannot be written (VIGIL_LOG_SPOOL_PATH): rows would be lost while the database is away")
     engine = make_engine(settings.database_url)  # a bad URL or driver: `vigil`'s one-line errors (service/cli_errors.py)
     try:
+        postgresql = engine.dialect.name == "postgresql"
         with engine.connect() as conn:
             # A serving role short of a grant would fill the spool with rows the database refuses.
-            lacks = missing_privileges(conn) if engine.dialect.name == "postgresql" else []
-            user = conn.execute(text("SELECT current_user")).scalar_one() if lacks else ""  # PGUSER or the socket's, too
+            lacks = missing_privileges(conn) if postgresql else []
+            serving_role = bool(unowned_tables(conn)) if postgresql else False  # it may not migrate
+            user = conn.execute(text("SELECT current_user")).scalar_one() if postgresql else ""  # PGUSER or the socket's, too
         if lacks:
             raise StartupProblem(f"the database user {user!r} lacks {', '.join(lacks)}: "
                                  f"run `vigil db grant {shlex.quote(user)}` as the schema's owner")  # fmt: skip
+        upgrade = f"run `vigil db upgrade` as the schema's owner, then `vigil db grant {shlex.quote(user)}`"
+        if settings.migrate_on_start and serving_role:
+            raise StartupProblem(f"--migrate needs the schema's owner; {user!r} only serves: {upgrade}")
         if not settings.migrate_on_start and not is_at_head(engine):
-            raise StartupProblem(f"database {engine.url!r} is not at the newest schema: run `vigil db upgrade` or start with --migrate")
+            how = upgrade if serving_role else "run `vigil db upgrade` or start with --migrate"
+            raise StartupProblem(f"database {engine.url!r} is not at the newest schema: {how}")
     except SQLAlchemyError as e:
         # repr(engine.url) masks the password; the driver's first line says what failed.
         raise StartupProblem(f"cannot reach the database {engine.url!r}: {driver_reason(e)}") from e

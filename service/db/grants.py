@@ -121,13 +121,20 @@ def excess_privileges(conn: Connection, role: str) -> list[str]:
     return held
 
 
+def unowned_tables(conn: Connection, schema: str | None = None) -> list[str]:
+    """The service's tables that exist and the connected user does not own (nor is a member of
+    their owner): the ones it can neither grant on nor migrate."""
+    schema = schema or conn.execute(text("SELECT current_schema()")).scalar_one()
+    owns = text("SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class WHERE oid = to_regclass(:t)")
+    found = {table: conn.execute(owns, {"t": _qualified(conn, schema, table)}).scalar_one_or_none() for table in sorted({t for t, _, _ in REQUIRED})}
+    return [table for table, held in found.items() if held is False]
+
+
 def _check_owner(conn: Connection, schema: str) -> None:
     """Refuse a runner who does not own the tables: PostgreSQL would grant nothing, with a mere
     warning, and revoke nothing either."""
     for table in sorted({t for t, _, _ in REQUIRED}):
-        owns = conn.execute(text("SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class WHERE oid = to_regclass(:t)"),
-                            {"t": _qualified(conn, schema, table)}).scalar_one_or_none()  # fmt: skip
-        if not owns:
+        if not _exists(conn, _qualified(conn, schema, table)) or table in unowned_tables(conn, schema):
             raise UsageError(f"this user does not own {table}: run `vigil db grant` as the schema's owner (the URL `vigil db upgrade` used)")
 
 
@@ -195,6 +202,8 @@ def _grant(engine: Engine, role: str, password: str | None) -> list[str]:
                 raise UsageError(f"{role!r} still lacks {', '.join(missing)}: run this as the schema's owner (the URL `vigil db upgrade` used)")
             if excess := excess_privileges(conn, role):
                 raise UsageError(f"{role!r} holds {', '.join(excess)} through a role it is a member of, or PUBLIC: revoke that")
+            if not conn.execute(text("SELECT rolcanlogin FROM pg_roles WHERE rolname = :r"), {"r": role}).scalar_one():
+                done.append(f"-- warning: {role!r} cannot log in (NOLOGIN): the replicas cannot connect as it until ALTER ROLE ... LOGIN")
         return done + statements
     except DBAPIError as e:  # a role the owner may not create or alter, a name PostgreSQL reserves
         hint = ""

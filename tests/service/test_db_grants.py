@@ -248,3 +248,25 @@ def test_the_privilege_check_lets_a_migration_start_on_an_empty_or_older_databas
     upgrade(pg_url)
     downgrade(pg_url, "-1")  # request_log without feedback
     assert preflight(settings).manifest.name == "tiny"
+
+
+@pytest.mark.postgres
+def test_a_serving_role_is_told_who_migrates(tiny_bundle: Path, pg_url: str, role: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The serving role can neither run --migrate nor `vigil db upgrade`: the owner must."""
+    from service.db.migrate import downgrade
+    from service.preflight import StartupProblem, preflight
+
+    upgrade(pg_url)
+    with psycopg.connect(dsn(pg_url), autocommit=True) as conn:
+        conn.execute(f'ALTER ROLE "{role}" NOLOGIN')
+    assert vigil(["db", "grant", role, "--url", pg_url]) == 0
+    assert "cannot log in (NOLOGIN)" in capsys.readouterr().out
+    with psycopg.connect(dsn(pg_url), autocommit=True) as conn:
+        conn.execute(f'ALTER ROLE "{role}" LOGIN')
+    app_url = make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    spool = tmp_path / "spool.jsonl"
+    with pytest.raises(StartupProblem, match=f"--migrate needs the schema's owner; '{role}' only serves"):
+        preflight(Settings(model_dir=tiny_bundle, database_url=app_url, migrate_on_start=True, log_spool_path=spool))
+    downgrade(pg_url, "-1")
+    with pytest.raises(StartupProblem, match=f"not at the newest schema: run `vigil db upgrade` as the schema's owner, then `vigil db grant {role}`"):
+        preflight(Settings(model_dir=tiny_bundle, database_url=app_url, log_spool_path=spool))
