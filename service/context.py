@@ -32,6 +32,9 @@ class AppContext:
     metrics: Metrics | None = None
     #: /readyz's database check in flight, shared by the probes that come while it waits.
     db_probe: asyncio.Future[bool] | None = None
+    #: What the last finished readiness check of the database said (None before the first):
+    #: /metrics shows it, since the writer only learns of an outage from a failed insert.
+    db_answered: bool | None = None
 
 
 async def get_ctx(request: Request) -> AppContext:

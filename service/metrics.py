@@ -102,6 +102,12 @@ class _StateCollector(Collector):
                 "Size of the spool and its rescue files: rows waiting for the database (alert when it does not shrink)",
                 value=_spool_bytes(fallback.spool),
             )
+        answered = getattr(ctx, "db_answered", None)
+        yield GaugeMetricFamily(
+            "vigil_database_answers",
+            "1 when the database answered the last readiness check (/readyz) within its second, 0 when not; NaN before the first. Probes keep it fresh without traffic",
+            value=float("nan") if answered is None else float(answered),
+        )
         yield GaugeMetricFamily(
             "vigil_log_database_up",
             "1 while request-log inserts succeed, 0 from a failed one until a replay succeeds",

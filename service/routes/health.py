@@ -40,9 +40,10 @@ async def _database_answers(ctx: AppContext) -> bool:
     if check is None or check.done():
         check = ctx.db_probe = asyncio.ensure_future(asyncio.to_thread(_select_one, ctx))
     try:
-        return await asyncio.wait_for(asyncio.shield(check), DATABASE_CHECK_S)
+        ctx.db_answered = await asyncio.wait_for(asyncio.shield(check), DATABASE_CHECK_S)
     except TimeoutError:
-        return False
+        ctx.db_answered = False
+    return ctx.db_answered
 
 
 def _answer(checks: dict[str, bool], ok: bool) -> JSONResponse:

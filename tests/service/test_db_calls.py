@@ -133,9 +133,13 @@ def test_readiness_reads_the_schema_so_a_file_that_is_no_database_is_not_ready(t
     file overwritten with garbage, while every request on it failed."""
     db = tmp_path / "vigil.db"
     with TestClient(create_app(settings_for(f"sqlite:///{db}", tiny_bundle, tmp_path))) as client:
+        assert "vigil_database_answers NaN" in client.get("/metrics").text  # no check yet
         assert client.get("/readyz").json()["checks"]["database"] is True
+        assert "vigil_database_answers 1.0" in client.get("/metrics").text
         for f in tmp_path.glob("vigil.db*"):
             f.write_bytes(b"not a database, " * 4096)  # a restore gone wrong, a disk that lost the file
         assert client.get("/readyz").json()["checks"]["database"] is False
+        # Seen on /metrics without a request having written (the writer's own gauge cannot know).
+        assert "vigil_database_answers 0.0" in client.get("/metrics").text
         r = client.post("/v1/requests/x/feedback", json={"label": 1})
         assert (r.status_code, r.json()["error"]["code"]) == (503, "database_unavailable"), r.text
