@@ -133,9 +133,9 @@ def unowned_tables(conn: Connection, schema: str | None = None) -> list[str]:
 def _check_owner(conn: Connection, schema: str) -> None:
     """Refuse a runner who does not own the tables: PostgreSQL would grant nothing, with a mere
     warning, and revoke nothing either."""
-    for table in sorted({t for t, _, _ in REQUIRED}):
-        if not _exists(conn, _qualified(conn, schema, table)) or table in unowned_tables(conn, schema):
-            raise UsageError(f"this user does not own {table}: run `vigil db grant` as the schema's owner (the URL `vigil db upgrade` used)")
+    absent = [t for t in sorted({t for t, _, _ in REQUIRED}) if not _exists(conn, _qualified(conn, schema, t))]
+    if refused := absent + unowned_tables(conn, schema):
+        raise UsageError(f"this user does not own {refused[0]}: run `vigil db grant` as the schema's owner (the URL `vigil db upgrade` used)")
 
 
 def _check_role(conn: Connection, role: str, must_exist: bool = True) -> None:
