@@ -30,16 +30,18 @@ def run_migrations_online() -> None:
     # The service's engine: PostgreSQL connects within bounds (a host that never answers fails
     # `vigil db upgrade` in seconds, not after the kernel's TCP retries), SQLite runs in WAL.
     engine = make_engine(str(config.get_main_option("sqlalchemy.url")))
-    with engine.connect() as conn:
-        context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
-        with context.begin_transaction():
-            if conn.dialect.name == "postgresql":
-                # Replicas started together with --migrate (or a job beside them) take turns:
-                # the second reads the version table after the first commits, and has nothing
-                # to do, instead of failing on a type the first is creating.
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-            context.run_migrations()
-    engine.dispose()
+    try:
+        with engine.connect() as conn:
+            context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
+            with context.begin_transaction():
+                if conn.dialect.name == "postgresql":
+                    # Replicas started together with --migrate (or a job beside them) take turns:
+                    # the second reads the version table after the first commits, and has nothing
+                    # to do, instead of failing on a type the first is creating.
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+                context.run_migrations()
+    finally:
+        engine.dispose()  # a failed migration too: no pooled connection left behind
 
 
 if context.is_offline_mode():

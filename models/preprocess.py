@@ -70,11 +70,11 @@ def _paper(rgba: Image.Image) -> tuple[int, int, int, int]:
     white stroke on a transparent canvas, as drawing apps export it, over white paper was
     white on white, an empty image the service rejected as out of distribution.
     """
-    arr = np.asarray(rgba, dtype=np.float64)
-    alpha = arr[..., 3] / 255.0
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32)
     if alpha.sum() == 0:
         return (255, 255, 255, 255)
-    luminance = arr[..., :3] @ np.array([0.299, 0.587, 0.114])  # ITU-R 601, as Pillow's "L"
+    # Pillow's own luminance (ITU-R 601), in C: a float64 copy of a 1024² RGBA upload cost 13 ms.
+    luminance = np.asarray(rgba.convert("L"), dtype=np.float32)
     ink = float((luminance * alpha).sum() / alpha.sum())
     return (0, 0, 0, 255) if ink > 127.5 else (255, 255, 255, 255)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from models.bundle import read_manifest
 from service.app import create_app
 from service.settings import Settings
 from training.data import load_mnist
+from training.settings import TrainingSettings
 
 #: Each shift: its row name and what it does to a digit (white on black, 28x28, mode L).
 SHIFTS: dict[str, Callable[[Image.Image], Image.Image]] = {
@@ -38,9 +38,6 @@ SHIFTS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "rotated 180°": lambda im: im.rotate(180),
     "blurred, σ = 1 px": lambda im: im.filter(ImageFilter.GaussianBlur(1)),
 }
-#: Images per request: the service's default batch limit.
-PER_REQUEST = 64
-
 
 @dataclass(frozen=True)
 class Row:
@@ -58,10 +55,12 @@ def png(image: Image.Image) -> bytes:
 
 
 def answers(client: TestClient, images: list[bytes]) -> list[dict[str, Any]]:
-    """One answer per image, in order, through /v1/predict/batch."""
+    """One answer per image, in order, through /v1/predict/batch (as many per request as the
+    served app's VIGIL_MAX_BATCH_IMAGES allows)."""
+    per_request = client.app.state.ctx.settings.max_batch_images  # type: ignore[attr-defined]
     out: list[dict[str, Any]] = []
-    for i in range(0, len(images), PER_REQUEST):
-        files = [("images", (f"{i + j}.png", data, "image/png")) for j, data in enumerate(images[i : i + PER_REQUEST])]
+    for i in range(0, len(images), per_request):
+        files = [("images", (f"{i + j}.png", data, "image/png")) for j, data in enumerate(images[i : i + per_request])]
         r = client.post("/v1/predict/batch", files=files)
         r.raise_for_status()
         out += r.json()["results"]
@@ -102,7 +101,7 @@ def markdown(rows: dict[str, Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=os.environ.get("VIGIL_DATA_DIR", "../shared/datasets"))
+    p.add_argument("--data-dir", default=str(TrainingSettings().data_dir))
     p.add_argument("--n", type=int, default=500, help="the first N MNIST test digits (default 500)")
     p.add_argument("--model", type=Path, default=None, help="bundle folder (default: the shipped one)")
     args = p.parse_args(argv)

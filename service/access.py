@@ -17,7 +17,6 @@ from fastapi import Depends, Request
 from service.auth import Keyring, key_id, presented_key, require_admin
 from service.errors import ApiError
 from service.ratelimit import TokenBuckets, network_of
-from service.records import client_id
 from service.rejections import log_rejection
 from service.schemas import ErrorResponse
 
@@ -35,7 +34,8 @@ async def require_client(request: Request) -> str | None:
     request.state.api_key_id = kid
     limiter: TokenBuckets | None = request.app.state.rate_limiter
     if limiter is not None:
-        who = kid or client_id(request, request.app.state.ctx.settings.client_id_salt, network_of) or "anonymous"
+        # In memory only, never logged: the key id, else the client's network (not hashed).
+        who = kid or (network_of(request.client.host) if request.client else "anonymous")
         request.state.rate_client = who  # for charge_images
         if (refusal := _throttle(limiter.take(who), "too many requests for this client")) is not None:
             log_rejection(request, 429, refusal.code, refusal.message)

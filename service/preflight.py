@@ -40,12 +40,13 @@ def preflight(settings: Settings) -> Bundle:
         raise StartupProblem(f"the request-log spool {spool.path} cannot be written (VIGIL_LOG_SPOOL_PATH): rows would be lost while the database is away")
     engine = make_engine(settings.database_url)  # a bad URL or driver: `vigil`'s one-line errors (service/cli_errors.py)
     try:
-        postgresql = engine.dialect.name == "postgresql"
+        lacks, serving_role, user = [], False, ""
         with engine.connect() as conn:
-            # A serving role short of a grant would fill the spool with rows the database refuses.
-            lacks = missing_privileges(conn) if postgresql else []
-            serving_role = bool(unowned_tables(conn)) if postgresql else False  # it may not migrate
-            user = conn.execute(text("SELECT current_user")).scalar_one() if postgresql else ""  # PGUSER or the socket's, too
+            if engine.dialect.name == "postgresql":
+                # A serving role short of a grant would fill the spool with rows the database refuses.
+                lacks = missing_privileges(conn)
+                serving_role = bool(unowned_tables(conn))  # it may not migrate
+                user = conn.execute(text("SELECT current_user")).scalar_one()  # PGUSER's or the socket's, too
         if lacks:
             raise StartupProblem(f"the database user {user!r} lacks {', '.join(lacks)}: "
                                  f"run `vigil db grant {shlex.quote(user)}` as the schema's owner")  # fmt: skip

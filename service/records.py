@@ -6,7 +6,6 @@ import datetime as dt
 import hashlib
 import io
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,16 +18,15 @@ if TYPE_CHECKING:  # service.errors imports the rejection log, which builds reco
     from service.errors import ApiError
 
 
-def client_id(request: Request, salt: str, address: Callable[[str], str] = str) -> str | None:
-    """The caller's API key id when a key was used, else a salted hash of its address (or of
-    `address(host)`: the rate limiter's network of it); never raw."""
+def client_id(request: Request, salt: str) -> str | None:
+    """The caller's API key id when a key was used, else a salted hash of its address; never raw."""
     kid = getattr(request.state, "api_key_id", None)  # set by service/access.py (issue 8)
     if kid:
         return str(kid)
     host = request.client.host if request.client else None
     if host is None:
         return None
-    return "ip:" + hashlib.sha256(f"{salt}:{address(host)}".encode()).hexdigest()[:24]
+    return "ip:" + hashlib.sha256(f"{salt}:{host}".encode()).hexdigest()[:24]
 
 
 def item_id(request_id: str, i: int) -> str:

@@ -164,7 +164,7 @@ class Settings(BaseSettings):
     api_keys: list[str] = []
     #: Secret mixed into every key digest (HMAC-SHA256): a leaked digest is useless without it.
     api_key_pepper: str = "vigil-dev-pepper"
-    #: Per-client token bucket on predict endpoints (client = key id, else hashed address; an
+    #: Per-client token bucket on predict endpoints (client = key id, else address; an
     #: IPv6 address by its /64):
     #: sustained images per second (a batch of N costs N; 0 turns it off) and burst size;
     #: 429 + Retry-After beyond.

@@ -50,11 +50,13 @@ def check_method_options(method: str, members: int | None, samples: int | None, 
         raise UsageError(f"--members is for --method ensemble, not {method}")
     if samples is not None and method not in SAMPLED_METHODS:
         raise UsageError(f"--samples is for --method {', '.join(SAMPLED_METHODS)}, not {method}")
-    check_spread_scorers(method in ("deterministic", "confidnet") or members == 1 or samples == 1, method, scorers)
+    check_spread_scorers(method, members, samples, scorers)
 
 
-def check_spread_scorers(one_sample: bool, method: str, scorers: tuple[str | None, ...]) -> None:
-    """Refuse mutual information on a model that answers with one sample (see above)."""
+def check_spread_scorers(method: str, members: int | None, samples: int | None, scorers: tuple[str | None, ...]) -> None:
+    """Refuse mutual information on a model that answers with one sample (see above): a
+    deterministic network or ConfidNet, or one ensemble member, or one posterior sample."""
+    one_sample = method in ("deterministic", "confidnet") or members == 1 or samples == 1
     if one_sample and "mutual_information" in scorers:
         raise UsageError(f"mutual_information is 0 for every input of a model that answers with one sample ({method}); use entropy or msp")
 

@@ -14,6 +14,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TypeVar
 
 from models.bundle import load_bundle
 from models.manifest import Manifest
@@ -42,10 +43,18 @@ HEAD_REPORTS = ("confidnet_fit", "confidnet_finetune")
 
 def confidence_or_off(text: str) -> float | str:
     """`--risk-confidence`'s value on refit: a probability, or "off" to drop a bundle's bound."""
-    return "off" if text == "off" else float(text)
+    if text == "off":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a probability in (0, 1), or off") from None
 
 
-def first_given(*values: float | None, last: float) -> float:
+T = TypeVar("T")
+
+
+def first_given(*values: T | None, last: T) -> T:
     """The first value that is not None: an option given, else the bundle's own, else `last`."""
     return next((v for v in values if v is not None), last)
 
@@ -55,13 +64,12 @@ def own_rules(m: Manifest, args: argparse.Namespace) -> tuple[float, float, floa
     options' defaults used to replace a bundle's own rules without a word, keeping its name
     and version (a bundle trained for 2 % risk came back fitted for 0.5 %). Bundles written
     before the targets were recorded fall back to `vigil train`'s defaults."""
-    defaults = MethodOptions()
-    keep = args.risk_confidence is None
+    confidence = first_given(args.risk_confidence, m.failure.confidence, last=None)
     return (
-        first_given(args.target_risk, m.failure.target, last=defaults.target_risk),
-        first_given(args.ood_pass_rate, m.ood.target, last=defaults.ood_pass_rate),
+        first_given(args.target_risk, m.failure.target, last=MethodOptions.target_risk),
+        first_given(args.ood_pass_rate, m.ood.target, last=MethodOptions.ood_pass_rate),
         first_given(args.alpha, last=m.conformal.alpha),
-        m.failure.confidence if keep else None if args.risk_confidence == "off" else args.risk_confidence,
+        None if confidence == "off" else confidence,
     )
 
 
@@ -73,9 +81,14 @@ def run(args: argparse.Namespace) -> int:
     m = bundle.manifest
     target_risk, ood_pass_rate, alpha, risk_confidence = own_rules(m, args)
     check_fitting_options(target_risk, ood_pass_rate, alpha, risk_confidence)
-    one_sample = m.method in ("deterministic", "confidnet") or m.method_params.get("num_samples", m.method_params.get("members")) == 1
-    check_spread_scorers(one_sample, m.method, (args.failure_scorer, args.ood_scorer))
+    check_spread_scorers(m.method, m.method_params.get("members"), m.method_params.get("num_samples"), (args.failure_scorer, args.ood_scorer))
     check_confidnet_options(m.method, args.failure_scorer, args.confidnet_passes, args.confidnet_finetune_epochs)
+    if (args.name or m.name, args.version or m.version) == (m.name, m.version):
+        # Not refused (a refit in place of a bundle never served is fine), but said before the
+        # work, so the user can stop and pass --version: rows the original logged would fail
+        # `vigil replay`'s audit against this bundle.
+        print(f"warning: {args.out} keeps {m.name} v{m.version}, but its thresholds and scores may answer otherwise; "
+              "pass --version to tell the two apart in the request log (vigil replay audits by name and version)", file=sys.stderr)  # fmt: skip
     recipe_asked = args.confidnet_passes is not None or args.confidnet_finetune_epochs > 0
     record = m.metrics.get("training")
     if record is None:
@@ -142,11 +155,6 @@ def run(args: argparse.Namespace) -> int:
     )
     test = None if args.skip_test else load_mnist(data_dir, train=False)
     manifest = finalize(model, spec, splits, Path(args.out), test=test)
-    if (spec.name, spec.version) == (m.name, m.version):
-        # Not refused (a refit in place of a bundle never served is fine), but said: rows the
-        # original logged would fail `vigil replay`'s audit against this bundle.
-        print(f"warning: {args.out} keeps {m.name} v{m.version}, but its thresholds and scores may answer otherwise; "
-              "pass --version to tell the two apart in the request log (vigil replay audits by name and version)", file=sys.stderr)  # fmt: skip
     print(json.dumps({"bundle": args.out, "ood": manifest.ood.name, "failure": manifest.failure.name}, indent=2))
     return 0
 
