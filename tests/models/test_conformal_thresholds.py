@@ -169,3 +169,6 @@ def test_a_guaranteed_threshold_accepts_everything_when_every_cut_passes(n: int)
     u = torch.linspace(0, 1, n)
     t, risk, coverage, bound = guaranteed_risk_threshold(u, torch.ones(n, dtype=torch.bool), 0.999, 0.9)
     assert (coverage, risk) == (1.0, 0.0) and bound <= 0.999 and bool((u <= t).all())
+    # n correct out of n, each of the search's k = ceil(log2(n + 1)) tests at (1 - 0.9) / k:
+    # Clopper-Pearson's (1 - b)^n = delta at that share of the confidence, not at all of it.
+    assert bound == pytest.approx(1 - (0.1 / math.ceil(math.log2(n + 1))) ** (1 / n))

@@ -348,3 +348,19 @@ def test_a_spool_that_cannot_be_read_leaves_the_scrape_whole(
         assert np.isnan(scraped[("vigil_log_spool_bytes", frozenset())])
         assert scraped[("vigil_log_database_up", frozenset())] == 1.0  # the rest still comes
         assert any("cannot be read" in r.getMessage() and "Permission denied" in r.getMessage() for r in caplog.records)
+
+
+def test_rows_set_aside_as_rejected_are_counted_on_metrics(tiny_bundle: Path, tmp_path: Path) -> None:
+    """A row the database refuses for its content goes to <spool>.rejected: /metrics counts it,
+    for the alert its help text asks for."""
+    from tests.service.logrows import record
+
+    settings = Settings(model_dir=tiny_bundle, database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True,
+                        log_spool_path=tmp_path / "spool.jsonl", log_replay_interval_s=0.05)  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        client.app.state.ctx.writer.submit(record(0, http_status=None))  # type: ignore[attr-defined]  # NOT NULL: refused
+        deadline = time.monotonic() + 10
+        while value(s := samples(client.get("/metrics").text), "vigil_log_records_rejected_total") < 1:
+            assert time.monotonic() < deadline, "the refused row was not counted"
+            time.sleep(0.05)
+    assert value(s, "vigil_log_records_rejected_total") == 1 and value(s, "vigil_log_records_replayed_total") == 0

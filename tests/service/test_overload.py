@@ -16,6 +16,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.metrics import SHEDDING_CODES
 from service.settings import Settings
 from tests.service import hostile as h
 from tests.service.test_bad_inputs import logged
@@ -50,6 +51,8 @@ def test_burst_is_shed_with_503_and_the_service_recovers(tiny_bundle: Path, tmp_
         for path in ("/v1/predict", "/v1/predict/batch", "/v2/models/{name}/infer"):
             documented = paths[path]["post"]["responses"]["503"]["description"]
             assert all(f"`{code}`" in documented for code in error_codes(shed)), (path, documented)
+            # ...and every 503 load-shedding code /metrics counts, met in this burst or not.
+            assert all(f"`{code}`" in documented for code in set(SHEDDING_CODES) - {"rate_limited"}), (path, documented)
 
 
 def error_codes(answers: list[httpx.Response]) -> set[str]:

@@ -192,10 +192,14 @@ def test_readiness_answers_within_its_bound_when_the_database_stops_answering(
 
     s = Settings(model_dir=tiny_bundle, database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True)
     with TestClient(create_app(s)) as client:
+        assert client.get("/readyz").json()["checks"]["database"] is True
+        assert "vigil_database_answers 1.0" in client.get("/metrics").text
         monkeypatch.setattr(health, "_select_one", lambda ctx: time.sleep(6) or True)  # a hung server: no answer, no error
         started = time.monotonic()
         ready = client.get("/readyz")
         took = time.monotonic() - started
+        # /metrics says so too: a hung server is the outage no failed insert reports.
+        assert "vigil_database_answers 0.0" in client.get("/metrics").text
     # Probes give up after 2-3 s: the answer must come first, saying the database is away.
     assert took < 4, took
     assert ready.status_code == 200 and ready.json()["checks"] == {"model": True, "database": False, "request_log": True}

@@ -667,7 +667,7 @@ def test_refit_fits_a_mahalanobis_or_odin_failure_scorer_and_keeps_the_bundles_r
     assert "keeps mnist-deterministic v2" in err and "pass --version" in err
     m = load_bundle(again).manifest
     assert (m.failure.target, m.ood.target, m.conformal.alpha) == (0.02, 0.95, 0.05)
-    assert (m.failure.name, m.ood.name) == ("mahalanobis", "odin") and m.ood.params["eps"] >= 0
+    assert (m.failure.name, m.ood.name) == ("mahalanobis", "odin") and m.ood.params["eps"] == m.metrics["ood_fit"]["odin_eps"]
     assert "failure_fit" not in m.metrics  # Mahalanobis chooses nothing
     odin = tmp_path / "odin"
     assert vigil(["refit", str(strict), "--out", str(odin), *base, "--failure-scorer", "odin", "--version", "3"]) == 0
