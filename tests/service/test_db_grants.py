@@ -175,57 +175,40 @@ def test_grant_refuses_what_it_cannot_hold_to_the_list(pg_url: str, role: str, c
         assert vigil(["db", "grant", *args, "--url", url]) == 2
         assert why in capsys.readouterr().err
 
+    def as_owner(*statements: str) -> None:
+        with psycopg.connect(owner, autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)
+
     refused(["postgres"], "is the user this command connects as")
     refused(["pg_read_all_data"], "PostgreSQL's own pg_ roles")
-    with psycopg.connect(owner, autocommit=True) as conn:
-        conn.execute(f'CREATE ROLE "{role}_su" SUPERUSER')
-        conn.execute(f'CREATE ROLE "{role}_wide"')  # a role that may delete from the log
+    wide, member = f'"{role}_wide"', f'"{role}"'
+    as_owner(f'CREATE ROLE "{role}_su" SUPERUSER', f"CREATE ROLE {wide}")  # wide: a role given what the list forbids
     try:
         refused([f"{role}_su"], "is a superuser")
-        with psycopg.connect(owner, autocommit=True) as conn:
-            conn.execute(f'GRANT DELETE ON request_log TO "{role}_wide"')
-            conn.execute(f'GRANT "{role}_wide" TO "{role}"')
-        refused([role], "holds DELETE on request_log through a role it is a member of")
-        with psycopg.connect(owner, autocommit=True) as conn:
-            conn.execute(f'REVOKE "{role}_wide" FROM "{role}"')
-            conn.execute(f'GRANT ALL ON request_log TO "{role}"')  # an earlier, wider grant of its own
+        # Each privilege the list forbids, held through a membership (or PUBLIC), is refused: a
+        # column's UPDATE rewrites the log as well as the table's (the hash chain's column here),
+        # a trigger could rewrite the rows the role inserts, the version table is the owner's.
+        for grant, held in (
+            (f"GRANT DELETE ON request_log TO {wide}", "DELETE on request_log"),
+            (f"GRANT UPDATE (row_hash) ON request_log TO {wide}", "UPDATE on request_log (row_hash)"),
+            (f"GRANT TRIGGER ON request_log TO {wide}", "TRIGGER on request_log"),
+            (f"GRANT CREATE ON SCHEMA public TO {wide}", "CREATE on schema public"),
+            ("GRANT TRUNCATE ON alembic_version TO PUBLIC", "TRUNCATE on alembic_version"),
+        ):
+            as_owner(grant, f"GRANT {wide} TO {member}")
+            try:
+                refused([role], f"holds {held} through a role it is a member of, or PUBLIC")
+            finally:
+                as_owner(grant.replace("GRANT", "REVOKE", 1).replace(" TO ", " FROM "), f"REVOKE {wide} FROM {member}")
+        as_owner(f"GRANT ALL ON request_log TO {member}", f"GRANT CREATE ON SCHEMA public TO {member}")  # its own, earlier, wider grants
         assert vigil(["db", "grant", role, "--url", pg_url]) == 0  # revoked, then the list granted
         with psycopg.connect(owner) as conn:
-            held = conn.execute("SELECT has_table_privilege(%s, 'request_log', 'DELETE'), has_table_privilege(%s, 'request_log', 'INSERT')", (role, role)).fetchone()
-        assert held == (False, True)
+            held = conn.execute("SELECT has_table_privilege(%s, 'request_log', 'DELETE'), has_table_privilege(%s, 'request_log', 'INSERT'), "
+                                "has_schema_privilege(%s, 'public', 'CREATE')", (role, role, role)).fetchone()  # fmt: skip
+        assert held == (False, True, False)
         # Run as a user that owns nothing: PostgreSQL would grant nothing, with a mere warning.
         refused([f"{role}_wide"], "does not own", url=make_url(pg_url).set(username=role).render_as_string(hide_password=False))
-        # A column's UPDATE rewrites the log as well as the table's (the hash chain's column here).
-        with psycopg.connect(owner, autocommit=True) as conn:
-            conn.execute(f'REVOKE ALL ON request_log FROM "{role}_wide"')
-            conn.execute(f'GRANT UPDATE (row_hash) ON request_log TO "{role}_wide"')
-            conn.execute(f'GRANT "{role}_wide" TO "{role}"')
-        refused([role], "holds UPDATE on request_log (row_hash)")
-        with psycopg.connect(owner, autocommit=True) as conn:
-            conn.execute(f'REVOKE "{role}_wide" FROM "{role}"')
-            conn.execute(f'GRANT CREATE ON SCHEMA public TO "{role}_wide"')
-            conn.execute(f'GRANT "{role}_wide" TO "{role}"')
-        refused([role], "holds CREATE on schema public")
-        # A trigger could rewrite the rows the role inserts; the version table is the owner's.
-        with psycopg.connect(owner, autocommit=True) as conn:
-            conn.execute(f'REVOKE CREATE ON SCHEMA public FROM "{role}_wide"')
-            conn.execute(f'REVOKE ALL ON request_log FROM "{role}_wide"')
-            conn.execute(f'GRANT TRIGGER ON request_log TO "{role}_wide"')
-        refused([role], "holds TRIGGER on request_log")
-        with psycopg.connect(owner, autocommit=True) as conn:
-            conn.execute(f'REVOKE "{role}_wide" FROM "{role}"')
-            conn.execute("GRANT TRUNCATE ON alembic_version TO PUBLIC")
-        try:
-            refused([role], "holds TRUNCATE on alembic_version")
-        finally:
-            with psycopg.connect(owner, autocommit=True) as conn:
-                conn.execute("REVOKE TRUNCATE ON alembic_version FROM PUBLIC")
-        # Its own CREATE on the schema, from an earlier hand-made grant, is revoked, not refused.
-        with psycopg.connect(owner, autocommit=True) as conn:
-            conn.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
-        assert vigil(["db", "grant", role, "--url", pg_url]) == 0
-        with psycopg.connect(owner) as conn:
-            assert conn.execute("SELECT has_schema_privilege(%s, 'public', 'CREATE')", (role,)).fetchone() == (False,)
     finally:
         with psycopg.connect(owner, autocommit=True) as conn:
             for extra in ("su", "wide"):
