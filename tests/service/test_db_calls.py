@@ -119,6 +119,18 @@ def test_only_the_databases_own_state_is_a_503(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"not a database, " * 300)
     assert database_state(wrapped(raised(str(garbage), "SELECT * FROM sqlite_master"), DatabaseError))  # type: ignore[arg-type]
+    damaged = tmp_path / "damaged.db"  # a database whose table's root page a bad disk overwrote
+    conn = sqlite3.connect(damaged)
+    conn.execute("CREATE TABLE t (i INTEGER PRIMARY KEY, s TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, "x" * 100) for i in range(2000)])
+    conn.commit()
+    conn.close()
+    with open(damaged, "r+b") as f:
+        f.seek(4096)  # page 2 (the default page size), the table's root
+        f.write(b"\xff" * 4096)
+    corrupt = raised(str(damaged), "SELECT count(*), sum(length(s)) FROM t")
+    assert corrupt.sqlite_errorcode == 11  # type: ignore[attr-defined]  # SQLITE_CORRUPT, not NOTADB: the header is whole
+    assert database_state(wrapped(corrupt, DatabaseError))  # type: ignore[arg-type]
     assert not database_state(wrapped(raised(":memory:", "SELECT json('{')")))  # type: ignore[arg-type]
     assert not database_state(wrapped(raised(":memory:", "CREATE TABLE t (i UNIQUE)", "INSERT INTO t VALUES (1), (1)"), DatabaseError))  # type: ignore[arg-type]
     assert database_state(wrapped(psycopg.errors.QueryCanceled("canceling statement due to statement timeout")))  # type: ignore[arg-type]

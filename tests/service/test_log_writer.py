@@ -539,3 +539,35 @@ def test_rows_queued_during_stop_are_rescued_when_database_and_disk_both_refuse(
     rescued = {from_json(line)["request_id"] for f in tmp_path.glob("spool.jsonl*") for line in f.read_text().splitlines(keepends=True)}
     assert late[0]["request_id"] in rescued
     engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("break_it", "mend_it"),
+    [
+        # 42P01: a schema not migrated (or migrated elsewhere) has no table to insert into.
+        ("ALTER TABLE request_log RENAME TO request_log_moved", "ALTER TABLE request_log_moved RENAME TO request_log"),
+        # 42703: a schema behind the writer's lacks a column every row names.
+        ("ALTER TABLE request_log RENAME COLUMN row_hash TO row_hash_moved", "ALTER TABLE request_log RENAME COLUMN row_hash_moved TO row_hash"),
+    ],
+    ids=["undefined_table", "undefined_column"],
+)
+def test_a_schema_the_writer_does_not_fit_keeps_every_row_in_the_spool(pg_url: str, tmp_path: Path, break_it: str, mend_it: str) -> None:
+    """Every row would be refused alike, so the fault is the deployment's: the replay keeps the
+    rows for the mended schema instead of bisecting them into `.rejected` one by one."""
+    upgrade(pg_url)
+    engine = make_engine(pg_url)
+    spool = Spool(tmp_path / "spool.jsonl")
+    recs = [record(i) for i in range(6)]
+    spool.append(recs)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(break_it)
+    with pytest.raises(Exception) as refused:
+        spool.replay(engine)
+    assert getattr(refused.value.orig, "sqlstate", None) in {"42P01", "42703"}
+    assert spool.has_rows() and spool.rejected == 0 and not spool.rejected_path.exists()
+    with engine.begin() as conn:
+        conn.exec_driver_sql(mend_it)
+    assert spool.replay(engine) == 6 and not spool.has_rows()
+    assert sorted(stored_ids(engine)) == sorted(r["request_id"] for r in recs)
+    engine.dispose()
