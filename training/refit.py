@@ -14,7 +14,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from models.bundle import load_bundle
 from models.manifest import Manifest
@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
     # The served temperature, fitted once: both auto choices score at it, and the bundle serves it.
     temperature = served_temperature(model, splits.val)
+    by_name: dict[str, tuple[Scorer, dict[str, Any]]] = {}
     if args.failure_scorer == "auto":
         # The bundle's own ConfidNet head competes as it is (it was trained on this model),
         # unless a recipe was asked for; a bundle without one gets one trained first.
@@ -131,9 +132,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             drop_head()
             failure, fitted = fit_named(args.failure_scorer, model, splits)  # Mahalanobis and ODIN are fitted, the others built
+            by_name[args.failure_scorer] = (failure, fitted)
             if fitted:  # ODIN's chosen eps and the proxy AUROCs it was chosen by
                 extra["failure_fit"] = fitted
-    ood, chosen = fit_ood_scorer(args.ood_scorer or m.ood.name, model, splits, temperature)
+    ood, chosen = fit_ood_scorer(args.ood_scorer or m.ood.name, model, splits, temperature, by_name)
     if chosen:
         extra["ood_fit"] = chosen
     spec = BundleSpec(

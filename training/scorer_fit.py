@@ -17,6 +17,8 @@ threshold is fitted on ``val[n:]`` only (training/finalize.py).
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -34,6 +36,10 @@ from training.ood_select import ODIN_T, choose_odin_eps, fgsm_proxy, proxy_auroc
 #: Fitting subsets: enough for stable statistics, cheap on 2 cores.
 VAL_FIT_SIZE = 2000
 MAHALANOBIS_FIT_SIZE = 20_000
+#: Scorers already fitted on this model by name (the failure scorer's), with their reports:
+#: an OOD choice of the same name reuses the fit instead of repeating it.
+Fitted = Mapping[str, tuple[Scorer, dict[str, Any]]]
+
 #: Candidates of `auto`, in order of preference on ties (ODIN first: the issue's default).
 AUTO_CANDIDATES = ("odin", "energy", "msp", "mahalanobis", "mahalanobis_layers")
 SAMPLED_CANDIDATES = ("mutual_information", "entropy")
@@ -78,6 +84,15 @@ def fit_named(name: str, model: UncertaintyModel, splits: Splits) -> tuple[Score
     return build_scorer(name), {}
 
 
+def fit_or_reuse(name: str, model: UncertaintyModel, splits: Splits, fitted: Fitted) -> tuple[Scorer, dict[str, Any]]:
+    """`fit_named`, or a copy of the same fit done already (the fits are deterministic; a
+    copy, since a bundle stores its failure and OOD scorers' tensors apart)."""
+    if name in fitted:
+        scorer, report = fitted[name]
+        return copy.deepcopy(scorer), copy.deepcopy(report)
+    return fit_named(name, model, splits)
+
+
 def _supports_layers(model: UncertaintyModel, x: torch.Tensor) -> bool:
     try:
         with torch.no_grad():
@@ -87,7 +102,7 @@ def _supports_layers(model: UncertaintyModel, x: torch.Tensor) -> bool:
     return True
 
 
-def choose_auto(model: UncertaintyModel, splits: Splits, temperature: float) -> tuple[Scorer, dict[str, Any]]:
+def choose_auto(model: UncertaintyModel, splits: Splits, temperature: float, fitted: Fitted) -> tuple[Scorer, dict[str, Any]]:
     """Fit every supported candidate and keep the best by the ID-only FGSM-proxy AUROC, scored at
     the served `temperature`."""
     model.eval()
@@ -96,20 +111,21 @@ def choose_auto(model: UncertaintyModel, splits: Splits, temperature: float) -> 
         sampled = model.sample_logits(normalise(choice_x[:2])).shape[0] > 1
     names = [n for n in AUTO_CANDIDATES if n != "mahalanobis_layers" or _supports_layers(model, choice_x)]
     names += list(SAMPLED_CANDIDATES) if sampled else []
-    fitted = {n: fit_named(n, model, splits) for n in names}
+    candidates = {n: fit_or_reuse(n, model, splits, fitted) for n in names}
     x_choice = normalise(choice_x)
     # MSP, entropy and mutual information depend on the temperature: rank them as served.
     proxies = fgsm_proxy(model, x_choice, [MNIST_STD])
-    aurocs = proxy_aurocs({n: s for n, (s, _) in fitted.items()}, model, x_choice, proxies, temperature)
+    aurocs = proxy_aurocs({n: s for n, (s, _) in candidates.items()}, model, x_choice, proxies, temperature)
     best = max(aurocs.values())
     chosen = next(n for n in names if aurocs[n] >= best)
-    scorer, report = fitted[chosen]
+    scorer, report = candidates[chosen]
     rule = "best AUROC of ID validation vs their FGSM proxies (Lee et al. 2018), on validation inputs no candidate was fitted on"
     return scorer, {**report, "auto_chosen": chosen, "auto_rule": rule, "auto_proxy_auroc": aurocs, "auto_temperature": temperature}
 
 
-def fit_ood_scorer(name: str, model: UncertaintyModel, splits: Splits, temperature: float) -> tuple[Scorer, dict[str, Any]]:
-    """The scorer `name` (or the `auto` choice, at the served `temperature`) fitted on ID data, and what was chosen."""
+def fit_ood_scorer(name: str, model: UncertaintyModel, splits: Splits, temperature: float, fitted: Fitted | None = None) -> tuple[Scorer, dict[str, Any]]:
+    """The scorer `name` (or the `auto` choice, at the served `temperature`) fitted on ID data,
+    and what was chosen; a fit in `fitted` is reused, not repeated."""
     if name == "auto":
-        return choose_auto(model, splits, temperature)
-    return fit_named(name, model, splits)
+        return choose_auto(model, splits, temperature, fitted or {})
+    return fit_or_reuse(name, model, splits, fitted or {})

@@ -191,6 +191,39 @@ def test_the_training_options_are_stored_in_the_bundle(data_dir: Path, tmp_path:
     assert val["selective_risk"] <= 0.03 and val["ood_pass_rate"] >= 0.995
 
 
+def test_a_failure_scorer_fitted_by_name_is_not_fitted_again_for_the_ood_choice(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ODIN as the failure scorer and `auto` for OOD: auto's ODIN candidate is the failure
+    scorer's fit, copied, not a second search over eps (a gradient pass per candidate eps)."""
+    from training import scorer_fit
+
+    searches: list[float] = []
+    real = scorer_fit.choose_odin_eps
+
+    def counted(*args: object, **kwargs: object) -> tuple[float, dict[str, float]]:
+        eps, aurocs = real(*args, **kwargs)  # type: ignore[arg-type]
+        searches.append(eps)
+        return eps, aurocs
+
+    monkeypatch.setattr(scorer_fit, "choose_odin_eps", counted)
+    out = tmp_path / "odin-twice"
+    args = ["train", "--method", "deterministic", "--data-dir", str(data_dir), "--out", str(out), "--train-size", "300"]
+    args += ["--val-size", "800", "--epochs", "1", "--skip-test", "--quiet", "--failure-scorer", "odin", "--ood-scorer", "auto"]
+    assert vigil(args) == 0
+    m = load_bundle(out).manifest
+    assert len(searches) == 1 and m.failure.params["eps"] == searches[0]
+    assert "odin" in m.metrics["ood_fit"]["auto_proxy_auroc"]  # the copy still competed
+    if m.ood.name == "odin":
+        assert m.ood.params == m.failure.params
+    # refit, both asked for by name: one more search, shared by the two
+    again = tmp_path / "odin-refit"
+    refit = ["refit", str(out), "--out", str(again), "--data-dir", str(data_dir), "--skip-test", "--failure-scorer", "odin", "--ood-scorer", "odin"]
+    assert vigil(refit) == 0
+    r = load_bundle(again).manifest
+    assert len(searches) == 2 and r.ood.name == "odin" and r.ood.params == r.failure.params
+
+
 def test_seeds_train_one_bundle_per_seed(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "seeds"
     args = ["train", "--method", "deterministic", "--data-dir", str(data_dir), "--out", str(out), "--seeds", "2", "--seed", "3"]

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from models.base import UncertaintyModel
+from models.scorers.base import Scorer
 from training.confidnet_train import fit_confidnet
 from training.data import Splits
 from training.failure_select import choose_failure_scorer
@@ -31,6 +32,7 @@ def bundle_spec(
     """
     model.eval()
     extra: dict[str, Any] = {}
+    by_name: dict[str, tuple[Scorer, dict[str, Any]]] = {}
     # The served temperature, fitted once: both auto choices score at it, and the bundle serves it.
     temperature = served_temperature(model, splits.val)
     if opts.failure_scorer in ("confidnet", "auto"):
@@ -40,9 +42,10 @@ def bundle_spec(
             failure, extra["failure_fit"] = choose_failure_scorer(model, {"confidnet": failure}, splits, temperature)
     else:
         failure, fitted = fit_named(opts.failure_scorer, model, splits)  # Mahalanobis and ODIN are fitted, the others built
+        by_name[opts.failure_scorer] = (failure, fitted)
         if fitted:  # ODIN's chosen eps and the proxy AUROCs it was chosen by
             extra["failure_fit"] = fitted
-    ood, chosen = fit_ood_scorer(opts.ood_scorer, model, splits, temperature)
+    ood, chosen = fit_ood_scorer(opts.ood_scorer, model, splits, temperature, by_name)
     if chosen:
         extra["ood_fit"] = chosen
     return BundleSpec(
