@@ -74,13 +74,17 @@ async def readyz(ctx: CtxDep) -> JSONResponse:
     replayed when it is back, so predictions go on). 503 with the failed check otherwise:
     for a readiness probe (send no traffic while it fails). `database` says whether the
     database answers now; it alone does not make the service unready, or a database outage
-    would take every replica out of rotation at once."""
+    would take every replica out of rotation at once. Nor does `request_log_stored`: false
+    while rows wait in the spool (the last insert failed, or a replay is due), which a database
+    that answers reads but refuses this service's inserts (a revoked grant) also causes."""
     remote = ctx.runtime.remote
     database = await _database_answers(ctx)
+    fallback = ctx.writer.fallback
     checks = {
         "model": ctx.runtime.ready and (remote is None or remote.alive),
         "database": database,
         # A spool append the disk refused (full) counts, not only whether a file can be created.
-        "request_log": database or (ctx.writer.fallback.spool.writable() and not ctx.writer.fallback.refusing),
+        "request_log": database or (fallback.spool.writable() and not fallback.refusing),
+        "request_log_stored": ctx.writer.database_up and not fallback.pending,
     }
     return _answer(checks, checks["model"] and checks["request_log"])

@@ -156,12 +156,15 @@ def test_a_role_short_of_a_grant_is_refused_at_start_and_its_rows_wait_in_the_sp
         time.sleep(1.0)  # a few replays, all refused
         assert rid in spool.read_text() and not list(tmp_path.glob("*.rejected"))  # kept, not set aside
         assert 'vigil_log_database_up 0.0' in client.get("/metrics").text
+        ready = client.get("/readyz")  # the database answers, only the inserts are refused: still ready, not stored
+        assert ready.status_code == 200 and ready.json()["checks"]["database"] is True and ready.json()["checks"]["request_log_stored"] is False
         with psycopg.connect(dsn(pg_url), autocommit=True) as conn:  # the operator mends the grant
             conn.execute(f'GRANT INSERT ON request_log TO "{role}"')
         deadline = time.monotonic() + 10
         while rid in spool.read_text():
             assert time.monotonic() < deadline, "the spool was not replayed after the grant"
             time.sleep(0.05)
+        assert client.get("/readyz").json()["checks"]["request_log_stored"] is True
     with psycopg.connect(dsn(pg_url)) as conn:
         assert conn.execute("SELECT count(*) FROM request_log WHERE request_id = %s", (rid,)).fetchone() == (1,)
 

@@ -124,7 +124,7 @@ def test_health_and_readiness(tiny_bundle: Path, db_url: str) -> None:
     with TestClient(create_app(Settings(model_dir=tiny_bundle, database_url=db_url, migrate_on_start=True))) as client:
         assert client.get("/healthz").json()["status"] == "ok"
         ready = client.get("/readyz")
-        assert ready.status_code == 200 and ready.json()["checks"] == {"model": True, "database": True, "request_log": True}
+        assert ready.status_code == 200 and ready.json()["checks"] == {"model": True, "database": True, "request_log": True, "request_log_stored": True}
         assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
         assert client.get("/docs").status_code == 200
 
@@ -151,8 +151,13 @@ def test_a_database_outage_keeps_the_service_ready_while_the_spool_takes_the_log
             # Predictions go on (their rows wait in the spool): taking every replica out of
             # rotation would turn a database outage into a service outage.
             assert ready.status_code == 200, ready.text
-            assert ready.json()["checks"] == {"model": True, "database": False, "request_log": True}
+            assert ready.json()["checks"] == {"model": True, "database": False, "request_log": True, "request_log_stored": True}
             assert client.post("/v1/predict", content=digit_png(torch.zeros(1, 28, 28)), headers={"content-type": "image/png"}).status_code == 200
+            deadline = time.monotonic() + 10  # the row's insert fails and it goes to the spool: still ready, not stored
+            while (waiting := client.get("/readyz")).json()["checks"]["request_log_stored"]:
+                assert time.monotonic() < deadline, waiting.text
+                time.sleep(0.05)
+            assert waiting.status_code == 200 and waiting.json()["checks"]["request_log"] is True
             monkeypatch.setattr(client.app.state.ctx.writer.fallback.spool, "path", Path("/proc/no-such-dir/spool.jsonl"))  # type: ignore[attr-defined]
             stuck = client.get("/readyz")  # and now nowhere to put a row: not ready
             assert stuck.status_code == 503 and stuck.json()["checks"]["request_log"] is False
@@ -202,7 +207,7 @@ def test_readiness_answers_within_its_bound_when_the_database_stops_answering(
         assert "vigil_database_answers 0.0" in client.get("/metrics").text
     # Probes give up after 2-3 s: the answer must come first, saying the database is away.
     assert took < 4, took
-    assert ready.status_code == 200 and ready.json()["checks"] == {"model": True, "database": False, "request_log": True}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"model": True, "database": False, "request_log": True, "request_log_stored": True}
 
 
 def test_a_full_request_log_refuses_predictions_with_retry_after(tiny_bundle: Path, tmp_path: Path, digits: tuple[torch.Tensor, torch.Tensor], monkeypatch: pytest.MonkeyPatch) -> None:
