@@ -24,6 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.http_protocol import VigilHttpProtocol
     from service.logs import configure_logging
     from service.malloc import fix_mmap_threshold
     from service.preflight import StartupProblem, preflight
@@ -62,6 +63,8 @@ def _serve(args: argparse.Namespace) -> int:
         # A stalled upload must not hold the process past the orchestrator's SIGKILL, which
         # would skip the request log's final drain.
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        # The API's error shape for a request uvicorn cannot parse, and a bound on its head.
+        http=VigilHttpProtocol,
     )
     return 0
 

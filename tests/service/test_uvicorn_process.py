@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -57,6 +58,15 @@ def test_serve_process_logs_every_request(tiny_bundle: Path, db_url: str) -> Non
         bad = httpx.post(f"{base}/v1/predict", content=b"nope", headers={"content-type": "image/png"})
         assert bad.status_code == 415
         ids.append(bad.json()["error"]["request_id"])
+        # HTTP that uvicorn cannot parse: the API's error shape (service/http_protocol.py), no row.
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: a\r\nno colon\r\n\r\n")
+            answer = b""
+            while data := s.recv(65536):  # until the server closes the connection
+                answer += data
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head
+        assert json.loads(body)["error"]["code"] == "malformed_request"
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)

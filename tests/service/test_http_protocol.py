@@ -1,0 +1,177 @@
+"""The HTTP protocol `vigil serve` runs: the API's error shape for what uvicorn refuses before
+the app runs, and a bound on the request head (service/http_protocol.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
+from uvicorn.server import ServerState
+
+from service.http_protocol import MAX_HEAD_BYTES, VigilHttpProtocol
+from tests.service.test_uvicorn_process import free_port
+
+
+async def echo_size(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers with the body's length: a request the protocol let through reached the app whole."""
+    if scope["type"] != "http":
+        return
+    size, more = 0, True
+    while more:
+        message = await receive()
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    body = json.dumps({"size": size, "path": scope["path"]}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    port = free_port()
+    config = uvicorn.Config(echo_size, host="127.0.0.1", port=port, http=VigilHttpProtocol, log_config=None, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.02)
+    yield port
+    server.should_exit = True
+    thread.join(10)
+
+
+def exchange(port: int, *chunks: bytes) -> bytes:
+    """Send `chunks` (each its own write) and read until the server closes or goes quiet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        for i, chunk in enumerate(chunks):
+            if i:
+                time.sleep(0.05)  # each write its own read on the server
+            try:
+                s.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # the server refused and closed mid-send: read what it answered
+        s.settimeout(1.0)
+        got = b""
+        try:
+            while data := s.recv(65536):
+                got += data
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return got
+
+
+def answers(raw: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    """The (status, headers, body) of each answer in `raw`, in order (bodies by content-length)."""
+    out = []
+    while raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        size = int(headers["content-length"])
+        out.append((int(lines[0].split()[1]), headers, rest[:size]))
+        raw = rest[size:]
+    return out
+
+
+def refusal(raw: bytes, status: int, code: str) -> None:
+    ((got, headers, body),) = answers(raw)
+    assert got == status and headers["content-type"] == "application/json", raw[:300]
+    error = json.loads(body)["error"]
+    assert error["code"] == code and error["request_id"] == headers["x-vigil-request-id"] and len(error["request_id"]) == 32
+    assert headers["connection"] == "close" and headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET / HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n",
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"POST /v1/predict HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    ],
+    ids=["header_without_colon", "request_line", "chunk_size"],
+)
+def test_a_request_uvicorn_cannot_parse_gets_the_api_error_shape(port: int, request_bytes: bytes) -> None:
+    refusal(exchange(port, request_bytes), 400, "malformed_request")
+
+
+def test_a_head_past_the_bound_is_refused_while_it_is_still_arriving(port: int) -> None:
+    line = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+    many = [b"GET / HTTP/1.1\r\nHost: a\r\n"] + [line * 8] * (4 * MAX_HEAD_BYTES // len(line * 8))  # 4x the bound, never ending
+    refusal(exchange(port, *many), 431, "request_head_too_large")
+    # A head that arrives whole, in one read: a long target, or a target and a header each under the bound.
+    for target, filler in ((MAX_HEAD_BYTES + 10, 0), (MAX_HEAD_BYTES // 2, MAX_HEAD_BYTES // 2 + 10)):
+        one = b"GET /" + b"p" * target + b" HTTP/1.1\r\nHost: a\r\nX-Filler: " + b"a" * filler + b"\r\n\r\n"
+        refusal(exchange(port, one), 431, "request_head_too_large")
+
+
+def test_requests_under_the_bound_pass_whole_even_large_bodies_and_pipelined_ones(port: int) -> None:
+    head = b"GET /h HTTP/1.1\r\nHost: a\r\n" + b"X-Filler: " + b"a" * (MAX_HEAD_BYTES - 200) + b"\r\n\r\n"
+    ((status, _, body),) = answers(exchange(port, head[:30000], head[30000:]))  # just under, in two writes
+    assert status == 200 and json.loads(body)["path"] == "/h"
+    upload = 3 * MAX_HEAD_BYTES  # a body well over the head's bound, then a pipelined request in the same write
+    post = b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % upload + b"x" * upload
+    # The pipelined request's head ends only in a later write: the read that ended the upload
+    # (often the whole upload) is not that head's, so it must not count against its bound.
+    got = answers(exchange(port, post + b"GET /next HTTP/1.1\r\n", b"Host: a\r\nConnection: close\r\n\r\n"))
+    assert [(s, json.loads(b)) for s, _, b in got] == [(200, {"size": upload, "path": "/up"}), (200, {"size": 0, "path": "/next"})]
+
+
+class Transport:
+    """What the protocol writes, and whether it closed; in place of a socket, so that each
+    `data_received` call is exactly one read of the test's choosing."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str) -> object:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name)
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def set_write_buffer_limits(self, *_: object) -> None: ...
+
+
+def test_the_read_that_ends_an_upload_does_not_count_against_the_next_heads_bound() -> None:
+    """One read holding the end of a large upload and the start of a pipelined request's head:
+    only what comes after it counts. A socket cannot be made to deliver exactly that read."""
+
+    async def run() -> bytes:
+        config = uvicorn.Config(echo_size, http=VigilHttpProtocol, log_config=None, lifespan="off")
+        protocol = VigilHttpProtocol(config=config, server_state=ServerState(), app_state={})
+        transport = Transport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        upload = 3 * MAX_HEAD_BYTES
+        post = b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % upload + b"x" * upload
+        protocol.data_received(post + b"GET /next HTTP/1.1\r\n")
+        protocol.data_received(b"Host: a\r\n\r\n")
+        for _ in range(100):
+            if transport.written.count(b"HTTP/1.1 ") == 2 or transport.closed:
+                break
+            await asyncio.sleep(0.01)
+        return transport.written
+
+    got = answers(asyncio.run(run()))
+    assert [(s, json.loads(b)["path"]) for s, _, b in got] == [(200, "/up"), (200, "/next")]
+
