@@ -1,11 +1,14 @@
-"""Migration 0002 goes down and up again; concurrent feedback leaves exactly one current label."""
+"""Migrations go down and up again; concurrent feedback leaves exactly one current label; the
+database itself keeps feedback append-only (migration 0003)."""
 
 from __future__ import annotations
 
 import threading
 
+import pytest
 from alembic import command
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 
 from service.db.engine import make_engine
 from service.db.feedback import add_feedback
@@ -20,7 +23,43 @@ def test_downgrade_and_upgrade_again(db_url: str) -> None:
     assert "feedback" not in inspect(engine).get_table_names()
     upgrade(db_url)
     assert "feedback" in inspect(engine).get_table_names()
+    command.downgrade(alembic_config(db_url), "0002")  # the triggers go, the rows stay editable
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO feedback (request_id, true_label, created_at) VALUES ('r', 1, '2026-12-01 00:00:00+00')"))
+        conn.execute(text("UPDATE feedback SET true_label = 2"))
+        conn.execute(text("DELETE FROM feedback"))
+    upgrade(db_url)
     engine.dispose()
+
+
+def test_the_database_keeps_feedback_append_only(db_url: str) -> None:
+    """Whoever connects, the owner included: a label is never edited or removed, and the mark
+    of a replaced one is set once and never cleared (which would bring the old label back)."""
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    first, _ = add_feedback(engine, "req-1", 3, "first", None, lambda _: 200)
+    second, replaced = add_feedback(engine, "req-1", 4, None, None, lambda _: 200)  # setting replaced_at from null: allowed
+    assert replaced
+    for statement in (
+        f"UPDATE feedback SET replaced_at = NULL WHERE id = {first.id}",  # the old label current again
+        f"UPDATE feedback SET replaced_at = created_at WHERE id = {first.id}",  # the mark moved
+        f"UPDATE feedback SET true_label = 5 WHERE id = {second.id}",
+        f"UPDATE feedback SET note = 'edited' WHERE id = {first.id}",
+        f"UPDATE feedback SET note = 'added' WHERE id = {second.id}",  # null to a value is a change too
+        f"UPDATE feedback SET request_id = 'req-2' WHERE id = {second.id}",
+        f"UPDATE feedback SET client_id = 'someone' WHERE id = {second.id}",
+        f"UPDATE feedback SET created_at = replaced_at WHERE id = {second.id}",
+        f"UPDATE feedback SET id = id + 100 WHERE id = {second.id}",
+        f"UPDATE feedback SET replaced_at = created_at, true_label = 9 WHERE id = {second.id}",  # a label smuggled in with the mark
+        f"DELETE FROM feedback WHERE id = {first.id}",
+        *(["TRUNCATE feedback"] if db_url.startswith("postgresql") else []),
+    ):
+        with pytest.raises(DBAPIError, match="feedback is append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+    with engine.connect() as conn:
+        rows = conn.execute(select(Feedback.id, Feedback.true_label, Feedback.note, Feedback.replaced_at.is_(None)).order_by(Feedback.id)).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [(first.id, 3, "first", False), (second.id, 4, None, True)]
 
 
 def test_concurrent_feedback_keeps_one_current_label(db_url: str) -> None:
