@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.rejections import UNLOGGABLE, log_rejection
 
 log = logging.getLogger("vigil.errors")
+SHUTTING_DOWN = "the server shut down before the request was answered; retry (another replica may answer)"
 #: FastAPI's answer when a JSON body parses badly in a way that is not a JSONDecodeError.
 FASTAPI_BODY_ERROR = "There was an error parsing the body"
 
@@ -70,9 +71,16 @@ class UnexpectedErrorMiddleware:
             await self.app(scope, receive, tracking_send)
         except asyncio.CancelledError:
             # The server's shutdown timeout cancelled a request still in progress (a stalled
-            # upload): it gets its row before the request log drains, then the cancel goes on.
+            # upload): it gets its row before the request log drains, and its answer in the
+            # error shape (uvicorn's own is a text/plain 500), then the cancel goes on.
             if not started:
-                log_rejection(Request(scope), 503, "shutting_down", "the server shut down before the request was answered")
+                request = Request(scope)
+                log_rejection(request, 503, "shutting_down", SHUTTING_DOWN)
+                answer = JSONResponse(error_body("shutting_down", SHUTTING_DOWN, _rid(request)), 503, headers={"Connection": "close"})
+                try:
+                    await answer(scope, receive, send)
+                except Exception:  # noqa: BLE001 - the client may be gone; the row is written
+                    log.info("could not answer a request cancelled at shutdown", extra={"request_id": _rid(request)})
             raise
         except ClientDisconnect:
             # The client went away mid-upload: not the service's error. Its request is

@@ -129,3 +129,37 @@ def test_a_server_killed_outright_loses_no_logged_request(tiny_bundle: Path, tmp
         assert verify(engine).ok
     finally:
         engine.dispose()
+
+
+@pytest.mark.slow
+def test_an_upload_still_stalled_at_the_shutdown_timeout_gets_a_503_and_its_row(tiny_bundle: Path, tmp_path: Path) -> None:
+    """SIGTERM while an upload has sent part of its body: once VIGIL_SHUTDOWN_TIMEOUT_S is up,
+    uvicorn cancels it. The client gets the error shape's 503 (uvicorn's own answer was a
+    text/plain 500) and the request log the same refusal, under the same request id."""
+    db_url = f"sqlite:///{tmp_path / 'log.db'}"
+    port = free_port()
+    env = {**os.environ, "VIGIL_DATABASE_URL": db_url, "VIGIL_SHUTDOWN_TIMEOUT_S": "1", "VIGIL_BODY_IDLE_TIMEOUT_S": "60"}
+    cmd = [sys.executable, "-m", "service.cli", "serve", "--model", str(tiny_bundle), "--port", str(port), "--migrate"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+            s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: a\r\nContent-Type: image/png\r\nContent-Length: 5000\r\n\r\n" + noise_png(0)[:100])
+            time.sleep(0.5)  # the request is in the app, waiting for the rest of its body
+            proc.send_signal(signal.SIGTERM)
+            answer = b""
+            while data := s.recv(65536):
+                answer += data
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 "), (answer, out.decode()[-2000:])
+    error = json.loads(body)["error"]
+    assert error["code"] == "shutting_down" and f"x-vigil-request-id: {error['request_id']}".encode() in head
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(RequestRecord.request_id, RequestRecord.http_status, RequestRecord.error_code)).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [(error["request_id"], 503, "shutting_down")]
