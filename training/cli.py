@@ -19,6 +19,7 @@ from training.finalize import finalize
 from training.loop import TrainConfig
 from training.methods import TRAINERS
 from training.options import (
+    MAX_SEED,
     MethodOptions,
     check_confidnet_options,
     check_identity,
@@ -28,12 +29,15 @@ from training.options import (
     default_epochs,
     nonnegative_int,
     positive_int,
+    seed_int,
 )
 from training.settings import TrainingSettings
 
 
 def _train(args: argparse.Namespace) -> int:
     """One bundle, or with `--seeds N` one bundle per seed in OUT/seed<k> (for `vigil evaluate OUT/seed*`)."""
+    if args.seed + args.seeds - 1 > MAX_SEED:  # the last seed would repeat an earlier one's draws
+        raise UsageError(f"--seed {args.seed} with --seeds {args.seeds} goes past the largest seed, {MAX_SEED}")
     if args.seeds > 1:
         for k in range(args.seeds):
             one = argparse.Namespace(**{**vars(args), "seeds": 1, "seed": args.seed + k, "out": str(Path(args.out) / f"seed{args.seed + k}")})
@@ -91,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--epochs", type=positive_int, default=None, help="training epochs (default: 6; variational 20, or 4 from a --base-bundle's weights)"
     )
-    p.add_argument("--seed", type=int, default=0, help="training seed: initialisation, data split, sampling (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="training seed: initialisation, data split, sampling (default: 0)")
     p.add_argument("--seeds", type=positive_int, default=1, help="train N seeds (seed, seed+1, ...) into OUT/seed<k>")
     p.add_argument("--train-size", type=positive_int, default=None, help="cap on training images (tests)")
     p.add_argument("--val-size", type=positive_int, default=10_000, help="validation + conformal calibration images (default: 10000)")

@@ -32,7 +32,7 @@ from training.metrics import auroc_gain, ood_detection
 from training.ood_report import markdown
 from training.ood_select import batch_scores
 from training.ood_sets import fashion_mnist, generated_sets, load_folder
-from training.options import check_output_files, positive_int
+from training.options import check_output_files, positive_int, seed_int
 from training.scorer_fit import SAMPLED_CANDIDATES, fit_named
 
 SCORERS = ("msp", "odin", "energy", "mahalanobis", "mahalanobis_layers")
@@ -155,7 +155,7 @@ def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
     p.add_argument("--ood-dir", default=None, help="extra OOD set: a folder of images, converted like uploads")
     p.add_argument("--out", default=None, help="write all numbers as JSON")
     p.add_argument("--markdown", default=None, help="write the tables as markdown")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated sets (and of the fitting splits if the bundle has no record)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the generated sets (and of the fitting splits if the bundle has no record)")
     p.add_argument("--val-size", type=positive_int, default=None, help="ID validation images for fitting (default: the bundle's)")
     p.add_argument("--train-size", type=positive_int, default=None, help="cap on ID training images for fitting (default: the bundle's)")
     p.add_argument("--limit", type=positive_int, default=None, help="first N images of each set (tests)")

@@ -18,6 +18,9 @@ from training.loop import TrainConfig
 #: argparse types of `vigil train`, `evaluate`, `evaluate-ood` and `refit`.
 positive_int = int_in(1, None, "positive integer")
 nonnegative_int = int_in(0, None, "non-negative integer")
+#: torch's CPU generator keeps a seed's low 32 bits: seeds 0 and 2**32 would train alike.
+MAX_SEED = 2**32 - 1
+seed_int = int_in(0, MAX_SEED, "seed")
 
 
 #: Failure scorers only: a ConfidNet head predicts this model's errors on digits, and says

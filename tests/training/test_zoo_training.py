@@ -496,6 +496,9 @@ def test_train_without_auto_fits_the_served_temperature_once(data_dir: Path, tmp
         (["--val-size", "9"], "the validation size must be at least 10"),
         (["--train-size", "20"], "the 20 training images hold no digit 0: raise --train-size"),
         (["--seeds", "0"], "0 is not a positive integer"),
+        (["--seed", "4294967296"], "4294967296 is not a seed (0-4294967295)"),  # it would draw as seed 0 does
+        (["--seed", "-1"], "-1 is not a seed"),
+        (["--seed", "4294967295", "--seeds", "2"], "--seed 4294967295 with --seeds 2 goes past the largest seed, 4294967295"),
         (["--members", "3"], "--members is for --method ensemble, not deterministic"),
         (["--samples", "3"], "--samples is for --method mc_dropout, laplace, variational, not deterministic"),
         (["--failure-scorer", "mutual_information"], "mutual_information is 0 for every input of a model that answers with one sample (deterministic)"),
