@@ -17,12 +17,14 @@ from fastapi.routing import iter_route_contexts
 
 from service.access import require_admin_for_metrics, require_client
 from service.auth import require_admin
-from service.docs_errors import error_example
+from service.docs_errors import error_example, example_body
 from service.docs_examples import EXAMPLES
 from service.oip.schemas import OipError
+from service.query_params import query_names, reject_unknown_query
 from service.schemas import ErrorResponse
 
 FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+GENERIC_422 = "Invalid parameters, in Vigil's error shape."
 
 
 def _fix_errors(spec: dict[str, Any]) -> None:
@@ -37,7 +39,7 @@ def _fix_errors(spec: dict[str, Any]) -> None:
                 )
                 if schema.get("$ref") == FASTAPI_422:
                     schema["$ref"] = f"#/components/schemas/{model.__name__}"
-                    resp["description"] = "Invalid parameters, in Vigil's error shape."
+                    resp["description"] = GENERIC_422
             # Every /v2 JSON body can be malformed: the handler answers 400 `invalid_json` for
             # it (on /v1 it is a 422 `invalid_json`, which the 422 already documents).
             if path.startswith("/v2") and "application/json" in op.get("requestBody", {}).get("content", {}):
@@ -123,6 +125,42 @@ def _security(spec: dict[str, Any], rules: dict[str, bool]) -> None:
             op["security"] = KEY if required else [{}, *KEY]
 
 
+def strict_queries(app: FastAPI) -> dict[tuple[str, str], list[str]]:
+    """(path, method) -> the query parameters it takes, for every documented operation whose
+    dependencies refuse any other (`StrictQuery`)."""
+    strict: dict[tuple[str, str], list[str]] = {}
+    for route in iter_route_contexts(app.routes):
+        dependant = getattr(route, "dependant", None)
+        if dependant is None or not route.include_in_schema or reject_unknown_query not in set(_calls(dependant)):
+            continue
+        for method in route.methods:
+            strict[(route.path_format, method.lower())] = sorted(query_names(dependant))
+    return strict
+
+
+def _strict_422(spec: dict[str, Any], strict: dict[tuple[str, str], list[str]]) -> None:
+    """Each strict operation documents its 422 for a parameter it does not take; where nothing
+    more specific is declared (FastAPI's generic 422 for a path parameter, or none at all),
+    the description and example name the parameters it does take."""
+    for (path, method), names in strict.items():
+        op = spec["paths"].get(path, {}).get(method)
+        if op is None:
+            continue
+        model = OipError if path.startswith("/v2") else ErrorResponse
+        resp = op["responses"].get("422")
+        if resp is not None and resp.get("description") != GENERIC_422:
+            continue  # the route declares its own (predict, feedback, the log's filters)
+        takes = ", ".join(names) or "none"
+        ranges = ", or a value out of its range (`invalid_request`)" if names else ""
+        op["responses"]["422"] = {
+            "description": f"A query parameter this endpoint does not take (`unknown_parameter`; it takes: {takes}), or one given twice (`repeated_parameter`){ranges}.",
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+        op["responses"]["422"]["content"]["application/json"]["example"] = example_body(
+            path, "unknown_parameter", f"unknown query parameter 'verison'; this endpoint takes: {takes}"
+        )
+
+
 def install_openapi(app: FastAPI) -> None:
     generate: Callable[[], dict[str, Any]] = app.openapi
 
@@ -130,6 +168,7 @@ def install_openapi(app: FastAPI) -> None:
         if app.openapi_schema is None:
             spec = generate()
             _fix_errors(spec)
+            _strict_422(spec, strict_queries(app))
             _add_examples(spec)
             _error_examples(spec)
             _security(spec, key_rules(app))

@@ -65,7 +65,11 @@ def error_example(method: str, path: str, status: int) -> dict[str, Any] | None:
     found = BY_OPERATION.get((method, path, status)) or BY_STATUS.get(status)
     if found is None:
         return None
-    code, message = found
+    return example_body(path, *found)
+
+
+def example_body(path: str, code: str, message: str) -> dict[str, Any]:
+    """An error example in the path's shape (OIP's flat one on /v2)."""
     if path.startswith("/v2"):
         return {"error": message, "code": code, "request_id": EXAMPLE_ERROR_ID}
     return error_body(code, message, EXAMPLE_ERROR_ID)

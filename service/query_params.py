@@ -20,11 +20,11 @@ from service.errors import ApiError
 NAME_MAX = 40
 
 
-def _query_names(dependant: Any) -> set[str]:
+def query_names(dependant: Any) -> set[str]:
     """The query parameters of a FastAPI `Dependant` and of its sub-dependencies."""
     names = {p.alias for p in dependant.query_params}
     for sub in dependant.dependencies:
-        names |= _query_names(sub)
+        names |= query_names(sub)
     return names
 
 
@@ -35,7 +35,7 @@ def reject_unknown_query(request: Request) -> None:
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    known = sorted(_query_names(dependant))
+    known = sorted(query_names(dependant))
     unknown = sorted(set(request.query_params) - set(known))
     if unknown:
         names = ", ".join(repr(n[:NAME_MAX]) for n in unknown[:5])

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from service.card_text import decision_texts, prediction_set_text, scorer_meaning
 from service.context import CtxDep
 from service.errors import ApiError
+from service.query_params import StrictQuery
 from service.schemas import ErrorResponse
 
 router = APIRouter(tags=["models"])
@@ -75,13 +76,13 @@ def _card(ctx: CtxDep) -> ModelCard:
 
 
 @router.get("/v1/models", response_model=list[ModelCard], summary="The served models")
-def list_models(ctx: CtxDep) -> list[ModelCard]:
+def list_models(ctx: CtxDep, _strict: StrictQuery) -> list[ModelCard]:
     """The model this process serves, as a one-item list of model cards (see `/v1/models/{name}`)."""
     return [_card(ctx)]
 
 
 @router.get("/v1/models/{name}", response_model=ModelCard, responses={404: {"model": ErrorResponse}}, summary="One model's card")
-def get_model(name: str, ctx: CtxDep) -> ModelCard:
+def get_model(name: str, ctx: CtxDep, _strict: StrictQuery) -> ModelCard:
     """What the model is and how far to trust it: method, classes, temperature, the failure and
     OOD scorers with their thresholds and how they were chosen, the conformal quantile, the
     validation and test metrics, and what each decision means."""

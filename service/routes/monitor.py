@@ -17,6 +17,7 @@ from service import monitor
 from service.access import ADMIN_ERRORS, require_admin_for_metrics
 from service.context import CtxDep
 from service.dbcalls import DB_ERRORS
+from service.query_params import StrictQuery
 
 router = APIRouter(tags=["monitor"])
 
@@ -101,7 +102,7 @@ class MonitorSummary(BaseModel):
     dependencies=[Depends(require_admin_for_metrics)],  # admin-only with VIGIL_METRICS_ADMIN_ONLY
     responses={**ADMIN_ERRORS, **DB_ERRORS},
 )
-async def monitor_summary(ctx: CtxDep) -> dict[str, Any]:
+async def monitor_summary(ctx: CtxDep, _strict: StrictQuery) -> dict[str, Any]:
     """Counts, rates and histograms over the last `VIGIL_MONITOR_WINDOW_MINUTES` (at most
     `VIGIL_MONITOR_MAX_ROWS` newest records). Rows still in the writer's queue are not yet
     counted (typically under 100 ms)."""

@@ -34,7 +34,7 @@ router = APIRouter(tags=["request log"])
         **ADMIN_ERRORS,
         **DB_ERRORS,
         400: {"model": ErrorResponse, "description": "A cursor this service did not hand out."},  # found by the fuzzer (issue 8)
-        422: {"model": ErrorResponse, "description": "A parameter out of range, or since not before until (`invalid_window`)."},
+        422: {"model": ErrorResponse, "description": "A query parameter this endpoint does not take (`unknown_parameter`) or one given twice (`repeated_parameter`), a value out of range (`invalid_request`), or since not before until (`invalid_window`)."},
     },
     summary="List logged requests (admin)",
 )

@@ -32,6 +32,7 @@ from service.oip.schemas import (
     ServerMetadata,
     TensorMetadata,
 )
+from service.query_params import StrictQuery, reject_unknown_query
 from service.records import base_record, item_id
 from service.rejections import mark_logged
 from service.respond import build_prediction
@@ -40,6 +41,26 @@ from service.upload import read_limited
 
 router = APIRouter(tags=["open inference protocol (v2)"])
 ENDPOINT = "/v2/models/{name}/infer"
+
+
+#: Bodies an inference takes: JSON, or Triton's binary extension (JSON then raw tensors).
+#: Triton's own clients send no Content-Type at all, so a missing one is accepted; any other
+#: type is refused, so that an HTML form (text/plain, urlencoded, multipart), which a browser
+#: posts cross-site without asking, cannot run inference or write request-log rows.
+INFER_MEDIA_TYPES = ("application/json", "application/octet-stream")
+
+
+def _infer_media_type(request: Request) -> None:
+    given = request.headers.get("content-type")
+    if given is None:
+        return
+    media_type = given.split(";", 1)[0].strip().lower()
+    if media_type not in INFER_MEDIA_TYPES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the inference request as application/json (or Triton's binary extension as application/octet-stream), not {media_type[:60] or 'an empty type'!r}",
+        )
 
 
 def _model(ctx: AppContext, name: str, version: str | None = None) -> None:
@@ -53,7 +74,7 @@ def _model(ctx: AppContext, name: str, version: str | None = None) -> None:
 
 
 @router.get("/v2", response_model=ServerMetadata, summary="Server metadata")
-def server_metadata() -> ServerMetadata:
+def server_metadata(_strict: StrictQuery) -> ServerMetadata:
     """Name, version and protocol extensions (Triton's binary tensor data)."""
     return ServerMetadata(
         name="vigil", version="1.0.0", extensions=["binary_tensor_data"]
@@ -92,7 +113,7 @@ def ready(ctx: CtxDep) -> JSONResponse:
     response_model=ModelMetadata,
     include_in_schema=False,
 )
-def model_metadata(name: str, ctx: CtxDep, version: str | None = None) -> ModelMetadata:
+def model_metadata(name: str, ctx: CtxDep, _strict: StrictQuery, version: str | None = None) -> ModelMetadata:
     """Input and output tensor names, datatypes and shapes (-1: any batch size)."""
     _model(ctx, name, version)
     m = ctx.bundle.manifest
@@ -124,7 +145,7 @@ def model_metadata(name: str, ctx: CtxDep, version: str | None = None) -> ModelM
     response_model=ModelReady,
     include_in_schema=False,
 )
-def model_ready(name: str, ctx: CtxDep, version: str | None = None) -> JSONResponse:
+def model_ready(name: str, ctx: CtxDep, _strict: StrictQuery, version: str | None = None) -> JSONResponse:
     """200 when this model can serve, 503 while it warms up; 404 for another name."""
     _model(ctx, name, version)
     ok = ctx.runtime.ready
@@ -166,6 +187,8 @@ async def infer(
     inferring: np.ndarray | None = None  # the inputs while inference runs on them
     try:
         _model(ctx, name, version)
+        reject_unknown_query(request)  # `?model=other` would otherwise look like it took effect
+        _infer_media_type(request)
         body = await read_limited(request, ctx.settings.max_batch_upload_bytes, ctx.settings.body_idle_timeout_s)
         # Off the event loop: parsing and validating up to VIGIL_MAX_JSON_BYTES of JSON takes a while.
         req, chunks = await run_in_threadpool(tensors.parse_request, body, request.headers.get(HEADER), ctx.settings.max_json_bytes)

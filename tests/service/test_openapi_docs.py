@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from service.app import create_app
@@ -12,6 +15,7 @@ from service.docs_examples import EXAMPLES
 from service.policy import MEANINGS
 from service.routes.pages import STATIC_DIR
 from service.settings import Settings
+from tests.images import noise_png
 
 SERVICE = STATIC_DIR.parent
 
@@ -155,3 +159,32 @@ def test_statuses_a_route_can_answer_are_declared(spec: dict[str, Any]) -> None:
     for path in ("/metrics", "/v1/monitor"):
         assert {"401", "403"} <= set(paths[path]["get"]["responses"]), path
     assert {"429", "500", "503"} <= set(paths["/v2/models/{name}/infer"]["post"]["responses"])
+
+
+def test_each_documented_unknown_parameter_answer_is_what_the_route_says(tiny_bundle: Path, tmp_path: Path) -> None:
+    """Every GET whose 422 documents `unknown_parameter` refuses a stray query parameter with
+    exactly the documented message (the parameters it takes), and answers 200 without it."""
+    admin = "admin-key-0123456789"
+    settings = Settings(model_dir=tiny_bundle, database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True, admin_api_keys=[admin])
+    with TestClient(create_app(settings)) as client:
+        rid = client.post("/v1/predict", content=noise_png(0), headers={"content-type": "image/png"}).json()["request_id"]
+        name = client.get("/v1/models").json()[0]["name"]
+        spec = client.get("/openapi.json").json()
+        auth = {"authorization": f"Bearer {admin}"}
+        checked = []
+        for path, ops in spec["paths"].items():
+            documented = ops.get("get", {}).get("responses", {}).get("422", {}).get("content", {}).get("application/json", {}).get("example")
+            if documented is None or "verison" not in str(documented):
+                continue
+            url = path.replace("{name}", name).replace("{request_id}", rid)
+            deadline = time.monotonic() + 10
+            while (plain := client.get(url, headers=auth)).status_code == 404 and "{request_id}" in path:
+                assert time.monotonic() < deadline  # the prediction's row is on its way to the database
+                time.sleep(0.05)
+            assert plain.status_code == 200, (path, plain.text)
+            stray = client.get(f"{url}?verison=1", headers=auth)
+            got = stray.json()
+            message, want = (got["error"], documented["error"]) if path.startswith("/v2") else (got["error"]["message"], documented["error"]["message"])
+            assert stray.status_code == 422 and message == want, (path, got, documented)
+            checked.append(path)
+    assert {"/v1/models", "/v1/models/{name}", "/v1/monitor", "/v1/requests/{request_id}", "/v2", "/v2/models/{name}", "/v2/models/{name}/ready"} <= set(checked)

@@ -336,3 +336,29 @@ def test_bad_requests_are_4xx_in_the_oip_error_shape_and_logged(
         status,
         code,
     )
+
+
+def test_infer_takes_json_or_triton_binary_and_no_query(log_url: str, digits: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """An HTML form's types (which a browser posts cross-site without asking) are refused, as
+    are query parameters the route does not take; each refusal is a request-log row."""
+    x, _ = digits
+    body = json.dumps({"inputs": [tensor(x[:1])]}).encode()
+    refused = []
+    with TestClient(create_app(Settings(database_url=log_url, migrate_on_start=True))) as c:
+        for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "image/png"):
+            r = c.post(f"{MODEL}/infer", content=body, headers={"content-type": ctype})
+            assert (r.status_code, r.json()["code"]) == (415, "unsupported_media_type"), ctype
+            assert ctype.split(";")[0] in r.json()["error"]
+            refused.append(r.json()["request_id"])
+        for ctype in ("application/json", "application/json; charset=utf-8", "application/octet-stream", None):
+            headers = {} if ctype is None else {"content-type": ctype}  # Triton's clients send none
+            assert c.post(f"{MODEL}/infer", content=body, headers=headers).status_code == 200, ctype
+        version = read_manifest(DEFAULT_MODEL_DIR).version
+        for path in (f"{MODEL}/infer?model=other", f"{MODEL}/versions/{version}/infer?version=99", f"{MODEL}/infer?decison=1"):
+            r = c.post(path, content=body, headers={"content-type": "application/json"})
+            assert (r.status_code, r.json()["code"]) == (422, "unknown_parameter"), path
+            refused.append(r.json()["request_id"])
+        # The unversioned route takes the version as a query parameter: the served one answers.
+        assert c.post(f"{MODEL}/infer?version={version}", content=body, headers={"content-type": "application/json"}).status_code == 200
+    logged = {r.request_id: (r.http_status, r.error_code) for r in rows(log_url)}
+    assert [logged[rid] for rid in refused] == [(415, "unsupported_media_type")] * 4 + [(422, "unknown_parameter")] * 3
