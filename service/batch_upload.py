@@ -20,8 +20,10 @@ FIELD = "images"
 async def batch_images(request: Request, body_limit: int, part_limit: int, max_images: int, idle_s: float) -> list[bytes]:
     """The uploaded images' bytes, in the order sent, or an `ApiError` saying what is wrong."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not ctype:  # as /v1/predict names it
+        raise ApiError(415, "missing_content_type", f"set Content-Type: multipart/form-data, with one '{FIELD}' field per image")
     if ctype != "multipart/form-data":
-        raise ApiError(415, "unsupported_media_type", f"send multipart/form-data with one '{FIELD}' field per image, not {ctype or 'no content type'}")
+        raise ApiError(415, "unsupported_media_type", f"send multipart/form-data with one '{FIELD}' field per image, not {ctype[:60]}")
     body = await read_limited(request, body_limit, idle_s)
     if not body:
         raise ApiError(400, "empty_body", "the request carries no images")
@@ -29,9 +31,10 @@ async def batch_images(request: Request, body_limit: int, part_limit: int, max_i
     form = await parse_form(request, body, max_images, part_limit, too_many)
     try:
         parts = form.getlist(FIELD)
-        if not parts:
-            raise ApiError(422, "missing_image_field", f"the multipart body has no file fields named '{FIELD}'")
         stray = sorted({k for k, v in form.multi_items() if k != FIELD and isinstance(v, UploadFile)})
+        if not parts:
+            found = f"; it has file field {stray[0][:40]!r}: name every image's field '{FIELD}'" if stray else ""
+            raise ApiError(422, "missing_image_field", f"the multipart body has no file fields named '{FIELD}'{found}")
         if stray:  # answering without them would look like an answer for every image sent
             raise ApiError(422, "unexpected_file_field", f"file field {stray[0]!r} is not read; send every image in a '{FIELD}' field")
         texts = [i for i, u in enumerate(parts) if not isinstance(u, UploadFile)]

@@ -38,7 +38,8 @@ class SampleSpread(BaseModel):
     """How far the model's samples (ensemble members, MC-dropout passes...) disagree (issue 7).
 
     Sampled models draw the same S masks or weights at every call, from the bundle's seed,
-    so an image gets the same samples, and the same answer, alone, in a batch or later.
+    so an image gets the same samples, and the same answer, alone, in a batch or later (up to
+    float32 rounding: a batch runs other kernels, so the 6th significant digit may differ).
     """
 
     count: int = Field(description="Number of samples S behind the averaged probabilities.")

@@ -11,6 +11,9 @@ A route that sets a header itself keeps its own value.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
@@ -70,13 +73,30 @@ class JsonCORSMiddleware(CORSMiddleware):
     4xx as `{"error": {...}}` met the only error that was not.
     """
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The request id, which the outer RequestIdMiddleware put in the scope, for the refusal.
+        _preflight_rid.set(scope.get("state", {}).get("request_id") if scope["type"] == "http" else None)
+        await super().__call__(scope, receive, send)
+
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
         if response.status_code < 400:
             return response
-        message = bytes(response.body).decode()
-        body = error_body("cors_refused", f"{message} (VIGIL_CORS_ORIGINS lists the origins this service answers)", None)
+        message = bytes(response.body).decode()  # "Disallowed CORS origin, method, headers"
+        failed = message.removeprefix("Disallowed CORS ").split(", ")
+        hints = [CORS_HINTS[f](self) for f in failed if f in CORS_HINTS]
+        body = error_body("cors_refused", f"{message} ({'; '.join(hints)})" if hints else message, _preflight_rid.get())
         return JSONResponse(body, response.status_code, headers={k: v for k, v in response.headers.items() if k.startswith("access-control-") or k == "vary"})
+
+
+#: The request id of the request a CORS middleware is handling (its preflight answer has only the headers).
+_preflight_rid: ContextVar[str | None] = ContextVar("cors_request_id", default=None)
+#: What to do about each refused part of a preflight, in Starlette's words for them.
+CORS_HINTS: dict[str, Callable[[CORSMiddleware], str]] = {
+    "origin": lambda _: "VIGIL_CORS_ORIGINS lists the origins this service answers",
+    "method": lambda m: f"this service answers {', '.join(sorted(m.allow_methods))} from other origins",
+    "headers": lambda m: f"a request from another origin may send these headers: {', '.join(sorted(m.allow_headers))}",
+}
 
 
 def add_cors(app: FastAPI, origins: list[str]) -> None:

@@ -113,7 +113,9 @@ async def image_bytes(request: Request, limit: int, idle_s: float) -> bytes:
         if isinstance(upload, str):  # a part without a filename: `curl -F 'image=<f'` sends one
             raise ApiError(422, "not_a_file", "the 'image' part is a text field (it has no filename); send the image as a file part: curl -F image=@digit.png")
         if upload is None:
-            raise ApiError(422, "missing_image_field", "the multipart body has no file field named 'image'")
+            other = next((k for k, v in form.multi_items() if not isinstance(v, str)), None)
+            found = f"; it has file field {other[:40]!r}: name it 'image' (several images go to /v1/predict/batch)" if other else ""
+            raise ApiError(422, "missing_image_field", f"the multipart body has no file field named 'image'{found}")
         return await upload.read()
     finally:
         await form.close()

@@ -153,9 +153,18 @@ def test_cors_closed_by_default_and_configurable(open_app: TestClient, locked: t
     assert "access-control-allow-origin" not in refused.headers
     # Refused in the one error shape, as every 4xx (Starlette's own is text/plain).
     assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
-    assert refused.json()["error"]["code"] == "cors_refused" and "Disallowed CORS origin" in refused.json()["error"]["message"]
+    error = refused.json()["error"]
+    assert error["code"] == "cors_refused" and "Disallowed CORS origin (VIGIL_CORS_ORIGINS lists" in error["message"]
+    assert error["request_id"] == refused.headers["x-vigil-request-id"]  # was null: nothing to quote
+    # Each refused part gets its own hint, not the origin list's.
     method = c.options("/v1/predict", headers={**pre, "origin": "https://ok.example", "access-control-request-method": "DELETE"})
-    assert method.status_code == 400 and "Disallowed CORS method" in method.json()["error"]["message"]
+    assert method.status_code == 400 and method.json()["error"]["message"] == "Disallowed CORS method (this service answers GET, POST from other origins)"
+    header = c.options("/v1/predict", headers={**pre, "origin": "https://ok.example", "access-control-request-headers": "x-custom"})
+    message = header.json()["error"]["message"]
+    assert message.startswith("Disallowed CORS headers (a request from another origin may send these headers: ") and "x-api-key" in message
+    assert "VIGIL_CORS_ORIGINS" not in message and header.json()["error"]["request_id"] == header.headers["x-vigil-request-id"]
+    v2 = c.options("/v2/models/x/infer", headers=pre).json()  # the OIP shape on /v2, with the id too
+    assert v2["code"] == "cors_refused" and v2["request_id"] is not None
 
 
 def test_production_refuses_default_secrets_and_keyless_lockdown() -> None:

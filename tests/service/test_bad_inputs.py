@@ -96,6 +96,8 @@ ROWS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("huge-json", "POST", "/v2/models/tiny/infer", {"content": b'{"inputs": [' + b"0," * LIMIT + b"0]}", "headers": {"content-type": "application/json"}}, 413, "payload_too_large"),
     ("huge-json-not-so-labelled", "POST", "/v2/models/tiny/infer", {"content": b'{"inputs": [' + b"0," * LIMIT + b"0]}", "headers": {"content-type": "application/octet-stream"}}, 413, "payload_too_large"),
     ("batch-stray-file-field", "POST", "/v1/predict/batch", {"files": [("image", ("a.png", TRUNCATED_PNG, "image/png")), ("images", ("b.png", TRUNCATED_PNG, "image/png"))]}, 422, "unexpected_file_field"),
+    ("batch-missing-content-type", "POST", "/v1/predict/batch", {"content": b"abc"}, 415, "missing_content_type"),
+    ("batch-only-a-stray-file-field", "POST", "/v1/predict/batch", {"files": [("image", ("a.png", TRUNCATED_PNG, "image/png"))]}, 422, "missing_image_field"),
     ("batch-over-limit", "POST", "/v1/predict/batch", {"files": [("images", (f"{i}.png", TRUNCATED_PNG, "image/png")) for i in range(5)]}, 413, "too_many_images"),
     ("unknown-path", "POST", "/v1/predict/nothing", {"content": b"x", "headers": IMG}, 404, "not_found"),
     ("trailing-slash", "POST", "/v1/predict/", {"content": b"x", "headers": {**IMG, "host": "evil.example"}}, 404, "not_found"),
@@ -121,6 +123,16 @@ def test_bad_input_answer_and_log(app_url: tuple[TestClient, str], case: str, me
     assert (row.http_status, row.error_code, row.decision) == (status, code, None)
     if path.startswith("/v1/predict/batch"):  # refused whole: the row describes no one image
         assert (row.input_bytes, row.input_sha256) == (None, None), case
+
+
+def test_a_file_in_the_wrong_field_is_named_in_the_refusal(app_url: tuple[TestClient, str]) -> None:
+    """`-F image=@d.png` to the batch and `-F images=@d.png` to /v1/predict are the two usual
+    slips: the refusal names the field it found and the one to use."""
+    client, _ = app_url
+    batch = client.post("/v1/predict/batch", files=[("image", ("a.png", TRUNCATED_PNG, "image/png"))]).json()["error"]["message"]
+    assert batch == "the multipart body has no file fields named 'images'; it has file field 'image': name every image's field 'images'"
+    single = client.post(RAW, files=[("images", ("a.png", TRUNCATED_PNG, "image/png"))]).json()["error"]["message"]
+    assert single.startswith("the multipart body has no file field named 'image'; it has file field 'images': name it 'image'")
 
 
 def error_of(body: dict[str, Any], path: str) -> dict[str, Any]:
