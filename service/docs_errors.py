@@ -48,6 +48,7 @@ BY_OPERATION: dict[tuple[str, str, int], tuple[str, str]] = {
     **{("get", path, 401): ("unauthorized", ADMIN_KEY_REQUIRED) for path in ADMIN_PATHS},
     ("get", "/v1/reports/summary", 422): ("invalid_window", "since must be before until"),
     ("post", "/v1/requests/{request_id}/feedback", 422): ("invalid_label", "label must be a class index from 0 to 9, got 10"),
+    ("post", "/v1/requests/{request_id}/feedback", 400): ("empty_body", "the request has no body; send a JSON object"),
     ("post", "/v1/requests/{request_id}/feedback", 415): ("unsupported_media_type", "send the feedback as application/json, not text/plain"),
     ("post", "/v1/requests/{request_id}/feedback", 413): ("payload_too_large", "the request body exceeds the limit; the limit is 2 MiB (2097152 bytes)"),
     ("get", "/v2/models/{name}", 404): ("unknown_model", "no model named 'nope'; served: 'mnist-default' version '3'"),

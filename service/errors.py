@@ -31,6 +31,17 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+#: The most characters of a client's own text (an id, a name) an error message quotes back.
+QUOTE_MAX = 80
+
+
+def quoted(text: object) -> str:
+    """`repr` of a client's text for an error message, cut to `QUOTE_MAX` characters: a
+    60,000-character id must not come back as a 60 kB error."""
+    text = str(text)
+    return repr(text) if len(text) <= QUOTE_MAX else f"{text[:QUOTE_MAX]!r}... ({len(text)} characters)"
+
+
 def error_body(code: str, message: str, request_id: str | None) -> dict[str, dict[str, str | None]]:
     return {"error": {"code": code, "message": message, "request_id": request_id}}
 
@@ -119,12 +130,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
+        loc = tuple(first.get("loc", ()))
+        where = ".".join(str(p) for p in loc)
         msg = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
         # Issue 8: name what is wrong (still 422, the status every such route documents).
         status, code = {"json_invalid": (422, "invalid_json"), "extra_forbidden": (422, "unknown_field")}.get(
             first.get("type", ""), (422, "invalid_request")
         )
+        if code == "invalid_json":  # FastAPI's "body.1: JSON decode error": the parser's words and where
+            at = f" (at character {loc[1]})" if len(loc) > 1 else ""
+            msg = f"the body is not valid JSON: {first.get('ctx', {}).get('error', 'decode error')}{at}"
+        elif first.get("type") == "missing" and loc == ("body",):  # as the other routes answer no body
+            status, code, msg = 400, "empty_body", "the request has no body; send a JSON object"
         log_rejection(request, status, code, msg)
         return JSONResponse(error_body(code, msg, _rid(request)), status)
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from models.manifest import Manifest
-from service.errors import ApiError
+from service.errors import ApiError, quoted
 from service.oip.binary import encode, to_bytes
 from service.oip.schemas import InferRequest, TensorMetadata
 from service.schemas import PredictionPublic
@@ -50,7 +50,7 @@ def _flag(params: dict[str, Any] | None, key: str, default: bool, where: str) ->
     # A real JSON boolean only: bool("false") is True, so a string would silently flip it.
     value = (params or {}).get(key, default)
     if not isinstance(value, bool):
-        raise ApiError(400, "invalid_parameter", f"{where}.{key} must be true or false, got {value!r}")
+        raise ApiError(400, "invalid_parameter", f"{where}.{key} must be true or false, got {quoted(value)}")
     return value
 
 
@@ -65,15 +65,15 @@ def selected(req: InferRequest) -> list[tuple[str, bool]]:
             raise ApiError(
                 400,
                 "unknown_output",
-                f"no output named {o.name!r}; outputs: {', '.join(OUTPUTS)}",
+                f"no output named {quoted(o.name)}; outputs: {', '.join(OUTPUTS)}",
             )
         if any(name == o.name for name, _ in picks):  # the answer has one tensor per name
-            raise ApiError(400, "repeated_output", f"output {o.name!r} is asked for more than once")
+            raise ApiError(400, "repeated_output", f"output {quoted(o.name)} is asked for more than once")
         if "classification" in (o.parameters or {}):
             # Triton's classification extension (top-k class strings) is not served; ignoring
             # it would hand back a tensor of another shape than the client decodes.
-            raise ApiError(400, "unsupported_parameter", f"outputs[{o.name!r}].parameters.classification: the classification extension is not supported; ask for 'predicted_label' or 'probabilities'")
-        picks.append((o.name, _flag(o.parameters, "binary_data", default_binary, f"outputs[{o.name!r}].parameters")))
+            raise ApiError(400, "unsupported_parameter", f"outputs[{quoted(o.name)}].parameters.classification: the classification extension is not supported; ask for 'predicted_label' or 'probabilities'")
+        picks.append((o.name, _flag(o.parameters, "binary_data", default_binary, f"outputs[{quoted(o.name)}].parameters")))
     return picks
 
 

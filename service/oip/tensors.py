@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from models.manifest import InputSpec
-from service.errors import ApiError
+from service.errors import ApiError, quoted
 from service.oip.binary import split_body, take_chunks
 from service.oip.schemas import InferRequest, RequestInput
 
@@ -86,13 +86,13 @@ def to_pixels(
         raise ApiError(
             422,
             "unknown_input",
-            f"the model's input is named {INPUT_NAME!r}, got {t.name!r}",
+            f"the model's input is named {INPUT_NAME!r}, got {quoted(t.name)}",
         )
     if chunk is not None and t.data is not None:
         raise ApiError(
             400,
             "invalid_binary_data",
-            f"input {t.name!r} has both data and binary_data_size; send one",
+            f"input {quoted(t.name)} has both data and binary_data_size; send one",
         )
     if t.datatype != "FP32":
         raise ApiError(

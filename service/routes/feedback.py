@@ -14,7 +14,7 @@ from service.access import ACCESS_ERRORS, ClientDep
 from service.context import CtxDep
 from service.db.feedback import NoPrediction, UnknownRequest, add_feedback
 from service.dbcalls import DB_ERRORS
-from service.errors import ApiError
+from service.errors import ApiError, quoted
 from service.params import DbText
 from service.query_params import StrictQuery
 from service.records import client_id
@@ -41,6 +41,7 @@ JsonBody = Annotated[None, Depends(require_json)]
     status_code=201,
     response_model=FeedbackReceipt,
     responses={
+        400: {"model": ErrorResponse, "description": "No body (`empty_body`)."},
         404: {"model": ErrorResponse, "description": "No request with this id was logged."},
         409: {"model": ErrorResponse, "description": "The request was refused (`no_prediction`): there is nothing to label."},
         413: {"model": ErrorResponse, "description": "The body is over the size limit (`payload_too_large`)."},
@@ -62,7 +63,7 @@ async def post_feedback(request_id: DbText, body: FeedbackCreate, request: Reque
             add_feedback, ctx.engine, request_id, body.label, body.note, who, ctx.writer.pending_status
         )
     except UnknownRequest as e:
-        raise ApiError(404, "unknown_request", f"no logged request with id {request_id!r}") from e
+        raise ApiError(404, "unknown_request", f"no logged request with id {quoted(request_id)}") from e
     except NoPrediction as e:
-        raise ApiError(409, "no_prediction", f"request {request_id!r} was refused, so it has no prediction to label") from e
+        raise ApiError(409, "no_prediction", f"request {quoted(request_id)} was refused, so it has no prediction to label") from e
     return FeedbackReceipt(feedback=FeedbackPublic.model_validate(row), replaced=replaced)

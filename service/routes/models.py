@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from service.card_text import decision_texts, prediction_set_text, scorer_meaning
 from service.context import CtxDep
-from service.errors import ApiError
+from service.errors import ApiError, quoted
 from service.query_params import StrictQuery
 from service.schemas import ErrorResponse
 
@@ -87,5 +87,5 @@ def get_model(name: str, ctx: CtxDep, _strict: StrictQuery) -> ModelCard:
     OOD scorers with their thresholds and how they were chosen, the conformal quantile, the
     validation and test metrics, and what each decision means."""
     if name != ctx.bundle.manifest.name:
-        raise ApiError(404, "unknown_model", f"no model named {name!r}; served: {ctx.bundle.manifest.name!r}")
+        raise ApiError(404, "unknown_model", f"no model named {quoted(name)}; served: {ctx.bundle.manifest.name!r}")
     return _card(ctx)

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.access import ClientDep, charge_images
 from service.context import AppContext, CtxDep
-from service.errors import ApiError
+from service.errors import ApiError, quoted
 from service.oip import outputs, tensors
 from service.oip.binary import HEADER
 from service.oip.docs import INFER_BODY, INFER_ERRORS
@@ -69,7 +69,7 @@ def _model(ctx: AppContext, name: str, version: str | None = None) -> None:
         raise ApiError(
             404,
             "unknown_model",
-            f"no model named {name!r}{'' if version is None else f' in version {version!r}'}; served: {m.name!r} version {m.version!r}",
+            f"no model named {quoted(name)}{'' if version is None else f' in version {quoted(version)}'}; served: {m.name!r} version {m.version!r}",
         )
 
 

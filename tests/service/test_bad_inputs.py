@@ -155,6 +155,12 @@ def test_feedback_json_errors_are_named(app_url: tuple[TestClient, str]) -> None
     for body, status, code in cases:
         r = client.post(url, content=body, headers=ctype)
         assert (r.status_code, r.json()["error"]["code"]) == (status, code), body[:40]
+    # The parser's own words and where, not FastAPI's "body.1: JSON decode error"; no body is
+    # empty_body, as on the prediction routes (was 422 "body: Field required").
+    bad = client.post(url, content=b"{bad", headers=ctype).json()["error"]["message"]
+    assert bad == "the body is not valid JSON: Expecting property name enclosed in double quotes (at character 1)"
+    empty = client.post(url, content=b"", headers=ctype)
+    assert (empty.status_code, empty.json()["error"]["code"]) == (400, "empty_body")
     r = client.post(url + "?label=3", content=b'{"label": 1}', headers=ctype)  # not a second way to send it
     assert (r.status_code, r.json()["error"]["code"]) == (422, "unknown_parameter") and "'label'" in r.json()["error"]["message"]
     # Not JSON, but not an upload path either: the JSON cap, not the upload one (the body is
@@ -287,3 +293,20 @@ def test_a_request_cancelled_by_the_shutdown_timeout_keeps_its_row(app_url: tupl
     finally:
         engine.dispose()
     assert [tuple(r) for r in rows] == [(503,)]
+
+
+def test_a_clients_long_text_is_quoted_back_cut(app_url: tuple[TestClient, str]) -> None:
+    """A 60,000-character id or name came back whole in the 404's message (60 kB answers)."""
+    client, _ = app_url
+    long = "a" * 60_000
+    answers = [
+        client.post(f"/v1/requests/{long}/feedback", json={"label": 1}),
+        client.get(f"/v1/models/{long}"),
+        client.get(f"/v2/models/{long}"),
+        client.post(f"/v2/models/{long}/infer", json={"inputs": []}),
+        client.post("/v2/models/tiny/infer", json={"inputs": [v2(PIXELS)["json"]["inputs"][0] | {"name": long}]}),
+        client.post("/v2/models/tiny/infer", json={"inputs": v2(PIXELS)["json"]["inputs"], "outputs": [{"name": long}]}),
+    ]
+    for r in answers:
+        message = error_of(r.json(), str(r.url.path))["message"]
+        assert 400 <= r.status_code < 500 and len(message) < 400 and "(60000 characters)" in message, (r.url.path[:40], message[:200])
