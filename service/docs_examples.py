@@ -25,7 +25,7 @@ PREDICTION: dict[str, Any] = {
     "prediction": {"label": 7, "class_name": "7"},
     "probabilities": [2.5573e-10, 7.18662e-08, 4.85396e-07, 2.3943e-08, 1.88178e-09, 9.98644e-10, 6.82659e-14, 0.999998, 5.10702e-10, 9.7738e-07],
     "confidence": 0.9999984502792358,
-    "uncertainty": {"predictive_entropy": 2.38e-05, "mutual_information": 5.8e-07},
+    "uncertainty": {"predictive_entropy": 2.38e-05, "mutual_information": 5.1e-07},
     "failure": {
         "method": "msp",
         "score": 1.5e-06,
@@ -76,7 +76,7 @@ ROW: dict[str, Any] = {
     "probabilities": PREDICTION["probabilities"],
     "confidence": 0.999998,
     "predictive_entropy": 2.38e-05,
-    "mutual_information": 5.8e-07,
+    "mutual_information": 5.1e-07,
     "failure_method": "msp",
     "failure_score": 1.5e-06,
     "failure_threshold": 0.4292,

@@ -45,7 +45,7 @@ Text = Annotated[str, AfterValidator(unicode_only)]
 DbText = Annotated[str, AfterValidator(unicode_only), AfterValidator(no_nul)]
 
 
-def db_text(max_length: int) -> Any:
+def db_text(max_length: int, min_length: int = 0) -> Any:
     """`DbText` of at most `max_length` characters. Checked by a validator of its own: a
     `max_length` beside `DbText` (on a union with None) ran as a generic check whose message
     counted "items", and a string constraint makes pydantic refuse a lone surrogate before
@@ -54,24 +54,47 @@ def db_text(max_length: int) -> Any:
     def at_most(value: str) -> str:
         if len(value) > max_length:
             raise ValueError(f"must be at most {max_length} characters, got {len(value)}")
+        if len(value) < min_length:  # `?model=` filtered on the empty name: an empty list, no error
+            raise ValueError("must not be empty" if min_length == 1 else f"must be at least {min_length} characters")
         return value
 
     return Annotated[DbText, AfterValidator(at_most), Field(json_schema_extra={"maxLength": max_length})]
 _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 
 
-def not_a_number(value: object) -> object:
-    """Refuse a bare number, which pydantic would read as Unix time: `since=20261130` (a
-    compact date) filtered from 1970-08-23, and `until=0` ended the window in 1970."""
+#: A span back from now, as the CLI's `--since` takes it: 90m, 24h, 7d.
+_SPAN = re.compile(r"\s*(\d{1,9})([mhd])\s*")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def span_back(text: str) -> dt.datetime | None:
+    """The time `text` (90m, 24h, 7d) before now, in UTC; None when `text` is no such span.
+    OverflowError for a span reaching past year 1."""
+    m = _SPAN.fullmatch(text)
+    if m is None:
+        return None
+    return dt.datetime.now(dt.UTC) - dt.timedelta(**{_UNITS[m[2]]: int(m[1])})
+
+
+def span_or_time(value: object) -> object:
+    """A span back from now becomes its time; a bare number is refused, since pydantic would
+    read it as Unix time: `since=20261130` (a compact date) filtered from 1970-08-23, and
+    `until=0` ended the window in 1970. Anything else is left to pydantic's ISO 8601 parser."""
+    if isinstance(value, str):
+        try:
+            if (back := span_back(value)) is not None:
+                return back
+        except OverflowError as e:
+            raise ValueError(f"reaches back before year 1: {value[:20]!r}") from e
     if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
-        raise ValueError(f"must be an ISO 8601 time such as 2026-11-30T12:00:00Z, not a number: {value!r}")
+        raise ValueError(f"must be an ISO 8601 time such as 2026-11-30T12:00:00Z or a span back from now such as 24h, not a number: {value!r}")
     return value
 
 
-#: An ISO 8601 time from a client, converted to UTC (naive means UTC).
-UtcTime = Annotated[dt.datetime, BeforeValidator(not_a_number), AfterValidator(in_utc)]
+#: A time from a client, converted to UTC: ISO 8601 (naive means UTC) or a span back from now.
+UtcTime = Annotated[dt.datetime, BeforeValidator(span_or_time), AfterValidator(in_utc)]
 
 
 #: A model name to filter the log by, and a feedback note.
-ModelName = db_text(100)
+ModelName = db_text(100, min_length=1)
 Note = db_text(2000)

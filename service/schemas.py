@@ -51,7 +51,8 @@ class SampleSpread(BaseModel):
 class PredictionPublic(BaseModel):
     request_id: str = Field(
         description="Unique id of this request, as logged (feedback and /v1/requests/{request_id} take it); also in the "
-        "X-Vigil-Request-ID response header. X-Request-ID echoes the client's own id when it sent a valid one, else this one."
+        "X-Vigil-Request-ID response header. X-Request-ID echoes the client's own id when it sent a valid one (8-64 characters of A-Z, a-z, 0-9, '.', '_' and '-'; "
+        "kept in the log beside this one), else this one."
     )
     model: ModelRef
     prediction: Prediction
@@ -68,7 +69,7 @@ class PredictionPublic(BaseModel):
         description="reject_ood if ood.flagged, else abstain if failure.flagged, else accept. "
         + " ".join(f"**{k}**: {v}" for k, v in MEANINGS.items())
     )
-    latency_ms: float = Field(description="Server-side time from receipt to answer, in milliseconds.")
+    latency_ms: float = Field(description="Server-side time from receipt to answer, in milliseconds; in a batch, the whole batch's (each item and its log row carry the same figure).")
     samples: SampleSpread | None = Field(
         None, description="Spread of the samples behind the average; null for single-sample (deterministic) models."
     )

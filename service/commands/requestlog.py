@@ -7,26 +7,23 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-_RELATIVE = re.compile(r"^(\d+)([mhd])$")
 
 
 def when(text: str) -> dt.datetime:
     """ISO 8601 (naive means UTC) or a span back from now: 90m, 24h, 7d."""
-    try:
-        if m := _RELATIVE.match(text):
-            unit = {"m": "minutes", "h": "hours", "d": "days"}[m[2]]
-            return dt.datetime.now(dt.UTC) - dt.timedelta(**{unit: int(m[1])})
-        from service.db.queries import (
-            utc,  # here: `vigil --help` does not import SQLAlchemy
-        )
+    # Here, not at the top: `vigil --help` does not import SQLAlchemy.
+    from service.db.queries import utc
+    from service.params import span_back
 
+    try:
+        if (back := span_back(text)) is not None:  # the API's `since` takes the same spans
+            return back
         return utc(dt.datetime.fromisoformat(text))
     except OverflowError as e:  # argparse turns only ValueError and TypeError into usage errors
         raise argparse.ArgumentTypeError(f"out of range: {text!r} (before year 1 or after 9999 once in UTC)") from e

@@ -44,11 +44,13 @@ def take_chunks(sizes: list[int | None], blob: bytes) -> list[bytes | None]:
         if size is None:
             chunks.append(None)
             continue
-        if size < 0 or pos + size > len(blob):
+        if size < 0:
+            raise ApiError(400, "invalid_binary_data", f"binary_data_size must be 0 or more, got {size}")
+        if pos + size > len(blob):
             raise ApiError(
                 400,
                 "invalid_binary_data",
-                "binary_data_size runs past the end of the body",
+                f"binary_data_size runs past the end of the body ({size} bytes declared, {len(blob) - pos} left)",
             )
         chunks.append(blob[pos : pos + size])
         pos += size

@@ -25,8 +25,8 @@ async def summary(
     ctx: CtxDep,
     _admin: AdminDep,
     _strict: StrictQuery,
-    since: Annotated[UtcTime | None, Query(description="Window start (ISO 8601, naive means UTC); default 24 h ago.")] = None,
-    until: Annotated[UtcTime | None, Query(description="Window end; default now.")] = None,
+    since: Annotated[UtcTime | None, Query(description="Window start: ISO 8601 (naive means UTC) or a span back from now (90m, 24h, 7d); default 24 h ago.")] = None,
+    until: Annotated[UtcTime | None, Query(description="Window end (as `since`); default now.")] = None,
     model: Annotated[ModelName | None, Query(description="Only this model name.")] = None,
 ) -> SummaryPublic:
     """Accuracy, ECE and selective risk use requests with feedback; drift compares recent

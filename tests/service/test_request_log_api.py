@@ -87,6 +87,14 @@ def test_feedback_listing_and_summary(tiny_bundle: Path, db_url: str, data_dir: 
         assert all(i["decision"] == "reject_ood" for i in rejected)
         future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
         assert client.get("/v1/requests", params={"since": future}, headers=ADMIN).json()["items"] == []
+        # A span back from now, as the CLI takes it: all of this test's rows are in the last hour, none before.
+        everything = client.get("/v1/requests", params={"limit": 500}, headers=ADMIN).json()["items"]
+        assert client.get("/v1/requests", params={"since": "60m", "limit": 500}, headers=ADMIN).json()["items"] == everything != []
+        assert client.get("/v1/requests", params={"until": "1h"}, headers=ADMIN).json()["items"] == []
+        assert client.get("/v1/reports/summary", params={"since": "2h"}, headers=ADMIN).json()["requests"] == len(everything)
+        for params, says in (({"since": "999999999d"}, "reaches back before year 1"), ({"model": ""}, "query.model: Value error, must not be empty")):
+            refused = client.get("/v1/requests", params=params, headers=ADMIN)
+            assert refused.status_code == 422 and says in refused.json()["error"]["message"], refused.text
         assert client.get("/v1/requests", params={"cursor": "garbage"}, headers=ADMIN).status_code == 400
 
         s = client.get("/v1/reports/summary", headers=ADMIN).json()

@@ -362,3 +362,14 @@ def test_infer_takes_json_or_triton_binary_and_no_query(log_url: str, digits: tu
         assert c.post(f"{MODEL}/infer?version={version}", content=body, headers={"content-type": "application/json"}).status_code == 200
     logged = {r.request_id: (r.http_status, r.error_code) for r in rows(log_url)}
     assert [logged[rid] for rid in refused] == [(415, "unsupported_media_type")] * 4 + [(422, "unknown_parameter")] * 3
+
+
+@pytest.mark.parametrize(("size", "says"), [(-4, "binary_data_size must be 0 or more, got -4"), (10**6, "binary_data_size runs past the end of the body (1000000 bytes declared, 3136 left)")])
+def test_a_wrong_binary_size_says_which_way_it_is_wrong(client: TestClient, digits: tuple[torch.Tensor, torch.Tensor], size: int, says: str) -> None:
+    body, headers = _binary_request(digits[0][:1].numpy())
+    head_len = int(headers["Inference-Header-Content-Length"])
+    head = json.loads(body[:head_len])
+    head["inputs"][0]["parameters"]["binary_data_size"] = size
+    j = json.dumps(head).encode()
+    r = client.post(f"{MODEL}/infer", content=j + body[head_len:], headers={**headers, "Inference-Header-Content-Length": str(len(j))})
+    assert (r.status_code, r.json()["code"], r.json()["error"]) == (400, "invalid_binary_data", says)
