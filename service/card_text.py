@@ -21,6 +21,7 @@ SCORER_MEANINGS: dict[str, str] = {
         "that are not digits."
     ),
     "confidnet": "1 minus a learned estimate of the probability that the prediction is right (Corbiere et al. 2019).",
+    "shift_consistency": "1 minus the predicted class's probability averaged over the image and its 8 one-pixel shifts: a reading that a nudge changes scores high.",
 }
 
 
@@ -35,6 +36,7 @@ SCORER_WORDS: dict[str, str] = {
     "mahalanobis": "distance from the training digits",
     "mahalanobis_layers": "distance from the training digits",
     "confidnet": "learned doubt",
+    "shift_consistency": "doubt under a one-pixel nudge",
 }
 
 

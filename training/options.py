@@ -24,8 +24,9 @@ seed_int = int_in(0, MAX_SEED, "seed")
 
 
 #: Failure scorers only: a ConfidNet head predicts this model's errors on digits, and says
-#: nothing trained about inputs that are no digits.
-FAILURE_ONLY = ("confidnet",)
+#: nothing trained about inputs that are no digits; shift consistency asks whether a digit's
+#: class survives a nudge, which says nothing about whether it is a digit.
+FAILURE_ONLY = ("confidnet", "shift_consistency")
 #: Methods that take each option; anything else would ignore it without a word.
 SAMPLED_METHODS = ("mc_dropout", "laplace", "variational")
 

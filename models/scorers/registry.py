@@ -12,6 +12,7 @@ from models.scorers.mahalanobis import Mahalanobis
 from models.scorers.mahalanobis_layers import MahalanobisLayers
 from models.scorers.msp import MaxSoftmax
 from models.scorers.odin import ODIN
+from models.scorers.shift_consistency import ShiftConsistency
 
 SCORERS: dict[str, type[Scorer]] = {
     cls.name: cls for cls in (MaxSoftmax, PredictiveEntropy, MutualInformation)
@@ -20,6 +21,7 @@ SCORERS: dict[str, type[Scorer]] = {
 SCORERS.update({cls.name: cls for cls in (Energy, ODIN, Mahalanobis)})
 SCORERS[MahalanobisLayers.name] = MahalanobisLayers  # Lee et al.'s layer ensemble, ID-only weights
 SCORERS[ConfidNetScorer.name] = ConfidNetScorer  # failure scorer (Corbière et al. 2019)
+SCORERS[ShiftConsistency.name] = ShiftConsistency  # failure scorer: the prediction under one-pixel shifts
 
 
 def register(cls: type[Scorer]) -> type[Scorer]:

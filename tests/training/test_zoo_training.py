@@ -15,6 +15,7 @@ from models import calibration
 from models.bundle import Bundle, load_bundle, save_bundle
 from models.manifest import Manifest
 from models.pipeline import Pipeline
+from models.scorers.shift_consistency import SHIFTS
 from service.app import create_app
 from service.cli import main as vigil
 from service.settings import Settings
@@ -385,6 +386,21 @@ def test_confidnet_fine_tuning_serves_its_own_encoder_beside_the_untouched_netwo
     assert not {"confidnet_fit", "confidnet_finetune"} & set(load_bundle(tmp_path / "refit").manifest.metrics)
 
 
+def test_shift_consistency_is_served_as_the_prediction_held_under_shifts(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
+    """Refitted as an MC-dropout bundle's failure scorer: the served score is the served
+    prediction's probability, at the image and at its 8 one-pixel shifts, each as served."""
+    out = tmp_path / "shifts"
+    assert vigil(["refit", str(zoo["mc_dropout"]), "--out", str(out), "--data-dir", str(data_dir), "--failure-scorer", "shift_consistency", "--skip-test"]) == 0
+    bundle = load_bundle(out)
+    assert bundle.manifest.failure.name == "shift_consistency" and 0 < bundle.manifest.failure.threshold < 1
+    pixels = load_mnist(data_dir, train=False).x[:12]
+    pipeline = Pipeline(bundle)
+    served = pipeline.run(pixels)
+    mcp, pred = served.probs.max(-1)
+    held = torch.stack([pipeline.run(torch.roll(pixels, (dy, dx), (-2, -1))).probs.gather(-1, pred[:, None])[:, 0] for dx, dy in SHIFTS])
+    assert torch.allclose(served.failure_score, 1 - (mcp + held.mean(0)) / 2, atol=1e-5)
+
+
 def test_refit_replaces_scorers_and_keeps_the_network(zoo: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
     src = load_bundle(zoo["deterministic"])
     assert src.manifest.failure.name == "msp"
@@ -504,6 +520,7 @@ def test_train_without_auto_fits_the_served_temperature_once(data_dir: Path, tmp
         (["--failure-scorer", "mutual_information"], "mutual_information is 0 for every input of a model that answers with one sample (deterministic)"),
         (["--method", "mc_dropout", "--samples", "1", "--ood-scorer", "mutual_information"], "answers with one sample (mc_dropout)"),
         (["--ood-scorer", "confidnet"], "--ood-scorer: confidnet is a failure scorer"),
+        (["--ood-scorer", "shift_consistency"], "--ood-scorer: shift_consistency is a failure scorer"),
         (["--name", "my model"], "--name 'my model': String should match pattern"),
         (["--version", ""], "--version '': String should have at least 1 character"),
     ],
