@@ -9,13 +9,20 @@ limit, so one connection could make the process buffer megabytes of headers.
 `VigilHttpProtocol` answers both with the error shape (service/errors.py), the request id
 header and the security headers:
 - 400 `malformed_request` where uvicorn answered text/plain;
-- 431 `request_head_too_large` when a request's target and headers pass `MAX_HEAD_BYTES`,
-  as nginx does beyond its header buffers: as soon as that much arrived without the head
-  ending, or when a head that arrived at once ends (uvicorn answered a target over 64 KiB
-  with its text/plain 400, since its URL parser's offsets are 16-bit).
-Each refusal is one warning in the service log, with its request id and client. Such a
-request has no method or route that could be trusted, so it gets no request-log row; the
-compose nginx refuses these with its own 400 before they reach the service.
+- 431 `request_head_too_large` when a request line and headers pass `MAX_HEAD_BYTES`, as
+  nginx does beyond its header buffers, counted as sent: as soon as that much arrived without
+  the head ending, or when a head that arrived at once ends (uvicorn answered a target over
+  64 KiB with its text/plain 400, since its URL parser's offsets are 16-bit). After the head,
+  reads that move the body on not at all (a chunked body's trailer that never ends) count
+  against the same bound; trailers are dropped, as ASGI carries none.
+Whose refusal it is decides its request id and when it is sent:
+- a request refused before routing gets a new id; it has no method or route that could be
+  trusted, so it gets no request-log row (the compose nginx refuses these before they arrive);
+- a request whose body is being read (bad chunk framing) keeps its own id, under which the app
+  logs it (499: it sees the connection end);
+- a pipelined request behind one still being answered is refused after that answer, since
+  HTTP answers in order: sent at once, the refusal took the earlier request's place.
+Each refusal is one warning in the service log, with its request id and client.
 """
 
 from __future__ import annotations
@@ -48,52 +55,105 @@ class VigilHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def, override]  # uvicorn's signature
         super().connection_made(transport)
-        self._head_bytes = 0
         self._in_head = True  # until the first request's headers are complete
-        self._message_ended = False
+        self._head_bytes = 0  # raw bytes of the head being read, over reads
+        self._stale_bytes = 0  # bytes after the head that moved the parser nowhere (a trailer that never ends)
+        self._message_ended = self._progress = False  # within the current read
+        #: A refusal of a pipelined request, held until the answers before it are out.
+        self._pending: tuple[int, str, str] | None = None
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_head:
+            super().on_header(name, value)
+            return
+        # A chunked body's trailer. uvicorn appended it to the headers the app already holds;
+        # ASGI has no request trailers, so it is dropped. Trailer lines never move the body on,
+        # so `data_received` counts them as stale bytes against the bound.
+
     def on_headers_complete(self) -> None:
-        self._in_head = False
-        # A head that arrived whole within a read was never counted in `data_received`.
-        if len(self.url) + sum(len(name) + len(value) for name, value in self.headers) > MAX_HEAD_BYTES:
+        # The head's bytes as sent (request line, "name: value" lines, the blank line): the
+        # same count `data_received` keeps over reads, so a head gets the same answer whether
+        # it came in one read or in many.
+        line = len(self.parser.get_method()) + len(self.url) + len(" HTTP/1.1\r\n") + 1
+        if line + sum(len(name) + len(value) + 4 for name, value in self.headers) + 2 > MAX_HEAD_BYTES:
             self._refuse_too_large()
-            raise HeadTooLarge  # stops the parser; uvicorn's 400 for it finds the connection closed
+            raise HeadTooLarge  # stops the parser; uvicorn's 400 for it finds the refusal made
+        self._in_head = False
+        self._stale_bytes = 0
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._progress = True
+        super().on_body(body)
+
+    def on_chunk_header(self) -> None:
+        self._progress = True
+
+    def on_chunk_complete(self) -> None:
+        self._progress = True
 
     def on_message_complete(self) -> None:
         self._head_bytes = 0
-        self._message_ended = True  # (before uvicorn's own, which may return early)
+        self._message_ended = self._progress = True  # (before uvicorn's own, which may return early)
         super().on_message_complete()
 
     def data_received(self, data: bytes) -> None:
-        self._message_ended = False
+        self._message_ended = self._progress = False
         super().data_received(data)
-        if not self._in_head or self.transport.is_closing():
+        if self.transport.is_closing() or self._pending is not None:
             return
-        # Still inside a head: count the chunk, unless it also ended an earlier (pipelined)
-        # request, whose bytes are not this head's. That undercounts by at most one chunk, so
-        # the bound holds within one read, and a request under the limit is never refused.
-        if not self._message_ended:
-            self._head_bytes += len(data)
-        if self._head_bytes > MAX_HEAD_BYTES:
-            self._refuse_too_large()
+        if self._in_head:
+            # Count the read, unless it also ended an earlier (pipelined) request, whose bytes
+            # are not this head's: that undercounts by at most one read, so the bound holds
+            # within one read, and a request under the limit is never refused.
+            if not self._message_ended:
+                self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse_too_large()
+        else:
+            # After the head every read of a body moves the parser on; reads that do not are a
+            # trailer line (or chunk-size line) that has not ended, which httptools buffers whole.
+            self._stale_bytes = 0 if self._progress else self._stale_bytes + len(data)
+            if self._stale_bytes > MAX_HEAD_BYTES:
+                self._refuse_too_large()
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request it cannot parse; `msg` is its generic text."""
-        if self.transport.is_closing():  # refused already (a head too large)
+        if self.transport.is_closing() or self._pending is not None:  # refused already (too large)
             return
         self._refuse(400, "malformed_request", "the request is not valid HTTP/1.1 (its request line, a header or the chunked body's framing)")
 
+    def on_response_complete(self) -> None:
+        if self._pending is not None and not self.pipeline:  # every answer before it is out
+            self.server_state.total_requests += 1
+            self._send(*self._pending, uuid.uuid4().hex)
+            return
+        super().on_response_complete()
+        if self._pending is not None:
+            self.flow.pause_reading()  # (uvicorn resumed it for the next pipelined request)
+
     def _refuse_too_large(self) -> None:
-        self._refuse(431, "request_head_too_large", f"the request line and headers are over {MAX_HEAD_BYTES // 1024} KiB")
+        self._refuse(431, "request_head_too_large", f"the request line and headers (or a chunked body's trailer) are over {MAX_HEAD_BYTES // 1024} KiB")
 
     def _refuse(self, status: int, code: str, message: str) -> None:
-        rid = uuid.uuid4().hex
-        log.warning("refused before routing: %s %s from %s", status, code, self.client, extra={"request_id": rid})
+        in_flight = self.cycle is not None and not self.cycle.response_complete
+        if in_flight and self._in_head:
+            # A pipelined request behind one still being answered: HTTP answers in order, so
+            # the refusal waits for that answer (and those queued before it), reading paused.
+            self._pending = (status, code, message)
+            self.flow.pause_reading()
+            return
+        # The request whose body is being read (its framing or trailer refused) keeps its id,
+        # which its request-log row carries; one refused before routing gets a new one.
+        rid = (self.cycle.scope.get("state") or {}).get("request_id") if in_flight else None
+        self._send(status, code, message, rid or uuid.uuid4().hex)
+
+    def _send(self, status: int, code: str, message: str, rid: str) -> None:
+        log.warning("refused by the HTTP layer: %s %s from %s", status, code, self.client, extra={"request_id": rid})
         body = json.dumps(error_body(code, message, rid)).encode()
         head = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS[status])]
         headers = [

@@ -28,7 +28,9 @@ async def echo_size(scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
         size += len(message.get("body", b""))
         more = message.get("more_body", False)
-    body = json.dumps({"size": size, "path": scope["path"]}).encode()
+    if scope["path"] == "/slow":  # still being answered when the next pipelined request arrives
+        await asyncio.sleep(0.3)
+    body = json.dumps({"size": size, "path": scope["path"], "headers": len(scope["headers"])}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -123,7 +125,7 @@ def test_requests_under_the_bound_pass_whole_even_large_bodies_and_pipelined_one
     # The pipelined request's head ends only in a later write: the read that ended the upload
     # (often the whole upload) is not that head's, so it must not count against its bound.
     got = answers(exchange(port, post + b"GET /next HTTP/1.1\r\n", b"Host: a\r\nConnection: close\r\n\r\n"))
-    assert [(s, json.loads(b)) for s, _, b in got] == [(200, {"size": upload, "path": "/up"}), (200, {"size": 0, "path": "/next"})]
+    assert [(s, json.loads(b)["size"], json.loads(b)["path"]) for s, _, b in got] == [(200, upload, "/up"), (200, 0, "/next")]
 
 
 class Transport:
@@ -174,4 +176,43 @@ def test_the_read_that_ends_an_upload_does_not_count_against_the_next_heads_boun
 
     got = answers(asyncio.run(run()))
     assert [(s, json.loads(b)["path"]) for s, _, b in got] == [(200, "/up"), (200, "/next")]
+
+
+def test_the_bound_counts_a_head_alike_in_one_read_or_many(port: int) -> None:
+    """The count over reads (raw bytes) and the count of a head that came whole (its parsed
+    fields) are the same count: how TCP cut the head must not decide the answer."""
+    for n, status in ((5000, 431), (4000, 200)):  # 5000 x 15 bytes is over 64 KiB, 4000 x 15 under
+        head = b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"h%05d: 1234\r\n" % i for i in range(n)) + b"\r\n"
+        whole = answers(exchange(port, head))
+        pieces = answers(exchange(port, *[head[i : i + 1000] for i in range(0, len(head), 1000)]))
+        assert [a[0] for a in whole] == [a[0] for a in pieces] == [status], (n, len(head))
+
+
+def test_a_chunked_bodys_trailer_counts_against_the_bound_and_never_reaches_the_app(port: int) -> None:
+    start = b"POST /t HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+    ok = answers(exchange(port, start + b"X-Trailer: 1\r\n\r\n"))
+    assert [(s, json.loads(b)["size"], json.loads(b)["headers"]) for s, _, b in ok] == [(200, 5, 2)]  # host, transfer-encoding
+    many = [start] + [b"".join(b"t%05d: %s\r\n" % (i, b"v" * 100) for i in range(k, k + 100)) for k in range(0, 1000, 100)]
+    refusal(exchange(port, *many), 431, "request_head_too_large")  # 1,000 trailer lines of ~110 bytes
+    endless = [start, b"X-Trailer: "] + [b"v" * 8192] * 16  # one trailer value that never ends
+    refusal(exchange(port, *endless), 431, "request_head_too_large")
+
+
+def test_a_pipelined_refusal_waits_for_the_answer_before_it(port: int) -> None:
+    """HTTP answers in order: the refusal of the second request comes after the first's
+    answer, which used to be lost (the refusal went out in its place and closed the line)."""
+    slow = b"POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi"
+    for bad, status, code in (
+        (b"GET /big HTTP/1.1\r\nHost: a\r\nX-Filler: " + b"a" * (MAX_HEAD_BYTES + 10) + b"\r\n\r\n", 431, "request_head_too_large"),
+        (b"GET / HTTP/1.1\r\nno colon\r\n\r\n", 400, "malformed_request"),
+    ):
+        first, second = answers(exchange(port, slow + bad))
+        assert (first[0], json.loads(first[2])["path"]) == (200, "/slow")
+        refusal(exchange_answer(second), status, code)
+
+
+def exchange_answer(answer: tuple[int, dict[str, str], bytes]) -> bytes:
+    """One parsed answer back in wire form, for `refusal`."""
+    status, headers, body = answer
+    return b"HTTP/1.1 %d X\r\n" % status + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n" + body
 

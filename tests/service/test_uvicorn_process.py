@@ -67,6 +67,19 @@ def test_serve_process_logs_every_request(tiny_bundle: Path, db_url: str) -> Non
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head
         assert json.loads(body)["error"]["code"] == "malformed_request"
+        # Bad chunk framing in a body the app is already reading: the refusal carries that
+        # request's id, the one its log row has (the app sees the connection end: 499).
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: a\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            time.sleep(0.5)  # the app is waiting for the rest of the body
+            s.sendall(b"zz\r\n")
+            answer = b""
+            while data := s.recv(65536):
+                answer += data
+        head, _, body = answer.partition(b"\r\n\r\n")
+        framing = json.loads(body)["error"]
+        assert head.startswith(b"HTTP/1.1 400 ") and framing["code"] == "malformed_request"
+        ids.append(framing["request_id"])
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
@@ -79,7 +92,7 @@ def test_serve_process_logs_every_request(tiny_bundle: Path, db_url: str) -> Non
         assert conn.execute(select(func.count()).select_from(RequestRecord)).scalar_one() == len(ids)
     engine.dispose()
     assert sorted(r.request_id for r in logged) == sorted(ids)
-    assert sorted(r.http_status for r in logged) == [200] * 5 + [415]
+    assert sorted(r.http_status for r in logged) == [200] * 5 + [415, 499]
 
 
 @pytest.mark.slow
