@@ -35,11 +35,12 @@ class ApiError(Exception):
 QUOTE_MAX = 80
 
 
-def quoted(text: object) -> str:
-    """`repr` of a client's text for an error message, cut to `QUOTE_MAX` characters: a
-    60,000-character id must not come back as a 60 kB error."""
-    text = str(text)
-    return repr(text) if len(text) <= QUOTE_MAX else f"{text[:QUOTE_MAX]!r}... ({len(text)} characters)"
+def quoted(value: object) -> str:
+    """`repr` of a client's value for an error message, cut to `QUOTE_MAX` characters: a
+    60,000-character id must not come back as a 60 kB error. A non-string keeps its own repr
+    (JSON's 1 or null must not read as the string '1' or 'None')."""
+    shown = repr(value)
+    return shown if len(shown) <= QUOTE_MAX else f"{shown[:QUOTE_MAX]}... ({len(value) if isinstance(value, str) else len(shown)} characters)"
 
 
 def error_body(code: str, message: str, request_id: str | None) -> dict[str, dict[str, str | None]]:

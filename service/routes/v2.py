@@ -44,15 +44,19 @@ ENDPOINT = "/v2/models/{name}/infer"
 
 
 #: Bodies an inference takes: JSON, or Triton's binary extension (JSON then raw tensors).
-#: Triton's own clients send no Content-Type at all, so a missing one is accepted; any other
-#: type is refused, so that an HTML form (text/plain, urlencoded, multipart), which a browser
-#: posts cross-site without asking, cannot run inference or write request-log rows.
+#: Any other type is refused, so that an HTML form (text/plain, urlencoded, multipart), which
+#: a browser posts cross-site without asking, cannot run inference or write request-log rows.
+#: Triton's own clients send no Content-Type at all, so a missing one is accepted, but not
+#: from a browser (one that sends `Origin`): `fetch` with `mode: "no-cors"` and a Blob body
+#: posts cross-site without a type and without asking too.
 INFER_MEDIA_TYPES = ("application/json", "application/octet-stream")
 
 
 def _infer_media_type(request: Request) -> None:
     given = request.headers.get("content-type")
     if given is None:
+        if "origin" in request.headers:
+            raise ApiError(415, "missing_content_type", "a browser must send the inference request with Content-Type: application/json")
         return
     media_type = given.split(";", 1)[0].strip().lower()
     if media_type not in INFER_MEDIA_TYPES:

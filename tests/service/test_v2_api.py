@@ -353,6 +353,13 @@ def test_infer_takes_json_or_triton_binary_and_no_query(log_url: str, digits: tu
         for ctype in ("application/json", "application/json; charset=utf-8", "application/octet-stream", None):
             headers = {} if ctype is None else {"content-type": ctype}  # Triton's clients send none
             assert c.post(f"{MODEL}/infer", content=body, headers=headers).status_code == 200, ctype
+        # ... but a browser does not get to: fetch(no-cors) with a Blob body sends no type either.
+        r = c.post(f"{MODEL}/infer", content=body, headers={"origin": "https://elsewhere.example"})
+        assert (r.status_code, r.json()["code"]) == (415, "missing_content_type")
+        refused.append(r.json()["request_id"])
+        # A JSON non-string in a refusal keeps its JSON look: 1, not '1'.
+        flag = c.post(f"{MODEL}/infer", json={"inputs": [tensor(x[:1])], "parameters": {"binary_data_output": 1}}).json()
+        assert flag["error"] == "parameters.binary_data_output must be true or false, got 1"
         version = read_manifest(DEFAULT_MODEL_DIR).version
         for path in (f"{MODEL}/infer?model=other", f"{MODEL}/versions/{version}/infer?version=99", f"{MODEL}/infer?decison=1"):
             r = c.post(path, content=body, headers={"content-type": "application/json"})
@@ -361,7 +368,7 @@ def test_infer_takes_json_or_triton_binary_and_no_query(log_url: str, digits: tu
         # The unversioned route takes the version as a query parameter: the served one answers.
         assert c.post(f"{MODEL}/infer?version={version}", content=body, headers={"content-type": "application/json"}).status_code == 200
     logged = {r.request_id: (r.http_status, r.error_code) for r in rows(log_url)}
-    assert [logged[rid] for rid in refused] == [(415, "unsupported_media_type")] * 4 + [(422, "unknown_parameter")] * 3
+    assert [logged[rid] for rid in refused] == [(415, "unsupported_media_type")] * 4 + [(415, "missing_content_type")] + [(422, "unknown_parameter")] * 3
 
 
 @pytest.mark.parametrize(("size", "says"), [(-4, "binary_data_size must be 0 or more, got -4"), (10**6, "binary_data_size runs past the end of the body (1000000 bytes declared, 3136 left)")])
