@@ -18,8 +18,10 @@ from training.loop import TrainConfig
 #: argparse types of `vigil train`, `evaluate`, `evaluate-ood` and `refit`.
 positive_int = int_in(1, None, "positive integer")
 nonnegative_int = int_in(0, None, "non-negative integer")
-#: torch's CPU generator keeps a seed's low 32 bits: seeds 0 and 2**32 would train alike.
-MAX_SEED = 2**32 - 1
+#: torch's CPU generator keeps a seed's low 32 bits: seeds 0 and 2**32 would train alike. An
+#: ensemble's members draw from seed * 1000 + i (training/methods/ensemble.py), so the seed
+#: stops where those still fit in 32 bits: seeds 0 and 2**29 shared every member's draws.
+MAX_SEED = (2**32 - 1000) // 1000
 seed_int = int_in(0, MAX_SEED, "seed")
 
 

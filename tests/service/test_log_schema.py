@@ -83,3 +83,19 @@ def test_concurrent_feedback_keeps_one_current_label(db_url: str) -> None:
         current = conn.execute(select(func.count()).where(Feedback.replaced_at.is_(None))).scalar_one()
     engine.dispose()
     assert not errors and (total, current) == (8, 1)
+
+
+def test_the_append_only_trigger_names_every_column_but_replaced_at() -> None:
+    """The trigger lists the columns it freezes: a column added to `feedback` later must be
+    added there too, or it would be editable."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "migrations" / "versions" / "0003_feedback_append_only.py"
+    spec = importlib.util.spec_from_file_location("migration_0003", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    frozen = {c.name for c in Feedback.__table__.columns} - {"replaced_at"}
+    assert frozen and all(f"NEW.{c} IS DISTINCT FROM OLD.{c}" in migration.FORBIDDEN for c in frozen), frozen
+

@@ -215,14 +215,20 @@ def test_a_failure_scorer_fitted_by_name_is_not_fitted_again_for_the_ood_choice(
     m = load_bundle(out).manifest
     assert len(searches) == 1 and m.failure.params["eps"] == searches[0]
     assert "odin" in m.metrics["ood_fit"]["auto_proxy_auroc"]  # the copy still competed
-    if m.ood.name == "odin":
-        assert m.ood.params == m.failure.params
     # refit, both asked for by name: one more search, shared by the two
     again = tmp_path / "odin-refit"
     refit = ["refit", str(out), "--out", str(again), "--data-dir", str(data_dir), "--skip-test", "--failure-scorer", "odin", "--ood-scorer", "odin"]
     assert vigil(refit) == 0
     r = load_bundle(again).manifest
     assert len(searches) == 2 and r.ood.name == "odin" and r.ood.params == r.failure.params
+    # A fit with tensors (Mahalanobis' class means) is shared as a copy: the same tensors under
+    # both prefixes would share memory, which safetensors refuses to save.
+    both = tmp_path / "mahalanobis-twice"
+    refit = ["refit", str(out), "--out", str(both), "--data-dir", str(data_dir), "--skip-test", "--failure-scorer", "mahalanobis", "--ood-scorer", "mahalanobis"]
+    assert vigil(refit) == 0
+    twice = load_bundle(both)
+    failure, ood = twice.failure_scorer.state_dict(), twice.ood_scorer.state_dict()
+    assert failure.keys() == ood.keys() and failure and all(torch.equal(failure[k], ood[k]) for k in failure)
 
 
 def test_seeds_train_one_bundle_per_seed(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -512,9 +518,10 @@ def test_train_without_auto_fits_the_served_temperature_once(data_dir: Path, tmp
         (["--val-size", "9"], "the validation size must be at least 10"),
         (["--train-size", "20"], "the 20 training images hold no digit 0: raise --train-size"),
         (["--seeds", "0"], "0 is not a positive integer"),
-        (["--seed", "4294967296"], "4294967296 is not a seed (0-4294967295)"),  # it would draw as seed 0 does
+        (["--seed", "4294967296"], "4294967296 is not a seed (0-4294966)"),  # it would draw as seed 0 does
+        (["--seed", "536870912", "--method", "ensemble"], "536870912 is not a seed (0-4294966)"),  # 2**29: its members' draws were seed 0's
         (["--seed", "-1"], "-1 is not a seed"),
-        (["--seed", "4294967295", "--seeds", "2"], "--seed 4294967295 with --seeds 2 goes past the largest seed, 4294967295"),
+        (["--seed", "4294966", "--seeds", "2"], "--seed 4294966 with --seeds 2 goes past the largest seed, 4294966"),
         (["--members", "3"], "--members is for --method ensemble, not deterministic"),
         (["--samples", "3"], "--samples is for --method mc_dropout, laplace, variational, not deterministic"),
         (["--failure-scorer", "mutual_information"], "mutual_information is 0 for every input of a model that answers with one sample (deterministic)"),
