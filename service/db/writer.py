@@ -96,6 +96,9 @@ class LogWriter:
         #: Set when a full batch waits, so the writer need not wake for every record.
         self._full = threading.Event()
         self._stopped = False
+        #: Set by stop() when it gave up on a stuck writer thread and rescued what it held: the
+        #: thread, once unstuck, ends instead of replaying for the rest of the process.
+        self._abandoned = False
         #: The batch being inserted, for `stop()` to rescue if the insert hangs. Taking a batch
         #: off the queue and publishing it here happen under `_handoff`, so a rescue never
         #: catches a batch in between (in neither the queue nor `_writing`).
@@ -169,6 +172,7 @@ class LogWriter:
         saved = True
         if self._thread.is_alive():
             saved = self._rescue(timeout)
+            self._abandoned = True
         elif late := drain(self.queue):  # submitted while STOP was being queued
             self.chain.link(late)
             try:
@@ -203,7 +207,7 @@ class LogWriter:
 
     def _run(self) -> None:
         stopping = False
-        while not stopping:
+        while not stopping and not self._abandoned:
             if time.monotonic() >= self._adopt_at:
                 self._adopt()
             idle = max(0.0, self._adopt_at - time.monotonic())
@@ -307,6 +311,8 @@ class LogWriter:
                 log.warning("request-log insert of %d rows failed too; retrying", len(rows), exc_info=True)
             if deadline is not None and time.monotonic() + delay > deadline:
                 raise TimeoutError(f"{len(rows)} rows neither spooled nor stored by the shutdown's deadline")
+            if self._abandoned:  # stop() rescued these rows (or named them lost) and returned
+                return
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
         self._settled(rows)

@@ -520,6 +520,10 @@ def test_stop_with_a_full_queue_and_a_stuck_writer_ends_within_its_timeout(tmp_p
     # Not only quick: the queued rows were rescued (to the spool's side file: its append refuses).
     rescued = {from_json(line)["request_id"] for f in tmp_path.glob("spool.jsonl*") for line in f.read_text().splitlines(keepends=True)}
     assert set(queued) <= rescued, (queued, rescued)
+    # The stuck thread, given up on, ends once it can: it used to retry and then replay into
+    # this test's deleted database for the rest of the test session.
+    w._thread.join(10)
+    assert not w._thread.is_alive()
     engine.dispose()
 
 
@@ -538,6 +542,8 @@ def test_rows_queued_during_stop_are_rescued_when_database_and_disk_both_refuse(
     stops_within(w, 1.0, 3.0)
     rescued = {from_json(line)["request_id"] for f in tmp_path.glob("spool.jsonl*") for line in f.read_text().splitlines(keepends=True)}
     assert late[0]["request_id"] in rescued
+    w._thread.join(10)
+    assert not w._thread.is_alive()
     engine.dispose()
 
 
