@@ -12,14 +12,14 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from service.errors import ApiError
-from service.upload import parse_form, read_limited
+from service.upload import media_type, parse_form, read_limited
 
 FIELD = "images"
 
 
 async def batch_images(request: Request, body_limit: int, part_limit: int, max_images: int, idle_s: float) -> list[bytes]:
     """The uploaded images' bytes, in the order sent, or an `ApiError` saying what is wrong."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    ctype = media_type(request)
     if not ctype:  # as /v1/predict names it
         raise ApiError(415, "missing_content_type", f"set Content-Type: multipart/form-data, with one '{FIELD}' field per image")
     if ctype != "multipart/form-data":

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from http import HTTPStatus
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -43,7 +44,6 @@ log = logging.getLogger("vigil.http")
 #: room for long cookies and tokens, and bounds what a connection can make the process hold.
 MAX_HEAD_BYTES = 64 * 1024
 
-REASONS = {400: b"Bad Request", 431: b"Request Header Fields Too Large"}
 
 
 class HeadTooLarge(Exception):
@@ -155,7 +155,7 @@ class VigilHttpProtocol(HttpToolsProtocol):
     def _send(self, status: int, code: str, message: str, rid: str) -> None:
         log.warning("refused by the HTTP layer: %s %s from %s", status, code, self.client, extra={"request_id": rid})
         body = json.dumps(error_body(code, message, rid)).encode()
-        head = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS[status])]
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
         headers = [
             *self.server_state.default_headers,  # date and server, as on every uvicorn answer
             (b"content-type", b"application/json"),

@@ -14,10 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from service.errors import ApiError
-
-#: Names quoted back in the error, each cut to this length: they are the client's text.
-NAME_MAX = 40
+from service.errors import ApiError, quoted
 
 
 def query_names(dependant: Any) -> set[str]:
@@ -38,7 +35,7 @@ def reject_unknown_query(request: Request) -> None:
     known = sorted(query_names(dependant))
     unknown = sorted(set(request.query_params) - set(known))
     if unknown:
-        names = ", ".join(repr(n[:NAME_MAX]) for n in unknown[:5])
+        names = ", ".join(quoted(n) for n in unknown[:5])  # the client's text: cut
         raise ApiError(422, "unknown_parameter", f"unknown query parameter {names}; this endpoint takes: {', '.join(known) or 'none'}")
     repeated = sorted({n for n in request.query_params if len(request.query_params.getlist(n)) > 1})
     if repeated:

@@ -55,6 +55,11 @@ async def _once(data: bytes) -> AsyncGenerator[bytes, None]:
     yield data
 
 
+def media_type(request: Request) -> str:
+    """The request's media type, lower case and without parameters; "" when it sends none."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 def _require_closed(request: Request, body: bytes) -> None:
     """400 unless the multipart body ends with its close delimiter (RFC 2046, Sec. 5.1.1).
 
@@ -96,7 +101,7 @@ async def parse_form(request: Request, body: bytes, max_files: int, part_limit: 
 
 async def image_bytes(request: Request, limit: int, idle_s: float) -> bytes:
     """The uploaded image's bytes, or an `ApiError` saying what is wrong with the request."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    ctype = media_type(request)
     if not ctype:
         raise ApiError(415, "missing_content_type", "set Content-Type: multipart/form-data (field 'image') or image/*")
     if not (ctype == "multipart/form-data" or ctype.startswith("image/")):

@@ -20,6 +20,7 @@ from service.query_params import StrictQuery
 from service.records import client_id
 from service.schemas import ErrorResponse
 from service.schemas_log import FeedbackCreate, FeedbackPublic, FeedbackReceipt
+from service.upload import media_type
 
 router = APIRouter(tags=["request log"])
 
@@ -28,7 +29,7 @@ def require_json(request: Request) -> None:
     """A body that is not declared JSON is refused as such (415), not left for FastAPI to read
     as nothing and report as "body: Input should be a valid dictionary" (curl's `-d` sends
     application/x-www-form-urlencoded unless told otherwise)."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    ctype = media_type(request)
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise ApiError(415, "unsupported_media_type", f"send the feedback as application/json, not {ctype or 'a body without Content-Type'}")
 

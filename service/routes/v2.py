@@ -37,7 +37,7 @@ from service.records import base_record, item_id
 from service.rejections import mark_logged
 from service.respond import build_prediction
 from service.routes.health import can_compute
-from service.upload import read_limited
+from service.upload import media_type, read_limited
 
 router = APIRouter(tags=["open inference protocol (v2)"])
 ENDPOINT = "/v2/models/{name}/infer"
@@ -53,17 +53,16 @@ INFER_MEDIA_TYPES = ("application/json", "application/octet-stream")
 
 
 def _infer_media_type(request: Request) -> None:
-    given = request.headers.get("content-type")
-    if given is None:
+    ctype = media_type(request)
+    if not ctype:
         if "origin" in request.headers:
             raise ApiError(415, "missing_content_type", "a browser must send the inference request with Content-Type: application/json")
         return
-    media_type = given.split(";", 1)[0].strip().lower()
-    if media_type not in INFER_MEDIA_TYPES:
+    if ctype not in INFER_MEDIA_TYPES:
         raise ApiError(
             415,
             "unsupported_media_type",
-            f"send the inference request as application/json (or Triton's binary extension as application/octet-stream), not {media_type[:60] or 'an empty type'!r}",
+            f"send the inference request as application/json (or Triton's binary extension as application/octet-stream), not {quoted(ctype)}",
         )
 
 

@@ -306,6 +306,7 @@ def test_a_clients_long_text_is_quoted_back_cut(app_url: tuple[TestClient, str])
         client.post(f"/v2/models/{long}/infer", json={"inputs": []}),
         client.post("/v2/models/tiny/infer", json={"inputs": [v2(PIXELS)["json"]["inputs"][0] | {"name": long}]}),
         client.post("/v2/models/tiny/infer", json={"inputs": v2(PIXELS)["json"]["inputs"], "outputs": [{"name": long}]}),
+        client.get(f"/v1/models?{long}=1"),  # an unknown query parameter's name
     ]
     for r in answers:
         message = error_of(r.json(), str(r.url.path))["message"]
