@@ -542,8 +542,6 @@ def test_rows_queued_during_stop_are_rescued_when_database_and_disk_both_refuse(
     stops_within(w, 1.0, 3.0)
     rescued = {from_json(line)["request_id"] for f in tmp_path.glob("spool.jsonl*") for line in f.read_text().splitlines(keepends=True)}
     assert late[0]["request_id"] in rescued
-    w._thread.join(10)
-    assert not w._thread.is_alive()
     engine.dispose()
 
 
