@@ -16,13 +16,16 @@ header and the security headers:
   reads that move the body on not at all (a chunked body's trailer that never ends) count
   against the same bound; trailers are dropped, as ASGI carries none.
 Whose refusal it is decides its request id and when it is sent:
-- a request refused before routing gets a new id; it has no method or route that could be
-  trusted, so it gets no request-log row (the compose nginx refuses these before they arrive);
+- a request refused before routing gets a new id. When its request line was read whole (a
+  header followed it) and it is a prediction request, it gets its request-log row, as every
+  refused prediction request does (service/rejections.py); one refused before that has no
+  method or path that could be trusted, so it has no row, only the warning;
 - a request whose body is being read (bad chunk framing) keeps its own id, under which the app
   logs it (499: it sees the connection end);
 - a pipelined request behind one still being answered is refused after that answer, since
   HTTP answers in order: sent at once, the refusal took the earlier request's place.
-Each refusal is one warning in the service log, with its request id and client.
+Each refusal is one warning in the service log, with its request id and client; uvicorn's
+own "Invalid HTTP request received." beside it is dropped, as it said the same without the id.
 """
 
 from __future__ import annotations
@@ -31,10 +34,14 @@ import json
 import logging
 import uuid
 from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
+from starlette.requests import Request
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.errors import error_body
+from service.rejections import log_rejection
 from service.security_headers import HEADERS
 
 log = logging.getLogger("vigil.http")
@@ -43,7 +50,22 @@ log = logging.getLogger("vigil.http")
 #: (large_client_header_buffers 4 8k) refuses a header line over 8 KiB; 64 KiB in all leaves
 #: room for long cookies and tokens, and bounds what a connection can make the process hold.
 MAX_HEAD_BYTES = 64 * 1024
+#: What uvicorn's protocol logs before it calls `send_400_response`, which logs our own warning.
+UVICORN_PARSE_WARNING = "Invalid HTTP request received."
 
+
+class _WithoutParseWarning:
+    """uvicorn's "uvicorn.error" logger as one connection uses it, less its parse warning."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+
+    def __getattr__(self, name: str) -> Any:  # level, log, error...: the logger's own
+        return getattr(self._logger, name)
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        if msg != UVICORN_PARSE_WARNING:
+            self._logger.warning(msg, *args, stacklevel=2, **kwargs)
 
 
 class HeadTooLarge(Exception):
@@ -53,14 +75,20 @@ class HeadTooLarge(Exception):
 class VigilHttpProtocol(HttpToolsProtocol):
     """HttpToolsProtocol that bounds the request head and refuses in the API's error shape."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.logger = _WithoutParseWarning(self.logger)  # type: ignore[assignment]
+
     def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def, override]  # uvicorn's signature
         super().connection_made(transport)
         self._in_head = True  # until the first request's headers are complete
         self._head_bytes = 0  # raw bytes of the head being read, over reads
         self._stale_bytes = 0  # bytes after the head that moved the parser nowhere (a trailer that never ends)
         self._message_ended = self._progress = False  # within the current read
-        #: A refusal of a pipelined request, held until the answers before it are out.
-        self._pending: tuple[int, str, str] | None = None
+        self._unread = 0  # bytes of the read being parsed, until `data_received` counts them
+        #: A refusal of a pipelined request, held until the answers before it are out, with
+        #: the method and target it is logged under.
+        self._pending: tuple[int, str, str, tuple[bytes, bytes] | None] | None = None
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -103,7 +131,9 @@ class VigilHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._message_ended = self._progress = False
+        self._unread = len(data)
         super().data_received(data)
+        self._unread = 0
         if self.transport.is_closing() or self._pending is not None:
             return
         if self._in_head:
@@ -130,7 +160,8 @@ class VigilHttpProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         if self._pending is not None and not self.pipeline:  # every answer before it is out
             self.server_state.total_requests += 1
-            self._send(*self._pending, uuid.uuid4().hex)
+            status, code, message, line = self._pending
+            self._send(status, code, message, uuid.uuid4().hex, line)
             return
         super().on_response_complete()
         if self._pending is not None:
@@ -141,19 +172,67 @@ class VigilHttpProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         in_flight = self.cycle is not None and not self.cycle.response_complete
+        line = self._request_line() if self._in_head else None
         if in_flight and self._in_head:
             # A pipelined request behind one still being answered: HTTP answers in order, so
             # the refusal waits for that answer (and those queued before it), reading paused.
-            self._pending = (status, code, message)
+            self._pending = (status, code, message, line)
             self.flow.pause_reading()
             return
-        # The request whose body is being read (its framing or trailer refused) keeps its id,
-        # which its request-log row carries; one refused before routing gets a new one.
-        rid = (self.cycle.scope.get("state") or {}).get("request_id") if in_flight else None
-        self._send(status, code, message, rid or uuid.uuid4().hex)
+        if in_flight:
+            # The request whose body is being read (its framing or trailer refused) keeps its
+            # id, under which the app logs it; one refused before routing gets a new one.
+            self._send(status, code, message, (self.cycle.scope.get("state") or {}).get("request_id") or uuid.uuid4().hex, None)
+        else:
+            self._send(status, code, message, uuid.uuid4().hex, line)
 
-    def _send(self, status: int, code: str, message: str, rid: str) -> None:
+    def _request_line(self) -> tuple[bytes, bytes] | None:
+        """The refused request's method and target, when both were read whole.
+
+        httptools reports neither's end (it hands over a target read in parts, and names a
+        method it has not read DELETE, its code 0): the target is whole when this head's bytes
+        go past "METHOD TARGET", since a space or the line's end follows it. The bytes of a read
+        that also ended an earlier request are not counted, so such a refusal has no line: it
+        errs toward no row, never toward a row for a path the client did not send.
+        """
+        seen = self._head_bytes + (0 if self._message_ended else self._unread)
+        method = self.parser.get_method()
+        if not self.url or seen <= len(method) + 1 + len(self.url):
+            return None
+        return method, self.url
+
+    def _log_row(self, status: int, code: str, message: str, rid: str, line: tuple[bytes, bytes]) -> None:
+        """The request-log row of a prediction request refused before routing (`log_rejection`
+        writes rows only for prediction requests, once the service is built)."""
+        app = self.app
+        while app is not None and not hasattr(app, "state"):  # under uvicorn's wrappers (proxy headers)
+            app = getattr(app, "app", None)
+        if app is None:  # an app that keeps no request log
+            return
+        method, target = line
+        url = urlsplit(target.decode("latin-1"))
+        scope = {
+            "type": "http",
+            "method": method.decode("latin-1"),
+            "path": unquote(url.path),
+            "query_string": url.query.encode("latin-1"),
+            "headers": self.headers,
+            "client": self.client,
+            "server": self.server,
+            "scheme": self.scheme,
+            "root_path": self.root_path,
+            "app": app,
+            "state": {"request_id": rid},
+        }
+        try:
+            log_rejection(Request(scope), status, code, message)
+        except Exception:  # the refusal is sent whatever became of its row
+            log.exception("the request-log row of HTTP-layer refusal %s could not be written", rid)
+
+    def _send(self, status: int, code: str, message: str, rid: str, line: tuple[bytes, bytes] | None) -> None:
         log.warning("refused by the HTTP layer: %s %s from %s", status, code, self.client, extra={"request_id": rid})
+        if line is not None:
+            self._log_row(status, code, message, rid, line)
         body = json.dumps(error_body(code, message, rid)).encode()
         head = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
         headers = [

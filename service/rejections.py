@@ -2,9 +2,9 @@
 
 A route logs the `ApiError`s it raises itself (with the input's hash and size).
 Refusals made before or around the route body (a bad key, a rate limit, malformed or
-oversized JSON, unknown fields, an unknown path, load shedding) call `log_rejection`,
-from service/access.py, service/shedding.py or the error handlers for validation and
-HTTP errors: so every refused prediction request leaves one row with its http_status
+oversized JSON, unknown fields, an unknown path, load shedding, HTTP that could not be
+parsed) call `log_rejection`, from service/access.py, service/shedding.py,
+service/http_protocol.py or the error handlers for validation and HTTP errors: so every refused prediction request leaves one row with its http_status
 and error_code.
 """
 

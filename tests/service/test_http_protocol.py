@@ -216,3 +216,30 @@ def exchange_answer(answer: tuple[int, dict[str, str], bytes]) -> bytes:
     status, headers, body = answer
     return b"HTTP/1.1 %d X\r\n" % status + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n" + body
 
+
+
+@pytest.mark.parametrize(
+    ("reads", "line"),
+    [
+        # The target still arriving at the bound: it could be any path, so no row is written.
+        ([b"POST /v1/predict", b"x" * MAX_HEAD_BYTES], None),
+        ([b"POST /v1/predict HTTP/1.1\r\nHost: a\r\nX-Pad: ", b"p" * MAX_HEAD_BYTES], (b"POST", b"/v1/predict")),
+        ([b"POST /v1/predict?a=1 HTTP/1.1\r\nno colon\r\n\r\n"], (b"POST", b"/v1/predict?a=1")),
+        ([b"POST /v1/pre", b"dict HTTP/1.1\r\nHost: a\r\nno colon\r\n\r\n"], (b"POST", b"/v1/predict")),
+        ([b"\x01\r\n\r\n"], None),  # no method, no target
+    ],
+)
+def test_a_refusal_before_routing_names_a_request_line_only_once_it_was_read_whole(
+    monkeypatch: pytest.MonkeyPatch, reads: list[bytes], line: tuple[bytes, bytes] | None
+) -> None:
+    """What the refusal's request-log row is written under (`_log_row`, given the line)."""
+    given: list[tuple[bytes, bytes] | None] = []
+    monkeypatch.setattr(VigilHttpProtocol, "_log_row", lambda self, *args: given.append(args[-1]))
+    config = uvicorn.Config(echo_size, http=VigilHttpProtocol, log_config=None, lifespan="off")
+    protocol = VigilHttpProtocol(config=config, server_state=ServerState(), app_state={})
+    transport = Transport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    for data in reads:
+        protocol.data_received(data)
+    assert transport.closed and transport.written.count(b"HTTP/1.1 4") == 1
+    assert given == ([] if line is None else [line])

@@ -58,15 +58,29 @@ def test_serve_process_logs_every_request(tiny_bundle: Path, db_url: str) -> Non
         bad = httpx.post(f"{base}/v1/predict", content=b"nope", headers={"content-type": "image/png"})
         assert bad.status_code == 415
         ids.append(bad.json()["error"]["request_id"])
-        # HTTP that uvicorn cannot parse: the API's error shape (service/http_protocol.py), no row.
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: a\r\nno colon\r\n\r\n")
-            answer = b""
-            while data := s.recv(65536):  # until the server closes the connection
-                answer += data
-        head, _, body = answer.partition(b"\r\n\r\n")
+        # HTTP that uvicorn cannot parse: the API's error shape (service/http_protocol.py) and,
+        # for a prediction request whose request line was read, its row; the others get none.
+        def refused(request: bytes) -> tuple[bytes, dict[str, str]]:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(request)
+                answer = b""
+                while data := s.recv(65536):  # until the server closes the connection
+                    answer += data
+            head, _, body = answer.partition(b"\r\n\r\n")
+            return head, json.loads(body)["error"]
+
+        head, malformed = refused(b"POST /v1/predict HTTP/1.1\r\nHost: a\r\nno colon\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head
-        assert json.loads(body)["error"]["code"] == "malformed_request"
+        assert malformed["code"] == "malformed_request"
+        ids.append(malformed["request_id"])
+        head, too_large = refused(b"POST /v1/predict/ HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"p" * 70_000 + b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 431 ") and too_large["code"] == "request_head_too_large"
+        ids.append(too_large["request_id"])
+        assert refused(b"GET /v1/models HTTP/1.1\r\nHost: a\r\nno colon\r\n\r\n")[1]["code"] == "malformed_request"  # not a prediction
+        head, after_version = refused(b"POST /v1/predict HTTP/1.1 extra\r\n\r\n")  # its method and target were read whole
+        assert after_version["code"] == "malformed_request"
+        ids.append(after_version["request_id"])
+        assert refused(b"POST\x01/v1/predict HTTP/1.1\r\n\r\n")[1]["code"] == "malformed_request"  # no target to trust
         # Bad chunk framing in a body the app is already reading: the refusal carries that
         # request's id, the one its log row has (the app sees the connection end: 499).
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -88,11 +102,16 @@ def test_serve_process_logs_every_request(tiny_bundle: Path, db_url: str) -> Non
     assert "Application shutdown complete" in out.decode()
     engine = make_engine(db_url)
     with engine.connect() as conn:
-        logged = conn.execute(select(RequestRecord.request_id, RequestRecord.http_status)).all()
+        logged = conn.execute(select(RequestRecord.request_id, RequestRecord.http_status, RequestRecord.error_code)).all()
         assert conn.execute(select(func.count()).select_from(RequestRecord)).scalar_one() == len(ids)
     engine.dispose()
     assert sorted(r.request_id for r in logged) == sorted(ids)
-    assert sorted(r.http_status for r in logged) == [200] * 5 + [415, 499]
+    assert sorted(r.http_status for r in logged) == [200] * 5 + [400, 400, 415, 431, 499]
+    codes = {r.request_id: r.error_code for r in logged}
+    assert (codes[malformed["request_id"]], codes[too_large["request_id"]]) == ("malformed_request", "request_head_too_large")
+    # Each HTTP-layer refusal is logged once, by Vigil's warning with its id, not uvicorn's too.
+    assert "Invalid HTTP request received." not in out.decode()
+    assert out.decode().count("refused by the HTTP layer") == 6
 
 
 @pytest.mark.slow
