@@ -235,11 +235,16 @@ def test_a_refusal_before_routing_names_a_request_line_only_once_it_was_read_who
     """What the refusal's request-log row is written under (`_log_row`, given the line)."""
     given: list[tuple[bytes, bytes] | None] = []
     monkeypatch.setattr(VigilHttpProtocol, "_log_row", lambda self, *args: given.append(args[-1]))
-    config = uvicorn.Config(echo_size, http=VigilHttpProtocol, log_config=None, lifespan="off")
-    protocol = VigilHttpProtocol(config=config, server_state=ServerState(), app_state={})
-    transport = Transport()
-    protocol.connection_made(transport)  # type: ignore[arg-type]
-    for data in reads:
-        protocol.data_received(data)
+
+    async def run() -> Transport:  # the protocol is made on a running loop, as uvicorn makes it
+        config = uvicorn.Config(echo_size, http=VigilHttpProtocol, log_config=None, lifespan="off")
+        protocol = VigilHttpProtocol(config=config, server_state=ServerState(), app_state={})
+        transport = Transport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        for data in reads:
+            protocol.data_received(data)
+        return transport
+
+    transport = asyncio.run(run())
     assert transport.closed and transport.written.count(b"HTTP/1.1 4") == 1
     assert given == ([] if line is None else [line])
