@@ -11,7 +11,7 @@ from __future__ import annotations
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from service.errors import ApiError
+from service.errors import ApiError, quoted
 from service.upload import media_type, parse_form, read_limited
 
 FIELD = "images"
@@ -23,7 +23,7 @@ async def batch_images(request: Request, body_limit: int, part_limit: int, max_i
     if not ctype:  # as /v1/predict names it
         raise ApiError(415, "missing_content_type", f"set Content-Type: multipart/form-data, with one '{FIELD}' field per image")
     if ctype != "multipart/form-data":
-        raise ApiError(415, "unsupported_media_type", f"send multipart/form-data with one '{FIELD}' field per image, not {ctype[:60]}")
+        raise ApiError(415, "unsupported_media_type", f"send multipart/form-data with one '{FIELD}' field per image, not {quoted(ctype)}")
     body = await read_limited(request, body_limit, idle_s)
     if not body:
         raise ApiError(400, "empty_body", "the request carries no images")
@@ -33,10 +33,10 @@ async def batch_images(request: Request, body_limit: int, part_limit: int, max_i
         parts = form.getlist(FIELD)
         stray = sorted({k for k, v in form.multi_items() if k != FIELD and isinstance(v, UploadFile)})
         if not parts:
-            found = f"; it has file field {stray[0][:40]!r}: name every image's field '{FIELD}'" if stray else ""
+            found = f"; it has file field {quoted(stray[0])}: name every image's field '{FIELD}'" if stray else ""
             raise ApiError(422, "missing_image_field", f"the multipart body has no file fields named '{FIELD}'{found}")
         if stray:  # answering without them would look like an answer for every image sent
-            raise ApiError(422, "unexpected_file_field", f"file field {stray[0]!r} is not read; send every image in a '{FIELD}' field")
+            raise ApiError(422, "unexpected_file_field", f"file field {quoted(stray[0])} is not read; send every image in a '{FIELD}' field")
         texts = [i for i, u in enumerate(parts) if not isinstance(u, UploadFile)]
         if texts:  # skipping them would shift every later result off its part
             raise ApiError(422, "not_a_file", f"'{FIELD}' part {texts[0]} is a text field; send each image as a file part")

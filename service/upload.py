@@ -15,7 +15,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from service.body_limit import byte_count, too_large
-from service.errors import ApiError
+from service.errors import ApiError, quoted
 
 
 async def _chunks(request: Request, idle_s: float) -> AsyncGenerator[bytes, None]:
@@ -105,7 +105,7 @@ async def image_bytes(request: Request, limit: int, idle_s: float) -> bytes:
     if not ctype:
         raise ApiError(415, "missing_content_type", "set Content-Type: multipart/form-data (field 'image') or image/*")
     if not (ctype == "multipart/form-data" or ctype.startswith("image/")):
-        raise ApiError(415, "unsupported_media_type", f"Content-Type {ctype} is not accepted; use multipart/form-data or image/*")
+        raise ApiError(415, "unsupported_media_type", f"Content-Type {quoted(ctype)} is not accepted; use multipart/form-data or image/*")
     body = await read_limited(request, limit, idle_s)
     if ctype.startswith("image/"):
         return body

@@ -31,7 +31,7 @@ def require_json(request: Request) -> None:
     application/x-www-form-urlencoded unless told otherwise)."""
     ctype = media_type(request)
     if ctype != "application/json" and not ctype.endswith("+json"):
-        raise ApiError(415, "unsupported_media_type", f"send the feedback as application/json, not {ctype or 'a body without Content-Type'}")
+        raise ApiError(415, "unsupported_media_type", f"send the feedback as application/json, not {quoted(ctype) if ctype else 'a body without Content-Type'}")
 
 
 JsonBody = Annotated[None, Depends(require_json)]
