@@ -21,8 +21,9 @@ setup: $(VENV)/.installed
 run: setup
 	$(BIN)/vigil serve --migrate
 
+# Two worker processes (pytest-xdist): see pyproject.toml; `pytest` alone runs in one.
 test: setup setup-browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # Issue 7: the browser tests drive Debian's Chromium (Playwright's own browser download
 # does not work here); installed once, when missing (root, or sudo).

@@ -38,7 +38,7 @@ ADMIN_PATHS = ("/v1/requests", "/v1/requests/{request_id}", "/v1/reports/summary
 BY_OPERATION: dict[tuple[str, str, int], tuple[str, str]] = {
     ("post", "/v1/predict", 422): ("corrupt_image", "the image could not be decoded: image file is truncated"),
     ("post", "/v1/predict/batch", 413): ("too_many_images", "a batch may carry at most 64 images"),
-    ("post", "/v1/predict/batch", 415): ("unsupported_media_type", "send multipart/form-data with one 'images' field per image, not image/png"),
+    ("post", "/v1/predict/batch", 415): ("unsupported_media_type", "send multipart/form-data with one 'images' field per image, not 'image/png'"),
     ("post", "/v1/predict/batch", 422): ("missing_image_field", "the multipart body has no file fields named 'images'"),
     ("post", "/v1/predict/batch", 400): ("malformed_multipart", "the multipart body ends before its closing boundary (truncated upload?)"),
     ("get", "/v1/models/{name}", 404): ("unknown_model", "no model named 'nope'; served: 'mnist-default'"),
@@ -49,7 +49,7 @@ BY_OPERATION: dict[tuple[str, str, int], tuple[str, str]] = {
     ("get", "/v1/reports/summary", 422): ("invalid_window", "since must be before until"),
     ("post", "/v1/requests/{request_id}/feedback", 422): ("invalid_label", "label must be a class index from 0 to 9, got 10"),
     ("post", "/v1/requests/{request_id}/feedback", 400): ("empty_body", "the request has no body; send a JSON object"),
-    ("post", "/v1/requests/{request_id}/feedback", 415): ("unsupported_media_type", "send the feedback as application/json, not text/plain"),
+    ("post", "/v1/requests/{request_id}/feedback", 415): ("unsupported_media_type", "send the feedback as application/json, not 'text/plain'"),
     ("post", "/v1/requests/{request_id}/feedback", 413): ("payload_too_large", "the request body exceeds the limit; the limit is 2 MiB (2097152 bytes)"),
     ("get", "/v2/models/{name}", 404): ("unknown_model", "no model named 'nope'; served: 'mnist-default' version '3'"),
     ("get", "/v2/models/{name}/ready", 404): ("unknown_model", "no model named 'nope'; served: 'mnist-default' version '3'"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -26,13 +27,27 @@ class Ready(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server_on_127_0_0_2() -> Iterator[int]:
-    """A ready server bound to one loopback address other than 127.0.0.1."""
-    server = ThreadingHTTPServer(("127.0.0.2", 0), Ready)
+    """A ready server bound to one loopback address other than 127.0.0.1, whose port on
+    127.0.0.1 is held, bound but not listening: nothing else (another test process, another
+    test worker) can listen there while the test says nothing does."""
+    for _ in range(20):
+        server = ThreadingHTTPServer(("127.0.0.2", 0), Ready)
+        port = server.server_address[1]
+        guard = socket.socket()
+        try:
+            guard.bind(("127.0.0.1", port))
+            break
+        except OSError:  # taken on 127.0.0.1 already: another port
+            guard.close()
+            server.server_close()
+    else:
+        pytest.fail("no port free on both 127.0.0.2 and 127.0.0.1")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield server.server_address[1]
+    yield port
     server.shutdown()
     server.server_close()
+    guard.close()
 
 
 def probe(host: str, port: int) -> int:
