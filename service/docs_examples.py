@@ -143,7 +143,7 @@ EXAMPLES: dict[type[BaseModel], Any] = {
         ],
     },
     FeedbackReceipt: {"feedback": FEEDBACK, "replaced": False},
-    RequestPage: {"items": [ROW], "next_cursor": "aWQ6MQ"},  # encode_cursor(1): the last item's id
+    RequestPage: {"items": [ROW], "next_cursor": "aWQ6MUAxNzk2MDQwMDAwMDAw"},  # encode_cursor(1, 2026-11-30T12:00Z): the last item's id, the first page's time
     LoggedRequestDetail: {**ROW, "feedback_history": [FEEDBACK]},
     SummaryPublic: {
         "since": "2026-11-27T10:49:50Z",

@@ -67,13 +67,21 @@ _SPAN = re.compile(r"\s*(\d{1,9})([mhd])\s*")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
-def span_back(text: str) -> dt.datetime | None:
-    """The time `text` (90m, 24h, 7d) before now, in UTC; None when `text` is no such span.
-    OverflowError for a span reaching past year 1."""
+def span_back(text: str, now: dt.datetime | None = None) -> dt.datetime | None:
+    """The time `text` (90m, 24h, 7d) before `now` (default: this moment), in UTC; None when
+    `text` is no such span. OverflowError for a span reaching past year 1."""
     m = _SPAN.fullmatch(text)
     if m is None:
         return None
-    return dt.datetime.now(dt.UTC) - dt.timedelta(**{_UNITS[m[2]]: int(m[1])})
+    return (now or dt.datetime.now(dt.UTC)) - dt.timedelta(**{_UNITS[m[2]]: int(m[1])})
+
+
+def pinned(raw: str | None, parsed: dt.datetime | None, anchor: dt.datetime) -> dt.datetime | None:
+    """A `UtcTime` parameter again, with a span measured back from `anchor` instead of from the
+    moment it was parsed: a listing's later pages keep its first page's window. `raw` is the
+    parameter as sent; `parsed` what `UtcTime` made of it. OverflowError as `span_back`."""
+    back = None if raw is None else span_back(raw, anchor)
+    return parsed if back is None else back
 
 
 def span_or_time(value: object) -> object:

@@ -103,36 +103,42 @@ class RequestFilter:
         return stmt
 
 
-def encode_cursor(row_id: int) -> str:
-    return base64.urlsafe_b64encode(f"id:{row_id}".encode()).decode().rstrip("=")
+def encode_cursor(row_id: int, anchor: dt.datetime | None = None) -> str:
+    """`row_id`, the last row handed out, and `anchor`, the moment the listing's first page
+    measured its spans back from (`since=24h`), kept to the millisecond."""
+    at = "" if anchor is None else f"@{round(anchor.timestamp() * 1000)}"
+    return base64.urlsafe_b64encode(f"id:{row_id}{at}".encode()).decode().rstrip("=")
 
 
-#: What `encode_cursor` writes: a positive row id, as the database's BIGINT holds it.
-_CURSOR = re.compile(r"id:([1-9][0-9]{0,18})")
+#: What `encode_cursor` writes: a positive row id, as the database's BIGINT holds it, and
+#: optionally the anchor in Unix milliseconds, from late 1999 to 2286 (12 or 13 digits).
+_CURSOR = re.compile(r"id:([1-9][0-9]{0,18})(?:@(9[4-9][0-9]{10}|[1-9][0-9]{12}))?")
 _MAX_ID = 2**63 - 1
 
 
-def decode_cursor(cursor: str) -> int:
-    """The row id of a cursor `encode_cursor` wrote; BadCursor for anything else (int() alone
-    took spaces, other scripts' digits and ids past BIGINT, which the query then failed on)."""
+def decode_cursor(cursor: str) -> tuple[int, dt.datetime | None]:
+    """The row id and anchor of a cursor `encode_cursor` wrote (the anchor None in a cursor
+    without one); BadCursor for anything else (int() alone took spaces, other scripts' digits
+    and ids past BIGINT, which the query then failed on)."""
     try:
         m = _CURSOR.fullmatch(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii"))
     except (binascii.Error, UnicodeDecodeError, ValueError) as e:
         raise BadCursor(cursor) from e
     if m is None or int(m[1]) > _MAX_ID:
         raise BadCursor(cursor)
-    return int(m[1])
+    return int(m[1]), None if m[2] is None else dt.datetime.fromtimestamp(int(m[2]) / 1000, dt.UTC)
 
 
-def list_requests(conn: Connection, f: RequestFilter, limit: int, cursor: str | None) -> tuple[list[Row[Any]], str | None]:
-    """Newest first by insertion id: stable under concurrent inserts (new rows sort before page 1)."""
+def list_requests(conn: Connection, f: RequestFilter, limit: int, after: int | None) -> tuple[list[Row[Any]], int | None]:
+    """Newest first by insertion id, below row id `after` (a cursor's): stable under concurrent
+    inserts (new rows sort before page 1). Also the id to continue after, if rows remain."""
     stmt = f.apply(select(*LISTED)).order_by(T.c.id.desc()).limit(limit + 1)
-    if cursor is not None:
-        stmt = stmt.where(T.c.id < decode_cursor(cursor))
+    if after is not None:
+        stmt = stmt.where(T.c.id < after)
     rows = list(conn.execute(stmt))
     more = len(rows) > limit
     rows = rows[:limit]
-    return rows, encode_cursor(rows[-1].id) if more else None
+    return rows, rows[-1].id if more else None
 
 
 def get_request(conn: Connection, request_id: str) -> Row[Any] | None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from service.access import ADMIN_ERRORS
 from service.auth import AdminDep
@@ -14,13 +15,15 @@ from service.db.queries import (
     RequestFilter,
     WindowError,
     check_window,
+    decode_cursor,
+    encode_cursor,
     feedback_for,
     get_request,
     list_requests,
 )
 from service.dbcalls import DB_ERRORS
 from service.errors import ApiError
-from service.params import DbText, ModelName, UtcTime
+from service.params import DbText, ModelName, UtcTime, pinned
 from service.query_params import StrictQuery
 from service.schemas import ErrorResponse
 from service.schemas_log import LoggedRequest, LoggedRequestDetail, RequestPage, logged
@@ -39,6 +42,7 @@ router = APIRouter(tags=["request log"])
     summary="List logged requests (admin)",
 )
 async def list_logged(
+    request: Request,
     ctx: CtxDep,
     _admin: AdminDep,
     _strict: StrictQuery,
@@ -52,7 +56,23 @@ async def list_logged(
     cursor: Annotated[str | None, Query(max_length=100, description="next_cursor of the previous page.")] = None,
 ) -> RequestPage:
     """Logged requests, newest first, each with its current feedback label. Pass `next_cursor`
-    back as `cursor` for the next page; pages stay stable while new requests are logged."""
+    back as `cursor` for the next page; pages stay stable while new requests are logged, and
+    a span (`since=24h`) is measured back from the first page's time on every page."""
+    try:
+        after, anchor = decode_cursor(cursor) if cursor is not None else (None, None)
+    except BadCursor as e:
+        raise ApiError(400, "invalid_cursor", "cursor is not one this service handed out") from e
+    # Spans were measured back from the moment they were parsed, which moves from page to page:
+    # measured again from the listing's first moment, its window stays put (kept to the
+    # millisecond, as the cursor keeps it).
+    if anchor is None:
+        now = dt.datetime.now(dt.UTC)
+        anchor = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    try:
+        since = pinned(request.query_params.get("since"), since, anchor)
+        until = pinned(request.query_params.get("until"), until, anchor)
+    except OverflowError as e:  # a span the cursor's older anchor pushes past year 1
+        raise ApiError(422, "invalid_window", "a span measured back from this cursor's listing reaches before year 1") from e
     try:
         check_window(since, until)
     except WindowError as e:  # as the summary answers it
@@ -61,11 +81,9 @@ async def list_logged(
 
     def read() -> RequestPage:
         with ctx.engine.connect() as conn:
-            try:
-                rows, next_cursor = list_requests(conn, f, limit, cursor)
-            except BadCursor as e:
-                raise ApiError(400, "invalid_cursor", "cursor is not one this service handed out") from e
+            rows, last = list_requests(conn, f, limit, after)
             fb = feedback_for(conn, [r.request_id for r in rows])
+        next_cursor = None if last is None else encode_cursor(last, anchor)
         return RequestPage(items=[logged(r, fb.get(r.request_id, [])) for r in rows], next_cursor=next_cursor)
 
     return await ctx.db.run(read)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,9 +50,12 @@ def test_hours_and_exported_times_are_utc_whatever_the_session_time_zone(pg_url:
 
 
 def test_only_cursors_this_service_hands_out_are_taken() -> None:
-    assert decode_cursor(encode_cursor(41)) == 41
-    assert decode_cursor(encode_cursor(2**63 - 1)) == 2**63 - 1
-    for text in ("id:9223372036854775808", "id:99999999999999999999", "id:-5", "id: 5", "id:\u0663", "id:0", "id:05", "row:5"):
+    assert decode_cursor(encode_cursor(41)) == (41, None)
+    assert decode_cursor(encode_cursor(2**63 - 1)) == (2**63 - 1, None)
+    at = dt.datetime(2026, 12, 1, 6, 30, 15, 123000, tzinfo=dt.UTC)
+    assert decode_cursor(encode_cursor(7, at)) == (7, at)  # to the millisecond, in UTC
+    forged_anchors = ("id:5@", "id:5@-1", "id:5@1.5", "id:5@12345", "id:5@99999999999999", "id:5@0946684800000", "id:5@5@5")
+    for text in ("id:9223372036854775808", "id:99999999999999999999", "id:-5", "id: 5", "id:\u0663", "id:0", "id:05", "row:5", *forged_anchors):
         forged = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
         with pytest.raises(BadCursor):
             decode_cursor(forged)
@@ -191,3 +195,24 @@ def test_a_users_mistake_keeps_its_one_line_and_status_2_unless_debugging(
     assert cli.main(["db", "current", "--url", unreachable]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("vigil db: error:")
+
+
+def test_a_span_keeps_its_window_on_every_page(tiny_bundle: Path, tmp_path: Path) -> None:
+    """`since=1m` is measured back from the first page's time on the later pages too: measured
+    from each page's own time, the window moved and its oldest rows fell out of the listing."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    upgrade(url)
+    s = Settings(model_dir=tiny_bundle, database_url=url, admin_api_keys=[ADMIN_KEY])
+    with TestClient(create_app(s)) as c:
+        engine = make_engine(url)
+        now = dt.datetime.now(dt.UTC)
+        with engine.begin() as conn:  # inserted oldest first: the listing (newest id first) ends on the edge row
+            at = [now - dt.timedelta(seconds=secs) for secs in (57, 30, 20, 10)]
+            conn.execute(insert(RequestRecord.__table__), [{col: record(i, received_at=t).get(col) for col in COLUMNS} for i, t in enumerate(at)])
+        engine.dispose()
+        first = c.get("/v1/requests", params={"since": "1m", "limit": 3}, headers=ADMIN).json()
+        assert len(first["items"]) == 3 and first["next_cursor"]
+        time.sleep(4)  # the edge row, 57 s old at the first page, is past a minute old now
+        rest = c.get("/v1/requests", params={"since": "1m", "limit": 3, "cursor": first["next_cursor"]}, headers=ADMIN).json()
+        assert len(rest["items"]) == 1 and rest["next_cursor"] is None
+        assert c.get("/v1/requests", params={"since": "1m", "limit": 10}, headers=ADMIN).json()["items"] == first["items"]  # a new listing: a new window
