@@ -47,9 +47,11 @@ def add_feedback(
             raise UnknownRequest(request_id)
         if status != 200:
             raise NoPrediction(request_id)
-        current = F.c.request_id == request_id, F.c.replaced_at.is_(None)
-        replaced = conn.execute(update(F).where(*current).values(replaced_at=now)).rowcount > 0
+        # The new label first, then the mark on the ones before it: the database refuses a mark
+        # with no newer label for the request (migration 0004).
         values = {"request_id": request_id, "true_label": label, "note": note, "client_id": client_id, "created_at": now}
         new_id = conn.execute(insert(F).values(**values)).inserted_primary_key[0]  # type: ignore[index]
+        older = F.c.request_id == request_id, F.c.replaced_at.is_(None), F.c.id < new_id
+        replaced = conn.execute(update(F).where(*older).values(replaced_at=now)).rowcount > 0
         row = conn.execute(select(F).where(F.c.id == new_id)).one()
     return row, replaced

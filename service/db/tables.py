@@ -79,7 +79,7 @@ class RequestRecord(Base):
 class Feedback(Base):
     """Ground truth for a logged request. Append-only: a newer entry sets `replaced_at` on the
     older one, so the history stays (migration 0003's triggers refuse every other change, and
-    any DELETE, for every role). No foreign key: feedback may arrive while the request's
+    any DELETE, for every role; 0004's, a mark with no newer label). No foreign key: feedback may arrive while the request's
     row is still in the writer's queue or spool."""
 
     __tablename__ = "feedback"

@@ -1,5 +1,5 @@
 """Migrations go down and up again; concurrent feedback leaves exactly one current label; the
-database itself keeps feedback append-only (migration 0003)."""
+database itself keeps feedback append-only (migrations 0003 and 0004)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def test_downgrade_and_upgrade_again(db_url: str) -> None:
 
 def test_the_database_keeps_feedback_append_only(db_url: str) -> None:
     """Whoever connects, the owner included: a label is never edited or removed, and the mark
-    of a replaced one is set once and never cleared (which would bring the old label back)."""
+    of a replaced one is set once, only when a newer label exists, and never cleared (which
+    would bring the old label back)."""
     upgrade(db_url)
     engine = make_engine(db_url)
     first, _ = add_feedback(engine, "req-1", 3, "first", None, lambda _: 200)
@@ -51,6 +52,7 @@ def test_the_database_keeps_feedback_append_only(db_url: str) -> None:
         f"UPDATE feedback SET created_at = replaced_at WHERE id = {second.id}",
         f"UPDATE feedback SET id = id + 100 WHERE id = {second.id}",
         f"UPDATE feedback SET replaced_at = created_at, true_label = 9 WHERE id = {second.id}",  # a label smuggled in with the mark
+        f"UPDATE feedback SET replaced_at = created_at WHERE id = {second.id}",  # the current label hidden, no newer one
         f"DELETE FROM feedback WHERE id = {first.id}",
         *(["TRUNCATE feedback"] if db_url.startswith("postgresql") else []),
     ):

@@ -33,21 +33,21 @@ def test_upgrade_to_head_matches_models(db_url: str) -> None:
 def test_an_operator_can_see_and_undo_the_schema_version(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert vigil(["db", "history", "--url", db_url]) == 0
     history = capsys.readouterr().out.splitlines()
-    assert history[0].startswith("0003 <- 0002") and history[-1].startswith("0001 <- base")
+    assert history[0].startswith("0004 <- 0003") and history[-1].startswith("0001 <- base")
     if db_url.startswith("sqlite"):  # asking must not create the file (the server's preflight says it is missing)
         assert vigil(["db", "current", "--url", db_url]) == 0
         assert "does not exist (no schema)" in capsys.readouterr().out
         assert not Path(make_url(db_url).database or "").exists()
     else:  # an empty PostgreSQL database
         assert vigil(["db", "current", "--url", db_url]) == 0
-        assert "revision none (empty), behind head 0003" in capsys.readouterr().out
+        assert "revision none (empty), behind head 0004" in capsys.readouterr().out
     assert vigil(["db", "upgrade", "--url", db_url]) == 0
     assert vigil(["db", "current", "--url", db_url]) == 0
-    assert capsys.readouterr().out.strip().endswith("revision 0003, at head")
+    assert capsys.readouterr().out.strip().endswith("revision 0004, at head")
     assert vigil(["db", "downgrade", "-1", "--url", db_url]) == 2  # drops data: asks for --yes first
     assert "--yes" in capsys.readouterr().err and is_at_head(make_engine(db_url))
     assert vigil(["db", "downgrade", "-1", "--url", db_url, "--yes"]) == 0
-    assert capsys.readouterr().out.strip().endswith("downgraded to revision 0002")
+    assert capsys.readouterr().out.strip().endswith("downgraded to revision 0003")
     assert not is_at_head(make_engine(db_url))
     for revision, says in (("nosuchrev", "Can't locate revision identified by 'nosuchrev'"), ("+1", "Relative revision +1")):
         assert vigil(["db", "downgrade", revision, "--url", db_url, "--yes"]) == 2  # a mistake, not a bug (70)
