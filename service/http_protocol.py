@@ -16,15 +16,18 @@ header and the security headers:
   reads that move the body on not at all (a chunked body's trailer that never ends) count
   against the same bound; trailers are dropped, as ASGI carries none.
 Whose refusal it is decides its request id and when it is sent:
-- a request refused before routing gets a new id. When its request line was read whole (a
-  header followed it) and it is a prediction request, it gets its request-log row, as every
-  refused prediction request does (service/rejections.py); one refused before that has no
-  method or path that could be trusted, so it has no row, only the warning;
+- a request refused before routing gets a new id. When its method and target were read whole
+  (the parser stopped past the target, or a header followed it) and it is a prediction
+  request, it gets its request-log row, as every refused prediction request does
+  (service/rejections.py), under the client and scheme uvicorn's proxy-headers middleware
+  would have given the app; one refused before that names no path that could be trusted and
+  gets only the warning;
 - a request whose body is being read (bad chunk framing) keeps its own id, under which the app
   logs it (499: it sees the connection end);
 - a pipelined request behind one still being answered is refused after that answer, since
   HTTP answers in order: sent at once, the refusal took the earlier request's place.
-Each refusal is one warning in the service log, with its request id and client; uvicorn's
+Every refusal carries X-Request-ID (the client's own, when it was read and sane) as the app's
+answers do. Each is one warning in the service log, with its request id and client; uvicorn's
 own "Invalid HTTP request received." beside it is dropped, as it said the same without the id.
 """
 
@@ -32,17 +35,21 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import uuid
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import httptools
 from starlette.requests import Request
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.errors import error_body
+from service.middleware import client_request_id
 from service.rejections import log_rejection
-from service.security_headers import HEADERS
+from service.security_headers import CSP, HEADERS
 
 log = logging.getLogger("vigil.http")
 
@@ -85,7 +92,6 @@ class VigilHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # raw bytes of the head being read, over reads
         self._stale_bytes = 0  # bytes after the head that moved the parser nowhere (a trailer that never ends)
         self._message_ended = self._progress = False  # within the current read
-        self._unread = 0  # bytes of the read being parsed, until `data_received` counts them
         #: A refusal of a pipelined request, held until the answers before it are out, with
         #: the method and target it is logged under.
         self._pending: tuple[int, str, str, tuple[bytes, bytes] | None] | None = None
@@ -108,7 +114,7 @@ class VigilHttpProtocol(HttpToolsProtocol):
         # it came in one read or in many.
         line = len(self.parser.get_method()) + len(self.url) + len(" HTTP/1.1\r\n") + 1
         if line + sum(len(name) + len(value) + 4 for name, value in self.headers) + 2 > MAX_HEAD_BYTES:
-            self._refuse_too_large()
+            self._refuse_too_large(self._request_line())
             raise HeadTooLarge  # stops the parser; uvicorn's 400 for it finds the refusal made
         self._in_head = False
         self._stale_bytes = 0
@@ -131,9 +137,7 @@ class VigilHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._message_ended = self._progress = False
-        self._unread = len(data)
         super().data_received(data)
-        self._unread = 0
         if self.transport.is_closing() or self._pending is not None:
             return
         if self._in_head:
@@ -143,19 +147,25 @@ class VigilHttpProtocol(HttpToolsProtocol):
             if not self._message_ended:
                 self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse_too_large()
+                # Still arriving: its target is whole once a header was read after it (httptools
+                # hands a target over in parts, and skips the empty lines before a request).
+                self._refuse_too_large(self._request_line() if self.headers else None)
         else:
             # After the head every read of a body moves the parser on; reads that do not are a
             # trailer line (or chunk-size line) that has not ended, which httptools buffers whole.
             self._stale_bytes = 0 if self._progress else self._stale_bytes + len(data)
             if self._stale_bytes > MAX_HEAD_BYTES:
-                self._refuse_too_large()
+                self._refuse_too_large(None)
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request it cannot parse; `msg` is its generic text."""
         if self.transport.is_closing() or self._pending is not None:  # refused already (too large)
             return
-        self._refuse(400, "malformed_request", "the request is not valid HTTP/1.1 (its request line, a header or the chunked body's framing)")
+        # uvicorn calls this in its `except`: the parser's error says where it stopped. Past the
+        # target (in the version, a header), the target was read whole; in it, it was not.
+        in_target = isinstance(sys.exc_info()[1], httptools.HttpParserInvalidURLError)
+        line = None if in_target else self._request_line()
+        self._refuse(400, "malformed_request", "the request is not valid HTTP/1.1 (its request line, a header or the chunked body's framing)", line)
 
     def on_response_complete(self) -> None:
         if self._pending is not None and not self.pipeline:  # every answer before it is out
@@ -167,12 +177,14 @@ class VigilHttpProtocol(HttpToolsProtocol):
         if self._pending is not None:
             self.flow.pause_reading()  # (uvicorn resumed it for the next pipelined request)
 
-    def _refuse_too_large(self) -> None:
-        self._refuse(431, "request_head_too_large", f"the request line and headers (or a chunked body's trailer) are over {MAX_HEAD_BYTES // 1024} KiB")
+    def _refuse_too_large(self, line: tuple[bytes, bytes] | None) -> None:
+        self._refuse(431, "request_head_too_large", f"the request line and headers (or a chunked body's trailer) are over {MAX_HEAD_BYTES // 1024} KiB", line)
 
-    def _refuse(self, status: int, code: str, message: str) -> None:
+    def _refuse(self, status: int, code: str, message: str, line: tuple[bytes, bytes] | None) -> None:
+        """Refuse the request being read; `line`, its method and target when read whole, names
+        the request-log row of a request refused before routing."""
         in_flight = self.cycle is not None and not self.cycle.response_complete
-        line = self._request_line() if self._in_head else None
+        line = line if self._in_head else None  # after the head the request is the app's to log
         if in_flight and self._in_head:
             # A pipelined request behind one still being answered: HTTP answers in order, so
             # the refusal waits for that answer (and those queued before it), reading paused.
@@ -187,28 +199,14 @@ class VigilHttpProtocol(HttpToolsProtocol):
             self._send(status, code, message, uuid.uuid4().hex, line)
 
     def _request_line(self) -> tuple[bytes, bytes] | None:
-        """The refused request's method and target, when both were read whole.
+        """The request's method and target, for a caller that knows the target was read whole
+        (httptools names a method it has not read DELETE, its code 0, beside an empty target)."""
+        return (self.parser.get_method(), self.url) if self.url else None
 
-        httptools reports neither's end (it hands over a target read in parts, and names a
-        method it has not read DELETE, its code 0): the target is whole when this head's bytes
-        go past "METHOD TARGET", since a space or the line's end follows it. The bytes of a read
-        that also ended an earlier request are not counted, so such a refusal has no line: it
-        errs toward no row, never toward a row for a path the client did not send.
-        """
-        seen = self._head_bytes + (0 if self._message_ended else self._unread)
-        method = self.parser.get_method()
-        if not self.url or seen <= len(method) + 1 + len(self.url):
-            return None
-        return method, self.url
-
-    def _log_row(self, status: int, code: str, message: str, rid: str, line: tuple[bytes, bytes]) -> None:
-        """The request-log row of a prediction request refused before routing (`log_rejection`
-        writes rows only for prediction requests, once the service is built)."""
-        app = self.app
-        while app is not None and not hasattr(app, "state"):  # under uvicorn's wrappers (proxy headers)
-            app = getattr(app, "app", None)
-        if app is None:  # an app that keeps no request log
-            return
+    def _row_scope(self, rid: str, client_rid: str | None, line: tuple[bytes, bytes], app: Any) -> dict[str, Any]:
+        """The ASGI scope the app would have seen: the client and scheme as uvicorn's proxy
+        headers middleware sets them, when `vigil serve` trusts the proxy (its own rows hash
+        the address that middleware gives). ValueError for a target urlsplit cannot read."""
         method, target = line
         url = urlsplit(target.decode("latin-1"))
         scope = {
@@ -222,17 +220,45 @@ class VigilHttpProtocol(HttpToolsProtocol):
             "scheme": self.scheme,
             "root_path": self.root_path,
             "app": app,
-            "state": {"request_id": rid},
+            "state": {"request_id": rid, "client_request_id": client_rid},
         }
+        if not self.config.proxy_headers:
+            return scope
+        seen: list[dict[str, Any]] = []
+
+        async def keep(s: dict[str, Any], *_: Any) -> None:
+            seen.append(s)
+
+        # The middleware only rewrites the scope and calls `keep`, which returns at once: the
+        # coroutine ends on its first step, so it runs here without a loop.
+        step = ProxyHeadersMiddleware(keep, trusted_hosts=self.config.forwarded_allow_ips)(scope, None, None)  # type: ignore[arg-type]
         try:
-            log_rejection(Request(scope), status, code, message)
-        except Exception:  # the refusal is sent whatever became of its row
+            step.send(None)
+        except StopIteration:
+            pass
+        finally:
+            step.close()
+        return seen[0] if seen else scope
+
+    def _log_row(self, status: int, code: str, message: str, rid: str, client_rid: str | None, line: tuple[bytes, bytes]) -> None:
+        """The request-log row of a prediction request refused before routing (`log_rejection`
+        writes rows only for prediction requests, once the service is built)."""
+        app = self.app
+        while app is not None and not hasattr(app, "state"):  # under uvicorn's wrappers (proxy headers)
+            app = getattr(app, "app", None)
+        if app is None:  # an app that keeps no request log
+            return
+        try:
+            log_rejection(Request(self._row_scope(rid, client_rid, line, app)), status, code, message)
+        except Exception:  # the refusal was sent whatever becomes of its row
             log.exception("the request-log row of HTTP-layer refusal %s could not be written", rid)
 
     def _send(self, status: int, code: str, message: str, rid: str, line: tuple[bytes, bytes] | None) -> None:
         log.warning("refused by the HTTP layer: %s %s from %s", status, code, self.client, extra={"request_id": rid})
-        if line is not None:
-            self._log_row(status, code, message, rid, line)
+        if self.cycle is not None and not self.cycle.response_complete and not self._in_head:
+            client_rid = (self.cycle.scope.get("state") or {}).get("client_request_id")  # the app's request
+        else:
+            client_rid = client_request_id(self.headers)  # those of its headers that were read
         body = json.dumps(error_body(code, message, rid)).encode()
         head = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
         headers = [
@@ -241,9 +267,14 @@ class VigilHttpProtocol(HttpToolsProtocol):
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
             (b"cache-control", b"no-store"),
+            # As service/middleware.py answers: the client's own id echoed, else the server's.
+            (b"x-request-id", (client_rid or rid).encode()),
             (b"x-vigil-request-id", rid.encode()),
             *HEADERS,
+            (b"content-security-policy", CSP.encode()),
         ]
         head += [name + b": " + value + b"\r\n" for name, value in headers]
         self.transport.write(b"".join([*head, b"\r\n", body]))
         self.transport.close()
+        if line is not None:  # after the answer: nothing in writing the row can keep it from the client
+            self._log_row(status, code, message, rid, client_rid, line)

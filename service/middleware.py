@@ -17,6 +17,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _VALID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
+def client_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The client's own X-Request-ID when it is sane (8-64 of A-Z a-z 0-9 . _ -), else None."""
+    given = dict(headers).get(b"x-request-id", b"").decode("latin-1")
+    return given if _VALID.match(given) else None
+
+
 class RequestIdMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -25,9 +31,8 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         rid = uuid.uuid4().hex
-        client_rid = given if _VALID.match(given) else None
+        client_rid = client_request_id(scope["headers"])
         state = scope.setdefault("state", {})
         state["request_id"] = rid
         state["client_request_id"] = client_rid

@@ -227,6 +227,12 @@ def exchange_answer(answer: tuple[int, dict[str, str], bytes]) -> bytes:
         ([b"POST /v1/predict?a=1 HTTP/1.1\r\nno colon\r\n\r\n"], (b"POST", b"/v1/predict?a=1")),
         ([b"POST /v1/pre", b"dict HTTP/1.1\r\nHost: a\r\nno colon\r\n\r\n"], (b"POST", b"/v1/predict")),
         ([b"\x01\r\n\r\n"], None),  # no method, no target
+        # A target refused part-way, or still arriving behind empty lines: no row for the part
+        # (a byte count once logged /v1/predict for /v1/predict/batch\x01).
+        ([b"POST /v1/predict", b"/batch\x01 HTTP/1.1\r\nHost: a\r\n\r\n"], None),
+        ([b"POST /v1/predict", b"\x01"], None),
+        ([b"\r\n" * 33_000 + b"POST /v1/predict"], None),
+        ([b"POST /v1/predict HTTP/1.1 extra\r\n\r\n"], (b"POST", b"/v1/predict")),
     ],
 )
 def test_a_refusal_before_routing_names_a_request_line_only_once_it_was_read_whole(
@@ -248,3 +254,33 @@ def test_a_refusal_before_routing_names_a_request_line_only_once_it_was_read_who
     transport = asyncio.run(run())
     assert transport.closed and transport.written.count(b"HTTP/1.1 4") == 1
     assert given == ([] if line is None else [line])
+
+
+def test_a_refusal_before_routing_is_logged_as_the_app_would_see_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a trusted proxy the row's client is the one X-Forwarded-For names, as uvicorn's
+    middleware gives the app; the client's own X-Request-ID is kept and echoed; and a target
+    urlsplit cannot read still gets its answer (it raised out of the protocol: no answer)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+
+    logged: list[Request] = []
+    monkeypatch.setattr("service.http_protocol.log_rejection", lambda request, *args: logged.append(request))
+
+    async def run(request: bytes) -> bytes:
+        config = uvicorn.Config(Starlette(), http=VigilHttpProtocol, log_config=None, lifespan="off", proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+        protocol = VigilHttpProtocol(config=config, server_state=ServerState(), app_state={})
+        transport = Transport()  # its peer is 127.0.0.1, the trusted proxy
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol.data_received(request)
+        return transport.written
+
+    # (httptools hands a header over when the next one begins: the one before the bad line is lost)
+    head = b"POST /v1/predict HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.9\r\nX-Request-ID: client-id-1234\r\nAccept: */*\r\n"
+    written = asyncio.run(run(head + b"Bad Header\r\n\r\n"))
+    assert [(s, json.loads(b)["error"]["code"]) for s, _, b in answers(written)] == [(400, "malformed_request")]
+    assert b"x-request-id: client-id-1234\r\n" in written.lower() and b"content-security-policy: " in written.lower()
+    [request] = logged
+    assert (request.client.host if request.client else None, request.state.client_request_id) == ("203.0.113.9", "client-id-1234")
+    assert (request.method, request.url.path, request.state.request_id) == ("POST", "/v1/predict", json.loads(answers(written)[0][2])["error"]["request_id"])
+    written = asyncio.run(run(b"POST http://[x/v1/predict HTTP/1.1\r\nHost: a\r\nX-Bad: \x01\r\n\r\n"))
+    assert [s for s, _, _ in answers(written)] == [400] and len(logged) == 1
