@@ -36,7 +36,11 @@ def load_working_copy(img: Image.Image) -> None:
         img.draft(None, (WORK_SIDE, WORK_SIDE))  # decode at 1/2..1/8 scale, still at least this size
     img.load()
     if max(img.size) > WORK_SIDE:
-        img.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS)
+        # Pillow's thumbnail first reduces by a whole factor when the image is at least twice
+        # `reducing_gap` times the target, and its reduce() refuses 16-bit modes ("image has
+        # wrong mode": a 5000 px 16-bit scan was refused as corrupt); those are resized directly.
+        gap = None if img.mode.startswith("I;16") else 2.0
+        img.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS, reducing_gap=gap)
 
 
 def upright(img: Image.Image) -> Image.Image:

@@ -48,8 +48,8 @@ def multipage_tiff() -> bytes:
     return encode(digit(), "TIFF", save_all=True, append_images=[digit().rotate(90)])
 
 
-def sixteen_bit_png() -> bytes:
-    a = (np.asarray(digit(), np.uint16) * 257).astype(np.uint16)
+def sixteen_bit_png(size: int = 28) -> bytes:
+    a = (np.asarray(digit("L", size), np.uint16) * 257).astype(np.uint16)
     return encode(Image.fromarray(a), "PNG")
 
 

@@ -100,6 +100,8 @@ def test_oversized_chunked_upload_is_refused_while_streaming(client: TestClient)
         ("1-bit-bmp", h.encode(h.digit("1"), "BMP")),
         ("float-tiff", h.encode(h.digit().convert("F"), "TIFF")),
         ("large-photo-like", h.encode(h.digit("RGB", 1200), "JPEG")),
+        # 4x the working size or more: Pillow's thumbnail reduces first, which 16-bit cannot
+        ("large-16-bit-png", h.sixteen_bit_png(5000)),
     ],
 )
 def test_unusual_images_are_converted_not_refused(client: TestClient, case: str, data: bytes) -> None:
