@@ -114,6 +114,8 @@ def encode_cursor(row_id: int, anchor: dt.datetime | None = None) -> str:
 #: optionally the anchor in Unix milliseconds, from late 1999 to 2286 (12 or 13 digits).
 _CURSOR = re.compile(r"id:([1-9][0-9]{0,18})(?:@(9[4-9][0-9]{10}|[1-9][0-9]{12}))?")
 _MAX_ID = 2**63 - 1
+#: How far ahead of this replica's clock another replica's may be when it hands out a cursor.
+CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 def decode_cursor(cursor: str) -> tuple[int, dt.datetime | None]:
@@ -126,7 +128,12 @@ def decode_cursor(cursor: str) -> tuple[int, dt.datetime | None]:
         raise BadCursor(cursor) from e
     if m is None or int(m[1]) > _MAX_ID:
         raise BadCursor(cursor)
-    return int(m[1]), None if m[2] is None else dt.datetime.fromtimestamp(int(m[2]) / 1000, dt.UTC)
+    anchor = None if m[2] is None else dt.datetime.fromtimestamp(int(m[2]) / 1000, dt.UTC)
+    # A listing began in the past: a later anchor is forged (its spans would end the listing
+    # silently), beyond what replicas' clocks may disagree by.
+    if anchor is not None and anchor > dt.datetime.now(dt.UTC) + CLOCK_SKEW:
+        raise BadCursor(cursor)
+    return int(m[1]), anchor
 
 
 def list_requests(conn: Connection, f: RequestFilter, limit: int, after: int | None) -> tuple[list[Row[Any]], int | None]:

@@ -54,7 +54,9 @@ def test_only_cursors_this_service_hands_out_are_taken() -> None:
     assert decode_cursor(encode_cursor(2**63 - 1)) == (2**63 - 1, None)
     at = dt.datetime(2026, 12, 1, 6, 30, 15, 123000, tzinfo=dt.UTC)
     assert decode_cursor(encode_cursor(7, at)) == (7, at)  # to the millisecond, in UTC
-    forged_anchors = ("id:5@", "id:5@-1", "id:5@1.5", "id:5@12345", "id:5@99999999999999", "id:5@0946684800000", "id:5@5@5")
+    future = round((dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)).timestamp() * 1000)  # a listing not begun yet
+    assert decode_cursor(encode_cursor(7, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=4)))[0] == 7  # another replica's clock
+    forged_anchors = ("id:5@", "id:5@-1", "id:5@1.5", "id:5@12345", "id:5@99999999999999", "id:5@0946684800000", "id:5@5@5", f"id:5@{future}", "id:5@9999999999999")
     for text in ("id:9223372036854775808", "id:99999999999999999999", "id:-5", "id: 5", "id:\u0663", "id:0", "id:05", "row:5", *forged_anchors):
         forged = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
         with pytest.raises(BadCursor):
