@@ -13,7 +13,14 @@ import datetime as dt
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from service.db.queries import utc
 
@@ -65,6 +72,7 @@ _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 #: A span back from now, as the CLI's `--since` takes it: 90m, 24h, 7d.
 _SPAN = re.compile(r"\s*(\d{1,9})([mhd])\s*")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+_DATETIME = TypeAdapter(dt.datetime)
 
 
 def span_back(text: str, now: dt.datetime | None = None) -> dt.datetime | None:
@@ -87,7 +95,8 @@ def pinned(raw: str | None, parsed: dt.datetime | None, anchor: dt.datetime) -> 
 def span_or_time(value: object) -> object:
     """A span back from now becomes its time; a bare number is refused, since pydantic would
     read it as Unix time: `since=20261130` (a compact date) filtered from 1970-08-23, and
-    `until=0` ended the window in 1970. Anything else is left to pydantic's ISO 8601 parser."""
+    `until=0` ended the window in 1970. Anything else goes to pydantic's ISO 8601 parser,
+    whose refusal ("input is too short" for `1w`) is replaced by one naming both forms."""
     if isinstance(value, str):
         try:
             if (back := span_back(value)) is not None:
@@ -96,11 +105,24 @@ def span_or_time(value: object) -> object:
             raise ValueError(f"reaches back before year 1: {value[:20]!r}") from e
     if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
         raise ValueError(f"must be an ISO 8601 time such as 2026-11-30T12:00:00Z or a span back from now such as 24h, not a number: {value!r}")
+    if isinstance(value, str):
+        try:
+            return _DATETIME.validate_python(value)
+        except ValidationError:
+            # A query string's '+' arrives as a space: 12:00:00+05:00 unencoded reads 12:00:00 05:00.
+            plus = " (a '+' in a query string must be sent as %2B)" if " " in value.strip() else ""
+            raise ValueError(f"must be an ISO 8601 time such as 2026-11-30T12:00:00Z or a span back from now: a whole number of m, h or d such as 90m, 24h or 7d; not {value[:40]!r}{plus}") from None
     return value
 
 
 #: A time from a client, converted to UTC: ISO 8601 (naive means UTC) or a span back from now.
-UtcTime = Annotated[dt.datetime, BeforeValidator(span_or_time), AfterValidator(in_utc)]
+#: Its schema says both, so that a generated client does not refuse or reformat `24h`.
+UtcTime = Annotated[
+    dt.datetime,
+    BeforeValidator(span_or_time),
+    AfterValidator(in_utc),
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "pattern": _SPAN.pattern.replace("\\s*", "").join("^$")}]}),
+]
 
 
 #: A model name to filter the log by, and a feedback note.
