@@ -80,8 +80,9 @@ def prediction_set_text(m: Manifest) -> str:
     return (
         f"prediction_set lists the classes that, together, contain the true class for at least {coverage} "
         "of in-distribution images (split conformal prediction, APS); a set of more than one class names the classes "
-        "the model cannot rule out. The decision and the set answer different questions: accept bounds the error "
-        "rate of the predicted label, the set the chance of missing the true one, so an accepted prediction may "
+        "the model cannot rule out. The decision and the set answer different questions: accept is about the error "
+        "rate of the predicted label (the failure threshold's criterion says how it was fitted, and whether it is a "
+        "bound), the set about the chance of missing the true one, so an accepted prediction may "
         "come with a set of several classes (likely right, the others still plausible). "
         "It says nothing about images that are not in the training distribution: check the decision first."
     )
