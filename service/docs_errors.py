@@ -53,7 +53,7 @@ BY_OPERATION: dict[tuple[str, str, int], tuple[str, str]] = {
     ("post", "/v1/requests/{request_id}/feedback", 413): ("payload_too_large", "the request body exceeds the limit; the limit is 2 MiB (2097152 bytes)"),
     ("get", "/v2/models/{name}", 404): ("unknown_model", "no model named 'nope'; served: 'mnist-default' version '3'"),
     ("get", "/v2/models/{name}/ready", 404): ("unknown_model", "no model named 'nope'; served: 'mnist-default' version '3'"),
-    ("post", "/v2/models/{name}/infer", 400): ("invalid_json", "the request header is not JSON: Expecting value: line 1 column 1 (char 0)"),
+    ("post", "/v2/models/{name}/infer", 400): ("invalid_json", "the request body is not JSON: Expecting value: line 1 column 1 (char 0)"),
     ("post", "/v2/models/{name}/infer", 404): ("unknown_model", "no model named 'nope'; served: 'mnist-default' version '3'"),
     ("post", "/v2/models/{name}/infer", 415): ("unsupported_encoding", "compressed request bodies are not accepted"),
     ("post", "/v2/models/{name}/infer", 500): ("inference_error", "inference failed for the batch this input was in; quote the request id"),

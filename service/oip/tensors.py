@@ -18,9 +18,10 @@ from service.oip.schemas import InferRequest, RequestInput
 
 
 def parse_request(
-    body: bytes, header_length: str | None, max_json: int
+    body: bytes, header_length: str | None, max_json: int, binary: bool = False
 ) -> tuple[InferRequest, list[bytes | None]]:
     """The JSON header as a request, and each input's binary chunk (None when sent as JSON).
+    `binary`: the body was sent as application/octet-stream (Triton's binary extension).
 
     The JSON part is capped at `max_json` bytes whatever the content type: only JSON bodies
     met that cap, so 32 MiB of JSON sent as octet-stream took seconds to parse.
@@ -35,10 +36,17 @@ def parse_request(
         doc = json.loads(head)
     except (ValueError, RecursionError) as e:
         # ValueError: JSONDecodeError, UnicodeDecodeError, and an integer of over 4,300 digits;
-        # RecursionError: deeply nested arrays (issue 8).
-        raise ApiError(
-            400, "invalid_json", f"the request header is not JSON: {e}"
-        ) from e
+        # RecursionError: deeply nested arrays (issue 8). Said in the client's terms: a plain
+        # JSON request has no "header", and an octet-stream body without the header's length is
+        # most likely tensor data that was meant to follow one.
+        what = "the request body" if header_length is None else f"the JSON header (the first {len(head)} bytes, by Inference-Header-Content-Length)"
+        if isinstance(e, RecursionError):
+            why = "it is nested too deeply"
+        elif binary and header_length is None:
+            why = f"{e}; binary tensor data needs the Inference-Header-Content-Length header, the length of the JSON before it"
+        else:
+            why = str(e)
+        raise ApiError(400, "invalid_json", f"{what} is not JSON: {why}") from e
     try:
         req = InferRequest.model_validate(doc)
     except ValidationError as e:

@@ -194,7 +194,8 @@ async def infer(
         _infer_media_type(request)
         body = await read_limited(request, ctx.settings.max_batch_upload_bytes, ctx.settings.body_idle_timeout_s)
         # Off the event loop: parsing and validating up to VIGIL_MAX_JSON_BYTES of JSON takes a while.
-        req, chunks = await run_in_threadpool(tensors.parse_request, body, request.headers.get(HEADER), ctx.settings.max_json_bytes)
+        binary = media_type(request) == "application/octet-stream"
+        req, chunks = await run_in_threadpool(tensors.parse_request, body, request.headers.get(HEADER), ctx.settings.max_json_bytes, binary)
         picks = outputs.selected(req)
         pixels = await run_in_threadpool(
             tensors.to_pixels,

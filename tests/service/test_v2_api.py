@@ -380,3 +380,18 @@ def test_a_wrong_binary_size_says_which_way_it_is_wrong(client: TestClient, digi
     j = json.dumps(head).encode()
     r = client.post(f"{MODEL}/infer", content=j + body[head_len:], headers={**headers, "Inference-Header-Content-Length": str(len(j))})
     assert (r.status_code, r.json()["code"], r.json()["error"]) == (400, "invalid_binary_data", says)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "says"),
+    [
+        (b"{nope", {}, "the request body is not JSON: Expecting property name"),  # no "header" in a plain JSON request
+        (b"[" * 100_000, {}, "the request body is not JSON: it is nested too deeply"),  # not Python's recursion message
+        # Tensor bytes without the header's length: named, instead of a codec's complaint.
+        (np.full(784, 0.7, np.float32).tobytes(), {"content-type": "application/octet-stream"}, "needs the Inference-Header-Content-Length header"),
+        (b"{nope" + b"\x00" * 8, {"content-type": "application/octet-stream", "inference-header-content-length": "5"}, "the JSON header (the first 5 bytes"),
+    ],
+)
+def test_a_body_that_is_not_json_is_described_in_the_clients_terms(client: TestClient, body: bytes, headers: dict[str, str], says: str) -> None:
+    r = client.post(f"{MODEL}/infer", content=body, headers={"content-type": "application/json", **headers})
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_json") and says in r.json()["error"], r.text
