@@ -13,6 +13,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import Metrics
+from service.rejections import ALIASES
 
 access_log = logging.getLogger("vigil.access")
 
@@ -20,7 +21,9 @@ access_log = logging.getLogger("vigil.access")
 def route_template(scope: Scope) -> str:
     route = getattr(scope.get("route"), "path", None)
     if route:
-        return str(route)
+        # A hidden route answered by a public one's code is that operation, as its rows and
+        # prediction counters have it (service/rejections.py).
+        return ALIASES.get(str(route), str(route))
     # Mounted static files leave no route in the scope; one label covers them all.
     return "/static" if scope["path"].startswith("/static/") else "unmatched"
 

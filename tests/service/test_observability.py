@@ -263,6 +263,8 @@ def test_refusals_are_counted_when_the_log_is_saturated_and_a_versioned_route_un
         s = samples(client.get("/metrics").text)
     assert value(s, "vigil_refusals_total", endpoint="/v2/models/{name}/infer", code="unauthorized") == 1
     assert not any(dict(labels).get("endpoint", "").endswith("/versions/{version}/infer") for (n, labels) in s if n == "vigil_refusals_total")
+    assert value(s, "vigil_http_requests_total", route="/v2/models/{name}/infer", method="POST", status="401") == 1  # the same operation
+    assert not any(dict(labels).get("route", "").endswith("/versions/{version}/infer") for (n, labels) in s if n.startswith("vigil_http_request"))
     assert value(s, "vigil_refusals_total", endpoint="/v1/predict", code="log_backpressure") == 1
     assert value(s, "vigil_refusals_total", endpoint="/v1/predict", code="unauthorized") == 1  # its row was not queued either
 
