@@ -92,20 +92,21 @@ async def list_logged(
 @router.get(
     "/v1/requests/{request_id}",
     response_model=LoggedRequestDetail,
-    responses={**ADMIN_ERRORS, **DB_ERRORS, 404: {"model": ErrorResponse, "description": "Not logged (yet)."}},
+    responses={**ADMIN_ERRORS, **DB_ERRORS, 404: {"model": ErrorResponse, "description": "Not logged (`unknown_request`), or not stored yet: its row is still queued or spooled (`not_stored_yet`, with Retry-After)."}},
     summary="One logged request with its feedback history (admin)",
 )
 async def get_logged(request_id: DbText, ctx: CtxDep, _admin: AdminDep, _strict: StrictQuery) -> LoggedRequest:
     """One logged request (answered or refused) with its hash-chain fields and the whole
-    feedback history. 404 while its row is still queued: retry shortly."""
+    feedback history. 404 `not_stored_yet` while its row is still queued: retry shortly."""
 
     def read() -> LoggedRequest:
         with ctx.engine.connect() as conn:
             row = get_request(conn, request_id)
             if row is None:
-                pending = ctx.writer.pending_status(request_id) is not None
-                msg = "not in the database yet (queued or spooled); retry shortly" if pending else "no logged request with this id"
-                raise ApiError(404, "unknown_request", msg)
+                if ctx.writer.pending_status(request_id) is not None:
+                    # Its own code and a Retry-After: a client must not take this 404 for good.
+                    raise ApiError(404, "not_stored_yet", "not in the database yet (queued or spooled); retry shortly", {"Retry-After": "1"})
+                raise ApiError(404, "unknown_request", "no logged request with this id")
             fb = feedback_for(conn, [request_id])
         return logged(row, fb.get(request_id, []), detail=True)
 

@@ -230,3 +230,14 @@ def test_a_span_keeps_its_window_on_every_page(tiny_bundle: Path, tmp_path: Path
         rest = c.get("/v1/requests", params={"since": "1m", "limit": 3, "cursor": first["next_cursor"]}, headers=ADMIN).json()
         assert len(rest["items"]) == 1 and rest["next_cursor"] is None
         assert c.get("/v1/requests", params={"since": "1m", "limit": 10}, headers=ADMIN).json()["items"] == first["items"]  # a new listing: a new window
+
+
+def test_a_row_not_stored_yet_is_a_404_that_says_to_retry(admin_client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request whose row is still queued is not unknown: its own code and a Retry-After, so a
+    client does not give up on an id it was just given (a walkthrough read the 404 as final)."""
+    writer = admin_client.app.state.ctx.writer  # type: ignore[attr-defined]
+    monkeypatch.setattr(writer, "pending_status", lambda rid: 200 if rid == "queued-request-id" else None)
+    queued = admin_client.get("/v1/requests/queued-request-id", headers=ADMIN)
+    assert (queued.status_code, queued.json()["error"]["code"], queued.headers.get("retry-after")) == (404, "not_stored_yet", "1")
+    unknown = admin_client.get("/v1/requests/never-made-request-id", headers=ADMIN)
+    assert (unknown.status_code, unknown.json()["error"]["code"], unknown.headers.get("retry-after")) == (404, "unknown_request", None)
