@@ -73,6 +73,8 @@ _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 _SPAN = re.compile(r"\s*(\d{1,9})([mhd])\s*")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 _DATETIME = TypeAdapter(dt.datetime)
+#: A time whose offset's '+' arrived as a space: 12:00:00 05:00, 12:00 0530.
+_LOST_PLUS = re.compile(r"\d \d{2}(:?\d{2})?$")
 
 
 def span_back(text: str, now: dt.datetime | None = None) -> dt.datetime | None:
@@ -110,7 +112,7 @@ def span_or_time(value: object) -> object:
             return _DATETIME.validate_python(value)
         except ValidationError:
             # A query string's '+' arrives as a space: 12:00:00+05:00 unencoded reads 12:00:00 05:00.
-            plus = " (a '+' in a query string must be sent as %2B)" if " " in value.strip() else ""
+            plus = " (a '+' in a query string must be sent as %2B)" if _LOST_PLUS.search(value.strip()) else ""
             raise ValueError(f"must be an ISO 8601 time such as 2026-11-30T12:00:00Z or a span back from now: a whole number of m, h or d such as 90m, 24h or 7d; not {value[:40]!r}{plus}") from None
     return value
 

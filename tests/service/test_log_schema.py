@@ -101,3 +101,40 @@ def test_the_append_only_trigger_names_every_column_but_replaced_at() -> None:
     frozen = {c.name for c in Feedback.__table__.columns} - {"replaced_at"}
     assert frozen and all(f"NEW.{c} IS DISTINCT FROM OLD.{c}" in migration.FORBIDDEN for c in frozen), frozen
 
+
+
+@pytest.mark.postgres
+def test_the_previous_versions_order_still_relabels_on_postgresql(pg_url: str) -> None:
+    """Replicas of the previous version mark the old label, then insert the new one: checked at
+    commit (a deferred constraint trigger), that order keeps working during a rolling deploy."""
+    upgrade(pg_url)
+    engine = make_engine(pg_url)
+    add_feedback(engine, "req-1", 3, None, None, lambda _: 200)
+    with engine.begin() as conn:  # the order of service/db/feedback.py before migration 0004
+        conn.execute(text("UPDATE feedback SET replaced_at = now() WHERE request_id = 'req-1' AND replaced_at IS NULL"))
+        conn.execute(text("INSERT INTO feedback (request_id, true_label, created_at) VALUES ('req-1', 4, now())"))
+    with engine.connect() as conn:
+        current = conn.execute(text("SELECT true_label FROM feedback WHERE request_id = 'req-1' AND replaced_at IS NULL")).scalars().all()
+    engine.dispose()
+    assert current == [4]
+
+
+@pytest.mark.postgres
+def test_the_newer_label_check_ignores_the_callers_search_path(pg_url: str) -> None:
+    """Run with the caller's search_path, the check's `=` resolved to an operator the caller
+    defined (one that is always true), and a bare mark passed: a review did it as a role that
+    owns a schema of its own."""
+    upgrade(pg_url)
+    engine = make_engine(pg_url)
+    add_feedback(engine, "req-1", 3, None, None, lambda _: 200)
+    add_feedback(engine, "req-2", 5, None, None, lambda _: 200)  # a newer row, of another request
+    with engine.begin() as conn:
+        conn.execute(text("CREATE SCHEMA own"))
+        conn.execute(text("CREATE FUNCTION own.yes(varchar, varchar) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true'"))
+        conn.execute(text("CREATE OPERATOR own.= (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = own.yes)"))
+    with pytest.raises(DBAPIError, match="marked replaced only by a newer label"), engine.begin() as conn:
+        conn.execute(text("SET LOCAL search_path = own, public"))
+        conn.execute(text("UPDATE feedback SET replaced_at = now() WHERE request_id::text = 'req-1' AND replaced_at IS NULL"))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM feedback WHERE replaced_at IS NULL")).scalar_one() == 2
+    engine.dispose()
