@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,6 +97,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    import shutil
+    import sys
+    import tempfile
+
     from models.usage import UsageError, prepare_output_file
     from service.db.queries import RequestFilter
     from service.exporting import to_csv, to_parquet
@@ -103,25 +108,49 @@ def _export(args: argparse.Namespace) -> int:
     _window(args)
     if args.out == "":
         raise UsageError("--out is empty: name the file to write")
+    to_stdout = args.out == "-"
     out = Path(args.out or f"vigil-requests.{args.format}")
-    prepare_output_file(out, "--out")
+    # Through a symlink, the file it names is written and the link stays; a pipe or a device
+    # (/dev/stdout) is written into, not replaced by a file (the rename below replaced them).
+    target = out.resolve()
+    regular = not to_stdout and (not target.exists() or target.is_file())
+    if regular:
+        prepare_output_file(target, "--out")
+    elif not to_stdout and not os.access(target, os.W_OK):
+        raise UsageError(f"--out {out}: cannot write there (permission denied)")
     engine = _engine(args)
     # Written beside the target and renamed at the end: a failed export leaves no file that
     # looks like a complete (or empty) log. Created first, so an unwritable place is refused
-    # before the export runs, under the name the user gave.
-    partial = out.with_name(f".{out.name}.partial")
+    # before the export runs, under the name the user gave. A stream gets a temporary file's
+    # bytes once it is complete.
     try:
-        partial.touch()
+        if regular:
+            partial = target.with_name(f".{target.name}.partial")
+            partial.touch()
+        else:
+            handle, name = tempfile.mkstemp(suffix=f".{args.format}")
+            os.close(handle)
+            partial = Path(name)
     except OSError as e:
         engine.dispose()
         raise UsageError(f"--out {out}: cannot write there ({e.strerror})") from e
     try:
         n = (to_csv if args.format == "csv" else to_parquet)(engine, RequestFilter(args.since, args.until, args.model), partial)
-        partial.replace(out)
+        if regular:
+            partial.replace(target)
+        elif to_stdout:
+            sys.stdout.flush()
+            with partial.open("rb") as src:
+                shutil.copyfileobj(src, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            with partial.open("rb") as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
     finally:
         partial.unlink(missing_ok=True)
         engine.dispose()
-    print(f"exported {n} requests to {out}")
+    # On stdout the data is the output: the count goes to stderr.
+    print(f"exported {n} requests to {'stdout' if to_stdout else out}", file=sys.stderr if to_stdout else sys.stdout)
     return 0
 
 
@@ -143,5 +172,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sub.choices["report"].add_argument("--out", default="report.html")
     sub.choices["report"].add_argument("--bundle", default=None, help="bundle whose validation reference to compare with (default VIGIL_MODEL_DIR)")
     sub.choices["export"].add_argument("--format", choices=("csv", "parquet"), default="csv")
-    sub.choices["export"].add_argument("--out", default=None, help="file to write (default vigil-requests.<format>)")
+    sub.choices["export"].add_argument("--out", default=None, help="file to write, or - for stdout (default vigil-requests.<format>)")
     replay.register(sub)

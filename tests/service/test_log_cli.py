@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -110,3 +112,38 @@ def test_a_missing_postgres_database_is_not_called_unmigrated(capsys: pytest.Cap
     assert vigil(["audit", "verify", "--url", url]) == 2
     err = capsys.readouterr().err
     assert 'database "vigil_no_such_database" does not exist' in err and "not migrated" not in err, err
+
+
+def test_export_writes_through_links_and_streams_instead_of_replacing_them(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    """The export was renamed onto its --out: a symlink became a plain file (its target kept
+    the old export) and, as root, /dev/stdout a file too. Now the link's file is written, a
+    stream (a device or a pipe) is written into, and `-` is stdout."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    w = LogWriter(engine, 1000, 64, 5, spool=Spool(tmp_path / "spool.jsonl"), writer_id="proc-a")
+    w.start()
+    for i in range(3):
+        w.submit(record(i))
+    w.stop()
+    engine.dispose()
+    real = tmp_path / "target" / "real.csv"
+    real.parent.mkdir()
+    real.write_text("old export\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    assert vigil(["export", "--url", url, "--out", str(link)]) == 0
+    assert link.is_symlink() and len(real.read_text().splitlines()) == 4  # the header and 3 rows
+    capsysbinary.readouterr()
+    assert vigil(["export", "--url", url, "--out", "-"]) == 0
+    captured = capsysbinary.readouterr()
+    assert captured.out == real.read_bytes() and b"exported 3 requests to stdout" in captured.err
+    assert not (Path.cwd() / "-").exists()
+    fifo = tmp_path / "pipe"  # a stream, as /dev/stdout is (never /dev itself: a regression would replace it)
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    assert vigil(["export", "--url", url, "--out", str(fifo)]) == 0
+    reader.join(10)
+    assert fifo.is_fifo() and got == [real.read_bytes()]  # written into, not replaced by a file
