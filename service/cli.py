@@ -7,6 +7,7 @@ entry-point group (see pyproject.toml), so this module never imports `training`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
@@ -18,6 +19,8 @@ from service import keys_cli
 
 #: Exit status of a command that fails on a bug (sysexits' EX_SOFTWARE); 2 is a user's mistake.
 BUG = 70
+#: What a shell reports for a command that SIGPIPE ended (128 + 13): its reader closed the pipe.
+SIGPIPE_STATUS = 141
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -200,7 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then the BrokenPipeError below
+        return status
+    except BrokenPipeError:
+        # The reader went away (`vigil keys new | head -1`): not a bug. Quiet, with the status a
+        # shell gives a command SIGPIPE ended, and stdout pointed at /dev/null so that Python's
+        # own flush at exit does not fail on the closed pipe too.
+        with contextlib.suppress(OSError, ValueError):  # (a stdout without a descriptor: nothing to flush)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGPIPE_STATUS
     except Exception as e:  # noqa: BLE001 -- every failure ends in a status that says whose it is
         # Imported only on the way out, so that `vigil --help` stays fast.
         from service.cli_errors import user_error

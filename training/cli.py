@@ -66,7 +66,7 @@ def _train(args: argparse.Namespace) -> int:
         failure_scorer=failure_scorer,
         ood_scorer=args.ood_scorer,
         target_risk=args.target_risk,
-        risk_confidence=args.risk_confidence,
+        risk_confidence=None if args.risk_confidence == "off" else args.risk_confidence,
         ood_pass_rate=args.ood_pass_rate,
         alpha=args.alpha,
         base_bundle=args.base_bundle,
@@ -115,7 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--ood-scorer", default="auto", help="OOD scorer, or auto (the default): the best by an ID-only criterion (training/scorer_fit.py)")
     p.add_argument("--target-risk", type=float, default=0.005, help="max error rate among accepted validation predictions (default: 0.005)")
-    p.add_argument("--risk-confidence", type=float, default=None, help="bound the target risk with this probability (e.g. 0.9; SGR, Geifman & El-Yaniv 2017) instead of meeting it on validation only (default: off)")
+    p.add_argument("--risk-confidence", type=refit.confidence_or_off, default=None, help="bound the target risk with this probability (e.g. 0.9; SGR, Geifman & El-Yaniv 2017), or off: meet it on validation only (default: off)")
     p.add_argument("--ood-pass-rate", type=float, default=0.99, help="share of in-distribution validation inputs the OOD gate passes (default: 0.99)")
     p.add_argument("--alpha", type=float, default=0.01, help="conformal miscoverage (default: 0.01)")
     p.add_argument("--base-bundle", default=None, help="mc_dropout / laplace / confidnet: reuse this deterministic bundle's network; ensemble: it is member 0; variational: start its posterior means there (same --seed and sizes)")

@@ -82,3 +82,19 @@ def test_token_buckets_are_bounded() -> None:
     for i in range(10_000):
         b.take(f"client-{i}")
     assert len(b) == 100
+
+
+def test_a_reader_that_closes_the_pipe_is_no_bug() -> None:
+    """`vigil keys new | head -1`: the reader went away. It ended in a traceback and "internal
+    error (a bug...)" with status 70; now quietly, with a shell's status for SIGPIPE."""
+    import subprocess
+    import sys
+
+    from service.cli import SIGPIPE_STATUS
+    from tests.conftest import REPO
+
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "keys", "new"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before it writes a byte
+    err = proc.stderr.read().decode()
+    assert (proc.wait(timeout=60), err) == (SIGPIPE_STATUS, "")

@@ -759,3 +759,12 @@ def test_refit_with_risk_confidence_bounds_the_risk_and_keeps_the_choice(tiny_bu
     with TestClient(create_app(settings)) as client:  # the model card says which promise the threshold makes
         failure = client.get("/v1/models").json()[0]["failure"]
     assert (failure["target"], failure["confidence"]) == (0.2, 0.9)
+
+
+def test_train_takes_risk_confidence_off_as_its_help_says(data_dir: Path, tmp_path: Path) -> None:
+    """`--help` gives the default as "off", and refit takes it; train refused it as a float."""
+    args = ["train", "--data-dir", str(data_dir), "--train-size", "100", "--val-size", "600", "--epochs", "1", "--skip-test", "--quiet", "--ood-scorer", "msp"]
+    assert vigil([*args, "--out", str(tmp_path / "off"), "--risk-confidence", "off"]) == 0
+    assert vigil([*args, "--out", str(tmp_path / "default")]) == 0
+    off, default = (load_bundle(tmp_path / d).manifest.failure for d in ("off", "default"))
+    assert off == default  # the same fit: a threshold met on validation, no bound
