@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from models.bundle import MANIFEST, WEIGHTS
 from models.manifest import Manifest
 from models.scorers.registry import SCORERS
 from models.usage import UsageError, int_in, nearest_existing, prepare_output_file
@@ -79,10 +80,17 @@ def check_identity(name: str | None, version: str | None) -> None:
             raise UsageError(f"--{field_name} {value!r}: {e.errors()[0]['msg']}") from None
 
 
-def check_writable(path: Path) -> None:
-    """Refuse, before any work, an output folder that cannot be written."""
+def check_writable(path: Path, source: Path | None = None) -> None:
+    """Refuse, before any work, an output folder that cannot be written, that holds files but
+    no bundle (a bundle's files would be dropped among them), or that is `source`, the bundle
+    being read (refit rewrote it in place, under the version its logged answers name)."""
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path} exists and is not a directory")
+    if source is not None and path.exists() and path.resolve() == source.resolve():
+        raise UsageError(f"--out {path} is the bundle being refitted: write the refitted bundle to a new folder")
+    # A bundle's own files (weights written before the manifest: a run cut short) may be there.
+    if path.is_dir() and any(p.name not in (WEIGHTS, MANIFEST) for p in path.iterdir()) and not (path / MANIFEST).is_file():
+        raise UsageError(f"--out {path} holds files but no bundle: name an empty or new folder, or a bundle to replace")
     parent = nearest_existing(path)
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise UsageError(f"cannot write {path}: {parent} is not a writable directory")

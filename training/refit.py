@@ -76,7 +76,7 @@ def own_rules(m: Manifest, args: argparse.Namespace) -> tuple[float, float, floa
 def run(args: argparse.Namespace) -> int:
     check_scorer_names(args.failure_scorer, args.ood_scorer)
     check_identity(args.name, args.version)
-    check_writable(Path(args.out))
+    check_writable(Path(args.out), source=Path(args.bundle))
     bundle = load_bundle(Path(args.bundle))
     m = bundle.manifest
     target_risk, ood_pass_rate, alpha, risk_confidence = own_rules(m, args)

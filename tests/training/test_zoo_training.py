@@ -768,3 +768,22 @@ def test_train_takes_risk_confidence_off_as_its_help_says(data_dir: Path, tmp_pa
     assert vigil([*args, "--out", str(tmp_path / "default")]) == 0
     off, default = (load_bundle(tmp_path / d).manifest.failure for d in ("off", "default"))
     assert off == default  # the same fit: a threshold met on validation, no bound
+
+
+def test_refit_and_train_refuse_an_out_folder_that_is_the_source_or_not_a_bundle(tiny_bundle: Path, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """refit --out SOURCE rewrote the served bundle in place, under the version its logged
+    answers name; --out a folder of other files got a manifest dropped among them."""
+    before = (tiny_bundle / "manifest.json").read_bytes()
+    assert vigil(["refit", str(tiny_bundle), "--out", str(tiny_bundle), "--data-dir", str(data_dir), "--skip-test"]) == 2
+    assert "is the bundle being refitted" in capsys.readouterr().err and (tiny_bundle / "manifest.json").read_bytes() == before
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "cat.png").write_bytes(b"not a bundle")
+    for argv in (["refit", str(tiny_bundle)], ["train", "--train-size", "100", "--val-size", "600", "--epochs", "1"]):
+        assert vigil([*argv, "--out", str(photos), "--data-dir", str(data_dir), "--skip-test"]) == 2
+        assert "holds files but no bundle" in capsys.readouterr().err
+    assert sorted(p.name for p in photos.iterdir()) == ["cat.png"]
+    cut_short = tmp_path / "cut-short"  # a run stopped between the weights and the manifest
+    cut_short.mkdir()
+    (cut_short / "weights.safetensors").write_bytes(b"partial")
+    assert vigil(["refit", str(tiny_bundle), "--out", str(cut_short), "--data-dir", str(data_dir), "--skip-test", "--version", "9"]) == 0
