@@ -88,7 +88,7 @@ def _db_current(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
 
     from service.db.engine import missing_sqlite_file
-    from service.db.migrate import revisions
+    from service.db.migrate import newer_than_code, revisions
     from service.settings import Settings
 
     url = args.url or Settings().database_url
@@ -96,6 +96,9 @@ def _db_current(args: argparse.Namespace) -> int:
         print(f"{make_url(url)!r}: the file {missing} does not exist (no schema): run `vigil db upgrade`")
         return 0
     current, head = revisions(url)
+    if (newer := newer_than_code(url, current)) is not None:
+        print(f"{make_url(url)!r}: {newer}")
+        return 0
     state = "at head" if current == head else f"behind head {head}: run `vigil db upgrade`"
     print(f"{make_url(url)!r}: revision {current or 'none (empty)'}, {state}")
     return 0

@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
+from alembic.util import CommandError
 from sqlalchemy import Engine
 
 from service.db.engine import make_engine
@@ -50,6 +52,21 @@ def history(url: str) -> list[str]:
     """Every revision, newest first: `<rev> <- <down rev>: <message>`."""
     script = ScriptDirectory.from_config(alembic_config(url))
     return [f"{r.revision} <- {r.down_revision or 'base'}: {r.doc}" for r in script.walk_revisions()]
+
+
+def newer_than_code(url: str, current: str | None) -> str | None:
+    """A note for a database at a revision `migrations/` does not have (a newer Vigil migrated
+    it, then was rolled back): `vigil db upgrade` cannot help there. None for a known one."""
+    if current is None:
+        return None
+    try:
+        ScriptDirectory.from_config(alembic_config(url)).get_revision(current)
+    except (CommandError, RevisionError):
+        return (
+            f"revision {current} is not one this version of Vigil knows (a newer version migrated it): "
+            "serve it with that version, or downgrade it with that version first"
+        )
+    return None
 
 
 def is_at_head(engine: Engine) -> bool:

@@ -171,3 +171,29 @@ def test_a_misspelt_secret_file_is_named_at_start(
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "vigil serve: warning: VIGIL_SECRETS_DIR holds vigil_databse_url, which no setting reads (misspelt?); see docs/settings.md"
     assert len(err) == 2 and "vigil.db does not exist" in err[1] and started == []
+
+
+def test_a_database_a_newer_version_migrated_is_named_so_not_sent_to_upgrade(
+    tiny_bundle: Path, tmp_path: Path, started: list[object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a rollback the database is at a revision this code lacks: `vigil db upgrade`, which
+    both used to advise, fails there ("Can't locate revision")."""
+    from sqlalchemy import text
+
+    from service.db.engine import make_engine
+
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    assert vigil(["db", "upgrade", "--url", url]) == 0
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    engine.dispose()
+    capsys.readouterr()
+    assert vigil(["db", "current", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "revision 0099 is not one this version of Vigil knows" in out and "vigil db upgrade" not in out
+    for extra in ((), ("--migrate",)):
+        assert serve(url, tiny_bundle, monkeypatch, *extra) == 2
+        err = capsys.readouterr().err
+        assert "revision 0099 is not one this version of Vigil knows" in err and "upgrade" not in err and "Traceback" not in err
+    assert started == []
