@@ -11,11 +11,21 @@ import argparse
 import secrets
 import sys
 
+#: The settings' development pepper: digests made under it match no service with a pepper of its own.
+DEV_PEPPER = "vigil-dev-pepper"
+
 
 def _settings_pepper() -> str:
     from service.settings import Settings
 
-    return Settings().api_key_pepper
+    pepper = Settings().api_key_pepper
+    if pepper == DEV_PEPPER:  # on stderr: stdout stays the entry alone, for scripts
+        print(
+            "warning: VIGIL_API_KEY_PEPPER is not set, so this digest uses the development pepper; "
+            "a service with its own pepper will refuse the key (401): run this with the service's pepper",
+            file=sys.stderr,
+        )
+    return pepper
 
 
 def _new(args: argparse.Namespace) -> int:
@@ -34,6 +44,9 @@ def _digest(args: argparse.Namespace) -> int:
     key = sys.stdin.readline().strip()  # from stdin, so the key stays out of the shell history
     if not key:
         print("give the key on standard input", file=sys.stderr)
+        return 2
+    if key.startswith("key:"):  # the whole line `vigil keys new` printed, pasted
+        print("give the key alone (vgl_...), not the 'key:' line around it", file=sys.stderr)
         return 2
     d = key_digest(key, _settings_pepper())
     print(f"{DIGEST_PREFIX}{d}  ({key_id(d)})")

@@ -209,9 +209,12 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     if not result:
+        # Name the filters that applied: rows of another model were there, and the old hint
+        # (store inputs) sent the operator after the wrong cause.
+        chosen = "of any model" if model is None else f"of model {model!r} (another: --model NAME, every model: --all-models)"
         print(
-            "nothing to replay: no successful prediction with a stored input was selected "
-            "(inputs are stored with VIGIL_LOG_STORE_INPUTS=true)"
+            f"nothing to replay: no successful prediction {chosen} with a stored input was selected "
+            "in the window (inputs are stored with VIGIL_LOG_STORE_INPUTS=true)"
         )
         return NOTHING
     lines, failed = report(result, bundle)

@@ -33,6 +33,13 @@ def test_keys_digest_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
     out = capsys.readouterr().out
     key = out.split("key:")[1].split()[0]
     assert f"hmac-sha256:{key_digest(key, 'cli-pepper')}" in out
+    assert capsys.readouterr().err == ""  # the service's pepper: no warning
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"key:    {key}\n"))  # the whole line pasted
+    assert vigil(["keys", "digest"]) == 2 and "give the key alone" in capsys.readouterr().err
+    monkeypatch.delenv("VIGIL_API_KEY_PEPPER")  # the development pepper: said, on stderr
+    assert vigil(["keys", "new"]) == 0
+    captured = capsys.readouterr()
+    assert "uses the development pepper" in captured.err and "warning" not in captured.out
 
 
 def test_token_bucket_refills_and_says_how_long_to_wait() -> None:
@@ -87,13 +94,15 @@ def test_token_buckets_are_bounded() -> None:
 def test_a_reader_that_closes_the_pipe_is_no_bug() -> None:
     """`vigil keys new | head -1`: the reader went away. It ended in a traceback and "internal
     error (a bug...)" with status 70; now quietly, with a shell's status for SIGPIPE."""
+    import os
     import subprocess
     import sys
 
     from service.cli import SIGPIPE_STATUS
     from tests.conftest import REPO
 
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "keys", "new"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    env = {**os.environ, "VIGIL_API_KEY_PEPPER": "pipe-test-pepper"}  # (the development one adds a warning)
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "keys", "new"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env=env)
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # before it writes a byte
     err = proc.stderr.read().decode()

@@ -103,7 +103,7 @@ def test_another_model_is_a_what_if_on_the_logged_traffic(
     # The deterministic network under its own name: rows are picked by --model, and answers that
     # differ are the point of the comparison, not an audit failure.
     assert vigil(["replay", "--url", logged, "--bundle", str(tiny_bundle)]) == 3  # an audit of nothing is no pass
-    assert "nothing to replay" in capsys.readouterr().out
+    assert "nothing to replay: no successful prediction of model 'tiny' (another: --model NAME" in capsys.readouterr().out  # the filter named
     assert vigil(["replay", "--url", logged, "--bundle", str(tiny_bundle), "--model", "tiny-mc"]) == 0
     out = capsys.readouterr().out
     assert "replayed 11 logged answers with tiny v1" in out
