@@ -45,5 +45,7 @@ def markdown(res: dict[str, Any]) -> str:
         ),
     ]
     if res.get("ood_dir_unreadable"):
-        lines.append(f"--ood-dir: {len(res['ood_dir_unreadable'])} unreadable file(s) skipped (listed in the JSON).")
+        skipped = res["ood_dir_unreadable"]
+        shown = ", ".join(str(f) for f in skipped[:5]) + (f" and {len(skipped) - 5} more (all in the --out JSON)" if len(skipped) > 5 else "")
+        lines.append(f"--ood-dir: {len(skipped)} unreadable file(s) skipped: {shown}.")
     return "\n".join(lines) + "\n"

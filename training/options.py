@@ -37,9 +37,10 @@ SAMPLED_METHODS = ("mc_dropout", "laplace", "variational")
 def check_scorer_names(failure_scorer: str | None, ood_scorer: str | None) -> None:
     """Refuse an unknown scorer name before any training (it was refused after it all)."""
     known = sorted({*SCORERS, "auto"})
-    for flag, name in (("--failure-scorer", failure_scorer), ("--ood-scorer", ood_scorer)):
+    ood_known = sorted(set(known) - set(FAILURE_ONLY))  # what --ood-scorer takes: not the failure-only ones
+    for flag, name, names in (("--failure-scorer", failure_scorer, known), ("--ood-scorer", ood_scorer, ood_known)):
         if name is not None and name not in known:
-            raise UsageError(f"{flag}: unknown scorer {name!r}; known: {', '.join(known)}")
+            raise UsageError(f"{flag}: unknown scorer {name!r}; known: {', '.join(names)}")
     if ood_scorer in FAILURE_ONLY:
         ood = sorted({*SCORERS, "auto"} - set(FAILURE_ONLY))
         raise UsageError(f"--ood-scorer: {ood_scorer} is a failure scorer (it predicts this model's errors on digits); OOD scorers: {', '.join(ood)}")

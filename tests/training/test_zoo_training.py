@@ -512,7 +512,7 @@ def test_train_without_auto_fits_the_served_temperature_once(data_dir: Path, tmp
         (["--failure-scorer", "confidnet", "--confidnet-finetune-epochs", "-1"], "-1 is not a non-negative integer"),
         (["--failure-scorer", "confidnet", "--confidnet-passes", "rotate"], "unknown ConfidNet passes"),
         (["--failure-scorer", "bogus"], "--failure-scorer: unknown scorer 'bogus'"),
-        (["--ood-scorer", "odn"], "--ood-scorer: unknown scorer 'odn'"),
+        (["--ood-scorer", "odn"], "--ood-scorer: unknown scorer 'odn'; known: auto, energy, entropy, mahalanobis, mahalanobis_layers, msp,"),  # no failure-only scorer
         (["--epochs", "0"], "0 is not a positive integer"),
         (["--train-size", "-5"], "-5 is not a positive integer"),
         (["--val-size", "9"], "the validation size must be at least 10"),
