@@ -30,7 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
     from service.http_protocol import VigilHttpProtocol
     from service.logs import configure_logging
     from service.malloc import fix_mmap_threshold
-    from service.preflight import StartupProblem, preflight
+    from service.preflight import StartupProblem, port_taken, preflight
     from service.settings import SECRETS_DIR_VARIABLE, Settings
     from service.settings_doc import unknown_secret_files, unknown_variables
 
@@ -44,6 +44,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"vigil serve: warning: {name} is set but no setting has that name (misspelt?); see docs/settings.md", file=sys.stderr)
     for name in unknown_secret_files(os.environ.get(SECRETS_DIR_VARIABLE)):
         print(f"vigil serve: warning: {SECRETS_DIR_VARIABLE} holds {name}, which no setting reads (misspelt?); see docs/settings.md", file=sys.stderr)
+    host, port = args.host or settings.host, args.port or settings.port
+    if (taken := port_taken(host, port)) is not None:
+        print(f"vigil serve: cannot listen on {host}:{port} ({taken}): stop what listens there, or give another --port", file=sys.stderr)
+        return 2
     try:
         bundle = preflight(settings)
     except StartupProblem as e:
@@ -59,8 +63,8 @@ def _serve(args: argparse.Namespace) -> int:
     # No access log by default: a line per request costs throughput, and the request log has every request.
     uvicorn.run(
         create_app(settings, bundle),
-        host=args.host or settings.host,
-        port=args.port or settings.port,
+        host=host,
+        port=port,
         log_config=None,
         access_log=settings.access_log,
         # A stalled upload must not hold the process past the orchestrator's SIGKILL, which

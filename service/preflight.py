@@ -9,6 +9,7 @@ otherwise the bundle it loaded is the one the app serves, so start-up loads it o
 from __future__ import annotations
 
 import shlex
+import socket
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -66,3 +67,20 @@ def preflight(settings: Settings) -> Bundle:
         engine.dispose()
     return bundle
 
+
+def port_taken(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on (the OS's words), or None. Asked before the model
+    loads: uvicorn found out only after loading and warming it, and said so in a log line."""
+    if port == 0:  # any free port
+        return None
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except OSError:  # a host that does not resolve: uvicorn's own error says so
+        return None
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind(address)
+        except OSError as e:
+            return e.strerror or str(e)
+    return None

@@ -8,7 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from models.bundle import load_bundle
+from service import preflight
 from service.cli import main as vigil
+
+#: The real check, kept before `started` replaces it.
+REAL_PORT_TAKEN = preflight.port_taken
 
 
 @pytest.fixture
@@ -18,6 +22,8 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     calls: list[object] = []
     monkeypatch.setattr("service.malloc.fix_mmap_threshold", lambda: calls.append("mmap threshold") or True)
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: calls.append(app))
+    # Nothing is served, so the default port may be anyone's (a `make run` beside the tests).
+    monkeypatch.setattr("service.preflight.port_taken", lambda host, port: None)
     return calls
 
 
@@ -197,3 +203,23 @@ def test_a_database_a_newer_version_migrated_is_named_so_not_sent_to_upgrade(
         err = capsys.readouterr().err
         assert "revision 0099 is not one this version of Vigil knows" in err and "upgrade" not in err and "Traceback" not in err
     assert started == []
+
+
+def test_a_port_in_use_is_refused_before_the_model_loads(
+    tiny_bundle: Path, tmp_path: Path, started: list[object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """uvicorn found a taken port only after the model was loaded and warmed, and said so in a
+    JSON log line with exit status 3; every other start problem is one line and status 2."""
+    import socket
+
+    loaded: list[object] = []
+    monkeypatch.setattr("service.preflight.preflight", lambda settings: loaded.append(settings))  # the model load
+    monkeypatch.setattr("service.preflight.port_taken", REAL_PORT_TAKEN)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert serve(f"sqlite:///{tmp_path / 'log.db'}", tiny_bundle, monkeypatch, "--host", "127.0.0.1", "--port", str(port)) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port} (Address already in use)" in err and "Traceback" not in err
+    assert (started, loaded) == ([], [])
