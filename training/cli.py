@@ -15,7 +15,7 @@ import torch
 from models.usage import UsageError
 from training import evaluate, evaluate_ood, refit
 from training.data import load_mnist, make_splits
-from training.finalize import finalize
+from training.finalize import finalize, warn_if_all_abstain
 from training.loop import TrainConfig
 from training.methods import TRAINERS
 from training.options import (
@@ -78,8 +78,17 @@ def _train(args: argparse.Namespace) -> int:
     spec.extra_metrics["training"] = {"seed": args.seed, "val_size": args.val_size, "train_size": args.train_size, "epochs": epochs}
     test = None if args.skip_test else load_mnist(data_dir, train=False, download=args.download)
     manifest = finalize(model, spec, splits, Path(args.out), test=test)
-    print(json.dumps({"bundle": str(args.out), "temperature": manifest.temperature, "metrics": manifest.metrics.get("test", manifest.metrics["validation"])}, indent=2))
+    summary = {
+        "bundle": str(args.out),
+        "failure": manifest.failure.name,  # what `auto` chose, as refit says it
+        "ood": manifest.ood.name,
+        "temperature": manifest.temperature,
+        "metrics": manifest.metrics.get("test", manifest.metrics["validation"]),
+    }
+    print(json.dumps(summary, indent=2))
+    warn_if_all_abstain(manifest)
     return 0
+
 
 
 def register(sub: argparse._SubParsersAction) -> None:

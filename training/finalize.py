@@ -8,6 +8,7 @@ same `Pipeline` the service uses, so what was fitted is exactly what is served.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,15 @@ def test_metrics(model: UncertaintyModel, temperature: float, test: Split) -> di
 
 
 __all__ = ["BundleSpec", "finalize", "normalise", "run_pipeline"]
+
+
+def warn_if_all_abstain(manifest: Manifest) -> None:
+    """Say so when the fitted failure threshold accepted no validation prediction: served, such
+    a bundle abstains on every input (a tiny training run, or a target risk no threshold meets)."""
+    if manifest.metrics.get("validation", {}).get("coverage") == 0:
+        target = "" if manifest.failure.target is None else f" (target risk {manifest.failure.target:g})"
+        print(
+            f"warning: the failure threshold accepts none of the validation predictions{target}: "
+            "served, this bundle abstains on every input; train longer, or raise --target-risk",
+            file=sys.stderr,
+        )

@@ -23,7 +23,7 @@ from models.usage import UsageError
 from training.confidnet_train import fit_confidnet
 from training.data import load_mnist, make_splits
 from training.failure_select import choose_failure_scorer
-from training.finalize import BundleSpec, finalize
+from training.finalize import BundleSpec, finalize, warn_if_all_abstain
 from training.loop import TrainConfig, served_temperature
 from training.options import (
     MethodOptions,
@@ -158,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     test = None if args.skip_test else load_mnist(data_dir, train=False)
     manifest = finalize(model, spec, splits, Path(args.out), test=test)
     print(json.dumps({"bundle": args.out, "ood": manifest.ood.name, "failure": manifest.failure.name}, indent=2))
+    warn_if_all_abstain(manifest)
     return 0
 
 

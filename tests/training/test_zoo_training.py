@@ -761,11 +761,12 @@ def test_refit_with_risk_confidence_bounds_the_risk_and_keeps_the_choice(tiny_bu
     assert (failure["target"], failure["confidence"]) == (0.2, 0.9)
 
 
-def test_train_takes_risk_confidence_off_as_its_help_says(data_dir: Path, tmp_path: Path) -> None:
+def test_train_takes_risk_confidence_off_as_its_help_says(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`--help` gives the default as "off", and refit takes it; train refused it as a float."""
     args = ["train", "--data-dir", str(data_dir), "--train-size", "100", "--val-size", "600", "--epochs", "1", "--skip-test", "--quiet", "--ood-scorer", "msp"]
     assert vigil([*args, "--out", str(tmp_path / "off"), "--risk-confidence", "off"]) == 0
     assert vigil([*args, "--out", str(tmp_path / "default")]) == 0
+    assert '"failure": "msp"' in capsys.readouterr().out  # the scorers the bundle serves, as refit prints them
     off, default = (load_bundle(tmp_path / d).manifest.failure for d in ("off", "default"))
     assert off == default  # the same fit: a threshold met on validation, no bound
 
@@ -787,3 +788,15 @@ def test_refit_and_train_refuse_an_out_folder_that_is_the_source_or_not_a_bundle
     cut_short.mkdir()
     (cut_short / "weights.safetensors").write_bytes(b"partial")
     assert vigil(["refit", str(tiny_bundle), "--out", str(cut_short), "--data-dir", str(data_dir), "--skip-test", "--version", "9"]) == 0
+
+
+def test_a_bundle_whose_threshold_accepts_nothing_is_warned_of(tiny_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A tiny run can fit a failure threshold that accepts no validation prediction: served,
+    the bundle abstains on everything, and train said nothing (CLI walkthrough)."""
+    from training.finalize import warn_if_all_abstain
+
+    m = load_bundle(tiny_bundle).manifest
+    for coverage, warned in ((0.0, True), (0.4, False)):
+        metrics = {**m.metrics, "validation": {**m.metrics["validation"], "coverage": coverage}}
+        warn_if_all_abstain(m.model_copy(update={"metrics": metrics}))
+        assert ("abstains on every input" in capsys.readouterr().err) is warned, coverage
