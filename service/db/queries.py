@@ -66,7 +66,7 @@ def report_window(since: dt.datetime | None, until: dt.datetime | None) -> tuple
     except OverflowError as e:  # until within a day of year 1
         raise WindowError("{until} is too early for the default window (the 24 h before it); give {since}") from e
     if start >= end:
-        raise WindowError("{since} must be before {until} (default: now)")
+        raise WindowError("{since} must be before {until}" + ("" if until else " (default: now)"))
     return start, end
 
 

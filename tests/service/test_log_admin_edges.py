@@ -114,7 +114,8 @@ def test_admin_requests_refuse_bad_windows_cursors_and_stray_parameters(admin_cl
         (["export", "--since", "99999999d"], "out of range"),
         (["export", "--since", "0001-01-01T00:00:00+01:00"], "out of range"),
         (["report", "--until", "0001-01-01T00:00:00"], "too early"),
-        (["report", "--since", "2099-01-01"], "--since must be before --until"),
+        (["report", "--since", "2099-01-01"], "--since must be before --until (default: now)"),
+        (["report", "--since", "2099-01-01", "--until", "2098-01-01"], "--since must be before --until\n"),  # not "(default: now)": it was given
         (["export", "--out", ""], "--out is empty"),
         (["export", "--out", "/proc/vigil-test.csv"], "--out /proc/vigil-test.csv: cannot write there"),
     ],
