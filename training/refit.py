@@ -164,11 +164,11 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
     p = sub.add_parser("refit", help="re-fit scorers, temperature and thresholds of a bundle without retraining")
-    p.add_argument("bundle")
-    p.add_argument("--out", required=True)
-    p.add_argument("--data-dir", default=data_dir)
-    p.add_argument("--name", default=None)
-    p.add_argument("--version", default=None)
+    p.add_argument("bundle", help="the bundle folder to re-fit (read, never written)")
+    p.add_argument("--out", required=True, help="folder to write the re-fitted bundle to: new, empty, or another bundle to replace")
+    p.add_argument("--data-dir", default=data_dir, help="torchvision root holding MNIST/raw (VIGIL_DATA_DIR); the bundle's own splits are rebuilt from it")
+    p.add_argument("--name", default=None, help="the model's name in the manifest and the API (default: the bundle's)")
+    p.add_argument("--version", default=None, help="the model's version (default: the bundle's; give a new one, since replay audits rows by name and version)")
     p.add_argument("--failure-scorer", default=None, help="re-fit the failure scorer under this name (confidnet trains a new head; auto: the best on the cal split, see training/failure_select.py)")
     p.add_argument(
         "--confidnet-passes",
@@ -186,5 +186,5 @@ def register(sub: argparse._SubParsersAction, data_dir: str) -> None:
     p.add_argument("--risk-confidence", type=confidence_or_off, default=None, help="bound the target risk with this probability (SGR), or off: meet it on validation only (default: the bundle's own)")
     p.add_argument("--ood-pass-rate", type=float, default=None, help="share of in-distribution validation inputs the OOD gate passes (default: the bundle's own)")
     p.add_argument("--alpha", type=float, default=None, help="conformal miscoverage (default: the bundle's own)")
-    p.add_argument("--skip-test", action="store_true")
+    p.add_argument("--skip-test", action="store_true", help="do not measure the re-fitted bundle on MNIST test (vigil evaluate does)")
     p.set_defaults(func=run)
