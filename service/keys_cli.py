@@ -11,15 +11,13 @@ import argparse
 import secrets
 import sys
 
-#: The settings' development pepper: digests made under it match no service with a pepper of its own.
-DEV_PEPPER = "vigil-dev-pepper"
-
 
 def _settings_pepper() -> str:
     from service.settings import Settings
 
     pepper = Settings().api_key_pepper
-    if pepper == DEV_PEPPER:  # on stderr: stdout stays the entry alone, for scripts
+    # The settings' own default, the development pepper: its digests match no service with a pepper of its own.
+    if pepper == Settings.model_fields["api_key_pepper"].default:  # on stderr: stdout stays the entry alone, for scripts
         print(
             "warning: VIGIL_API_KEY_PEPPER is not set, so this digest uses the development pepper; "
             "a service with its own pepper will refuse the key (401): run this with the service's pepper",

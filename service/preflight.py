@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from models.bundle import Bundle, BundleError, load_bundle
 from service.db.engine import driver_reason, make_engine, missing_sqlite_file
 from service.db.grants import missing_privileges, unowned_tables
-from service.db.migrate import is_at_head, newer_than_code, revisions
+from service.db.migrate import engine_revisions, newer_than_code
 from service.db.spool import Spool
 from service.db.writer import spool_path
 from service.settings import Settings
@@ -54,8 +54,9 @@ def preflight(settings: Settings) -> Bundle:
         upgrade = f"run `vigil db upgrade` as the schema's owner, then `vigil db grant {shlex.quote(user)}`"
         if settings.migrate_on_start and serving_role:
             raise StartupProblem(f"--migrate needs the schema's owner; {user!r} only serves: {upgrade}")
-        if not is_at_head(engine):
-            if (newer := newer_than_code(settings.database_url, revisions(settings.database_url)[0])) is not None:
+        current, head = engine_revisions(engine)  # once: the newest-schema check and its reason
+        if current != head:
+            if (newer := newer_than_code(settings.database_url, current)) is not None:
                 raise StartupProblem(f"database {engine.url!r}: {newer}")  # --migrate could not help either
             if not settings.migrate_on_start:
                 how = upgrade if serving_role else "run `vigil db upgrade` or start with --migrate"

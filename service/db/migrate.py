@@ -37,12 +37,13 @@ def revisions(url: str) -> tuple[str | None, str | None]:
     """(the database's revision, the newest one in `migrations/`)."""
     engine = make_engine(url)  # bounded connection attempts
     try:
-        return _revisions(engine)
+        return engine_revisions(engine)
     finally:
         engine.dispose()
 
 
-def _revisions(engine: Engine) -> tuple[str | None, str | None]:
+def engine_revisions(engine: Engine) -> tuple[str | None, str | None]:
+    """`revisions` through an engine the caller holds."""
     head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision(), head
@@ -71,5 +72,5 @@ def newer_than_code(url: str, current: str | None) -> str | None:
 
 def is_at_head(engine: Engine) -> bool:
     """True when the database's Alembic revision is the newest one in `migrations/`."""
-    current, head = _revisions(engine)
+    current, head = engine_revisions(engine)
     return current == head
