@@ -44,7 +44,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"vigil serve: warning: {name} is set but no setting has that name (misspelt?); see docs/settings.md", file=sys.stderr)
     for name in unknown_secret_files(os.environ.get(SECRETS_DIR_VARIABLE)):
         print(f"vigil serve: warning: {SECRETS_DIR_VARIABLE} holds {name}, which no setting reads (misspelt?); see docs/settings.md", file=sys.stderr)
-    host, port = args.host or settings.host, args.port or settings.port
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port  # --port 0 (any free port) is a choice
     if (taken := port_taken(host, port)) is not None:
         print(f"vigil serve: cannot listen on {host}:{port} ({taken}): stop what listens there, or give another --port", file=sys.stderr)
         return 2
@@ -95,17 +96,19 @@ def _db_current(args: argparse.Namespace) -> int:
     from service.db.migrate import newer_than_code, revisions
     from service.settings import Settings
 
+    # With --check a deploy script can gate on the answer: 1 unless the schema is this code's head.
+    not_at_head = 1 if args.check else 0
     url = args.url or Settings().database_url
     if (missing := missing_sqlite_file(url)) is not None:  # connecting would create it
         print(f"{make_url(url)!r}: the file {missing} does not exist (no schema): run `vigil db upgrade`")
-        return 0
+        return not_at_head
     current, head = revisions(url)
     if (newer := newer_than_code(url, current)) is not None:
         print(f"{make_url(url)!r}: {newer}")
-        return 0
+        return not_at_head
     state = "at head" if current == head else f"behind head {head}: run `vigil db upgrade`"
     print(f"{make_url(url)!r}: revision {current or 'none (empty)'}, {state}")
-    return 0
+    return 0 if current == head else not_at_head
 
 
 def _db_history(args: argparse.Namespace) -> int:
@@ -175,7 +178,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the HTTP service")
     p.add_argument("--model", default=None, help="bundle folder (default: the shipped bundle, or VIGIL_MODEL_DIR)")
     p.add_argument("--host", default=None, help="address to listen on (default VIGIL_HOST, 127.0.0.1)")
-    p.add_argument("--port", type=int_in(1, 65535, "port"), default=None, help="port to listen on, 1-65535 (default VIGIL_PORT, 8000)")
+    p.add_argument("--port", type=int_in(0, 65535, "port"), default=None,
+                   help="port to listen on, 0-65535; 0: any free one, named in the start-up log (default VIGIL_PORT, 8000)")
     p.add_argument("--migrate", action="store_true", help="apply database migrations at start")
     p.set_defaults(func=_serve)
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
@@ -184,6 +188,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     up.set_defaults(func=_db_upgrade)
     cur = db.add_parser("current", help="the database's revision, and whether it is the newest")
     cur.add_argument("--url", default=None, help="database URL (default VIGIL_DATABASE_URL)")
+    cur.add_argument("--check", action="store_true", help="exit with status 1 unless the schema is at head (for deploy scripts)")
     cur.set_defaults(func=_db_current)
     hist = db.add_parser("history", help="every migration, newest first")
     hist.add_argument("--url", default=None, help="database URL (default VIGIL_DATABASE_URL)")
@@ -206,9 +211,20 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)command parser that `args` came from, e.g. `vigil db current`'s."""
+    for action in parser._actions:  # argparse keeps its subcommands only here
+        if isinstance(action, argparse._SubParsersAction) and (name := getattr(args, action.dest, None)) in action.choices:
+            return chosen_parser(action.choices[name], args)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # refused by the command's own parser: its usage, not the top level's list of commands
+        chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         status = int(args.func(args) or 0)
         sys.stdout.flush()  # here, not at exit: a closed pipe is then the BrokenPipeError below

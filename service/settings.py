@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     #: Where `vigil serve` listens (the image: 0.0.0.0:8000). On Kubernetes a Service named
     #: `vigil` injects VIGIL_PORT=tcp://...: set VIGIL_PORT explicitly or enableServiceLinks: false.
+    #: Port 0 asks for any free port, which the start-up log names.
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     #: The bundle to serve (default: the shipped one).

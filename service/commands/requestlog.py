@@ -47,11 +47,16 @@ def _engine(args: argparse.Namespace) -> Engine:
 
 
 def _window(args: argparse.Namespace) -> None:
+    import datetime as dt
+
     from models.usage import UsageError
     from service.db.queries import WindowError, check_window
 
     try:
         check_window(args.since, args.until)
+        # As `report` refuses it: a --since in the future selects nothing, surely a typo.
+        if args.since is not None and args.until is None and args.since >= dt.datetime.now(dt.UTC):
+            raise WindowError("{since} must be before {until} (default: now)")
     except WindowError as e:
         raise UsageError(e.describe("--since", "--until")) from e
 

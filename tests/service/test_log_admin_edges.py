@@ -115,6 +115,9 @@ def test_admin_requests_refuse_bad_windows_cursors_and_stray_parameters(admin_cl
         (["export", "--since", "0001-01-01T00:00:00+01:00"], "out of range"),
         (["report", "--until", "0001-01-01T00:00:00"], "too early"),
         (["report", "--since", "2099-01-01"], "--since must be before --until (default: now)"),
+        (["export", "--since", "2099-01-01"], "--since must be before --until (default: now)"),  # as report: not 0 rows
+        (["replay", "--since", "1d", "--until", "2d"], "--since must be before --until\n"),
+        (["replay", "--since", "2099-01-01"], "--since must be before --until (default: now)"),
         (["report", "--since", "2099-01-01", "--until", "2098-01-01"], "--since must be before --until\n"),  # not "(default: now)": it was given
         (["export", "--out", ""], "--out is empty"),
         (["export", "--out", "/proc/vigil-test.csv"], "--out /proc/vigil-test.csv: cannot write there"),

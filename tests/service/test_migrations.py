@@ -37,18 +37,22 @@ def test_an_operator_can_see_and_undo_the_schema_version(db_url: str, capsys: py
     if db_url.startswith("sqlite"):  # asking must not create the file (the server's preflight says it is missing)
         assert vigil(["db", "current", "--url", db_url]) == 0
         assert "does not exist (no schema)" in capsys.readouterr().out
+        assert vigil(["db", "current", "--check", "--url", db_url]) == 1
         assert not Path(make_url(db_url).database or "").exists()
     else:  # an empty PostgreSQL database
         assert vigil(["db", "current", "--url", db_url]) == 0
         assert "revision none (empty), behind head 0004" in capsys.readouterr().out
+        assert vigil(["db", "current", "--check", "--url", db_url]) == 1
     assert vigil(["db", "upgrade", "--url", db_url]) == 0
-    assert vigil(["db", "current", "--url", db_url]) == 0
+    assert vigil(["db", "current", "--check", "--url", db_url]) == 0
     assert capsys.readouterr().out.strip().endswith("revision 0004, at head")
     assert vigil(["db", "downgrade", "-1", "--url", db_url]) == 2  # drops data: asks for --yes first
     assert "--yes" in capsys.readouterr().err and is_at_head(make_engine(db_url))
     assert vigil(["db", "downgrade", "-1", "--url", db_url, "--yes"]) == 0
     assert capsys.readouterr().out.strip().endswith("downgraded to revision 0003")
     assert not is_at_head(make_engine(db_url))
+    assert vigil(["db", "current", "--check", "--url", db_url]) == 1
+    assert "revision 0003, behind head 0004" in capsys.readouterr().out
     for revision, says in (("nosuchrev", "Can't locate revision identified by 'nosuchrev'"), ("+1", "Relative revision +1")):
         assert vigil(["db", "downgrade", revision, "--url", db_url, "--yes"]) == 2  # a mistake, not a bug (70)
         err = capsys.readouterr().err
@@ -70,6 +74,20 @@ def test_built_in_commands_do_not_wait_for_the_training_code(tmp_path: Path, cap
             vigil(argv)
         out = capsys.readouterr()
         assert "evaluate-ood" in out.out + out.err and "replay" in out.out + out.err, argv  # every command offered
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [(["db", "current", "--bogus"], "usage: vigil db current "), (["refit", "b", "--out", "o", "--members", "3"], "usage: vigil refit ")],
+)
+def test_an_unknown_option_is_refused_with_its_commands_usage(argv: list[str], usage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Not the top level's list of commands, which said nothing of what the command takes."""
+    with pytest.raises(SystemExit) as e:
+        vigil(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith(usage), err
+    unknown = "--members 3" if argv[0] == "refit" else "--bogus"
+    assert err.strip().splitlines()[-1] == f"{usage.removeprefix('usage: ').strip()}: error: unrecognized arguments: {unknown}"
 
 
 def test_replicas_migrating_at_once_take_turns(pg_url: str) -> None:

@@ -123,6 +123,18 @@ def test_a_port_out_of_range_is_refused(started: list[object], capsys: pytest.Ca
     assert started == []
 
 
+def test_port_0_asks_for_any_free_port_as_vigil_port_0_does(
+    tiny_bundle: Path, tmp_path: Path, started: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ports: list[object] = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: ports.append(kw.get("port")))
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    assert serve(url, tiny_bundle, monkeypatch, "--migrate", "--port", "0") == 0
+    monkeypatch.setenv("VIGIL_PORT", "0")
+    assert serve(url, tiny_bundle, monkeypatch, "--migrate") == 0
+    assert ports == [0, 0]
+
+
 def test_a_manifest_that_breaks_its_schema_is_one_line(
     tiny_bundle: Path, tmp_path: Path, started: list[object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -198,6 +210,7 @@ def test_a_database_a_newer_version_migrated_is_named_so_not_sent_to_upgrade(
     assert vigil(["db", "current", "--url", url]) == 0
     out = capsys.readouterr().out
     assert "revision 0099 is not one this version of Vigil knows" in out and "vigil db upgrade" not in out
+    assert vigil(["db", "current", "--check", "--url", url]) == 1
     for extra in ((), ("--migrate",)):
         assert serve(url, tiny_bundle, monkeypatch, *extra) == 2
         err = capsys.readouterr().err

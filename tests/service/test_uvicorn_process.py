@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,9 +23,19 @@ from tests.images import noise_png
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now, below Linux's ephemeral range (32768-60999). A port the kernel handed out
+    for bind(0) could go, once closed and before the server binds it, to another test worker's
+    bind(0) or to any outgoing connection; one drawn at random below that range goes to neither."""
+    draw = random.SystemRandom()
+    for _ in range(200):
+        port = draw.randrange(20_000, 32_000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # taken: draw again
+                continue
+            return port
+    raise AssertionError("no free port in 20000-31999")
 
 
 def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
