@@ -47,3 +47,10 @@ export async function sendFeedback(requestId, label, note) {
 }
 
 export async function getJson(url) { return parse(await call(url, { headers: headers() })); }
+
+// One of the page's own files (a gallery example) as a Blob, its failures said as the API's are.
+export async function getBlob(url) {
+  const resp = await call(url, {});
+  if (!resp.ok) throw Object.assign(new Error(`the example could not be loaded (HTTP ${resp.status})`), { code: `http_${resp.status}` });
+  return resp.blob();
+}

@@ -19,23 +19,41 @@ function frame(host, width, height, label, name) {
 
 const pct = (v) => `${(100 * v).toFixed(v >= 0.995 || v < 0.005 ? 0 : 1)}%`;
 
+// A calibrated probability, as the demo's headline gives it: a 0.99996 is not certainty, so it
+// is never "100%" (the chart said 100% where the headline said over 99.9%).
+export function probability(v) {
+  if (v >= 0.9995) return ">99.9%";
+  return v > 0 && v < 0.0005 ? "<0.1%" : `${(100 * v).toFixed(1)}%`;
+}
+
+// Whole percents, for a chart drawn narrow (a phone), still never 100% nor two different
+// probabilities with one number: 0.502 and 0.498 read "50% / 50%" under a headline of 50.2%.
+function wholePercents(probs) {
+  const whole = probs.map((p) => (p >= 0.995 ? ">99%" : `${Math.round(100 * p)}%`));
+  return whole.map((w, i) => (probs.some((q, j) => j !== i && q >= 0.1 && q !== probs[i] && whole[j] === w) ? probability(probs[i]) : w));
+}
+
 // Vertical bars, one per class; `top` (the predicted class) is drawn darker.
 export function probabilityBars(host, probs, names, top) {
   const W = 420, H = 190, pad = 24, bw = (W - 2 * pad) / probs.length;
   const order = probs.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]).slice(0, 3);
-  const label = "Calibrated probabilities: " + order.map(([p, i]) => `${names[i]} ${pct(p)}`).join(", ");
+  const label = "Calibrated probabilities: " + order.map(([p, i]) => `${names[i]} ${probability(p)}`).join(", ");
   const svg = frame(host, W, H, label, "probabilities");
   // Drawn narrower than its units (a phone), its labels grow (style.css) and would meet over
   // neighbouring bars: whole percents from 10 % up there ("45%", not "45.0%").
   const narrow = host.clientWidth > 0 && host.clientWidth < W;
-  const tag = (p) => (narrow && p >= 0.1 ? `${Math.round(100 * p)}%` : pct(p));
+  const whole = wholePercents(probs);
+  const tag = (p, i) => (narrow && p >= 0.1 ? whole[i] : probability(p));
   const base = H - 22;
   el("line", { x1: pad, x2: W - pad, y1: base, y2: base, class: "axis" }, svg);
+  let lifted = false; // a long label next to another at its height goes one line up
   probs.forEach((p, i) => {
     const h = Math.max(p * (base - 18), p > 0 ? 1 : 0), x = pad + i * bw + 4;
     el("rect", { x, y: base - h, width: bw - 8, height: h, class: i === top ? "bar top" : "bar" }, svg);
     el("text", { x: x + (bw - 8) / 2, y: H - 6, "text-anchor": "middle" }, svg, names[i]);
-    if (p >= 0.005) el("text", { x: x + (bw - 8) / 2, y: base - h - 4, "text-anchor": "middle" }, svg, tag(p));
+    const prev = probs[i - 1];
+    lifted = narrow && !lifted && i > 0 && prev >= 0.005 && Math.abs(prev - p) * (base - 18) < 16 && (tag(p, i).length > 4 || tag(prev, i - 1).length > 4);
+    if (p >= 0.005) el("text", { x: x + (bw - 8) / 2, y: base - h - 4 - (lifted ? 16 : 0), "text-anchor": "middle" }, svg, tag(p, i));
   });
 }
 
@@ -72,7 +90,7 @@ export function sampleRanges(host, spread, mean, names) {
   const widest = mean.map((_, i) => [spread.max[i] - spread.min[i], i]).sort((a, b) => b[0] - a[0])[0];
   const label = widest[0] < 0.005
     ? `${spread.count} samples, all agreeing: no class's probability varies by half a point`
-    : `${spread.count} samples; widest disagreement on class ${names[widest[1]]}: ${pct(spread.min[widest[1]])} to ${pct(spread.max[widest[1]])}`;
+    : `${spread.count} samples; widest disagreement on class ${names[widest[1]]}: ${probability(spread.min[widest[1]])} to ${probability(spread.max[widest[1]])}`;
   const svg = frame(host, W, H, label, "samples");
   el("line", { x1: pad, x2: W - pad, y1: base, y2: base, class: "axis" }, svg);
   mean.forEach((m, i) => {
@@ -145,6 +163,7 @@ export function reliabilityDiagram(host, rel) {
 
 export function fmt(v, digits = 2) {
   if (v === null || v === undefined) return "–";
+  if (v === 0) return "0"; // not toPrecision's "0.0"
   const a = Math.abs(v);
   return a >= 100 && digits === 2 ? v.toFixed(0) : a >= 1 ? v.toFixed(digits) : v.toPrecision(digits);
 }

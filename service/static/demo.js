@@ -1,5 +1,5 @@
 // The demo page: three ways in (draw, upload, gallery), one result panel, and feedback.
-import { apiKey, getJson, predict, sendFeedback, setApiKey } from "./api.js";
+import { apiKey, getBlob, getJson, predict, sendFeedback, setApiKey } from "./api.js";
 import { drawingPad } from "./draw.js";
 import { showError, showHint, showIdle, showPending, showPrediction } from "./result.js";
 
@@ -24,18 +24,27 @@ function reveal() {
 // was classified (and logged) after its first, often as out of distribution.
 const PEN_REST_MS = 700;
 
-async function classify(blob, filename) {
+// `load` gives the image; the call takes its number before loading it, so that a gallery
+// example slow to download cannot land after an example clicked later. `fromPad`: the copy of
+// the verdict under the drawing pad shows only for a drawing, never under an empty pad.
+async function classify(load, filename, fromPad = false) {
   const mine = ++latest;
   current = null;
   showPending();
+  $("pad-verdict").parentElement.hidden = !fromPad;
   const preview = $("preview");
-  if (preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
-  preview.src = URL.createObjectURL(blob);
-  preview.alt = "The image that was sent";
-  preview.hidden = false;
-  preview.onerror = () => { preview.hidden = true; }; // a file the browser cannot show either
+  preview.hidden = true; // the previous input's picture must not stand beside this one's state
   try {
+    const blob = await load();
+    if (mine !== latest) return;
+    if (preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
+    preview.src = URL.createObjectURL(blob);
+    preview.alt = "The image that was sent";
+    preview.hidden = false;
+    preview.onerror = () => { preview.hidden = true; }; // a file the browser cannot show either
     const answer = await predict(blob, filename);
+    if (mine !== latest) return;
+    if (!card) await loadCard(); // it failed at page load: without it the answer lacks its explanations
     if (mine !== latest) return;
     current = answer;
     showPrediction(current, card);
@@ -50,7 +59,7 @@ function setUpDrawing() {
     resting = null;
     const mine = drawing;
     const blob = await pad.toBlob();
-    if (mine === drawing) classify(blob, "drawing.png");
+    if (mine === drawing) classify(async () => blob, "drawing.png", true);
   };
   const wait = () => { clearTimeout(resting); resting = null; };
   const pad = drawingPad($("pad"), () => { wait(); resting = setTimeout(send, PEN_REST_MS); }, wait);
@@ -66,6 +75,7 @@ function setUpDrawing() {
     pad.clear();
     current = null;
     showIdle();
+    $("pad-verdict").parentElement.hidden = false;
   });
 }
 
@@ -74,7 +84,7 @@ function setUpUpload() {
   file.addEventListener("change", () => {
     const f = file.files[0];
     file.value = ""; // so that choosing the same file again fires "change" again
-    if (f) classify(f, f.name).then(reveal);
+    if (f) classify(async () => f, f.name).then(reveal);
   });
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -82,7 +92,7 @@ function setUpUpload() {
     e.preventDefault();
     drop.classList.remove("over");
     const f = e.dataTransfer.files[0];
-    if (f) classify(f, f.name).then(reveal);
+    if (f) classify(async () => f, f.name).then(reveal);
   });
 }
 
@@ -102,17 +112,7 @@ async function setUpGallery() {
         btn.dataset.file = item.file;
         const img = Object.assign(document.createElement("img"), { src: `/static/gallery/${item.file}`, alt: "" });
         btn.append(img, item.caption);
-        btn.addEventListener("click", async () => {
-          let blob;
-          try {
-            const resp = await fetch(`/static/gallery/${item.file}`);
-            if (!resp.ok) throw new Error(`the example could not be loaded (HTTP ${resp.status})`);
-            blob = await resp.blob();
-          } catch (err) {
-            return showError(err);
-          }
-          classify(blob, item.file).then(reveal);
-        });
+        btn.addEventListener("click", () => classify(() => getBlob(`/static/gallery/${item.file}`), item.file).then(reveal));
         const li = document.createElement("li");
         li.appendChild(btn);
         ul.appendChild(li);
@@ -131,8 +131,9 @@ function setUpFeedback() {
     if (!current) return;
     status.classList.remove("bad");
     try {
-      await sendFeedback(current.request_id, Number($("truth").value), $("note").value.trim());
-      status.textContent = `Thank you: label ${$("truth").selectedOptions[0].textContent} recorded for request ${current.request_id}.`;
+      const saved = await sendFeedback(current.request_id, Number($("truth").value), $("note").value.trim());
+      const label = $("truth").selectedOptions[0].textContent;
+      status.textContent = `Thank you: label ${label} recorded for request ${current.request_id}` + (saved && saved.replaced ? ", in place of the label sent before." : ".");
     } catch (err) {
       status.classList.add("bad");
       status.textContent = `Not recorded: ${err.message}`;
@@ -140,16 +141,19 @@ function setUpFeedback() {
   });
 }
 
+// Asked again with the next answer when it fails at page load.
 async function loadCard() {
   try {
     [card] = await getJson("/v1/models");
   } catch {
     card = null; // the page still works; class names fall back to indices
   }
+  const chosen = $("truth").value;
   const names = card ? card.class_names : [...Array(10).keys()].map(String);
   // No label until one is chosen (the select is `required`): a default recorded 0 in one click.
   const choose = Object.assign(document.createElement("option"), { value: "", textContent: "choose…", selected: true });
   $("truth").replaceChildren(choose, ...names.map((n, i) => Object.assign(document.createElement("option"), { value: String(i), textContent: n })));
+  $("truth").value = chosen;
 }
 
 const key = $("api-key");

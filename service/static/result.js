@@ -66,13 +66,17 @@ function setHint(alpha, decision) {
 export function showPrediction(r, card) {
   const names = card ? card.class_names : r.probabilities.map((_, i) => String(i));
   setBadge(r.decision, TITLES[r.decision]);
-  $("pad-verdict").textContent = `${TITLES[r.decision]} — ${r.prediction.class_name}`;
+  // As the struck-through label above says: a rejected input's class is not an answer.
+  $("pad-verdict").textContent = r.decision === "reject_ood" ? TITLES[r.decision] : `${TITLES[r.decision]} — ${r.prediction.class_name}`;
   $("pred-label").textContent = r.prediction.class_name;
   $("pred-label").dataset.label = String(r.prediction.label);
   $("pred-label").classList.toggle("void", r.decision === "reject_ood");
   $("confidence").textContent = confidenceText(r);
   $("meaning").textContent = (card && card.decisions[r.decision]) || "";
   $("details").hidden = false;
+  // Drawn, but greyed: a green "OK" on a trouser's failure gauge read as a verdict on it.
+  $("details").classList.toggle("void", r.decision === "reject_ood");
+  $("void-note").hidden = r.decision !== "reject_ood";
 
   probabilityBars($("chart-probs"), r.probabilities, names, r.prediction.label);
   $("failure-method").textContent = `(${r.failure.method}; higher means more likely wrong)`;

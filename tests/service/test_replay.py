@@ -81,9 +81,12 @@ def test_the_bundle_that_logged_the_answers_gives_them_again(
     # none before 2000 or from a day ahead on.
     assert vigil(["replay", "--url", logged, "--bundle", str(mc_bundle), "--since", "24h"]) == 0
     assert "same answer: 11; different: 0" in capsys.readouterr().out
-    ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
-    for window in (["--until", "2000-01-01T00:00"], ["--since", ahead]):
+    ahead, later = ((dt.datetime.now(dt.UTC) + dt.timedelta(days=d)).strftime("%Y-%m-%dT%H:%M") for d in (1, 2))
+    for window in (["--until", "2000-01-01T00:00"], ["--since", ahead, "--until", later]):
         assert vigil(["replay", "--url", logged, "--bundle", str(mc_bundle), *window]) == 3, window
+    # A --since ahead of now with no --until is a typo, refused as `report` refuses it.
+    assert vigil(["replay", "--url", logged, "--bundle", str(mc_bundle), "--since", ahead]) == 2
+    assert "--since must be before --until (default: now)" in capsys.readouterr().err
 
 
 def test_a_bundle_changed_under_the_same_name_and_version_fails_the_audit(

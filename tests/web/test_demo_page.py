@@ -108,16 +108,22 @@ def test_gallery_by_keyboard_and_feedback_reaches_the_database(
     page.fill("#note", "from the browser test")
     page.click("#feedback button[type=submit]")
     expect(page.locator("#fb-status")).to_contain_text("recorded")
+    expect(page.locator("#fb-status")).not_to_contain_text("in place of")
     page.screenshot(path=str(artifacts / "demo-gallery-feedback.png"), full_page=True)
+    page.select_option("#truth", "4")  # a second thought: the page says it replaced the first
+    page.fill("#note", "")
+    page.click("#feedback button[type=submit]")
+    expect(page.locator("#fb-status")).to_contain_text("label 4 recorded")
+    expect(page.locator("#fb-status")).to_contain_text("in place of the label sent before")
     engine = make_engine(web_db)
     with engine.connect() as conn:
         rows = conn.execute(
-            select(Feedback.true_label, Feedback.note).where(
+            select(Feedback.true_label, Feedback.note, Feedback.replaced_at.is_(None)).where(
                 Feedback.request_id == request_id
-            )
+            ).order_by(Feedback.id)
         ).all()
     engine.dispose()
-    assert [tuple(r) for r in rows] == [(9, "from the browser test")]
+    assert [tuple(r) for r in rows] == [(9, "from the browser test", False), (4, None, True)]
 
 
 def test_monitor_page_renders_its_charts_and_refreshes(
@@ -188,6 +194,17 @@ def test_an_admin_only_monitor_asks_for_the_key_and_sends_it(browser: Browser, w
     context.close()
 
 
+#: Chart labels cut off by their chart's edge or running into another label.
+LABELS_THAT_MEET = """[...document.querySelectorAll('svg.chart')].flatMap((svg) => {
+    const box = svg.getBoundingClientRect(), texts = [...svg.querySelectorAll('text')].map((t) => [t.textContent, t.getBBox(), t.getBoundingClientRect()]);
+    const out = texts.filter(([, , r]) => r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5)
+                     .map(([s]) => `${svg.dataset.chart}: '${s}' cut off`);
+    texts.forEach(([s, a, ra], i) => texts.slice(i + 1).forEach(([u, b, rb]) => {
+        const w = Math.min(ra.right, rb.right) - Math.max(ra.left, rb.left), h = Math.min(ra.bottom, rb.bottom) - Math.max(ra.top, rb.top);
+        if (w > 0.5 && h > 0.5) out.push(`${svg.dataset.chart}: '${s}' meets '${u}'`); }));
+    return out; })"""
+
+
 @pytest.mark.parametrize("path", ["/", "/monitor"])
 def test_pages_fit_a_phone_screen(page: Page, path: str, artifacts: Path) -> None:
     page.set_viewport_size({"width": 375, "height": 740})
@@ -217,18 +234,29 @@ def test_pages_fit_a_phone_screen(page: Page, path: str, artifacts: Path) -> Non
         page.evaluate("""async () => { const c = await import('/static/charts.js');
             const start = Date.now() - 3600e3, b = (i, n) => ({start: new Date(start + i * 60e3).toISOString(), accept: n, abstain: 0, reject_ood: 0, error: 0});
             c.stackedTimeline(document.getElementById('chart-timeline'), [b(0, 180), b(1, 90), b(2, 0)], ['accept', 'abstain', 'reject_ood', 'error']); }""")
-    problems = page.evaluate("""[...document.querySelectorAll('svg.chart')].flatMap((svg) => {
-        const box = svg.getBoundingClientRect(), texts = [...svg.querySelectorAll('text')].map((t) => [t.textContent, t.getBBox(), t.getBoundingClientRect()]);
-        const out = texts.filter(([, , r]) => r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5)
-                         .map(([s]) => `${svg.dataset.chart}: '${s}' cut off`);
-        texts.forEach(([s, a, ra], i) => texts.slice(i + 1).forEach(([u, b, rb]) => {
-            const w = Math.min(ra.right, rb.right) - Math.max(ra.left, rb.left), h = Math.min(ra.bottom, rb.bottom) - Math.max(ra.top, rb.top);
-            if (w > 0.5 && h > 0.5) out.push(`${svg.dataset.chart}: '${s}' meets '${u}'`); }));
-        return out; })""")
+    problems = page.evaluate(LABELS_THAT_MEET)
     assert problems == [], problems
     page.screenshot(
         path=str(artifacts / f"phone-{path.strip('/') or 'demo'}.png"), full_page=True
     )
+
+
+def test_probabilities_are_never_shown_as_100_percent_nor_two_as_one(page: Page) -> None:
+    """The headline says "over 99.9%" for a calibrated 0.99996; the chart said 100%. On a phone
+    it rounded 0.502 and 0.498 both to 50% under a headline of 50.2%."""
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.goto("/")
+    texts = page.evaluate("""async () => { const c = await import('/static/charts.js'), host = document.getElementById('details');
+        host.hidden = false;
+        const draw = (probs) => { c.probabilityBars(document.getElementById('chart-probs'), probs, [...'0123456789'], 0);
+            const svg = document.querySelector('svg[data-chart="probabilities"]');
+            return [[...svg.querySelectorAll('text')].map((t) => t.textContent), svg.getAttribute('aria-label')]; };
+        return [draw([0.99996, 0.00004, 0, 0, 0, 0, 0, 0, 0, 0]), draw([0.502, 0, 0, 0, 0.498, 0, 0, 0, 0, 0]), draw([0.452, 0.448, 0, 0.1, 0, 0, 0, 0, 0, 0])]; }""")
+    (certain, certain_label), (tie, _), (neighbours, _) = texts
+    assert ">99%" in certain and not any("100" in t for t in certain) and "0 >99.9%" in certain_label, texts
+    assert "50.2%" in tie and "49.8%" in tie, tie
+    assert "45.2%" in neighbours and "44.8%" in neighbours, neighbours
+    assert page.evaluate(LABELS_THAT_MEET) == [], neighbours  # the neighbours' longer labels do not meet
 
 
 def test_api_docs_render_offline(page: Page, artifacts: Path) -> None:
@@ -321,3 +349,111 @@ def test_the_decision_comes_into_view_and_says_no_more_than_it_knows(page: Page,
     assert page.eval_on_selector("#truth", "s => s.validity.valueMissing") is True
     page.wait_for_timeout(300)
     assert sent == [] and page.locator("#fb-status").inner_text() == ""
+
+
+#: Delays the download of the gallery's trouser by 1.5 s.
+SLOW_TROUSER = """
+const realFetch = window.fetch;
+window.fetch = async (...args) => {
+  const answer = await realFetch(...args);
+  if (String(args[0]).endsWith("fashion-trouser.png")) await new Promise((done) => setTimeout(done, 1500));
+  return answer;
+};
+"""
+
+
+def test_the_last_example_clicked_wins_even_when_an_earlier_one_downloads_slowly(page: Page) -> None:
+    """The call's turn was taken only once the example had downloaded: a slow trouser clicked
+    before a 3 was answered after it, and its Reject replaced the 3's Accept."""
+    page.add_init_script(SLOW_TROUSER)
+    page.goto("/")
+    page.click('#gallery button[data-file="fashion-trouser.png"]')
+    page.click('#gallery button[data-file="clear-3.png"]')
+    decided(page, "accept")
+    page.wait_for_timeout(2500)  # the trouser has downloaded, and would have been sent, by now
+    expect(page.locator("#badge")).to_have_attribute("data-decision", "accept")
+    expect(page.locator("#pred-label")).to_have_text("3")
+
+
+def test_a_failed_example_says_so_in_words_beside_no_earlier_picture(browser: Browser, web_server: LiveServer) -> None:
+    # Its own context: the failed loads are console errors, which the `page` fixture refuses.
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=web_server.base)
+    page = context.new_page()
+    page.goto("/")
+    page.click('#gallery button[data-file="fashion-trouser.png"]')
+    decided(page, "reject_ood")
+    expect(page.locator("#preview")).to_be_visible()
+    page.route("**/static/gallery/clear-8.png", lambda route: route.abort())
+    page.click('#gallery button[data-file="clear-8.png"]')
+    decided(page, "error")
+    expect(page.locator("#meaning")).to_contain_text("The service did not answer")  # not the browser's "Failed to fetch"
+    expect(page.locator("#preview")).to_be_hidden()  # the trouser's picture is gone with its answer
+    page.unroute("**/static/gallery/clear-8.png")
+    page.route("**/static/gallery/clear-8.png", lambda route: route.fulfill(status=404, body="gone"))
+    page.click('#gallery button[data-file="clear-8.png"]')
+    expect(page.locator("#meaning")).to_contain_text("could not be loaded (HTTP 404)")
+    context.close()
+
+
+def test_a_model_card_that_failed_at_load_is_asked_again_with_the_next_answer(browser: Browser, web_server: LiveServer) -> None:
+    """Without it every answer lacked its explanation until a reload."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=web_server.base)
+    page = context.new_page()
+    failed: list[str] = []
+
+    def once(route: Route) -> None:
+        if not failed:
+            failed.append(route.request.url)
+            route.fulfill(status=503, content_type="application/json", body='{"error": {"code": "unavailable", "message": "x", "request_id": null}}')
+        else:
+            route.continue_()
+
+    page.route("**/v1/models", once)
+    page.goto("/")
+    page.click('#gallery button[data-file="clear-7.png"]')
+    decided(page, "accept")
+    assert len(failed) == 1
+    expect(page.locator("#meaning")).to_contain_text("act on it")
+    expect(page.locator("#set-hint")).to_contain_text("Over digits like the training data")
+    expect(page.locator("#truth option")).to_have_count(11)  # choose…, then the card's class names
+    context.close()
+
+
+def test_the_verdict_under_the_pad_is_for_drawings_and_never_names_a_rejected_class(page: Page) -> None:
+    page.set_viewport_size({"width": 375, "height": 740})  # where the pad's copy of the verdict shows
+    page.goto("/")
+    verdict = page.locator("#pad-verdict")
+    expect(verdict).to_be_visible()
+    page.click('#gallery button[data-file="fashion-bag.png"]')
+    decided(page, "reject_ood")
+    expect(verdict).to_be_hidden()  # under an empty pad it read as the pad's verdict
+    page.evaluate("""async () => { const r = await import('/static/result.js');
+        r.showPrediction({decision: 'reject_ood', prediction: {label: 0, class_name: '0'}, probabilities: Array(10).fill(0.1),
+            confidence: 0.1, failure: {method: 'msp', score: 0.9, threshold: 0.4, flagged: true}, ood: {method: 'm', score: 50, threshold: 9, flagged: true},
+            prediction_set: [0], uncertainty: {predictive_entropy: 2.3, mutual_information: null}, samples: null,
+            model: {name: 'm', version: '1', method: 'deterministic'}, latency_ms: 1, request_id: 'r'}, null); }""")
+    assert page.locator("#pad-verdict").inner_text() == "Reject: out of distribution"  # no class after it
+    page.click("#clear-drawing")
+    expect(verdict).to_be_visible()
+    expect(verdict).to_have_text("No input yet")
+
+
+def test_the_answer_stays_in_view_while_examples_far_down_are_clicked(page: Page) -> None:
+    """Side by side, the result panel is sticky: scrolling to it pushed the examples off screen
+    before every click."""
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.emulate_media(reduced_motion="reduce")
+    page.goto("/")
+    noise = page.locator('#gallery button[data-file="noise.png"]')
+    noise.scroll_into_view_if_needed()
+    scrolled = page.evaluate("window.scrollY")
+    assert scrolled > 0
+    noise.click()
+    decided(page, "reject_ood")
+    top = page.evaluate("document.getElementById('badge').getBoundingClientRect().top")
+    assert 0 <= top < 800 and page.evaluate("window.scrollY") == scrolled  # in view, with the examples where they were
+    expect(page.locator("#void-note")).to_be_visible()  # the charts of a rejected input are greyed, and say why
+    page.click('#gallery button[data-file="clear-2.png"]')
+    decided(page, "accept")
+    assert page.evaluate("window.scrollY") == scrolled
+    expect(page.locator("#void-note")).to_be_hidden()
