@@ -146,10 +146,13 @@ def finalize(model: UncertaintyModel, spec: BundleSpec, splits: Splits, out: Pat
     }
     if test is not None:
         fields["metrics"]["test"] = test_metrics(model, spec.temperature, test)
-    n = min(REFERENCE_SIZE, len(splits.val))
+    # The drift reference from the same held-out rows as the OOD threshold: on the rows the
+    # scorer was fitted on (its layer standardisation is computed there) its scores are
+    # tighter than live in-distribution traffic's, and the drift test would flag that gap.
+    held = slice(fit_rows(len(splits.val)), fit_rows(len(splits.val)) + REFERENCE_SIZE)
     fields["reference"] = {
-        "confidence": [round(float(v), 6) for v in val_out.probs.max(-1).values[:n]],
-        "ood_score": [round(float(v), 6) for v in val_out.ood_score[:n]],
+        "confidence": [round(float(v), 6) for v in val_out.probs.max(-1).values[held]],
+        "ood_score": [round(float(v), 6) for v in val_out.ood_score[held]],
     }
     return save_bundle(out, fields, model, spec.failure_scorer, spec.ood_scorer)
 

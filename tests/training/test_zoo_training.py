@@ -710,6 +710,9 @@ def test_the_ood_threshold_is_fitted_on_validation_inputs_the_scorer_never_saw(z
     assert bundle.manifest.ood.threshold != pytest.approx(pass_rate_threshold(scores, 0.99), rel=1e-6)  # not the whole split
     passed = float((scores[n:] <= bundle.manifest.ood.threshold).float().mean())
     assert bundle.manifest.metrics["validation"]["ood_pass_rate"] == pytest.approx(passed)
+    # The drift reference too: from the held-out rows, not those the scorer was standardised on.
+    reference = torch.tensor(bundle.manifest.reference["ood_score"])
+    assert torch.allclose(reference, scores[n:][: len(reference)], atol=1e-5) and len(reference) == min(2000, len(scores) - n)
 
 
 def test_refit_fits_a_mahalanobis_or_odin_failure_scorer_and_keeps_the_bundles_rules(
