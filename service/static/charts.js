@@ -64,9 +64,12 @@ export function scoreGauge(host, name, score, threshold, flagged) {
   const [s, t] = apart(score, threshold);
   const label = `${name} score ${s} ${flagged ? "is above" : "is below"} its threshold ${t}`;
   const svg = frame(host, W, H, label, `gauge-${name}`);
-  el("rect", { x: pad, y: 18, width: W - 2 * pad, height: 16, fill: "#e8ebf0", rx: 3 }, svg);
+  el("rect", { x: pad, y: 18, width: W - 2 * pad, height: 16, class: "track", rx: 3 }, svg);
   el("rect", { x: pad, y: 18, width: Math.max(x(score) - pad, 2), height: 16, rx: 3, class: flagged ? "bar flagged" : "bar ok" }, svg);
-  el("line", { x1: x(threshold), x2: x(threshold), y1: 15, y2: 42, class: "threshold" }, svg); // below the score text
+  // From the bar's top down (above it ran into the score's text), on a white halo that keeps the
+  // dashes visible over a red or green bar.
+  el("line", { x1: x(threshold), x2: x(threshold), y1: 18, y2: 42, class: "threshold-halo" }, svg);
+  el("line", { x1: x(threshold), x2: x(threshold), y1: 18, y2: 42, class: "threshold" }, svg);
   // Near an edge the label grows inwards instead of being cut off by it.
   const anchor = x(threshold) < W / 4 ? "start" : x(threshold) > (3 * W) / 4 ? "end" : "middle";
   el("text", { x: x(threshold), y: 54, "text-anchor": anchor }, svg, `threshold ${t}`);
@@ -93,6 +96,9 @@ export function sampleRanges(host, spread, mean, names) {
     : `${spread.count} samples; widest disagreement on class ${names[widest[1]]}: ${probability(spread.min[widest[1]])} to ${probability(spread.max[widest[1]])}`;
   const svg = frame(host, W, H, label, "samples");
   el("line", { x1: pad, x2: W - pad, y1: base, y2: base, class: "axis" }, svg);
+  // The scale: probability 0 at the axis, 1 at the top.
+  el("text", { x: pad - 4, y: base, "text-anchor": "end" }, svg, "0");
+  el("text", { x: pad - 4, y: y(1) + 8, "text-anchor": "end" }, svg, "1");
   mean.forEach((m, i) => {
     const cx = pad + i * bw + bw / 2;
     el("line", { x1: cx, x2: cx, y1: y(spread.min[i]), y2: y(spread.max[i]) + 0.01, class: "range" }, svg);

@@ -86,14 +86,17 @@ function setUpUpload() {
     file.value = ""; // so that choosing the same file again fires "change" again
     if (f) classify(async () => f, f.name).then(reveal);
   });
-  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => {
+  // A file dropped anywhere on the page is classified: outside the zone, the browser opened
+  // it in place of the demo.
+  window.addEventListener("dragover", (e) => e.preventDefault());
+  window.addEventListener("drop", (e) => {
     e.preventDefault();
-    drop.classList.remove("over");
-    const f = e.dataTransfer.files[0];
+    const f = e.dataTransfer && e.dataTransfer.files[0];
     if (f) classify(async () => f, f.name).then(reveal);
   });
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", () => drop.classList.remove("over")); // the window's handler classifies it
 }
 
 const GROUPS = { clear: "Clear digits", ambiguous: "Ambiguous digits", not_a_digit: "Not digits" };

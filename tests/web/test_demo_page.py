@@ -457,3 +457,29 @@ def test_the_answer_stays_in_view_while_examples_far_down_are_clicked(page: Page
     decided(page, "accept")
     assert page.evaluate("window.scrollY") == scrolled
     expect(page.locator("#void-note")).to_be_hidden()
+
+
+def test_a_file_dropped_anywhere_on_the_page_is_classified(page: Page) -> None:
+    """Outside the drop zone the browser opened the file in place of the demo."""
+    page.goto("/")
+    page.evaluate("""async () => {
+        const blob = await (await fetch('/static/gallery/clear-7.png')).blob();
+        const data = new DataTransfer();
+        data.items.add(new File([blob], 'seven.png', {type: 'image/png'}));
+        const target = document.querySelector('footer');
+        for (const type of ['dragover', 'drop']) target.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true, cancelable: true}));
+    }""")
+    decided(page, "accept")
+    expect(page.locator("#pred-label")).to_have_text("7")
+    # The zone itself still takes one, classified once.
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/v1/predict") else None)
+    page.evaluate("""async () => {
+        const blob = await (await fetch('/static/gallery/clear-2.png')).blob();
+        const data = new DataTransfer();
+        data.items.add(new File([blob], 'two.png', {type: 'image/png'}));
+        document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+    }""")
+    expect(page.locator("#pred-label")).to_have_text("2", timeout=15_000)
+    page.wait_for_timeout(500)
+    assert len(sent) == 1, sent
