@@ -1,10 +1,12 @@
 """Who may call the predict endpoints, and how often: one dependency, `ClientDep`.
 
 Open by default; with `VIGIL_REQUIRE_API_KEY` a client (or admin) key is needed. A
-presented key that matches nothing is refused whenever client keys are configured, so
-a typo'd key fails loudly instead of silently running as an anonymous client. The
-caller's key id (never the key) lands on `request.state.api_key_id`, where the request
-log takes it as the client id, and the per-client token bucket answers 429 when empty.
+presented key that matches no configured key is refused (401) whenever any key is
+configured, on every endpoint whose OpenAPI operation lists the key schemes (the predict
+endpoints, feedback, and /metrics and /v1/monitor while they are open), so a typo'd or
+stale key fails loudly instead of silently running as an anonymous client. The caller's
+key id (never the key) lands on `request.state.api_key_id`, where the request log takes
+it as the client id, and the per-client token bucket answers 429 when empty.
 """
 
 from __future__ import annotations
@@ -20,16 +22,34 @@ from service.ratelimit import TokenBuckets, network_of
 from service.rejections import log_rejection
 from service.schemas import ErrorResponse
 
+KEY_NOT_VALID = "this API key is not valid"
+KEY_REQUIRED = "an API key is required (Authorization: Bearer <key> or X-API-Key)"
+
+
+def _unauthorized(request: Request, message: str) -> ApiError:
+    log_rejection(request, 401, "unauthorized", message)  # before the route runs: logged here
+    return ApiError(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
+
+
+def checked_key(request: Request) -> str | None:
+    """The digest of the client or admin key presented, or None when none is; 401 for a key
+    that matches none configured, whether or not the endpoint needs one: a client sending a
+    wrong key is misconfigured, and serving it as anonymous would hide that. A server with no
+    keys at all has nothing to check a key against, and ignores it."""
+    keyring: Keyring = request.app.state.keyring
+    presented = presented_key(request)
+    found = keyring.match_client(presented)
+    if presented and found is None and keyring.configured:
+        raise _unauthorized(request, KEY_NOT_VALID)
+    return found
+
 
 async def require_client(request: Request) -> str | None:
     """Authenticate (when configured) and rate-limit one predict call; returns the key id or None."""
     keyring: Keyring = request.app.state.keyring
-    presented = presented_key(request)
-    found = keyring.match_client(presented)
-    if found is None and (keyring.required or (presented and keyring.client)):
-        msg = "this API key is not valid" if presented else "an API key is required (Authorization: Bearer <key> or X-API-Key)"
-        log_rejection(request, 401, "unauthorized", msg)  # before the route runs: logged here
-        raise ApiError(401, "unauthorized", msg, {"WWW-Authenticate": "Bearer"})
+    found = checked_key(request)
+    if found is None and keyring.required:
+        raise _unauthorized(request, KEY_REQUIRED)
     kid = key_id(found) if found else None
     request.state.api_key_id = kid
     limiter: TokenBuckets | None = request.app.state.rate_limiter
@@ -67,10 +87,20 @@ def charge_images(request: Request, images: int) -> None:
 
 def require_admin_for_metrics(request: Request) -> None:
     """GET /metrics and the monitor's aggregate feed are open unless VIGIL_METRICS_ADMIN_ONLY
-    is set; then they are admin endpoints."""
+    is set; then they are admin endpoints. Open, they still refuse a key that is not valid,
+    as every endpoint that documents the key schemes does."""
     if request.app.state.ctx.settings.metrics_admin_only:
         require_admin(request)
+    else:
+        checked_key(request)
 
+
+#: The 401 of a key that matches none configured, on every endpoint that lists the key schemes.
+WRONG_KEY_DOC = (
+    "a key that matches no configured key (`unauthorized`: this API key is not valid), whenever any key is configured "
+    "(VIGIL_API_KEYS or VIGIL_ADMIN_API_KEYS), whether or not keys are required: a key sent is checked, never ignored "
+    "(a server with no keys configured ignores keys)"
+)
 
 #: OpenAPI entries for an admin endpoint's refusals.
 ADMIN_ERRORS: dict[int | str, dict[str, object]] = {
@@ -78,8 +108,14 @@ ADMIN_ERRORS: dict[int | str, dict[str, object]] = {
     403: {"model": ErrorResponse, "description": "A client key, not an admin key (`forbidden`), or no admin keys are configured (`admin_disabled`)."},
 }
 
+#: OpenAPI entries for /metrics and /v1/monitor: open, or admin endpoints with VIGIL_METRICS_ADMIN_ONLY.
+METRICS_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorResponse, "description": f"With VIGIL_METRICS_ADMIN_ONLY: no valid admin API key. Open: {WRONG_KEY_DOC}."},
+    403: {"model": ErrorResponse, "description": f"With VIGIL_METRICS_ADMIN_ONLY: {ADMIN_ERRORS[403]['description']}"},
+}
+
 #: OpenAPI entries for the refusals above, merged into each predict route's `responses`.
 ACCESS_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"model": ErrorResponse, "description": "API keys are required (VIGIL_REQUIRE_API_KEY) and none, or a wrong one, was sent."},
+    401: {"model": ErrorResponse, "description": f"No key while keys are required (VIGIL_REQUIRE_API_KEY; `unauthorized`: an API key is required); or {WRONG_KEY_DOC}."},
     429: {"model": ErrorResponse, "description": "This client's rate limit is spent; retry after the Retry-After header."},
 }

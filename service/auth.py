@@ -81,6 +81,11 @@ class Keyring:
         client = tuple(stored_digest(k, s.api_key_pepper) for k in s.api_keys)
         return cls(s.api_key_pepper, admin, client, s.require_api_key)
 
+    @property
+    def configured(self) -> bool:
+        """Whether any key, client or admin, is configured: only then can a key be wrong."""
+        return bool(self.client or self.admin)
+
     def match_admin(self, presented: str | None) -> str | None:
         return match_key(presented, self.admin, self.pepper)
 

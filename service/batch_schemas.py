@@ -18,5 +18,6 @@ class BatchPredictionPublic(BaseModel):
     request_id: str = Field(description="Id of the batch request (X-Request-ID). Item i is logged as `<request_id>-<i>`.")
     results: list[PredictionPublic | BatchItemError] = Field(
         description="One entry per image, in upload order: a prediction (same shape as /v1/predict), "
-        "or `{status, error}` for an image that could not be decoded."
+        "or `{status, error}` for an image refused on its own (empty, too large, not an image or in a format not accepted, corrupt): "
+        "the status and code /v1/predict would answer it with."
     )

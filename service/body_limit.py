@@ -49,8 +49,8 @@ def _is_json(ctype: bytes) -> bool:
 
 class BodyLimitMiddleware:
     """JSON bodies, and every body outside the upload paths, get the tight JSON limit; only the
-    prediction paths (images, tensors) get the loose one. A feedback post reads its body before
-    its key is checked, so a 30 MB non-JSON body there cost memory before the 401."""
+    prediction paths (images, tensors) get the loose one. A feedback post read its body before
+    its key was checked (FastAPI read it), so a 30 MB non-JSON body there cost memory before the 401."""
 
     def __init__(self, app: ASGIApp, json_limit: int, other_limit: int) -> None:
         self.app = app

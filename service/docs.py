@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel
 
 from service.access import require_admin_for_metrics, require_client
 from service.auth import require_admin
@@ -22,8 +23,12 @@ from service.docs_examples import EXAMPLES
 from service.oip.schemas import OipError
 from service.query_params import query_names, reject_unknown_query
 from service.schemas import ErrorResponse
+from service.schemas_log import FeedbackCreate
 
 FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+#: Request bodies a route reads itself (FastAPI then knows no model for them): the route's
+#: `openapi_extra` refers to the schema, added to the components here.
+HAND_READ_BODIES: tuple[type[BaseModel], ...] = (FeedbackCreate,)
 GENERIC_422 = "Invalid parameters, in Vigil's error shape."
 
 
@@ -57,7 +62,7 @@ def _fix_errors(spec: dict[str, Any]) -> None:
                     },
                 )
     schemas = spec.get("components", {}).get("schemas", {})
-    for m in (ErrorResponse, OipError):
+    for m in (ErrorResponse, OipError, *HAND_READ_BODIES):
         schemas.setdefault(
             m.__name__, m.model_json_schema(ref_template="#/components/schemas/{model}")
         )
@@ -86,10 +91,16 @@ def _error_examples(spec: dict[str, Any]) -> None:
                     media["example"] = example
 
 
+#: What every operation that lists the schemes does with a key (service.access.checked_key).
+KEY_RULE = (
+    "Every operation that lists this scheme checks a key that is sent, even where none is required: "
+    "one that matches no configured key is refused with 401 `unauthorized` (unless no keys are configured at all). "
+    "Operations that do not list it ignore keys."
+)
 #: How a key is presented (service.auth.presented_key): either scheme works on every endpoint.
 SECURITY_SCHEMES: dict[str, Any] = {
-    "bearerKey": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <key>`"},
-    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "bearerKey": {"type": "http", "scheme": "bearer", "description": f"`Authorization: Bearer <key>`. {KEY_RULE}"},
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": f"`X-API-Key: <key>`. {KEY_RULE}"},
 }
 KEY = [{name: []} for name in SECURITY_SCHEMES]
 def _calls(dependant: Dependant) -> Iterator[Any]:
@@ -101,7 +112,8 @@ def _calls(dependant: Dependant) -> Iterator[Any]:
 def key_rules(app: FastAPI) -> dict[str, bool]:
     """Path -> whether a key is always required, for every documented path that takes one, read
     from the routes' own dependencies: `require_admin` requires one; `require_client` (predict,
-    feedback) and `require_admin_for_metrics` take one when the settings say so."""
+    feedback) and `require_admin_for_metrics` require one when the settings say so, and check
+    one that is sent in any case."""
     rules: dict[str, bool] = {}
     for route in iter_route_contexts(app.routes):  # through included routers, as the OpenAPI generator goes
         dependant = getattr(route, "dependant", None)

@@ -71,6 +71,8 @@ _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 
 #: A span back from now, as the CLI's `--since` takes it: 90m, 24h, 7d.
 _SPAN = re.compile(r"\s*(\d{1,9})([mhd])\s*")
+#: A span in form with more digits than `_SPAN` takes (the bound keeps int() and timedelta cheap).
+_LONG_SPAN = re.compile(r"\s*\d{10,}[mhd]\s*")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 _DATETIME = TypeAdapter(dt.datetime)
 #: A time whose offset's '+' arrived as a space: 12:00:00 05:00, 12:00 0530.
@@ -107,6 +109,8 @@ def span_or_time(value: object) -> object:
             raise ValueError(f"reaches back before year 1: {value[:20]!r}") from e
     if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
         raise ValueError(f"must be an ISO 8601 time such as 2026-11-30T12:00:00Z or a span back from now such as 24h, not a number: {value!r}")
+    if isinstance(value, str) and _LONG_SPAN.fullmatch(value):  # a span in form, refused for its size alone
+        raise ValueError(f"a span back from now takes at most 9 digits (such as 90m, 24h or 7d); not {value.strip()[:40]!r}")
     if isinstance(value, str):
         try:
             return _DATETIME.validate_python(value)

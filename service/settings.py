@@ -178,9 +178,9 @@ class Settings(BaseSettings):
     #: type; image and tensor uploads to the prediction paths over the larger of
     #: max_upload_bytes and max_batch_upload_bytes, plus 64 KiB of multipart overhead, likewise.
     max_json_bytes: int = Field(2 * 1024 * 1024, ge=1024)
-    #: Seconds a prediction's upload may go without a byte before it is refused (408
-    #: body_timeout): a client that sends its headers and goes quiet must not hold one of
-    #: VIGIL_MAX_INFLIGHT's slots for as long as its connection stays open.
+    #: Seconds a prediction's upload, or a feedback body, may go without a byte before it is
+    #: refused (408 body_timeout): a client that sends its headers and goes quiet must not hold
+    #: one of VIGIL_MAX_INFLIGHT's slots, or its connection, for as long as it stays open.
     body_idle_timeout_s: float = Field(10.0, gt=0)
     #: Predict requests in flight at once; beyond it the answer is 503 + Retry-After
     #: instead of an unbounded pile of waiting requests (memory stays bounded).

@@ -37,6 +37,12 @@ async def _chunks(request: Request, idle_s: float) -> AsyncGenerator[bytes, None
         yield chunk
 
 
+async def read_body(request: Request, idle_s: float) -> bytes:
+    """The whole body, with the uploads' 408 when it stalls. No limit of its own: for a JSON
+    body BodyLimitMiddleware's cap (413) applies while it streams in."""
+    return b"".join([chunk async for chunk in _chunks(request, idle_s)])
+
+
 async def read_limited(request: Request, limit: int, idle_s: float) -> bytes:
     declared = byte_count(request.headers.get("content-length"))
     if declared is not None and declared > limit:

@@ -15,6 +15,7 @@ from models.manifest import InputSpec
 from service.errors import ApiError, quoted
 from service.oip.binary import split_body, take_chunks
 from service.oip.schemas import InferRequest, RequestInput
+from service.oip.validation import client_message
 
 
 def parse_request(
@@ -50,10 +51,8 @@ def parse_request(
     try:
         req = InferRequest.model_validate(doc)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        code = "unknown_field" if first["type"] == "extra_forbidden" else "invalid_request"
-        raise ApiError(422, code, f"{where}: {first['msg']}") from e
+        code = "unknown_field" if e.errors()[0]["type"] == "extra_forbidden" else "invalid_request"
+        raise ApiError(422, code, client_message(e.errors(), doc)) from e
     sizes = [_binary_size(t) for t in req.inputs]
     return req, take_chunks(sizes, blob)
 
@@ -136,9 +135,7 @@ def to_pixels(
     else:
         arr = _from_json(t, count)
     if not np.isfinite(arr).all():
-        raise ApiError(
-            422, "non_finite_values", "the input contains NaN or infinite values (a JSON number beyond FP32's range, about ±3.4e38, is infinite in FP32)"
-        )
+        raise ApiError(422, "non_finite_values", _non_finite(t.name, binary=chunk is not None))
     if arr.min() < 0.0 or arr.max() > 1.0:
         raise ApiError(
             422,
@@ -146,6 +143,15 @@ def to_pixels(
             "pixel values must lie in [0, 1] (the server normalises them)",
         )
     return arr.reshape(n, spec.channels, spec.height, spec.width)
+
+
+def _non_finite(name: str, binary: bool) -> str:
+    """The refusal of NaN or infinite pixels, in the terms of the way they were sent: binary
+    tensor data holds them as such, while JSON has no such numbers (json.loads takes NaN and
+    Infinity, and a number beyond FP32's range becomes infinite when converted)."""
+    if binary:
+        return f"the binary tensor data of input {quoted(name)} contains NaN or infinite FP32 values"
+    return "the input contains NaN or infinite values (a JSON number beyond FP32's range, about ±3.4e38, is infinite in FP32)"
 
 
 def _from_json(t: RequestInput, count: int) -> np.ndarray:

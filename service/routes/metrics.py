@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.access import ADMIN_ERRORS, require_admin_for_metrics
+from service.access import METRICS_ERRORS, require_admin_for_metrics
 
 router = APIRouter(tags=["health"])
 
@@ -27,7 +27,7 @@ the request-log queue depth, writer lag, rows written, spooled and failed writes
         Depends(require_admin_for_metrics)
     ],  # issue 8: admin-only when configured
     responses={
-        **ADMIN_ERRORS,  # with VIGIL_METRICS_ADMIN_ONLY
+        **METRICS_ERRORS,  # a wrong key; with VIGIL_METRICS_ADMIN_ONLY, no admin key
         200: {
             "content": {
                 CONTENT_TYPE_LATEST: {

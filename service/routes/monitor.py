@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from service import monitor
-from service.access import ADMIN_ERRORS, require_admin_for_metrics
+from service.access import METRICS_ERRORS, require_admin_for_metrics
 from service.context import CtxDep
 from service.dbcalls import DB_ERRORS
 from service.query_params import StrictQuery
@@ -100,7 +100,7 @@ class MonitorSummary(BaseModel):
     response_model=MonitorSummary,
     summary="Aggregate view of recent requests (for the monitor page)",
     dependencies=[Depends(require_admin_for_metrics)],  # admin-only with VIGIL_METRICS_ADMIN_ONLY
-    responses={**ADMIN_ERRORS, **DB_ERRORS},
+    responses={**METRICS_ERRORS, **DB_ERRORS},
 )
 async def monitor_summary(ctx: CtxDep, _strict: StrictQuery) -> dict[str, Any]:
     """Counts, rates and histograms over the last `VIGIL_MONITOR_WINDOW_MINUTES` (at most

@@ -1,6 +1,7 @@
 """POST /v1/predict/batch: up to N images in one request, one result and one log record each.
 
-Per-item errors: an image that cannot be decoded gets `{status, error}` in its slot
+Per-item errors: an image that is refused (empty, too large, not an image, a format or mode
+not accepted, corrupt) gets `{status, error}` in its slot
 and the rest of the batch is still classified (one bad scan should not cost a client
 the other 63). Errors of the request as a whole (content type, body size, too many
 images) are answered with the usual error shape and logged as one record. All
@@ -112,8 +113,14 @@ async def predict_batch(request: Request, ctx: CtxDep, _client: ClientDep) -> Ba
     """Send multipart/form-data with one file field named `images` per image (repeat the field).
 
     `results[i]` answers the i-th image: the same object as `/v1/predict` returns, or
-    `{status, error}` when that image could not be decoded. Each image is logged as its
-    own request with id `<request_id>-<i>`. More than N images: 413 `too_many_images`.
+    `{status, error}` when that image alone is refused, with the status and code `/v1/predict`
+    would answer it with: an empty part (400 `empty_body`), an image over VIGIL_MAX_UPLOAD_BYTES
+    (413 `payload_too_large`) or with too many pixels (413 `image_too_large`), bytes that are no
+    image (415 `not_an_image`), a format outside the allow-list (415 `unsupported_format`) or a
+    pixel mode that is not accepted (415 `unsupported_image_mode`), or a corrupt, truncated or
+    multi-frame image (422 `corrupt_image`, `multi_frame_image`). The other images are still
+    classified. Each image is logged as its own request with id `<request_id>-<i>`. More than N
+    images: 413 `too_many_images`.
     """
     start = time.perf_counter()
     s = ctx.settings

@@ -25,7 +25,7 @@ async def summary(
     ctx: CtxDep,
     _admin: AdminDep,
     _strict: StrictQuery,
-    since: Annotated[UtcTime | None, Query(description="Window start: ISO 8601 (naive means UTC) or a span back from now (90m, 24h, 7d); default 24 h ago.")] = None,
+    since: Annotated[UtcTime | None, Query(description="Window start: ISO 8601 (naive means UTC) or a span back from now (90m, 24h, 7d); default the 24 h before `until` (24 h ago when `until` is not given).")] = None,
     until: Annotated[UtcTime | None, Query(description="Window end (as `since`); default now.")] = None,
     model: Annotated[ModelName | None, Query(description="Only this model name.")] = None,
 ) -> SummaryPublic:

@@ -57,7 +57,11 @@ async def list_logged(
 ) -> RequestPage:
     """Logged requests, newest first, each with its current feedback label. Pass `next_cursor`
     back as `cursor` for the next page; pages stay stable while new requests are logged, and
-    a span (`since=24h`) is measured back from the first page's time on every page."""
+    a span (`since=24h`) is measured back from the first page's time on every page.
+
+    A request's row is written asynchronously, after its answer: a request answered a moment
+    ago may not be listed yet (`GET /v1/requests/{request_id}` answers 404 `not_stored_yet`
+    with Retry-After meanwhile)."""
     try:
         after, anchor = decode_cursor(cursor) if cursor is not None else (None, None)
     except BadCursor as e:
@@ -97,7 +101,11 @@ async def list_logged(
 )
 async def get_logged(request_id: DbText, ctx: CtxDep, _admin: AdminDep, _strict: StrictQuery) -> LoggedRequest:
     """One logged request (answered or refused) with its hash-chain fields and the whole
-    feedback history. 404 `not_stored_yet` while its row is still queued: retry shortly."""
+    feedback history.
+
+    A request's row is written asynchronously, after its answer: for a request answered a
+    moment ago this answers 404 `not_stored_yet` with Retry-After while its row is still queued
+    or spooled; retry after the Retry-After header. `unknown_request` means it was never logged."""
 
     def read() -> LoggedRequest:
         with ctx.engine.connect() as conn:

@@ -236,3 +236,31 @@ def test_secrets_come_from_files_in_vigil_secrets_dir(tmp_path: Path, monkeypatc
     monkeypatch.setenv("VIGIL_SECRETS_DIR", str(tmp_path / "missing"))
     with pytest.raises(UsageError, match="is not a folder"):
         Settings()
+
+
+@pytest.mark.parametrize("keys", [{"api_keys": [CLIENT]}, {"admin_api_keys": [ADMIN]}, {}], ids=["client-keys", "admin-keys", "no-keys"])
+def test_a_wrong_key_is_refused_wherever_the_docs_list_the_key_schemes(tiny_bundle: Path, tmp_path: Path, keys: dict[str, list[str]]) -> None:
+    """Keys not required: every operation whose OpenAPI lists the key schemes refuses a key that
+    matches none configured (401, as its docs say), /metrics and /v1/monitor as the predict
+    endpoints do (they served it); operations that do not list them ignore it. With no keys
+    configured at all, there is nothing to check a key against: it is ignored."""
+    s = Settings(model_dir=tiny_bundle, database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True, **keys)
+    wrong = {"x-api-key": "no-such-key", "content-type": "application/json"}
+    with TestClient(create_app(s)) as c:
+        name = c.get("/v1/models").json()[0]["name"]
+        checked = set()
+        for path, ops in c.get("/openapi.json").json()["paths"].items():
+            for method, op in ops.items():
+                url = path.replace("{name}", name).replace("{request_id}", "abc")
+                r = c.request(method, url, headers=wrong, content=b"{}" if method == "post" else None)
+                if "security" not in op:
+                    assert r.status_code not in (401, 403), (method, path, r.text)
+                elif {} not in op["security"]:  # an admin endpoint: refused, 403 while no admin key exists
+                    assert r.status_code == (401 if s.admin_api_keys else 403), (method, path, r.text)
+                elif keys:
+                    assert r.status_code == 401 and "this API key is not valid" in r.text, (method, path, r.text)
+                    assert "this API key is not valid" in op["responses"]["401"]["description"], (method, path)
+                    checked.add(path)
+                else:
+                    assert r.status_code != 401, (method, path, r.text)
+    assert keys == {} or {"/v1/predict", "/v1/predict/batch", "/v1/requests/{request_id}/feedback", "/v2/models/{name}/infer", "/metrics", "/v1/monitor"} <= checked

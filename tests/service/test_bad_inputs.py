@@ -163,10 +163,36 @@ def test_feedback_json_errors_are_named(app_url: tuple[TestClient, str]) -> None
     assert (empty.status_code, empty.json()["error"]["code"]) == (400, "empty_body")
     r = client.post(url + "?label=3", content=b'{"label": 1}', headers=ctype)  # not a second way to send it
     assert (r.status_code, r.json()["error"]["code"]) == (422, "unknown_parameter") and "'label'" in r.json()["error"]["message"]
-    # Not JSON, but not an upload path either: the JSON cap, not the upload one (the body is
-    # read before the key check, so a big one cost memory before its 401).
+    # Not JSON: refused for its type without a byte read (the route reads its body after the
+    # key and type checks; FastAPI read it first, so a big one cost memory before its 401).
     r = client.post(url, content=b"x" * (LIMIT + 1), headers={"content-type": "text/plain"})
-    assert (r.status_code, r.json()["error"]["code"]) == (413, "payload_too_large")
+    assert (r.status_code, r.json()["error"]["code"]) == (415, "unsupported_media_type")
+
+
+def test_feedback_documents_each_code_it_answers(app_url: tuple[TestClient, str]) -> None:
+    """Each refusal of a feedback post is listed, by code, under its status in /docs (its 422
+    said only "a malformed body"); malformed JSON stays 422 here (400 on /v2)."""
+    client, _ = app_url
+    url, ctype = "/v1/requests/abc/feedback", {"content-type": "application/json"}
+    sent = [
+        client.post(url, content=b"", headers=ctype),
+        client.post(url, content=b"{bad", headers=ctype),
+        client.post(url, content=b'{"label": 1, "sneaky": true}', headers=ctype),
+        client.post(url, content=b"[1, 2]", headers=ctype),
+        client.post(url, content=b'{"label": "1"}', headers=ctype),
+        client.post(url, json={"label": 99}),
+        client.post(url + "?x=1", json={"label": 1}),
+        client.post(url, content=b'{"label": 1}', headers={"content-type": "text/plain"}),
+        client.post(url, content=b'{"note": "' + b"x" * LIMIT + b'"}', headers=ctype),
+        client.post(url, json={"label": 1}),
+    ]
+    answers = [(r.status_code, r.json()["error"]["code"]) for r in sent]
+    assert answers == [(400, "empty_body"), (422, "invalid_json"), (422, "unknown_field"), (422, "invalid_request"), (422, "invalid_request"),
+                       (422, "invalid_label"), (422, "unknown_parameter"), (415, "unsupported_media_type"), (413, "payload_too_large"),
+                       (404, "unknown_request")]  # fmt: skip
+    assert sent[3].json()["error"]["message"] == "the request body must be a JSON object"  # not pydantic's "valid dictionary"
+    documented = client.get("/openapi.json").json()["paths"]["/v1/requests/{request_id}/feedback"]["post"]["responses"]
+    assert [(s, c) for s, c in answers if f"`{c}`" not in documented[str(s)]["description"]] == []
 
 
 def test_wrong_method_and_unknown_model_card_are_4xx_not_logged(app_url: tuple[TestClient, str]) -> None:

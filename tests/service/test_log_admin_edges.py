@@ -99,6 +99,9 @@ def test_admin_requests_refuse_bad_windows_cursors_and_stray_parameters(admin_cl
         ("/v1/reports/summary", "until", "abc", "not 'abc'"),
         ("/v1/requests", "since", "2026-12-01T06:43:30 05:00", "must be sent as %2B"),
         ("/v1/requests", "since", "1 h", "not '1 h'"),
+        # A span in form with too many digits is told so, not that it should be "a whole number".
+        ("/v1/reports/summary", "since", "99999999999d", "a span back from now takes at most 9 digits (such as 90m, 24h or 7d); not '99999999999d'"),
+        ("/v1/requests", "until", "1000000000m", "at most 9 digits"),
     ):
         r = c.get(path, params={name: value}, headers=ADMIN)
         assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_request") and says in r.json()["error"]["message"], r.text

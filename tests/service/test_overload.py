@@ -8,11 +8,13 @@ admits 3 at a time and queues 2 for inference.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
@@ -83,3 +85,31 @@ def test_an_upload_that_goes_quiet_gives_its_slot_back(tiny_bundle: Path, tmp_pa
         assert after.status_code == 200 and client.app.state.inflight.current == 0
         err = stalled.json()["error"]
         assert logged(url, err["request_id"]).error_code == "body_timeout"
+
+
+def test_a_feedback_body_that_goes_quiet_is_refused_408(tiny_bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Feedback's JSON body is read with the uploads' idle timeout: a client that sends the
+    headers and part of the body, then nothing, gets 408 `body_timeout` (it waited for ever)."""
+    s = Settings(model_dir=tiny_bundle, database_url=f"sqlite:///{tmp_path / 'log.db'}", migrate_on_start=True, body_idle_timeout_s=0.5)
+    with TestClient(create_app(s)) as client:
+
+        async def quiet() -> httpx.Response:
+            async def stalls() -> AsyncIterator[bytes]:
+                yield b'{"la'
+                await asyncio.sleep(30)  # never sends the rest
+                yield b'bel": 1}'
+
+            transport = httpx.ASGITransport(app=client.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                headers = {"content-type": "application/json", "content-length": "1000"}
+                return await asyncio.wait_for(c.post("/v1/requests/abc/feedback", content=stalls(), headers=headers), 10)
+
+        assert client.portal is not None
+        with caplog.at_level(logging.INFO, logger="vigil.access"):
+            stalled = client.portal.call(quiet)
+        err = stalled.json()["error"]
+        assert (stalled.status_code, err["code"]) == (408, "body_timeout"), stalled.text
+        assert err["message"] == "no part of the request body arrived for 0.5 s (VIGIL_BODY_IDLE_TIMEOUT_S)"  # as predict words it
+        # In the access log and /metrics like any answer (feedback has no request-log row of its own).
+        assert any(getattr(r, "request_id", None) == err["request_id"] and getattr(r, "status", None) == 408 for r in caplog.records)
+        assert 'route="/v1/requests/{request_id}/feedback",status="408"' in client.get("/metrics").text

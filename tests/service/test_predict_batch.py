@@ -97,3 +97,17 @@ def test_a_text_part_among_the_images_is_refused_not_skipped(settings: Settings)
         r = client.post("/v1/predict/batch", files=[("images", ("a.png", noise_png(1), "image/png"))], data={"images": "hello"})
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == "not_a_file"
+
+
+def test_each_way_an_image_is_refused_in_its_slot_is_documented(settings: Settings) -> None:
+    """The description of `{status, error}` names every refusal an item gets, not only "could
+    not be decoded": an empty part, one over the single-image limit, bytes that are no image."""
+    settings = settings.model_copy(update={"max_upload_bytes": 4096})
+    parts = [b"", b"not an image", noise_png(7, 100), noise_png(1)[:-30]]
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/v1/predict/batch", files=[("images", (f"{i}.png", p, "image/png")) for i, p in enumerate(parts)])
+        documented = client.get("/openapi.json").json()["paths"]["/v1/predict/batch"]["post"]["description"]
+    assert r.status_code == 200, r.text
+    refused = [(x["status"], x["error"]["code"]) for x in r.json()["results"]]
+    assert refused == [(400, "empty_body"), (415, "not_an_image"), (413, "payload_too_large"), (422, "corrupt_image")]
+    assert [f"{status} `{code}`" in documented for status, code in refused] == [True] * 4, documented

@@ -395,3 +395,36 @@ def test_a_wrong_binary_size_says_which_way_it_is_wrong(client: TestClient, digi
 def test_a_body_that_is_not_json_is_described_in_the_clients_terms(client: TestClient, body: bytes, headers: dict[str, str], says: str) -> None:
     r = client.post(f"{MODEL}/infer", content=body, headers={"content-type": "application/json", **headers})
     assert (r.status_code, r.json()["code"]) == (400, "invalid_json") and says in r.json()["error"], r.text
+
+
+def test_validation_errors_name_the_body_not_pydantic(client: TestClient) -> None:
+    """Locations are steps into the body (no union member tags such as
+    `function-after[unicode_only(), str]`), a union's failures are one "must be", and no empty
+    location or Python class name (`instance of InferRequest`) is shown."""
+    pixels = {"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [0.0] * 784}
+    cases: list[tuple[object, str]] = [
+        ({"inputs": [pixels], "parameters": {"x": {"y": 1}}}, "parameters.x: must be a string, number or boolean"),
+        ({"inputs": [pixels], "outputs": [{"name": "decision", "parameters": {"int": [1]}}]}, "outputs.0.parameters.int: must be a string, number or boolean"),
+        ({"inputs": [pixels], "parameters": {"x": "\ud800"}}, "parameters.x: must be valid Unicode text (no lone surrogate such as \\ud800)"),
+        ({"inputs": [pixels], "parameters": {"\ud800": 1}}, "parameters: a key must be valid Unicode text (no lone surrogate such as \\ud800)"),
+        ({"inputs": [pixels], "parameters": {"k" * 300: [1]}}, f"parameters[{'k' * 300!r:.80}... (300 characters)]: must be a string, number or boolean"),
+        (None, "the request body must be a JSON object"),
+        ([1, 2], "the request body must be a JSON object"),
+        ({"inputs": "x"}, "inputs: must be an array"),
+        ({"inputs": [{**pixels, "shape": [1.5]}]}, "inputs.0.shape.0: must be an integer"),
+    ]
+    for payload, says in cases:
+        r = client.post(f"{MODEL}/infer", content=json.dumps(payload), headers={"content-type": "application/json"})
+        assert (r.status_code, r.json()["code"], r.json()["error"]) == (422, "invalid_request", says), payload
+
+
+def test_non_finite_values_are_told_in_the_terms_they_were_sent_in(client: TestClient) -> None:
+    x = np.full((1, 1, 28, 28), 0.5, np.float32)
+    x[0, 0, 3, 4] = np.nan
+    body, headers = _binary_request(x)
+    r = client.post(f"{MODEL}/infer", content=body, headers=headers)
+    assert (r.status_code, r.json()["code"]) == (422, "non_finite_values")
+    assert r.json()["error"] == "the binary tensor data of input 'input' contains NaN or infinite FP32 values"  # no word of JSON numbers
+    as_json = {"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": x.flatten().tolist()}]}
+    r = client.post(f"{MODEL}/infer", content=json.dumps(as_json), headers={"content-type": "application/json"})
+    assert (r.status_code, r.json()["code"]) == (422, "non_finite_values") and "a JSON number beyond FP32's range" in r.json()["error"]
