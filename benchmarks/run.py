@@ -1,4 +1,4 @@
-"""The issue-6 benchmark in one run: `python -m benchmarks.run` (about 4 minutes on 2 cores).
+"""The issue-6 benchmark in one run: `python -m benchmarks.run` (5-8 minutes on 2 cores).
 
 1. ceiling: in-process pipeline throughput at batch 1, 8, 64, 256 (no HTTP);
 2. service: `vigil serve` under a separate load-generator process at concurrency 1, 8, 64,

@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 
 from models.bundle import Bundle, load_bundle
@@ -59,6 +60,11 @@ class SchemaNotReady(RuntimeError):
     pass
 
 
+#: Threads for image decodes: the two large-decode slots, plus two for the smaller images
+#: behind them (decoding is CPU work; on a few cores more would not finish sooner).
+DECODE_THREADS = 4
+
+
 def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
     """`bundle`: one already loaded from `settings.model_dir` (`vigil serve`'s preflight has
     read and hashed it), so start-up does not load it twice; else the lifespan loads it."""
@@ -87,6 +93,10 @@ def create_app(settings: Settings, bundle: Bundle | None = None) -> FastAPI:
         db = DatabaseCalls(settings.db_concurrency, settings.db_timeout_s)
         app.state.ctx = AppContext(settings, bundle, runtime, engine, writer, list(app.state.keyring.admin), db)
         app.state.ctx.metrics = app.state.metrics  # counts every request-log record (issue 7)
+        # Decodes take threads of their own: in anyio's shared pool, uploads that queue for the
+        # two large-decode slots (service/decode.py) took all 40 threads, and the plain `def`
+        # routes (model card, OIP health) waited behind them.
+        app.state.ctx.decodes = anyio.CapacityLimiter(DECODE_THREADS)
         log.info("serving %s v%s (%s) from %s", bundle.manifest.name, bundle.manifest.version, bundle.manifest.method, settings.model_dir)
         # Which database and spool this process logs to (password masked), so an operator can tell.
         log.info("request log: %r, spool %s, writer %s", engine.url, writer.fallback.spool.path, writer.chain.writer_id)

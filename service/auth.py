@@ -18,6 +18,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from models.usage import UsageError
 from service.errors import ApiError
 from service.settings import Settings
 
@@ -40,6 +41,19 @@ def stored_digest(entry: str, pepper: str) -> str:
             raise ValueError(f"a configured key digest must be {DIGEST_PREFIX} followed by 64 hex digits")
         return digest
     return key_digest(entry, pepper)
+
+
+def stored_digests(entries: list[str], pepper: str, variable: str) -> tuple[str, ...]:
+    """Every entry of the setting `variable` as its digest. A malformed digest is the
+    operator's mistake, not a bug: a `UsageError` naming the variable and the entry's place
+    (`vigil serve` prints it as one line), never its value, which may be a secret."""
+    digests = []
+    for i, entry in enumerate(entries, 1):
+        try:
+            digests.append(stored_digest(entry, pepper))
+        except ValueError as e:
+            raise UsageError(f"invalid settings: {variable}: entry {i} of {len(entries)}: {e} (`vigil keys digest` prints one)") from None
+    return tuple(digests)
 
 
 def key_id(digest: str) -> str:
@@ -77,8 +91,8 @@ class Keyring:
 
     @classmethod
     def from_settings(cls, s: Settings) -> Keyring:
-        admin = tuple(stored_digest(k, s.api_key_pepper) for k in s.admin_api_keys)
-        client = tuple(stored_digest(k, s.api_key_pepper) for k in s.api_keys)
+        admin = stored_digests(s.admin_api_keys, s.api_key_pepper, "VIGIL_ADMIN_API_KEYS")
+        client = stored_digests(s.api_keys, s.api_key_pepper, "VIGIL_API_KEYS")
         return cls(s.api_key_pepper, admin, client, s.require_api_key)
 
     @property

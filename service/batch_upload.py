@@ -12,19 +12,19 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from service.errors import ApiError, quoted
-from service.upload import media_type, parse_form, read_limited
+from service.upload import BodyPace, media_type, parse_form, read_limited
 
 FIELD = "images"
 
 
-async def batch_images(request: Request, body_limit: int, part_limit: int, max_images: int, idle_s: float) -> list[bytes]:
+async def batch_images(request: Request, body_limit: int, part_limit: int, max_images: int, pace: BodyPace) -> list[bytes]:
     """The uploaded images' bytes, in the order sent, or an `ApiError` saying what is wrong."""
     ctype = media_type(request)
     if not ctype:  # as /v1/predict names it
         raise ApiError(415, "missing_content_type", f"set Content-Type: multipart/form-data, with one '{FIELD}' field per image")
     if ctype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", f"send multipart/form-data with one '{FIELD}' field per image, not {quoted(ctype)}")
-    body = await read_limited(request, body_limit, idle_s)
+    body = await read_limited(request, body_limit, pace)
     if not body:
         raise ApiError(400, "empty_body", "the request carries no images")
     too_many = ApiError(413, "too_many_images", f"a batch may carry at most {max_images} images")

@@ -30,7 +30,12 @@ def _serve(args: argparse.Namespace) -> int:
     from service.http_protocol import VigilHttpProtocol
     from service.logs import configure_logging
     from service.malloc import fix_mmap_threshold
-    from service.preflight import StartupProblem, port_taken, preflight
+    from service.preflight import (
+        StartupProblem,
+        port_taken,
+        preflight,
+        raise_open_file_limit,
+    )
     from service.settings import SECRETS_DIR_VARIABLE, Settings
     from service.settings_doc import unknown_secret_files, unknown_variables
 
@@ -55,6 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"vigil serve: {e}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format)  # JSON lines by default (issue 7)
+    raise_open_file_limit()  # one descriptor per connection: the common soft limit of 1024 is few
     if settings.inference_process:
         # Before any upload is decoded: large decodes must not stay resident. Only where torch
         # computes in the child process (spawned: glibc's defaults again), since every tensor
@@ -219,6 +225,21 @@ def chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     return parser
 
 
+def debugging() -> bool:
+    """VIGIL_DEBUG, read with the words pydantic takes for the settings' bools (1/0, true/false,
+    yes/no, on/off, t/f, y/n, any case), as docs/settings.md says; any other value is off.
+    Checked by hand it was on for anything but "", 0, false and no: `VIGIL_DEBUG=off` too."""
+    from pydantic import (  # on the way out only: `vigil --help` stays fast
+        TypeAdapter,
+        ValidationError,
+    )
+
+    try:
+        return TypeAdapter(bool).validate_python(os.environ.get("VIGIL_DEBUG", ""))
+    except ValidationError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
@@ -241,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         from service.cli_errors import user_error
 
         message = user_error(e)
-        if message is None or os.environ.get("VIGIL_DEBUG", "").lower() not in ("", "0", "false", "no"):
+        if message is None or debugging():
             traceback.print_exc()
         if message is None:
             # Not Python's exit status 1, which `vigil replay` and `vigil audit verify` give a

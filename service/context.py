@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
@@ -35,6 +36,8 @@ class AppContext:
     #: What the last finished readiness check of the database said (None before the first):
     #: /metrics shows it, since the writer only learns of an outage from a failed insert.
     db_answered: bool | None = None
+    #: Worker threads image decodes may take (service/routes/predict.py); None: anyio's default pool.
+    decodes: anyio.CapacityLimiter | None = None
 
 
 async def get_ctx(request: Request) -> AppContext:

@@ -74,6 +74,16 @@ def has_frames_after_first(img: Image.Image) -> bool:
 #: Images up to this many pixels decode on the event loop: a 28x28 PNG takes ~30 us,
 #: less than a hop to a worker thread and back; 256x256 stays well under a millisecond.
 INLINE_DECODE_PIXELS = 256 * 256
+#: ...and up to this many bytes: the work of a decode grows with the file as well as with its
+#: pixels. A 5 MB progressive JPEG of 256x256 pixels repeating one scan 430,000 times, or a
+#: PNG of 400,000 tiny chunks, held the event loop for seconds (every request waited).
+INLINE_DECODE_BYTES = 64 * 1024
+#: The most scans a JPEG may have. libjpeg decodes each scan of a progressive JPEG over the
+#: whole image, so the work grows with their number: a 1 MB file repeating one 42-byte scan
+#: 20,000 times took 51 s to decode. Encoders write about 10 (libjpeg's progressive script:
+#: 6 for grayscale, 10 for colour), an EXIF thumbnail a few more.
+MAX_JPEG_SCANS = 100
+_SOS = b"\xff\xda"  # start of scan: in entropy-coded data a 0xFF byte is followed by 0x00 or a marker
 
 
 def decodes_quickly(data: bytes) -> bool:
@@ -82,6 +92,8 @@ def decodes_quickly(data: bytes) -> bool:
     Anything unreadable says False: the thread-pool path then decodes it and raises the
     precise 4xx error, so this check never has to be right about bad input.
     """
+    if len(data) > INLINE_DECODE_BYTES:
+        return False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -113,6 +125,9 @@ def decode_image(data: bytes, max_pixels: int, max_side: int) -> DecodedImage:
                 raise ApiError(415, "unsupported_image_mode", f"pixel mode {img.mode} is not accepted; send grayscale, RGB(A), palette or CMYK")
             if has_frames_after_first(img):
                 raise ApiError(422, "multi_frame_image", "animated or multi-page images are not accepted; send a single frame")
+            # Counted in the bytes, an upper bound (markers inside an EXIF thumbnail count too).
+            if fmt == "JPEG" and (scans := data.count(_SOS)) > MAX_JPEG_SCANS:
+                raise ApiError(422, "corrupt_image", f"the JPEG image has {scans} scans, over the {MAX_JPEG_SCANS} decoded (encoders write about 10)")
             if max(w, h) <= WORK_SIDE:
                 img.load()
             else:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import quoted
+
 #: The only Content-Encoding a body may declare (RFC 9110: no transformation).
 IDENTITY = (b"", b"identity")
 
@@ -26,7 +28,9 @@ class EncodedBody(HTTPException):
     code = "unsupported_encoding"
 
     def __init__(self, encoding: str) -> None:
-        super().__init__(415, f"compressed request bodies are not accepted (Content-Encoding: {encoding}); send the bytes as they are")
+        # Quoted as every client string is: raw, its control characters (a bidi override,
+        # a C1 byte) reached the response and the request log's error_message as sent.
+        super().__init__(415, f"compressed request bodies are not accepted (Content-Encoding: {quoted(encoding)}); send the bytes as they are")
 
 
 class RefuseEncodedBodies:
@@ -40,6 +44,6 @@ class RefuseEncodedBodies:
             return
 
         async def refusing_receive() -> Message:
-            raise EncodedBody(encoding.decode("latin-1")[:40])
+            raise EncodedBody(encoding.decode("latin-1"))  # quoted() cuts a long one
 
         await self.app(scope, refusing_receive, send)

@@ -33,6 +33,7 @@ own "Invalid HTTP request received." beside it is dropped, as it said the same w
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -57,6 +58,11 @@ log = logging.getLogger("vigil.http")
 #: (large_client_header_buffers 4 8k) refuses a header line over 8 KiB; 64 KiB in all leaves
 #: room for long cookies and tokens, and bounds what a connection can make the process hold.
 MAX_HEAD_BYTES = 64 * 1024
+#: Seconds a request head may take from its connection (or from its first byte, for a later
+#: request on it) to its blank line. uvicorn sets none: a connection that sent nothing, or a
+#: header line every 30 s, stayed open for good, and a thousand of them took every file
+#: descriptor of a service with the common limit of 1024 (Apache's mod_reqtimeout: 20-40 s).
+HEAD_TIMEOUT_S = 20.0
 #: What uvicorn's protocol logs before it calls `send_400_response`, which logs our own warning.
 UVICORN_PARSE_WARNING = "Invalid HTTP request received."
 
@@ -95,10 +101,19 @@ class VigilHttpProtocol(HttpToolsProtocol):
         #: A refusal of a pipelined request, held until the answers before it are out, with
         #: the method and target it is logged under.
         self._pending: tuple[int, str, str, tuple[bytes, bytes] | None] | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._began = False  # the parser has begun a request (past any blank lines) not yet complete
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head = True
+        self._in_head = self._began = True
+        if self._head_timer is None:  # a later request on the connection: timed from its first byte
+            self._arm_head_timer()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._in_head:
@@ -118,6 +133,7 @@ class VigilHttpProtocol(HttpToolsProtocol):
             raise HeadTooLarge  # stops the parser; uvicorn's 400 for it finds the refusal made
         self._in_head = False
         self._stale_bytes = 0
+        self._disarm_head_timer()
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -132,6 +148,7 @@ class VigilHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._head_bytes = 0
+        self._began = False
         self._message_ended = self._progress = True  # (before uvicorn's own, which may return early)
         super().on_message_complete()
 
@@ -176,6 +193,24 @@ class VigilHttpProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if self._pending is not None:
             self.flow.pause_reading()  # (uvicorn resumed it for the next pipelined request)
+
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or self._pending is not None or not self._in_head:
+            return
+        if not self._began:  # nothing of a request was sent (blank lines at most): nobody to answer, as nginx
+            self.transport.close()
+            return
+        self._refuse(408, "request_head_timeout", f"the request line and headers did not arrive within {HEAD_TIMEOUT_S:g} s",
+                     self._request_line() if self.headers else None)  # fmt: skip
 
     def _refuse_too_large(self, line: tuple[bytes, bytes] | None) -> None:
         self._refuse(431, "request_head_too_large", f"the request line and headers (or a chunked body's trailer) are over {MAX_HEAD_BYTES // 1024} KiB", line)

@@ -96,6 +96,14 @@ def pinned(raw: str | None, parsed: dt.datetime | None, anchor: dt.datetime) -> 
     return parsed if back is None else back
 
 
+def refuse_number(value: object) -> None:
+    """ValueError for a bare number given as a time: the API's pydantic would read it as Unix
+    time and the CLI's `fromisoformat` as a compact date (20261130), so each side would filter
+    a different window; both refuse it with this one message instead."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError(f"must be an ISO 8601 time such as 2026-11-30T12:00:00Z or a span back from now such as 24h, not a number: {value!r}")
+
+
 def span_or_time(value: object) -> object:
     """A span back from now becomes its time; a bare number is refused, since pydantic would
     read it as Unix time: `since=20261130` (a compact date) filtered from 1970-08-23, and
@@ -107,8 +115,7 @@ def span_or_time(value: object) -> object:
                 return back
         except OverflowError as e:
             raise ValueError(f"reaches back before year 1: {value[:20]!r}") from e
-    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
-        raise ValueError(f"must be an ISO 8601 time such as 2026-11-30T12:00:00Z or a span back from now such as 24h, not a number: {value!r}")
+    refuse_number(value)
     if isinstance(value, str) and _LONG_SPAN.fullmatch(value):  # a span in form, refused for its size alone
         raise ValueError(f"a span back from now takes at most 9 digits (such as 90m, 24h or 7d); not {value.strip()[:40]!r}")
     if isinstance(value, str):

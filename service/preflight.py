@@ -8,6 +8,7 @@ otherwise the bundle it loaded is the one the app serves, so start-up loads it o
 
 from __future__ import annotations
 
+import resource
 import shlex
 import socket
 
@@ -15,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from models.bundle import Bundle, BundleError, load_bundle
+from service.auth import Keyring
 from service.db.engine import driver_reason, make_engine, missing_sqlite_file
 from service.db.grants import missing_privileges, unowned_tables
 from service.db.migrate import engine_revisions, newer_than_code
@@ -29,6 +31,9 @@ class StartupProblem(RuntimeError):
 
 def preflight(settings: Settings) -> Bundle:
     """The bundle to serve, loaded once, after checking the database; `StartupProblem` if it cannot start."""
+    # The app builds its keyring again; checked first, a malformed key digest stops the start
+    # before --migrate touches the database (a `UsageError`: one line, status 2).
+    Keyring.from_settings(settings)
     try:
         bundle = load_bundle(settings.model_dir)
     except (BundleError, OSError) as e:
@@ -85,3 +90,19 @@ def port_taken(host: str, port: int) -> str | None:
         except OSError as e:
             return e.strerror or str(e)
     return None
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit; returns the new soft
+    limit. Every connection takes a descriptor, and the soft limit is often 1024 (systemd's
+    default): about a thousand idle connections refused every other client, health probes
+    included, until they closed. The hard limit is the operator's ceiling, never passed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):  # a kernel cap below the hard limit (nr_open): keep what we have
+            return soft
+        return target
+    return soft

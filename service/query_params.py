@@ -39,7 +39,9 @@ def reject_unknown_query(request: Request) -> None:
         raise ApiError(422, "unknown_parameter", f"unknown query parameter {names}; this endpoint takes: {', '.join(known) or 'none'}")
     repeated = sorted({n for n in request.query_params if len(request.query_params.getlist(n)) > 1})
     if repeated:
-        names = ", ".join(repr(n) for n in repeated)
+        # Only the route's own names get here (an unknown one was refused above), yet quoted as
+        # every client string is, so that no later change can echo a long one whole.
+        names = ", ".join(quoted(n) for n in repeated)
         raise ApiError(422, "repeated_parameter", f"query parameter {names} is given more than once; each takes one value")
 
 

@@ -139,8 +139,9 @@ class Settings(BaseSettings):
     inference_queue_size: int = Field(1024, ge=1)
     #: Longest a request waits for its result before a 503 `inference_timeout`.
     inference_timeout_s: float = Field(10.0, gt=0)
-    #: Run the pipeline in a child process with its own GIL (service/inference_process.py):
-    #: measured +20-45 % req/s at concurrency 64, for ~0.5 GB more memory (README).
+    #: Run the pipeline in a child process with its own GIL (service/inference_process.py): at
+    #: concurrency 64 measured 0.85-0.97 of the in-process ceiling against 0.44-0.74 on a thread,
+    #: for ~0.4 GB more memory (summed PSS ~1.3 GB against ~0.9 GB; README).
     inference_process: bool = True
     #: Convolutions in channels_last memory format (measured faster for batched convs).
     channels_last: bool = True
@@ -182,6 +183,11 @@ class Settings(BaseSettings):
     #: refused (408 body_timeout): a client that sends its headers and goes quiet must not hold
     #: one of VIGIL_MAX_INFLIGHT's slots, or its connection, for as long as it stays open.
     body_idle_timeout_s: float = Field(10.0, gt=0)
+    #: After its first VIGIL_BODY_IDLE_TIMEOUT_S, a body must arrive at this many bytes per
+    #: second on average, or it is refused (408 body_timeout): one byte every few seconds kept
+    #: clear of the idle timeout and held a slot for as long. 0: no minimum. 8 KiB/s takes a
+    #: 5 MiB image in about 11 minutes at worst.
+    body_min_rate_bps: int = Field(8192, ge=0)
     #: Predict requests in flight at once; beyond it the answer is 503 + Retry-After
     #: instead of an unbounded pile of waiting requests (memory stays bounded).
     max_inflight: int = Field(64, ge=1)

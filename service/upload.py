@@ -7,6 +7,7 @@ an oversized upload is never held in memory whole.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 
 import anyio
 from python_multipart.multipart import parse_options_header
@@ -16,40 +17,64 @@ from starlette.requests import Request
 
 from service.body_limit import byte_count, too_large
 from service.errors import ApiError, quoted
+from service.settings import Settings
 
 
-async def _chunks(request: Request, idle_s: float) -> AsyncGenerator[bytes, None]:
-    """The body's chunks; 408 when none comes for `idle_s` (nginx's client_body_timeout).
+@dataclass(frozen=True)
+class BodyPace:
+    """How slowly a body may arrive: `idle_s` without a byte, and, after the first `idle_s`,
+    at least `min_rate` bytes per second on average (0: no minimum)."""
+
+    idle_s: float
+    min_rate: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> BodyPace:
+        return cls(settings.body_idle_timeout_s, settings.body_min_rate_bps)
+
+
+async def _chunks(request: Request, pace: BodyPace) -> AsyncGenerator[bytes, None]:
+    """The body's chunks; 408 when none comes for `pace.idle_s` (nginx's client_body_timeout),
+    or when they come slower than `pace.min_rate` on average after the first `pace.idle_s`.
 
     uvicorn waits for a body without end, and a prediction holds one of VIGIL_MAX_INFLIGHT's
     slots while it waits: 64 connections that sent their headers and went quiet refused
-    every other prediction (503 overloaded) for as long as they stayed open.
+    every other prediction (503 overloaded) for as long as they stayed open. The idle timeout
+    alone did not stop one byte every 8 s, which held the slots as long (Kestrel's and
+    Apache's minimum data rates answer the same trickle).
     """
     stream = request.stream().__aiter__()
+    start, received = anyio.current_time(), 0
     while True:
-        with anyio.move_on_after(idle_s) as waited:
+        wait = pace.idle_s
+        if pace.min_rate:  # when the next byte is due, by the average rate
+            wait = min(wait, max(0.0, start + pace.idle_s + (received + 1) / pace.min_rate - anyio.current_time()))
+        with anyio.move_on_after(wait) as waited:
             try:
                 chunk = await stream.__anext__()
             except StopAsyncIteration:
                 return
+        if waited.cancelled_caught and wait < pace.idle_s:
+            raise ApiError(408, "body_timeout", f"the request body arrived slower than {pace.min_rate} bytes/s (VIGIL_BODY_MIN_RATE_BPS)")
         if waited.cancelled_caught:
-            raise ApiError(408, "body_timeout", f"no part of the request body arrived for {idle_s:g} s (VIGIL_BODY_IDLE_TIMEOUT_S)")
+            raise ApiError(408, "body_timeout", f"no part of the request body arrived for {pace.idle_s:g} s (VIGIL_BODY_IDLE_TIMEOUT_S)")
+        received += len(chunk)
         yield chunk
 
 
-async def read_body(request: Request, idle_s: float) -> bytes:
+async def read_body(request: Request, pace: BodyPace) -> bytes:
     """The whole body, with the uploads' 408 when it stalls. No limit of its own: for a JSON
     body BodyLimitMiddleware's cap (413) applies while it streams in."""
-    return b"".join([chunk async for chunk in _chunks(request, idle_s)])
+    return b"".join([chunk async for chunk in _chunks(request, pace)])
 
 
-async def read_limited(request: Request, limit: int, idle_s: float) -> bytes:
+async def read_limited(request: Request, limit: int, pace: BodyPace) -> bytes:
     declared = byte_count(request.headers.get("content-length"))
     if declared is not None and declared > limit:
         raise ApiError(413, "payload_too_large", too_large("the request body", declared, limit))
     chunks: list[bytes] = []
     size = 0
-    async for chunk in _chunks(request, idle_s):
+    async for chunk in _chunks(request, pace):
         size += len(chunk)
         if size > limit:
             raise ApiError(413, "payload_too_large", too_large("the request body", None, limit))
@@ -105,14 +130,14 @@ async def parse_form(request: Request, body: bytes, max_files: int, part_limit: 
         raise ApiError(400, "malformed_multipart", f"the multipart body could not be parsed: {e.message}") from e
 
 
-async def image_bytes(request: Request, limit: int, idle_s: float) -> bytes:
+async def image_bytes(request: Request, limit: int, pace: BodyPace) -> bytes:
     """The uploaded image's bytes, or an `ApiError` saying what is wrong with the request."""
     ctype = media_type(request)
     if not ctype:
         raise ApiError(415, "missing_content_type", "set Content-Type: multipart/form-data (field 'image') or image/*")
     if not (ctype == "multipart/form-data" or ctype.startswith("image/")):
         raise ApiError(415, "unsupported_media_type", f"Content-Type {quoted(ctype)} is not accepted; use multipart/form-data or image/*")
-    body = await read_limited(request, limit, idle_s)
+    body = await read_limited(request, limit, pace)
     if ctype.startswith("image/"):
         return body
     if not body:

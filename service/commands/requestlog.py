@@ -17,11 +17,16 @@ if TYPE_CHECKING:
 
 
 def when(text: str) -> dt.datetime:
-    """ISO 8601 (naive means UTC) or a span back from now: 90m, 24h, 7d."""
+    """ISO 8601 (naive means UTC) or a span back from now: 90m, 24h, 7d; not a bare number,
+    which the API's `since` refuses too (fromisoformat read 20261130 as a date)."""
     # Here, not at the top: `vigil --help` does not import SQLAlchemy.
     from service.db.queries import utc
-    from service.params import span_back
+    from service.params import refuse_number, span_back
 
+    try:
+        refuse_number(text)
+    except ValueError as e:  # in the API's words, so both sides say the same
+        raise argparse.ArgumentTypeError(str(e)) from None
     try:
         if (back := span_back(text)) is not None:  # the API's `since` takes the same spans
             return back

@@ -28,7 +28,7 @@ from service.query_params import StrictQuery
 from service.records import client_id
 from service.schemas import ErrorResponse
 from service.schemas_log import FeedbackCreate, FeedbackPublic, FeedbackReceipt
-from service.upload import media_type, read_body
+from service.upload import BodyPace, media_type, read_body
 
 router = APIRouter(tags=["request log"])
 
@@ -64,9 +64,9 @@ def _parse_json(raw: bytes) -> Any:
         raise ApiError(422, "invalid_json", f"the body is not valid JSON: {why}") from e
 
 
-async def feedback_body(request: Request, idle_s: float) -> FeedbackCreate:
+async def feedback_body(request: Request, pace: BodyPace) -> FeedbackCreate:
     """The body, read through the uploads' idle timeout (408), then checked as FastAPI checked it."""
-    doc = _parse_json(await read_body(request, idle_s))
+    doc = _parse_json(await read_body(request, pace))
     if not isinstance(doc, dict):  # pydantic would name the Python types ("a valid dictionary")
         raise ApiError(422, "invalid_request", "the request body must be a JSON object")
     try:
@@ -103,7 +103,7 @@ async def feedback_body(request: Request, idle_s: float) -> FeedbackCreate:
 )
 async def post_feedback(request_id: DbText, request: Request, ctx: CtxDep, _client: ClientDep, _json: JsonBody, _strict: StrictQuery) -> FeedbackReceipt:
     """`label` is the true class index. Posting again replaces the label; history is kept."""
-    body = await feedback_body(request, ctx.settings.body_idle_timeout_s)
+    body = await feedback_body(request, BodyPace.of(ctx.settings))
     classes = ctx.bundle.manifest.class_names
     if not 0 <= body.label < len(classes):
         raise ApiError(422, "invalid_label", f"label must be a class index from 0 to {len(classes) - 1}, got {body.label}")

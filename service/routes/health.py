@@ -52,7 +52,7 @@ def _answer(checks: dict[str, bool], ok: bool) -> JSONResponse:
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}}, summary="Liveness: the process can still serve")
-def healthz(ctx: CtxDep) -> JSONResponse:
+async def healthz(ctx: CtxDep) -> JSONResponse:  # async: a liveness probe must not wait for a pool thread
     """200 while the process answers and can compute: for a liveness probe (restart when it
     fails). 503 when its inference process failed to start several times in a row (the bundle
     gone from disk, memory exhausted): only a restart of the whole service can help then."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import anyio
 import torch
 from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from models.preprocess import UPLOAD_FORMATS, to_model_input
 from service.access import ACCESS_ERRORS, ClientDep
@@ -21,7 +21,7 @@ from service.rejections import mark_logged
 from service.respond import build_prediction, log_fields
 from service.schemas import PredictionPublic, error_responses
 from service.shedding import OVERLOADED_DOC
-from service.upload import image_bytes
+from service.upload import BodyPace, image_bytes
 
 router = APIRouter(tags=["predict"])
 
@@ -66,7 +66,7 @@ async def decode(ctx: AppContext, data: bytes) -> tuple[torch.Tensor, dict[str, 
     """Small images decode right here; big ones on a worker thread, off the event loop."""
     if decodes_quickly(data):
         return _decode(ctx, data)
-    return await run_in_threadpool(_decode, ctx, data)
+    return await anyio.to_thread.run_sync(_decode, ctx, data, limiter=ctx.decodes)
 
 
 def json_response(model: PredictionPublic) -> Response:
@@ -106,7 +106,7 @@ async def predict(request: Request, ctx: CtxDep, _client: ClientDep) -> Response
     try:
         # `?model=...` or a typo would otherwise be ignored and look like it took effect.
         reject_unknown_query(request)
-        data = await image_bytes(request, ctx.settings.max_upload_bytes, ctx.settings.body_idle_timeout_s)
+        data = await image_bytes(request, ctx.settings.max_upload_bytes, BodyPace.of(ctx.settings))
         pixels, fields = await decode(ctx, data)
         record.update(fields)
         out = await ctx.runtime.run(pixels.unsqueeze(0))

@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import anyio
 import torch
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
 from models.pipeline import PipelineOutput
 from service.access import ACCESS_ERRORS, ClientDep, charge_images
@@ -35,6 +35,7 @@ from service.schemas import (
     error_responses,
 )
 from service.shedding import OVERLOADED_DOC
+from service.upload import BodyPace
 
 router = APIRouter(tags=["predict"])
 ENDPOINT = "/v1/predict/batch"
@@ -126,7 +127,7 @@ async def predict_batch(request: Request, ctx: CtxDep, _client: ClientDep) -> Ba
     s = ctx.settings
     try:
         reject_unknown_query(request)
-        parts = await batch_images(request, s.max_batch_upload_bytes, s.max_upload_bytes, s.max_batch_images, s.body_idle_timeout_s)
+        parts = await batch_images(request, s.max_batch_upload_bytes, s.max_upload_bytes, s.max_batch_images, BodyPace.of(s))
         _ensure_log_room(ctx, len(parts))  # first: a batch refused for the server's state costs no more tokens
         charge_images(request, len(parts))
     except ApiError as e:
@@ -136,7 +137,7 @@ async def predict_batch(request: Request, ctx: CtxDep, _client: ClientDep) -> Ba
             _log_error(ctx, base_record(request, ctx.bundle.manifest, s.client_id_salt, ENDPOINT) | {"input_sha256": None}, e, start)
             mark_logged(request)
         raise
-    decoded = await run_in_threadpool(_decode_all, ctx, parts)
+    decoded = await anyio.to_thread.run_sync(_decode_all, ctx, parts, limiter=ctx.decodes)
     good = [i for i, d in enumerate(decoded) if not isinstance(d, ApiError)]
     out: PipelineOutput | None = None
     if good:

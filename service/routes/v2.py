@@ -37,7 +37,7 @@ from service.records import base_record, item_id
 from service.rejections import mark_logged
 from service.respond import build_prediction
 from service.routes.health import can_compute
-from service.upload import media_type, read_limited
+from service.upload import BodyPace, media_type, read_limited
 
 router = APIRouter(tags=["open inference protocol (v2)"])
 ENDPOINT = "/v2/models/{name}/infer"
@@ -85,7 +85,7 @@ def server_metadata(_strict: StrictQuery) -> ServerMetadata:
 
 
 @router.get("/v2/health/live", response_model=Live, responses={503: {"model": Live}}, summary="Liveness (OIP)")
-def live(ctx: CtxDep) -> JSONResponse:
+async def live(ctx: CtxDep) -> JSONResponse:  # async: a probe must not wait for a pool thread
     """200 while the process can compute, 503 (`live: false`) once its inference process failed
     to start several times in a row, as /healthz: KServe probes this path, and a pod that can
     no longer compute must be restarted."""
@@ -99,7 +99,7 @@ def live(ctx: CtxDep) -> JSONResponse:
     responses={503: {"model": Ready}},
     summary="Readiness (OIP): model warmed up",
 )
-def ready(ctx: CtxDep) -> JSONResponse:
+async def ready(ctx: CtxDep) -> JSONResponse:  # async: a probe must not wait for a pool thread
     """200 once the model is loaded and warmed up, else 503 (the database is checked by /readyz)."""
     ok = ctx.runtime.ready
     return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
@@ -192,7 +192,7 @@ async def infer(
         _model(ctx, name, version)
         reject_unknown_query(request)  # `?model=other` would otherwise look like it took effect
         _infer_media_type(request)
-        body = await read_limited(request, ctx.settings.max_batch_upload_bytes, ctx.settings.body_idle_timeout_s)
+        body = await read_limited(request, ctx.settings.max_batch_upload_bytes, BodyPace.of(ctx.settings))
         # Off the event loop: parsing and validating up to VIGIL_MAX_JSON_BYTES of JSON takes a while.
         binary = media_type(request) == "application/octet-stream"
         req, chunks = await run_in_threadpool(tensors.parse_request, body, request.headers.get(HEADER), ctx.settings.max_json_bytes, binary)

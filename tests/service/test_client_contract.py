@@ -136,6 +136,21 @@ def test_a_compressed_image_is_logged_with_its_cause(served: tuple[TestClient, s
     assert (rows[rid].http_status, rows[rid].error_code) == (415, "unsupported_encoding")
 
 
+def test_a_refused_encoding_is_quoted_in_the_answer_and_the_log(served: tuple[TestClient, str]) -> None:
+    """The header's value came back raw: a right-to-left override (U+202E's UTF-8 bytes, read
+    as Latin-1 with a C1 control among them) reached the message and the log unescaped."""
+    c, url = served
+    headers = [(b"content-type", b"image/png"), (b"content-encoding", b"\xe2\x80\xae gzip"), (b"content-encoding", b"x" * 500)]
+    r = c.post("/v1/predict", content=noise_png(3), headers=headers)
+    assert (r.status_code, r.json()["error"]["code"]) == (415, "unsupported_encoding")
+    message = r.json()["error"]["message"]
+    assert message.isprintable() and "Content-Encoding: '\xe2\\x80\xae gzip,xxx" in message, message
+    assert "(509 characters)" in message and len(message) < 200  # cut, as quoted() cuts every client string
+    rid = r.json()["error"]["request_id"]
+    wait_for(lambda: rid in {row.request_id for row in logged(url)})
+    assert {row.request_id: row for row in logged(url)}[rid].error_message == message
+
+
 def test_the_servers_request_id_has_a_header_of_its_own(served: tuple[TestClient, str]) -> None:
     c, _ = served
     own = c.post("/v1/predict", content=noise_png(4), headers={"content-type": "image/png", "x-request-id": "my-client-id-123"})
@@ -160,6 +175,11 @@ def test_a_filter_given_twice_is_refused(served: tuple[TestClient, str]) -> None
     assert (r.status_code, r.json()["error"]["code"]) == (422, "repeated_parameter")
     assert "decision" in r.json()["error"]["message"]
     assert c.get("/v1/requests?decision=accept", headers=admin()).status_code == 200
+    # A long name given twice is no name of the route's: refused as unknown, and cut.
+    long = "d" * 30_000  # twice: within httpx's 64 KiB URL
+    r = c.get(f"/v1/requests?{long}=1&{long}=2", headers=admin())
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "unknown_parameter")
+    assert len(r.json()["error"]["message"]) < 500
 
 
 def test_a_second_file_in_a_single_prediction_is_named(served: tuple[TestClient, str]) -> None:

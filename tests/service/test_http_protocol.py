@@ -284,3 +284,34 @@ def test_a_refusal_before_routing_is_logged_as_the_app_would_see_it(monkeypatch:
     assert (request.method, request.url.path, request.state.request_id) == ("POST", "/v1/predict", json.loads(answers(written)[0][2])["error"]["request_id"])
     written = asyncio.run(run(b"POST http://[x/v1/predict HTTP/1.1\r\nHost: a\r\nX-Bad: \x01\r\n\r\n"))
     assert [s for s, _, _ in answers(written)] == [400] and len(logged) == 1
+
+
+def test_a_head_that_does_not_arrive_in_time_is_refused_and_a_silent_connection_closed(port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvicorn set no bound: a connection that sent nothing, or a header line now and then,
+    stayed open for good (slowloris), each holding a file descriptor."""
+    monkeypatch.setattr("service.http_protocol.HEAD_TIMEOUT_S", 0.5)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:  # sends nothing
+        started = time.monotonic()
+        assert s.recv(100) == b"" and time.monotonic() - started < 3  # closed, with nothing to answer
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:  # a head that never ends
+        s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: a\r\n")
+        got = b""
+        while data := s.recv(65536):
+            got += data
+    refusal(got, 408, "request_head_timeout")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:  # blank lines, which begin no request
+        s.sendall(b"\r\n\r\n")
+        assert s.recv(100) == b""
+    # Only the head is timed: a body slower than it, and a second request on the connection
+    # whose head is prompt, pass; a second request's head that stalls is refused in turn.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
+        time.sleep(1.0)
+        s.sendall(b"cd")
+        time.sleep(1.0)
+        s.sendall(b"GET /b HTTP/1.1\r\nHost: a\r\n")
+        got = b""
+        while data := s.recv(65536):
+            got += data
+    first, second = answers(got)
+    assert first[0] == 200 and json.loads(first[2])["size"] == 4 and second[0] == 408

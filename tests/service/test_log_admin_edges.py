@@ -122,6 +122,10 @@ def test_admin_requests_refuse_bad_windows_cursors_and_stray_parameters(admin_cl
         (["replay", "--since", "1d", "--until", "2d"], "--since must be before --until\n"),
         (["replay", "--since", "2099-01-01"], "--since must be before --until (default: now)"),
         (["report", "--since", "2099-01-01", "--until", "2098-01-01"], "--since must be before --until\n"),  # not "(default: now)": it was given
+        # A bare number, as the API refuses it: fromisoformat read 20261130 as a date.
+        (["report", "--since", "20261130"], "argument --since: must be an ISO 8601 time such as 2026-11-30T12:00:00Z or a span back from now such as 24h, not a number: '20261130'"),
+        (["export", "--until", "0.0"], "argument --until: must be an ISO 8601 time"),
+        (["replay", "--since", "20261130"], "not a number: '20261130'"),
         (["export", "--out", ""], "--out is empty"),
         (["export", "--out", "/proc/vigil-test.csv"], "--out /proc/vigil-test.csv: cannot write there"),
     ],
@@ -218,6 +222,29 @@ def test_a_users_mistake_keeps_its_one_line_and_status_2_unless_debugging(
     assert cli.main(["db", "current", "--url", unreachable]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("vigil db: error:")
+
+
+@pytest.mark.parametrize(
+    ("debug", "shown"),
+    [("1", True), ("TRUE", True), ("on", True), ("Yes", True), ("y", True), ("t", True),
+     ("off", False), ("0", False), ("False", False), ("n", False), ("", False), ("maybe", False)],
+)
+def test_vigil_debug_takes_the_words_of_a_bool_setting(
+    debug: str, shown: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/settings.md calls VIGIL_DEBUG a bool: `off` showed the traceback, as any unknown word did."""
+    from models.usage import UsageError
+    from service import cli
+
+    def refused(args: object) -> int:
+        raise UsageError("a mistake of the user's")
+
+    monkeypatch.setattr(cli, "_db_current", refused)
+    monkeypatch.setenv("VIGIL_DEBUG", debug)
+    assert cli.main(["db", "current", "--url", f"sqlite:///{tmp_path / 'log.db'}"]) == 2
+    err = capsys.readouterr().err
+    assert ("Traceback" in err) is shown, err
+    assert err.rstrip().splitlines()[-1] == "vigil db: error: a mistake of the user's"
 
 
 def test_a_span_keeps_its_window_on_every_page(tiny_bundle: Path, tmp_path: Path) -> None:

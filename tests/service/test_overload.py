@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -85,6 +86,33 @@ def test_an_upload_that_goes_quiet_gives_its_slot_back(tiny_bundle: Path, tmp_pa
         assert after.status_code == 200 and client.app.state.inflight.current == 0
         err = stalled.json()["error"]
         assert logged(url, err["request_id"]).error_code == "body_timeout"
+
+
+def test_an_upload_that_trickles_is_refused_once_it_falls_below_the_minimum_rate(tiny_bundle: Path, tmp_path: Path) -> None:
+    """A byte every few seconds kept clear of the idle timeout and held a slot for as long: past
+    its first VIGIL_BODY_IDLE_TIMEOUT_S a body must arrive at VIGIL_BODY_MIN_RATE_BPS on average."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    s = Settings(model_dir=tiny_bundle, database_url=url, migrate_on_start=True, body_idle_timeout_s=0.6, body_min_rate_bps=100)
+    with TestClient(create_app(s)) as client:
+
+        async def trickle(pause: float) -> httpx.Response:
+            async def slowly() -> AsyncIterator[bytes]:
+                for i in range(0, len(PNG), 10):  # 10 bytes every `pause` s, never idle for 0.6 s
+                    yield PNG[i : i + 10]
+                    await asyncio.sleep(pause)
+
+            transport = httpx.ASGITransport(app=client.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                sent = c.post("/v1/predict", content=slowly(), headers={"content-type": "image/png", "content-length": str(len(PNG))})
+                return await asyncio.wait_for(sent, 20)
+
+        assert client.portal is not None
+        started = time.monotonic()
+        slow = client.portal.call(trickle, 0.4)  # 25 bytes/s
+        assert (slow.status_code, slow.json()["error"]["code"]) == (408, "body_timeout"), slow.text
+        assert "slower than 100 bytes/s" in slow.json()["error"]["message"] and time.monotonic() - started < 5
+        assert logged(url, slow.json()["error"]["request_id"]).error_code == "body_timeout"
+        assert client.portal.call(trickle, 0.01).status_code == 200  # 1,000 bytes/s: fast enough
 
 
 def test_a_feedback_body_that_goes_quiet_is_refused_408(tiny_bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -100,8 +100,12 @@ def test_an_unreachable_database_is_refused_without_showing_its_password(
         ({"VIGIL_PORT": "tcp://10.0.0.1:8000"}, [], "VIGIL_PORT: Input should be a valid integer, unable to parse string as an integer (Kubernetes sets"),
         ({"VIGIL_ENVIRONMENT": "production"}, [], "invalid settings: set VIGIL_CLIENT_ID_SALT to a secret value in production"),
         ({"VIGIL_LOG_SPOOL_PATH": "/proc/no-such-dir/spool.jsonl"}, [], "the request-log spool /proc/no-such-dir/spool.jsonl cannot be written"),
+        # A malformed digest was a traceback and "internal error (a bug)", exit status 70.
+        ({"VIGIL_API_KEYS": '["raw-key", "hmac-sha256:zz"]'}, [],
+         "vigil serve: error: invalid settings: VIGIL_API_KEYS: entry 2 of 2: a configured key digest must be hmac-sha256: followed by 64 hex digits"),
+        ({"VIGIL_ADMIN_API_KEYS": '["hmac-sha256:secretish"]'}, [], "invalid settings: VIGIL_ADMIN_API_KEYS: entry 1 of 1:"),
     ],
-    ids=["not-a-url", "driver-missing", "bad-setting", "list-not-json", "k8s-port", "production-check", "spool-unwritable"],
+    ids=["not-a-url", "driver-missing", "bad-setting", "list-not-json", "k8s-port", "production-check", "spool-unwritable", "bad-digest", "bad-admin-digest"],
 )
 def test_bad_settings_are_one_line_not_a_traceback(
     env: dict[str, str], argv: list[str], words: str, tiny_bundle: Path, tmp_path: Path,
@@ -113,7 +117,9 @@ def test_bad_settings_are_one_line_not_a_traceback(
     assert vigil(["serve", "--model", str(tiny_bundle), "--migrate", *argv]) == 2
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1 and ":secret@" not in err, err
+    assert "zz" not in err and "secretish" not in err  # a digest, or a key, is never echoed
     assert started == []
+    assert "_API_KEYS: entry" not in words or not (tmp_path / "log.db").exists()  # a bad digest: refused before --migrate
 
 
 def test_a_port_out_of_range_is_refused(started: list[object], capsys: pytest.CaptureFixture[str]) -> None:
@@ -236,3 +242,21 @@ def test_a_port_in_use_is_refused_before_the_model_loads(
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port} (Address already in use)" in err and "Traceback" not in err
     assert (started, loaded) == ([], [])
+
+
+def test_serve_raises_its_open_file_limit_to_the_hard_one(
+    tiny_bundle: Path, tmp_path: Path, started: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One descriptor per connection: with the common soft limit of 1024, a thousand idle
+    connections refused every other client, health probes included."""
+    import subprocess
+    import sys
+
+    probe = ("import resource; from service.preflight import raise_open_file_limit; soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE); "
+             "resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard)); print(raise_open_file_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    returned, soft, hard = (int(v) for v in done.stdout.split())
+    assert returned == soft and soft > 64 and (soft == hard or hard == -1), done.stdout
+    monkeypatch.setattr("service.preflight.raise_open_file_limit", lambda: started.append("open files") or 0)
+    assert serve(f"sqlite:///{tmp_path / 'log.db'}", tiny_bundle, monkeypatch, "--migrate") == 0
+    assert started[0] == "open files" and len(started) == 2  # before uvicorn runs
