@@ -37,8 +37,10 @@ class Rows:
     true_label: list[int | None]
 
 
-def fetch(engine: Engine, model_name: str, since: dt.datetime, limit: int) -> Rows:
-    """The newest `limit` records of this model since `since`, with their current feedback label."""
+def fetch(engine: Engine, model_name: str, model_version: str, since: dt.datetime, limit: int) -> Rows:
+    """The newest `limit` records of this model version since `since`, with their current
+    feedback label. By version too, as the feed says and the summary's drift check does: a
+    refit v2 behind the same name showed v1's requests under its own name."""
     fb = and_(
         Feedback.request_id == RequestRecord.request_id, Feedback.replaced_at.is_(None)
     )
@@ -52,7 +54,9 @@ def fetch(engine: Engine, model_name: str, since: dt.datetime, limit: int) -> Ro
         )
         .outerjoin(Feedback, fb)
         .where(
-            RequestRecord.model_name == model_name, RequestRecord.received_at >= since
+            RequestRecord.model_name == model_name,
+            RequestRecord.model_version == model_version,
+            RequestRecord.received_at >= since,
         )
         .order_by(RequestRecord.id.desc())
         .limit(limit)
@@ -127,7 +131,7 @@ def summary(
 ) -> dict[str, Any]:
     end = dt.datetime.now(dt.UTC)
     start = end - dt.timedelta(minutes=window_minutes)
-    rows = fetch(engine, manifest.name, start, limit)
+    rows = fetch(engine, manifest.name, manifest.version, start, limit)
     counts = {d: rows.decision.count(d) for d in DECISIONS}
     predicted = sum(counts.values())
     return {

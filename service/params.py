@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from service.db.queries import utc
+from service.errors import quoted
 
 
 def unicode_only(value: str) -> str:
@@ -101,7 +102,7 @@ def refuse_number(value: object) -> None:
     time and the CLI's `fromisoformat` as a compact date (20261130), so each side would filter
     a different window; both refuse it with this one message instead."""
     if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
-        raise ValueError(f"must be an ISO 8601 time such as 2026-11-30T12:00:00Z or a span back from now such as 24h, not a number: {value!r}")
+        raise ValueError(f"must be an ISO 8601 time such as 2026-11-30T12:00:00Z or a span back from now such as 24h, not a number: {quoted(value)}")
 
 
 def span_or_time(value: object) -> object:

@@ -156,6 +156,7 @@ export function reliabilityDiagram(host, rel) {
   el("line", { x1: left, x2: left + side, y1: base, y2: base, class: "axis" }, svg);
   el("line", { x1: left, x2: left, y1: base, y2: base - side, class: "axis" }, svg);
   el("line", { x1: left, y1: base, x2: left + side, y2: base - side, class: "diag" }, svg);
+  if (rel.count === 0) el("text", { x: left + side / 2, y: base - side / 2, "text-anchor": "middle" }, svg, "no true labels yet");
   rel.bins.forEach((b, i) => {
     if (b.accuracy === null) return;
     const h = b.accuracy * side;

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from sqlalchemy import text as text_sql
 
 from models.pipeline import PipelineOutput
 from service.app import create_app
@@ -80,6 +81,12 @@ def test_monitor_aggregates_without_revealing_requests(client: TestClient) -> No
     assert [b["count"] for b in rel["bins"]][-1] == 1
     text = json.dumps(body)
     assert not any(i in text for i in ids) and "client_id" not in text
+    # Rows an earlier version of the same model logged (a refit v2 behind the same name) are
+    # not the served version's: the feed counts only its own, as it says.
+    engine = client.app.state.ctx.engine  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        conn.execute(text_sql("UPDATE request_log SET model_version = 'older'"))
+    assert client.get("/v1/monitor").json()["requests"] == 0
 
 
 def test_pages_and_monitor_feed_can_be_switched_off(tmp_path: Path) -> None:

@@ -126,6 +126,7 @@ def test_admin_requests_refuse_bad_windows_cursors_and_stray_parameters(admin_cl
         (["report", "--since", "20261130"], "argument --since: must be an ISO 8601 time such as 2026-11-30T12:00:00Z or a span back from now such as 24h, not a number: '20261130'"),
         (["export", "--until", "0.0"], "argument --until: must be an ISO 8601 time"),
         (["replay", "--since", "20261130"], "not a number: '20261130'"),
+        (["export", "--since", "9" * 5000], "... (5000 characters)"),  # cut, not echoed whole
         (["export", "--out", ""], "--out is empty"),
         (["export", "--out", "/proc/vigil-test.csv"], "--out /proc/vigil-test.csv: cannot write there"),
     ],

@@ -172,6 +172,9 @@ def test_an_admin_only_monitor_asks_for_the_key_and_sends_it(browser: Browser, w
         sent.append(route.request.headers.get("x-api-key"))
         if sent[-1] == "admin-secret":
             route.continue_()
+        elif sent[-1] == "a-client-key":
+            body = {"error": {"code": "forbidden", "message": "this needs an admin key, not a client key", "request_id": "r"}}
+            route.fulfill(status=403, json=body)
         else:
             body = {"error": {"code": "unauthorized", "message": "a valid admin API key is required", "request_id": "r"}}
             route.fulfill(status=401, json=body)
@@ -186,11 +189,49 @@ def test_an_admin_only_monitor_asks_for_the_key_and_sends_it(browser: Browser, w
     page.click("#key-form button")
     expect(page.locator("#status")).to_contain_text("That key was refused")
     assert page.locator("#status").get_attribute("aria-live") == "polite"
+    # A client key's 403 hid the form for good, the key kept for the tab: the page was stuck.
+    page.fill("#api-key", "a-client-key")
+    page.click("#key-form button")
+    expect(page.locator("#status")).to_contain_text("That key was refused: this needs an admin key, not a client key.")
+    expect(page.locator("#key-form")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('vigil-api-key')") is None
     page.fill("#api-key", "admin-secret")
     page.click("#key-form button")
     expect(page.locator('svg[data-chart="timeline"]')).to_be_visible(timeout=15_000)
     expect(page.locator("#key-form")).to_be_hidden()
     expect(page.locator("#status")).to_contain_text("refreshes every")
+    context.close()
+
+
+def test_the_monitor_says_when_its_figures_are_stale_or_capped(browser: Browser, web_server: LiveServer) -> None:
+    """Figures of a server that stopped answering stayed at full strength with no time; figures
+    at the feed's row limit read as the whole window's. Its own context: failures are console errors."""
+    context = browser.new_context(base_url=web_server.base)
+    page = context.new_page()
+    failing: list[bool] = [False]
+
+    def feed(route: Route) -> None:
+        if failing[0]:
+            route.abort()
+            return
+        answer = route.fetch().json()
+        answer["window"]["row_limit"] = answer["requests"]  # as if the cap were reached
+        route.fulfill(json=answer)
+
+    page.route("**/v1/monitor", feed)
+    httpx.post(f"{web_server.base}/v1/predict", content=(GALLERY / "clear-7.png").read_bytes(), headers={"content-type": "image/png"}).raise_for_status()
+    page.goto("/monitor?every=99999999")  # past the browser's timer limit: the default period instead
+    expect(page.locator("#status")).to_contain_text("refreshes every 5 s", timeout=15_000)
+    expect(page.locator("#capped")).to_be_visible()
+    expect(page.locator("#capped")).to_contain_text("newest")
+    assert "stale" not in (page.locator("body").get_attribute("class") or "")
+    failing[0] = True
+    expect(page.locator("#status")).to_contain_text("Could not update since", timeout=15_000)
+    expect(page.locator("#status")).not_to_contain_text("?.")
+    assert "stale" in (page.locator("body").get_attribute("class") or "")
+    failing[0] = False
+    expect(page.locator("#status")).to_contain_text("Updated", timeout=15_000)
+    assert "stale" not in (page.locator("body").get_attribute("class") or "")
     context.close()
 
 
