@@ -193,6 +193,10 @@ class VigilHttpProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if self._pending is not None:
             self.flow.pause_reading()  # (uvicorn resumed it for the next pipelined request)
+        elif self._head_timer is None and not self.transport.is_closing():
+            # The next head is timed from now as well: a lone CRLF after an answer cancels
+            # uvicorn's keep-alive timer and begins no request, which kept the connection for good.
+            self._arm_head_timer()
 
     def _arm_head_timer(self) -> None:
         self._head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._head_timed_out)
@@ -204,10 +208,13 @@ class VigilHttpProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or self._pending is not None or not self._in_head:
+        if self.transport.is_closing() or self._pending is not None:
             return
-        if not self._began:  # nothing of a request was sent (blank lines at most): nobody to answer, as nginx
-            self.transport.close()
+        if not self._began:  # no request begun (blank lines at most): nobody to answer, as nginx
+            if self.cycle is None or self.cycle.response_complete:  # and none being answered
+                self.transport.close()
+            return
+        if not self._in_head:  # its body is being read: the app's timeouts apply
             return
         self._refuse(408, "request_head_timeout", f"the request line and headers did not arrive within {HEAD_TIMEOUT_S:g} s",
                      self._request_line() if self.headers else None)  # fmt: skip
