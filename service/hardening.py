@@ -28,6 +28,6 @@ def install_security(app: FastAPI, settings: Settings) -> None:
     # add_middleware wraps what is there: the first added runs innermost.
     app.add_middleware(BodyLimitMiddleware, json_limit=s.max_json_bytes, other_limit=max(s.max_upload_bytes, s.max_batch_upload_bytes) + MULTIPART_OVERHEAD)
     app.add_middleware(RefuseEncodedBodies)
-    app.add_middleware(InflightLimitMiddleware, gauge=app.state.inflight)
+    app.add_middleware(InflightLimitMiddleware, gauge=app.state.inflight, per_client=s.max_inflight_per_client)
     add_cors(app, s.cors_origins)
     app.add_middleware(SecurityHeadersMiddleware)

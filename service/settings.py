@@ -191,6 +191,11 @@ class Settings(BaseSettings):
     #: Predict requests in flight at once; beyond it the answer is 503 + Retry-After
     #: instead of an unbounded pile of waiting requests (memory stays bounded).
     max_inflight: int = Field(64, ge=1)
+    #: Predict requests one client (its address; IPv6 by its /64) may have in flight at once;
+    #: beyond it 503 `overloaded`, as past VIGIL_MAX_INFLIGHT. 0: no such limit. A slot is taken
+    #: before the body arrives, so without a body-buffering proxy in front a few clients that
+    #: send headers, wait for the 408 and reconnect hold every slot; this caps what one holds.
+    max_inflight_per_client: int = Field(0, ge=0)
     #: Browser origins allowed to call the API (CORS); empty keeps CORS closed.
     cors_origins: list[str] = []
     #: Put GET /metrics and the monitor feed (/v1/monitor) behind the admin key (they show

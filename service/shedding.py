@@ -9,18 +9,19 @@ counter is exact.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi.responses import JSONResponse
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import error_body
+from service.ratelimit import network_of
 from service.rejections import PREDICT_PATH, log_rejection
 
 #: The 503 this middleware answers, as the prediction routes document it: under load the
 #: most common one, so every prediction route's 503 description names it first.
-OVERLOADED_DOC = "more prediction requests in flight than VIGIL_MAX_INFLIGHT (`overloaded`)"
+OVERLOADED_DOC = "more prediction requests in flight than VIGIL_MAX_INFLIGHT, or from one client than VIGIL_MAX_INFLIGHT_PER_CLIENT when set (`overloaded`)"
 
 
 @dataclass
@@ -30,29 +31,45 @@ class Inflight:
     limit: int
     current: int = 0
     shed: int = 0
+    #: Requests in flight per client network (only while a per-client limit is set).
+    by_client: dict[str, int] = field(default_factory=dict)
 
 
 class InflightLimitMiddleware:
-    def __init__(self, app: ASGIApp, gauge: Inflight, retry_after_s: int = 1) -> None:
+    def __init__(self, app: ASGIApp, gauge: Inflight, retry_after_s: int = 1, per_client: int = 0) -> None:
         self.app = app
         self.gauge = gauge
         self.retry_after = str(retry_after_s)
+        self.per_client = per_client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or not PREDICT_PATH.match(scope["path"]):
             await self.app(scope, receive, send)
             return
         g = self.gauge
+        client = network_of(scope["client"][0]) if scope.get("client") else ""
         if g.current >= g.limit:
-            g.shed += 1
-            request = Request(scope, receive)
-            msg = f"the service is at capacity ({g.limit} requests in flight); retry after {self.retry_after} s"
-            log_rejection(request, 503, "overloaded", msg)
-            body = error_body("overloaded", msg, getattr(request.state, "request_id", None))
-            await JSONResponse(body, 503, headers={"Retry-After": self.retry_after})(scope, receive, send)
+            await self._shed(scope, receive, send, f"the service is at capacity ({g.limit} requests in flight)")
+            return
+        if self.per_client and g.by_client.get(client, 0) >= self.per_client:
+            await self._shed(scope, receive, send, f"this client has {self.per_client} requests in flight, its most (VIGIL_MAX_INFLIGHT_PER_CLIENT)")
             return
         g.current += 1
+        if self.per_client:
+            g.by_client[client] = g.by_client.get(client, 0) + 1
         try:
             await self.app(scope, receive, send)
         finally:
             g.current -= 1
+            if self.per_client:
+                g.by_client[client] -= 1
+                if not g.by_client[client]:
+                    del g.by_client[client]  # the map holds only clients with requests in flight
+
+    async def _shed(self, scope: Scope, receive: Receive, send: Send, why: str) -> None:
+        self.gauge.shed += 1
+        request = Request(scope, receive)
+        msg = f"{why}; retry after {self.retry_after} s"
+        log_rejection(request, 503, "overloaded", msg)
+        body = error_body("overloaded", msg, getattr(request.state, "request_id", None))
+        await JSONResponse(body, 503, headers={"Retry-After": self.retry_after})(scope, receive, send)

@@ -88,6 +88,38 @@ def test_an_upload_that_goes_quiet_gives_its_slot_back(tiny_bundle: Path, tmp_pa
         assert logged(url, err["request_id"]).error_code == "body_timeout"
 
 
+def test_one_client_holds_at_most_its_share_of_the_slots(tiny_bundle: Path, tmp_path: Path) -> None:
+    """A slot is taken before the body arrives: clients that send headers, wait for the 408 and
+    reconnect held every slot (45 of 45 predictions refused). With a per-client limit one
+    client's quiet uploads leave the other slots to others."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    s = Settings(model_dir=tiny_bundle, database_url=url, migrate_on_start=True, max_inflight=4, max_inflight_per_client=1, body_idle_timeout_s=2)
+    with TestClient(create_app(s)) as client:
+
+        async def quiet_then_others() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+            async def stalls() -> AsyncIterator[bytes]:
+                yield PNG[:3]
+                await asyncio.sleep(30)
+                yield PNG[3:]
+
+            def from_(host: str) -> httpx.AsyncClient:
+                return httpx.AsyncClient(transport=httpx.ASGITransport(app=client.app, client=(host, 5000)), base_url="http://testserver")
+
+            async with from_("203.0.113.7") as attacker, from_("198.51.100.2") as other:
+                headers = {"content-type": "image/png", "content-length": str(len(PNG))}
+                stalled = asyncio.ensure_future(attacker.post("/v1/predict", content=stalls(), headers=headers))
+                await asyncio.sleep(0.3)  # its slot is taken
+                second = await attacker.post("/v1/predict", content=PNG, headers={"content-type": "image/png"})
+                others = await other.post("/v1/predict", content=PNG, headers={"content-type": "image/png"})
+                return await asyncio.wait_for(stalled, 10), second, others
+
+        assert client.portal is not None
+        stalled, second, others = client.portal.call(quiet_then_others)
+        assert (second.status_code, second.json()["error"]["code"]) == (503, "overloaded") and "VIGIL_MAX_INFLIGHT_PER_CLIENT" in second.json()["error"]["message"]
+        assert others.status_code == 200 and stalled.status_code == 408
+        assert client.app.state.inflight.current == 0 and client.app.state.inflight.by_client == {}
+
+
 def test_an_upload_that_trickles_is_refused_once_it_falls_below_the_minimum_rate(tiny_bundle: Path, tmp_path: Path) -> None:
     """A byte every few seconds kept clear of the idle timeout and held a slot for as long: past
     its first VIGIL_BODY_IDLE_TIMEOUT_S a body must arrive at VIGIL_BODY_MIN_RATE_BPS on average."""
