@@ -92,8 +92,9 @@ def evaluate_bundle(bundle: Bundle, test: Split) -> tuple[dict[str, Any], PerIma
         "selective": {
             # The option the threshold was fitted for, and the risk it reached on validation.
             "target_risk": None if bundle.manifest.failure.target is None else 100 * bundle.manifest.failure.target,
-            "validation_risk": 100 * float(bundle.manifest.metrics.get("validation", {}).get("selective_risk", float("nan"))),
-            "test_risk": 100 * float((~correct[accepted]).float().mean()) if accepted.any() else 0.0,
+            "validation_risk": percent_or_none(bundle.manifest.metrics.get("validation", {}).get("selective_risk", float("nan"))),
+            # Undefined (null, "–" in the table) when nothing is accepted: not a perfect 0.
+            "test_risk": 100 * float((~correct[accepted]).float().mean()) if accepted.any() else None,
             "test_coverage": 100 * float(accepted.float().mean()),
         },
         # The sets as served (the pipeline's rule on the calibrated mean probabilities).
@@ -160,6 +161,11 @@ def comparisons_markdown(comps: dict[str, dict[str, Any]]) -> str:
                 f"| {name} | NLL − {d['baseline']}'s | {len(d['seeds'])} | {d['delta']:+.4f} | {d['ci95_low']:+.4f} to {d['ci95_high']:+.4f} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def percent_or_none(fraction: float | None) -> float | None:
+    """A manifest's fraction as a percent; None stays None (a risk over no accepted input)."""
+    return None if fraction is None else 100 * float(fraction)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, float]:

@@ -27,6 +27,7 @@ from models.pipeline import Pipeline
 from models.scorers.base import Scorer
 from models.usage import UsageError
 from training.data import Split, Splits, load_mnist, make_splits
+from training.evaluate import percent_or_none
 from training.finalize import run_pipeline
 from training.metrics import auroc_gain, ood_detection
 from training.ood_report import markdown
@@ -91,9 +92,9 @@ def served_figures(bundle: Bundle, pipeline: Pipeline, test: Split, ood_scores: 
         },
         "selective": {
             "failure_scorer": bundle.manifest.failure.name,
-            "validation_risk": 100 * float(val.get("selective_risk", float("nan"))),
+            "validation_risk": percent_or_none(val.get("selective_risk", float("nan"))),
             "validation_coverage": 100 * float(val.get("coverage", float("nan"))),
-            "test_risk": 100 * float((~correct[confident]).float().mean()) if confident.any() else 0.0,
+            "test_risk": 100 * float((~correct[confident]).float().mean()) if confident.any() else None,  # undefined, not 0
             "test_coverage": 100 * float(confident.float().mean()),
         },
     }

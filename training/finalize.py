@@ -136,7 +136,7 @@ def finalize(model: UncertaintyModel, spec: BundleSpec, splits: Splits, out: Pat
     fields = _manifest_fields(spec, failure_t, ood_t, qhat, splits.fingerprint)
     fields["metrics"] = {
         "validation": {
-            "selective_risk": risk,
+            "selective_risk": risk if coverage > 0 else None,  # no accepted prediction: no error rate
             **bound,
             "coverage": coverage,
             "ood_pass_rate": float((ood_val <= ood_t).float().mean()),

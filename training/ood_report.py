@@ -7,6 +7,11 @@ from typing import Any
 METRICS = ("auroc", "fpr95", "detection_error", "aupr_in", "aupr_out")
 
 
+def _risk(percent: float | None) -> str:
+    """A selective risk in percent; none over no accepted prediction."""
+    return "undefined (nothing accepted)" if percent is None else f"{percent:.2f}%"
+
+
 def msp_gains(res: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Each scorer's AUROC gain over MSP vs Fashion-MNIST with its interval; {} for results without them."""
     return dict(res.get("vs_msp", {}).get("fashion_mnist", {}))
@@ -40,8 +45,8 @@ def markdown(res: dict[str, Any]) -> str:
         "`auto_invert`, and is then classified like any digit, not rejected.",
         (
             f"Failure threshold ({sv['selective']['failure_scorer']}) on MNIST test: selective risk "
-            f"{sv['selective']['test_risk']:.2f}% at coverage {sv['selective']['test_coverage']:.2f}% "
-            f"(validation: {sv['selective']['validation_risk']:.2f}% at {sv['selective']['validation_coverage']:.2f}%)."
+            f"{_risk(sv['selective']['test_risk'])} at coverage {sv['selective']['test_coverage']:.2f}% "
+            f"(validation: {_risk(sv['selective']['validation_risk'])} at {sv['selective']['validation_coverage']:.2f}%)."
         ),
     ]
     if res.get("ood_dir_unreadable"):

@@ -166,7 +166,8 @@ def test_evaluate_reports_the_served_thresholds_risk_and_coverage_on_test(zoo: d
     assert selective["test_risk"] == pytest.approx(100 * float(wrong[accepted].float().mean()), abs=1e-4)
     assert 0 < selective["test_coverage"] < 100  # a 1-epoch net on 300 images abstains on some
     assert selective["target_risk"] == pytest.approx(100 * bundle.manifest.failure.target)
-    assert selective["validation_risk"] == pytest.approx(100 * bundle.manifest.metrics["validation"]["selective_risk"])
+    val_risk = bundle.manifest.metrics["validation"]["selective_risk"]  # None: it accepted no validation prediction
+    assert selective["validation_risk"] == (None if val_risk is None else pytest.approx(100 * val_risk))
     # The conformal sets as the pipeline serves them: coverage, mean size, single-class share.
     sizes = res.prediction_sets.sum(-1).double()
     covered = res.prediction_sets[torch.arange(500), test.y[:500]]
@@ -189,7 +190,8 @@ def test_the_training_options_are_stored_in_the_bundle(data_dir: Path, tmp_path:
     assert "99.5%" in m.ood.criterion and "3%" in m.failure.criterion
     val = m.metrics["validation"]
     # The thresholds honour the options on the validation data they were fitted on.
-    assert val["selective_risk"] <= 0.03 and val["ood_pass_rate"] >= 0.995
+    # (A threshold that accepts nothing has no error rate: None, not 0.)
+    assert (val["selective_risk"] is None) is (val["coverage"] == 0) and (val["selective_risk"] or 0) <= 0.03 and val["ood_pass_rate"] >= 0.995
 
 
 def test_a_failure_scorer_fitted_by_name_is_not_fitted_again_for_the_ood_choice(
@@ -803,3 +805,25 @@ def test_a_bundle_whose_threshold_accepts_nothing_is_warned_of(tiny_bundle: Path
         metrics = {**m.metrics, "validation": {**m.metrics["validation"], "coverage": coverage}}
         warn_if_all_abstain(m.model_copy(update={"metrics": metrics}))
         assert ("abstains on every input" in capsys.readouterr().err) is warned, coverage
+
+
+def test_a_threshold_that_accepts_nothing_has_no_selective_risk(
+    tiny_bundle: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The error rate of no accepted prediction is undefined: it was reported as a perfect 0 %, in
+    the manifest, `vigil evaluate` and the mean over seeds (ML workflow walkthrough)."""
+    import json
+
+    # What selective_risk_threshold answers when even the most confident prediction is wrong:
+    # a threshold under every score (MCP's failure score is never negative).
+    monkeypatch.setattr("training.finalize.selective_risk_threshold", lambda scores, correct, target: (-1.0, 0.0, 0.0))
+    strict = tmp_path / "strict"
+    assert vigil(["refit", str(tiny_bundle), "--out", str(strict), "--data-dir", str(data_dir), "--skip-test", "--version", "7", "--failure-scorer", "msp"]) == 0
+    val = load_bundle(strict).manifest.metrics["validation"]
+    assert val["coverage"] == 0 and val["selective_risk"] is None
+    capsys.readouterr()
+    out = tmp_path / "eval.json"
+    assert vigil(["evaluate", str(strict), "--data-dir", str(data_dir), "--limit", "200", "--out", str(out)]) == 0
+    selective = json.loads(out.read_text())
+    text = json.dumps(selective)
+    assert '"test_risk": null' in text and '"validation_risk": null' in text and '"test_coverage": 0.0' in text, text[:2000]
