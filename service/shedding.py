@@ -47,21 +47,22 @@ class InflightLimitMiddleware:
             await self.app(scope, receive, send)
             return
         g = self.gauge
-        client = network_of(scope["client"][0]) if scope.get("client") else ""
         if g.current >= g.limit:
             await self._shed(scope, receive, send, f"the service is at capacity ({g.limit} requests in flight)")
             return
-        if self.per_client and g.by_client.get(client, 0) >= self.per_client:
+        # Keyed only when the per-client limit is set: otherwise no work on the request path.
+        client = (network_of(scope["client"][0]) if scope.get("client") else "") if self.per_client else None
+        if client is not None and g.by_client.get(client, 0) >= self.per_client:
             await self._shed(scope, receive, send, f"this client has {self.per_client} requests in flight, its most (VIGIL_MAX_INFLIGHT_PER_CLIENT)")
             return
         g.current += 1
-        if self.per_client:
+        if client is not None:
             g.by_client[client] = g.by_client.get(client, 0) + 1
         try:
             await self.app(scope, receive, send)
         finally:
             g.current -= 1
-            if self.per_client:
+            if client is not None:
                 g.by_client[client] -= 1
                 if not g.by_client[client]:
                     del g.by_client[client]  # the map holds only clients with requests in flight

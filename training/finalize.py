@@ -126,7 +126,8 @@ def finalize(model: UncertaintyModel, spec: BundleSpec, splits: Splits, out: Pat
         failure_t, risk, coverage, bound["risk_bound"] = guaranteed_risk_threshold(val_out.failure_score, correct, spec.target_risk, spec.risk_confidence)
     # The OOD threshold on validation inputs the scorer was not fitted on (its layer
     # standardisation and ODIN's eps used val[:n]), so the pass rate is an honest estimate.
-    ood_val = val_out.ood_score[fit_rows(len(splits.val)) :]
+    fitted = fit_rows(len(splits.val))
+    ood_val = val_out.ood_score[fitted:]
     ood_t = pass_rate_threshold(ood_val, spec.ood_pass_rate)
     cal_out = run_pipeline(_pipeline(model, spec, fields), splits.cal)
     # Randomised APS scores at calibration (seeded); the served sets add the boundary
@@ -149,7 +150,7 @@ def finalize(model: UncertaintyModel, spec: BundleSpec, splits: Splits, out: Pat
     # The drift reference from the same held-out rows as the OOD threshold: on the rows the
     # scorer was fitted on (its layer standardisation is computed there) its scores are
     # tighter than live in-distribution traffic's, and the drift test would flag that gap.
-    held = slice(fit_rows(len(splits.val)), fit_rows(len(splits.val)) + REFERENCE_SIZE)
+    held = slice(fitted, fitted + REFERENCE_SIZE)
     fields["reference"] = {
         "confidence": [round(float(v), 6) for v in val_out.probs.max(-1).values[held]],
         "ood_score": [round(float(v), 6) for v in val_out.ood_score[held]],

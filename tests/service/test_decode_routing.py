@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import struct
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,10 +23,7 @@ from service.decode import (
 )
 from service.errors import ApiError
 from service.settings import Settings
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+from tests.service.hostile import png_chunk
 
 
 def _png(w: int, h: int) -> bytes:
@@ -80,7 +76,7 @@ def test_a_small_image_in_a_big_file_takes_the_careful_path() -> None:
     """The work of a decode grows with the file too: a 256x256 JPEG of 5 MB (430,000 repeated
     scans), or a PNG of 400,000 tiny chunks, held the event loop for seconds."""
     small = _png(28, 28)
-    padded = small[:33] + b"".join(_chunk(b"tEXt", b"k\x00" + b"v" * 60) for _ in range(1100)) + small[33:]  # after IHDR
+    padded = small[:33] + b"".join(png_chunk(b"tEXt", b"k\x00" + b"v" * 60) for _ in range(1100)) + small[33:]  # after IHDR
     assert Image.open(io.BytesIO(padded)).size == (28, 28) and len(padded) > INLINE_DECODE_BYTES
     assert decodes_quickly(small) and not decodes_quickly(padded)
 

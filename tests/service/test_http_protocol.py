@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.server import ServerState
 
 from service.http_protocol import MAX_HEAD_BYTES, VigilHttpProtocol
-from tests.service.test_uvicorn_process import free_port
+from tests.service.test_uvicorn_process import free_port, until_closed
 
 
 async def echo_size(scope: Scope, receive: Receive, send: Send) -> None:
@@ -295,9 +295,7 @@ def test_a_head_that_does_not_arrive_in_time_is_refused_and_a_silent_connection_
         assert s.recv(100) == b"" and time.monotonic() - started < 3  # closed, with nothing to answer
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:  # a head that never ends
         s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: a\r\n")
-        got = b""
-        while data := s.recv(65536):
-            got += data
+        got = until_closed(s)
     refusal(got, 408, "request_head_timeout")
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:  # blank lines, which begin no request
         s.sendall(b"\r\n\r\n")
@@ -310,9 +308,7 @@ def test_a_head_that_does_not_arrive_in_time_is_refused_and_a_silent_connection_
         s.sendall(b"cd")
         time.sleep(0.2)  # the next head is timed from the answer before it
         s.sendall(b"GET /b HTTP/1.1\r\nHost: a\r\n")
-        got = b""
-        while data := s.recv(65536):
-            got += data
+        got = until_closed(s)
     first, second = answers(got)
     assert first[0] == 200 and json.loads(first[2])["size"] == 4 and second[0] == 408
     # A lone CRLF after an answer cancels uvicorn's keep-alive timer and begins no request: the
@@ -322,7 +318,5 @@ def test_a_head_that_does_not_arrive_in_time_is_refused_and_a_silent_connection_
         time.sleep(0.2)
         s.sendall(b"\r\n")
         started = time.monotonic()
-        got = b""
-        while data := s.recv(65536):
-            got += data
+        got = until_closed(s)
     assert [a[0] for a in answers(got)] == [200] and time.monotonic() - started < 3

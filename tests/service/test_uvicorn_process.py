@@ -38,6 +38,14 @@ def free_port() -> int:
     raise AssertionError("no free port in 20000-31999")
 
 
+def until_closed(s: socket.socket) -> bytes:
+    """Everything the server sends on `s` until it closes the connection."""
+    got = b""
+    while data := s.recv(65536):
+        got += data
+    return got
+
+
 def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -74,9 +82,7 @@ def test_serve_process_logs_every_request(tiny_bundle: Path, db_url: str) -> Non
         def refused(request: bytes) -> tuple[bytes, dict[str, str]]:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
                 s.sendall(request)
-                answer = b""
-                while data := s.recv(65536):  # until the server closes the connection
-                    answer += data
+                answer = until_closed(s)
             head, _, body = answer.partition(b"\r\n\r\n")
             return head, json.loads(body)["error"]
 
@@ -98,9 +104,7 @@ def test_serve_process_logs_every_request(tiny_bundle: Path, db_url: str) -> Non
             s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: a\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
             time.sleep(0.5)  # the app is waiting for the rest of the body
             s.sendall(b"zz\r\n")
-            answer = b""
-            while data := s.recv(65536):
-                answer += data
+            answer = until_closed(s)
         head, _, body = answer.partition(b"\r\n\r\n")
         framing = json.loads(body)["error"]
         assert head.startswith(b"HTTP/1.1 400 ") and framing["code"] == "malformed_request"
@@ -190,9 +194,7 @@ def test_an_upload_still_stalled_at_the_shutdown_timeout_gets_a_503_and_its_row(
             s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: a\r\nContent-Type: image/png\r\nContent-Length: 5000\r\n\r\n" + noise_png(0)[:100])
             time.sleep(0.5)  # the request is in the app, waiting for the rest of its body
             proc.send_signal(signal.SIGTERM)
-            answer = b""
-            while data := s.recv(65536):
-                answer += data
+            answer = until_closed(s)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

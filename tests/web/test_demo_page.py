@@ -150,6 +150,7 @@ def test_monitor_page_renders_its_charts_and_refreshes(
     assert int(page.locator("#t-requests").inner_text()) >= 3
     expect(page.locator("#t-ood")).not_to_have_text("0.0%")
     expect(page.locator("#t-accept")).to_have_text(re.compile(r"^\d+\.\d%$"))  # a rate beside rates, not a count
+    expect(page.locator("#capped")).to_be_hidden()  # a few requests, far under the feed's row limit: the whole window
     first = page.locator("#status").inner_text()
     expect(page.locator("#status")).not_to_have_text(
         first, timeout=5_000
